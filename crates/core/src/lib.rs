@@ -1,1 +1,16 @@
-//! placeholder
+//! The broker without I/O: sessions and their QoS state, the subscription index, retained
+//! messages, wills, and the router. No sockets, no files, no runtime: the `server` crate drives it.
+
+pub mod broker;
+pub mod message;
+pub mod retained;
+pub mod session;
+pub mod stats;
+pub mod subscriptions;
+
+pub use broker::{
+    Attached, Broker, BrokerSettings, ConnectParams, Disconnect, RouteResult, SubscribeResult,
+};
+pub use message::{Delivery, Message, SharedRef};
+pub use session::{Enqueued, Outgoing, QueueLimits, QueueOverflow, Session, SessionId, Wake};
+pub use stats::Stats;

@@ -1,0 +1,576 @@
+//! A session's state: its subscriptions, its bounded outbound queue, the outbound inflight window
+//! with its QoS 1/2 state machines, incoming QoS 2 packet ids, its will and its expiry.
+//!
+//! The state sits behind one short-held mutex per session. The router pushes into the queue from
+//! publishers' connection tasks; the owning connection task drains it. Lock order: the subscription
+//! index is never acquired while a session lock is held.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use wardgate_protocol::{PacketId, ProtocolVersion, QoS, SubscriptionOptions, TopicFilter, Will};
+
+use crate::message::Delivery;
+
+/// A broker-unique session number (never reused while the process runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// How the core tells a connection task that its session has work (queued messages, a kick).
+pub trait Wake: Send + Sync {
+    /// Wakes the connection task; cheap and idempotent.
+    fn wake(&self);
+}
+
+/// What happens when a session's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueOverflow {
+    /// Drop the new message (Mosquitto's behaviour).
+    #[default]
+    DropNew,
+    /// Drop the oldest queued message to make room (EMQX's, and AIO's `DropOldest`).
+    DropOldest,
+}
+
+/// Per-session queue bounds, from the broker's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Hard bound on queued (not yet inflight) messages; past it `overflow` applies.
+    pub max_queued: usize,
+    /// Above this many queued messages the session reports itself congested, so publishers slow down.
+    pub congestion_threshold: usize,
+    /// What to drop when the queue is full.
+    pub overflow: QueueOverflow,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            max_queued: 100_000,
+            congestion_threshold: 2_000,
+            overflow: QueueOverflow::DropNew,
+        }
+    }
+}
+
+/// The result of offering a message to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued (or replaced the oldest under `DropOldest`, which counts one drop).
+    Queued {
+        congested: bool,
+        dropped_oldest: bool,
+    },
+    /// Dropped: QoS 0 to an offline session.
+    DroppedOffline,
+    /// Dropped: the queue is full and the policy keeps old messages.
+    DroppedFull,
+}
+
+/// Where an outbound QoS 1/2 message is in its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InflightState {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    AwaitPubAck,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    AwaitPubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitPubComp,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    packet_id: PacketId,
+    delivery: Delivery,
+    state: InflightState,
+}
+
+/// One packet the connection task must write for its session's outbound flow.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A PUBLISH; `packet_id` is set for QoS 1/2, `dup` on redelivery.
+    Publish {
+        delivery: Delivery,
+        packet_id: Option<PacketId>,
+        dup: bool,
+    },
+    /// A PUBREL to (re)send for a QoS 2 flow that got its PUBREC.
+    PubRel(PacketId),
+}
+
+/// What [`Session::check_expiry`] found.
+#[derive(Debug)]
+pub(crate) enum SessionEntryCheck {
+    /// Nothing to do.
+    Alive,
+    /// The delayed will is due; the session lives on.
+    WillDue(Will),
+    /// The session expired (with its pending will, if any, to publish first).
+    Expired(Option<Will>),
+}
+
+/// A subscription as the session remembers it (the index holds the routing copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionEntry {
+    /// The options from SUBSCRIBE.
+    pub options: SubscriptionOptions,
+    /// The Subscription Identifier, if the SUBSCRIBE carried one.
+    pub id: Option<u32>,
+}
+
+#[derive(Debug)]
+struct Link {
+    generation: u64,
+    waker: Arc<dyn Wake>,
+    kick: Option<wardgate_protocol::ReasonCode>,
+}
+
+impl std::fmt::Debug for dyn Wake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wake")
+    }
+}
+
+/// The mutable part of a session.
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    link: Option<Link>,
+    pub(crate) subscriptions: HashMap<TopicFilter, SubscriptionEntry>,
+    queue: VecDeque<Delivery>,
+    inflight: VecDeque<Inflight>,
+    inflight_ids: HashSet<u16>,
+    next_packet_id: u16,
+    /// The client's Receive Maximum: how many QoS 1/2 PUBLISH may be unacknowledged.
+    send_quota: u16,
+    incoming_qos2: HashSet<u16>,
+    pub(crate) expiry_interval: u32,
+    pub(crate) protocol: ProtocolVersion,
+    pub(crate) will: Option<Will>,
+    /// A will waiting for its delay after the connection dropped.
+    pub(crate) pending_will: Option<(Instant, Will)>,
+    /// When the session was left without a connection.
+    pub(crate) disconnected_at: Option<Instant>,
+    space_waiters: Vec<Arc<dyn Wake>>,
+    limits: QueueLimits,
+    dropped: u64,
+    generation_counter: u64,
+}
+
+/// A session: identity plus state. Shared as `Arc<Session>` by the registry, the subscription
+/// index and the connection task.
+#[derive(Debug)]
+pub struct Session {
+    id: SessionId,
+    client_id: Arc<str>,
+    connected: AtomicBool,
+    pub(crate) state: Mutex<SessionState>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: SessionId,
+        client_id: Arc<str>,
+        protocol: ProtocolVersion,
+        limits: QueueLimits,
+    ) -> Self {
+        Self {
+            id,
+            client_id,
+            connected: AtomicBool::new(false),
+            state: Mutex::new(SessionState {
+                link: None,
+                subscriptions: HashMap::new(),
+                queue: VecDeque::new(),
+                inflight: VecDeque::new(),
+                inflight_ids: HashSet::new(),
+                next_packet_id: 1,
+                send_quota: u16::MAX,
+                incoming_qos2: HashSet::new(),
+                expiry_interval: 0,
+                protocol,
+                will: None,
+                pending_will: None,
+                disconnected_at: None,
+                space_waiters: Vec::new(),
+                limits,
+                dropped: 0,
+                generation_counter: 0,
+            }),
+        }
+    }
+
+    /// The session's number.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// The MQTT client identifier.
+    pub fn client_id(&self) -> &Arc<str> {
+        &self.client_id
+    }
+
+    /// Whether a connection is attached (lock-free; used by shared-subscription selection).
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Attaches a connection, kicking any previous one with `kick_reason`. Returns the new
+    /// connection's generation and whether a previous connection was kicked.
+    pub(crate) fn attach(
+        &self,
+        waker: Arc<dyn Wake>,
+        send_quota: u16,
+        kick_reason: wardgate_protocol::ReasonCode,
+    ) -> (u64, Option<Will>) {
+        let mut st = self.state.lock();
+        let old_will = st.will.take();
+        if let Some(old) = st.link.as_mut() {
+            old.kick = Some(kick_reason);
+            old.waker.wake();
+        }
+        st.generation_counter += 1;
+        let generation = st.generation_counter;
+        st.link = Some(Link {
+            generation,
+            waker,
+            kick: None,
+        });
+        st.send_quota = send_quota.max(1);
+        st.disconnected_at = None;
+        self.connected.store(true, Ordering::Release);
+        (generation, old_will)
+    }
+
+    /// Ends this session's life as a routing target because a clean-start connection replaces
+    /// it: the attached connection (if any) is told to go (its `kicked` then reports session
+    /// takeover), and the will it had, or the delayed will still pending, is returned for
+    /// publishing (the session ends now).
+    pub(crate) fn retire(&self) -> Option<Will> {
+        let mut st = self.state.lock();
+        if let Some(old) = st.link.take() {
+            old.waker.wake();
+        }
+        self.connected.store(false, Ordering::Release);
+        let pending = st.pending_will.take().map(|(_, w)| w);
+        st.will.take().or(pending)
+    }
+
+    /// Decides what periodic maintenance this session needs at `now`.
+    pub(crate) fn check_expiry(&self, now: Instant) -> SessionEntryCheck {
+        let mut st = self.state.lock();
+        let Some(since) = st.disconnected_at else {
+            return SessionEntryCheck::Alive;
+        };
+        if st.link.is_some() {
+            return SessionEntryCheck::Alive;
+        }
+        let expired = st.expiry_interval != u32::MAX
+            && now.duration_since(since)
+                >= std::time::Duration::from_secs(u64::from(st.expiry_interval));
+        if expired {
+            return SessionEntryCheck::Expired(st.pending_will.take().map(|(_, w)| w));
+        }
+        if st.pending_will.as_ref().is_some_and(|(at, _)| now >= *at)
+            && let Some((_, will)) = st.pending_will.take()
+        {
+            return SessionEntryCheck::WillDue(will);
+        }
+        SessionEntryCheck::Alive
+    }
+
+    /// Detaches connection `generation` if it is still the attached one. Returns false if another
+    /// connection has taken the session over meanwhile.
+    pub(crate) fn detach(&self, generation: u64, now: Instant) -> bool {
+        let mut st = self.state.lock();
+        match &st.link {
+            Some(link) if link.generation == generation => {
+                st.link = None;
+                st.disconnected_at = Some(now);
+                self.connected.store(false, Ordering::Release);
+                // Publishers waiting for room must not wait on a session nobody drains.
+                for w in st.space_waiters.drain(..) {
+                    w.wake();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// If connection `generation` has been told to go away, the reason.
+    pub fn kicked(&self, generation: u64) -> Option<wardgate_protocol::ReasonCode> {
+        let st = self.state.lock();
+        match &st.link {
+            Some(link) if link.generation == generation => link.kick,
+            _ => Some(wardgate_protocol::ReasonCode::SESSION_TAKEN_OVER),
+        }
+    }
+
+    /// Offers a delivery. Wakes the attached connection when queued.
+    pub fn enqueue(&self, delivery: Delivery) -> Enqueued {
+        let mut st = self.state.lock();
+        if st.link.is_none() && delivery.qos == QoS::AtMostOnce {
+            st.dropped += 1;
+            return Enqueued::DroppedOffline;
+        }
+        let mut dropped_oldest = false;
+        if st.queue.len() >= st.limits.max_queued {
+            match st.limits.overflow {
+                QueueOverflow::DropNew => {
+                    st.dropped += 1;
+                    return Enqueued::DroppedFull;
+                }
+                QueueOverflow::DropOldest => {
+                    st.queue.pop_front();
+                    st.dropped += 1;
+                    dropped_oldest = true;
+                }
+            }
+        }
+        let was_empty = st.queue.is_empty();
+        st.queue.push_back(delivery);
+        let congested = st.link.is_some() && st.queue.len() > st.limits.congestion_threshold;
+        if was_empty && let Some(link) = &st.link {
+            link.waker.wake();
+        }
+        Enqueued::Queued {
+            congested,
+            dropped_oldest,
+        }
+    }
+
+    /// Registers `waker` to be woken when this session's queue falls below the congestion
+    /// threshold (or the session loses its connection). Returns false, registering nothing, if
+    /// the queue is already below it.
+    pub fn wait_for_space(&self, waker: Arc<dyn Wake>) -> bool {
+        let mut st = self.state.lock();
+        if st.link.is_none() || st.queue.len() <= st.limits.congestion_threshold {
+            return false;
+        }
+        st.space_waiters.push(waker);
+        true
+    }
+
+    /// Messages to write now: redeliveries first are handled by [`Session::resend_inflight`];
+    /// this takes queued messages while the client's Receive Maximum has room, at most `max`
+    /// packets. `fits` rejects a delivery the client cannot accept (Maximum Packet Size); such
+    /// deliveries and expired ones are dropped and counted. Returns how many were dropped.
+    pub fn drain(
+        &self,
+        now: Instant,
+        max: usize,
+        mut fits: impl FnMut(&Delivery) -> bool,
+        out: &mut Vec<Outgoing>,
+    ) -> u64 {
+        let mut st = self.state.lock();
+        let mut dropped = 0;
+        let mut taken = 0;
+        while taken < max {
+            let Some(front) = st.queue.front() else { break };
+            if front.qos != QoS::AtMostOnce && st.inflight.len() >= usize::from(st.send_quota) {
+                break;
+            }
+            let Some(delivery) = st.queue.pop_front() else {
+                break;
+            };
+            if delivery.message.is_expired(now) || !fits(&delivery) {
+                dropped += 1;
+                continue;
+            }
+            taken += 1;
+            if delivery.qos == QoS::AtMostOnce {
+                out.push(Outgoing::Publish {
+                    delivery,
+                    packet_id: None,
+                    dup: false,
+                });
+                continue;
+            }
+            let packet_id = st.allocate_packet_id();
+            let state = if delivery.qos == QoS::AtLeastOnce {
+                InflightState::AwaitPubAck
+            } else {
+                InflightState::AwaitPubRec
+            };
+            st.inflight_ids.insert(packet_id.get());
+            st.inflight.push_back(Inflight {
+                packet_id,
+                delivery: delivery.clone(),
+                state,
+            });
+            out.push(Outgoing::Publish {
+                delivery,
+                packet_id: Some(packet_id),
+                dup: false,
+            });
+        }
+        st.dropped += dropped;
+        if !st.space_waiters.is_empty() && st.queue.len() <= st.limits.congestion_threshold / 2 {
+            for w in st.space_waiters.drain(..) {
+                w.wake();
+            }
+        }
+        dropped
+    }
+
+    /// Whether queued messages remain that the inflight window would allow to send now.
+    pub fn has_sendable(&self) -> bool {
+        let st = self.state.lock();
+        match st.queue.front() {
+            None => false,
+            Some(d) => d.qos == QoS::AtMostOnce || st.inflight.len() < usize::from(st.send_quota),
+        }
+    }
+
+    /// Every unacknowledged outbound flow, to resend after the session resumes: PUBLISH with DUP
+    /// for those awaiting PUBACK/PUBREC, PUBREL for those awaiting PUBCOMP [MQTT-4.4.0-1].
+    pub fn resend_inflight(&self, out: &mut Vec<Outgoing>) {
+        let st = self.state.lock();
+        for f in &st.inflight {
+            out.push(match f.state {
+                InflightState::AwaitPubComp => Outgoing::PubRel(f.packet_id),
+                _ => Outgoing::Publish {
+                    delivery: f.delivery.clone(),
+                    packet_id: Some(f.packet_id),
+                    dup: true,
+                },
+            });
+        }
+    }
+
+    /// Handles PUBACK. Returns false if no QoS 1 flow had that id.
+    pub fn puback(&self, packet_id: PacketId) -> bool {
+        self.complete(packet_id, InflightState::AwaitPubAck)
+    }
+
+    /// Handles PUBCOMP. Returns false if no flow was awaiting it.
+    pub fn pubcomp(&self, packet_id: PacketId) -> bool {
+        self.complete(packet_id, InflightState::AwaitPubComp)
+    }
+
+    /// Handles PUBREC. `accepted` is false when its reason code is an error, which ends the flow
+    /// (no PUBREL). Returns whether a PUBREL must be sent.
+    pub fn pubrec(&self, packet_id: PacketId, accepted: bool) -> bool {
+        if !accepted {
+            self.complete(packet_id, InflightState::AwaitPubRec);
+            return false;
+        }
+        let mut st = self.state.lock();
+        match st.inflight.iter_mut().find(|f| f.packet_id == packet_id) {
+            Some(f) if f.state == InflightState::AwaitPubRec => {
+                f.state = InflightState::AwaitPubComp;
+                true
+            }
+            // A repeated PUBREC for a flow already released: answer with PUBREL again.
+            Some(f) => f.state == InflightState::AwaitPubComp,
+            None => false,
+        }
+    }
+
+    fn complete(&self, packet_id: PacketId, expected: InflightState) -> bool {
+        let mut st = self.state.lock();
+        let Some(pos) = st.inflight.iter().position(|f| f.packet_id == packet_id) else {
+            return false;
+        };
+        if st.inflight[pos].state != expected {
+            return false;
+        }
+        st.inflight.remove(pos);
+        st.inflight_ids.remove(&packet_id.get());
+        let wake = st.queue.front().is_some();
+        if wake && let Some(link) = &st.link {
+            link.waker.wake();
+        }
+        true
+    }
+
+    /// Records an incoming QoS 2 PUBLISH. Returns true the first time (route it), false for a
+    /// retransmission of a packet id not yet released (do not route it again).
+    pub fn incoming_qos2(&self, packet_id: PacketId) -> bool {
+        self.state.lock().incoming_qos2.insert(packet_id.get())
+    }
+
+    /// How many incoming QoS 2 flows await PUBREL (counts against the server's Receive Maximum).
+    pub fn incoming_qos2_len(&self) -> usize {
+        self.state.lock().incoming_qos2.len()
+    }
+
+    /// Handles PUBREL. Returns false if the id was unknown.
+    pub fn pubrel(&self, packet_id: PacketId) -> bool {
+        self.state.lock().incoming_qos2.remove(&packet_id.get())
+    }
+
+    /// The subscriptions the session holds, as (filter, entry).
+    pub fn subscriptions(&self) -> Vec<(TopicFilter, SubscriptionEntry)> {
+        self.state
+            .lock()
+            .subscriptions
+            .iter()
+            .map(|(f, e)| (f.clone(), *e))
+            .collect()
+    }
+
+    /// Queued (not inflight) messages.
+    pub fn queued_len(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+
+    /// Outbound QoS 1/2 flows awaiting acknowledgement.
+    pub fn inflight_len(&self) -> usize {
+        self.state.lock().inflight.len()
+    }
+
+    /// Messages this session dropped (queue full, offline QoS 0, expired, too large).
+    pub fn dropped(&self) -> u64 {
+        self.state.lock().dropped
+    }
+
+    /// Takes every queued and inflight QoS 1/2 delivery that came through a shared subscription,
+    /// so the broker can hand them to another member of the group.
+    pub(crate) fn take_shared_deliveries(&self) -> Vec<Delivery> {
+        let mut st = self.state.lock();
+        let mut taken = Vec::new();
+        let st = &mut *st;
+        st.queue.retain(|d| {
+            if d.shared.is_some() && d.qos != QoS::AtMostOnce {
+                taken.push(d.clone());
+                false
+            } else {
+                true
+            }
+        });
+        let ids = &mut st.inflight_ids;
+        st.inflight.retain(|f| {
+            // A QoS 2 flow past PUBREC belongs to this client now; it must not be duplicated.
+            if f.delivery.shared.is_some() && f.state != InflightState::AwaitPubComp {
+                ids.remove(&f.packet_id.get());
+                taken.push(f.delivery.clone());
+                false
+            } else {
+                true
+            }
+        });
+        taken
+    }
+}
+
+impl SessionState {
+    fn allocate_packet_id(&mut self) -> PacketId {
+        loop {
+            let candidate = self.next_packet_id;
+            self.next_packet_id = if candidate == u16::MAX {
+                1
+            } else {
+                candidate + 1
+            };
+            if !self.inflight_ids.contains(&candidate)
+                && let Some(id) = PacketId::new(candidate)
+            {
+                return id;
+            }
+        }
+    }
+}

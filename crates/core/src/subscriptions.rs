@@ -1,0 +1,470 @@
+//! The subscription index: exact filters in a hash map, wildcard filters in a level trie, and
+//! `$share` groups with round-robin selection over connected members.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use wardgate_protocol::{SubscriptionOptions, TopicFilter};
+
+use crate::session::{Session, SessionId};
+
+/// One session's subscription to one filter, as the router sees it.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// The subscribing session.
+    pub session: Arc<Session>,
+    /// Its options (QoS, No Local, Retain As Published, Retain Handling).
+    pub options: SubscriptionOptions,
+    /// Its Subscription Identifier.
+    pub id: Option<u32>,
+}
+
+/// The members of one `$share/<group>/<filter>` group.
+#[derive(Debug)]
+pub struct SharedGroup {
+    /// The share name.
+    pub name: Arc<str>,
+    /// The filter the group subscribes to (without the `$share/<name>/` prefix).
+    pub filter: TopicFilter,
+    /// Members in subscription order.
+    pub members: Vec<Subscriber>,
+    next: AtomicUsize,
+}
+
+impl SharedGroup {
+    /// Picks the next member round robin, preferring connected ones; `exclude` is skipped (the
+    /// member a message is being taken away from). `None` only when no member qualifies.
+    pub fn pick(&self, exclude: Option<SessionId>) -> Option<&Subscriber> {
+        let n = self.members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut candidates = (0..n)
+            .map(|i| &self.members[(start + i) % n])
+            .filter(|s| Some(s.session.id()) != exclude);
+        // Nobody connected: queue on a persistent member so the message waits for it.
+        candidates
+            .clone()
+            .find(|s| s.session.is_connected())
+            .or_else(|| candidates.next())
+    }
+}
+
+/// Everything subscribed to one filter.
+#[derive(Debug, Default)]
+pub struct FilterEntry {
+    /// Ordinary subscriptions.
+    pub subscribers: Vec<Subscriber>,
+    /// Shared subscription groups on this filter.
+    pub groups: Vec<SharedGroup>,
+}
+
+impl FilterEntry {
+    fn is_empty(&self) -> bool {
+        self.subscribers.is_empty() && self.groups.is_empty()
+    }
+
+    fn upsert(&mut self, filter: &TopicFilter, group: Option<&Arc<str>>, sub: Subscriber) -> bool {
+        let list = match group {
+            None => &mut self.subscribers,
+            Some(name) => {
+                let pos = match self.groups.iter().position(|g| &g.name == name) {
+                    Some(pos) => pos,
+                    None => {
+                        self.groups.push(SharedGroup {
+                            name: name.clone(),
+                            filter: filter.clone(),
+                            members: Vec::new(),
+                            next: AtomicUsize::new(0),
+                        });
+                        self.groups.len() - 1
+                    }
+                };
+                &mut self.groups[pos].members
+            }
+        };
+        match list.iter_mut().find(|s| s.session.id() == sub.session.id()) {
+            Some(existing) => {
+                *existing = sub;
+                true
+            }
+            None => {
+                list.push(sub);
+                false
+            }
+        }
+    }
+
+    fn remove(&mut self, group: Option<&str>, session: SessionId) -> bool {
+        let list = match group {
+            None => &mut self.subscribers,
+            Some(name) => match self.groups.iter_mut().find(|g| &*g.name == name) {
+                Some(g) => &mut g.members,
+                None => return false,
+            },
+        };
+        let before = list.len();
+        list.retain(|s| s.session.id() != session);
+        let removed = list.len() != before;
+        self.groups.retain(|g| !g.members.is_empty());
+        removed
+    }
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    plus: Option<Box<Node>>,
+    /// Filters ending at this node (`a/+` ends at the `+` node).
+    here: Option<FilterEntry>,
+    /// The filter `<path>/#`.
+    hash: Option<FilterEntry>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty()
+            && self.plus.is_none()
+            && self.here.is_none()
+            && self.hash.is_none()
+    }
+}
+
+/// The routing table.
+#[derive(Debug, Default)]
+pub struct SubscriptionIndex {
+    exact: HashMap<Arc<str>, FilterEntry>,
+    wild: Node,
+    count: usize,
+}
+
+impl SubscriptionIndex {
+    /// Adds or replaces `sub`'s subscription to `filter` (in `group` if shared). Returns true when
+    /// it replaced an existing one.
+    pub fn insert(
+        &mut self,
+        filter: &TopicFilter,
+        group: Option<&Arc<str>>,
+        sub: Subscriber,
+    ) -> bool {
+        let replaced = self.entry_mut(filter).upsert(filter, group, sub);
+        if !replaced {
+            self.count += 1;
+        }
+        replaced
+    }
+
+    /// Removes `session`'s subscription to `filter` (in `group`). Returns whether it existed.
+    pub fn remove(
+        &mut self,
+        filter: &TopicFilter,
+        group: Option<&str>,
+        session: SessionId,
+    ) -> bool {
+        let removed = if filter.has_wildcards() {
+            let levels: Vec<&str> = filter.as_str().split('/').collect();
+            remove_wild(&mut self.wild, &levels, group, session)
+        } else {
+            match self.exact.get_mut(filter.as_str()) {
+                Some(entry) => {
+                    let removed = entry.remove(group, session);
+                    if entry.is_empty() {
+                        self.exact.remove(filter.as_str());
+                    }
+                    removed
+                }
+                None => false,
+            }
+        };
+        if removed {
+            self.count -= 1;
+        }
+        removed
+    }
+
+    /// Number of subscriptions (shared members counted one each).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there are no subscriptions.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Calls `f` with every filter entry matching `topic` (MQTT-4.7.2-1: `$` topics are not matched
+    /// by a leading wildcard).
+    pub fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(&'a FilterEntry)) {
+        if let Some(entry) = self.exact.get(topic) {
+            f(entry);
+        }
+        let dollar = topic.starts_with('$');
+        let mut levels = topic.split('/');
+        walk(&self.wild, &mut levels, 0, dollar, &mut f);
+    }
+
+    /// The shared group `name` on `filter`, if it exists.
+    pub fn group(&self, filter: &TopicFilter, name: &str) -> Option<&SharedGroup> {
+        let entry = if filter.has_wildcards() {
+            let mut node = &self.wild;
+            let mut levels = filter.as_str().split('/').peekable();
+            let mut found = None;
+            while let Some(level) = levels.next() {
+                let last = levels.peek().is_none();
+                if level == "#" {
+                    found = node.hash.as_ref();
+                    break;
+                }
+                node = match level {
+                    "+" => node.plus.as_deref()?,
+                    l => node.children.get(l)?,
+                };
+                if last {
+                    found = node.here.as_ref();
+                }
+            }
+            found
+        } else {
+            self.exact.get(filter.as_str())
+        };
+        entry?.groups.iter().find(|g| &*g.name == name)
+    }
+
+    fn entry_mut(&mut self, filter: &TopicFilter) -> &mut FilterEntry {
+        if !filter.has_wildcards() {
+            let key: Arc<str> = Arc::from(filter.as_str());
+            return self.exact.entry(key).or_default();
+        }
+        let mut node = &mut self.wild;
+        let mut levels = filter.as_str().split('/').peekable();
+        while let Some(level) = levels.next() {
+            if level == "#" {
+                return node.hash.get_or_insert_with(FilterEntry::default);
+            }
+            node = match level {
+                "+" => node.plus.get_or_insert_with(Box::default),
+                l => node.children.entry(l.into()).or_default(),
+            };
+            if levels.peek().is_none() {
+                return node.here.get_or_insert_with(FilterEntry::default);
+            }
+        }
+        // A validated filter is never empty; an empty one would have returned above.
+        node.here.get_or_insert_with(FilterEntry::default)
+    }
+}
+
+fn walk<'a, 't>(
+    node: &'a Node,
+    levels: &mut (impl Iterator<Item = &'t str> + Clone),
+    depth: usize,
+    dollar: bool,
+    f: &mut impl FnMut(&'a FilterEntry),
+) {
+    let wildcard_ok = !(depth == 0 && dollar);
+    if wildcard_ok && let Some(entry) = &node.hash {
+        f(entry);
+    }
+    let Some(level) = levels.next() else {
+        if depth > 0
+            && let Some(entry) = &node.here
+        {
+            f(entry);
+        }
+        return;
+    };
+    if let Some(child) = node.children.get(level) {
+        walk(child, &mut levels.clone(), depth + 1, dollar, f);
+    }
+    if wildcard_ok && let Some(plus) = &node.plus {
+        walk(plus, &mut levels.clone(), depth + 1, dollar, f);
+    }
+}
+
+fn remove_wild(node: &mut Node, levels: &[&str], group: Option<&str>, session: SessionId) -> bool {
+    let Some((first, rest)) = levels.split_first() else {
+        return false;
+    };
+    if *first == "#" {
+        let Some(entry) = node.hash.as_mut() else {
+            return false;
+        };
+        let removed = entry.remove(group, session);
+        if entry.is_empty() {
+            node.hash = None;
+        }
+        return removed;
+    }
+    let child = match *first {
+        "+" => match node.plus.as_deref_mut() {
+            Some(c) => c,
+            None => return false,
+        },
+        l => match node.children.get_mut(l) {
+            Some(c) => c,
+            None => return false,
+        },
+    };
+    let removed = if rest.is_empty() {
+        match child.here.as_mut() {
+            Some(entry) => {
+                let removed = entry.remove(group, session);
+                if entry.is_empty() {
+                    child.here = None;
+                }
+                removed
+            }
+            None => false,
+        }
+    } else {
+        remove_wild(child, rest, group, session)
+    };
+    if child.is_empty() {
+        match *first {
+            "+" => node.plus = None,
+            l => {
+                node.children.remove(l);
+            }
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::QueueLimits;
+    use proptest::prelude::*;
+    use wardgate_protocol::{ProtocolVersion, QoS, RetainHandling, topic_matches};
+
+    fn session(n: u64) -> Arc<Session> {
+        Arc::new(Session::new(
+            SessionId(n),
+            Arc::from(format!("c{n}")),
+            ProtocolVersion::V5,
+            QueueLimits::default(),
+        ))
+    }
+
+    fn sub(s: &Arc<Session>) -> Subscriber {
+        Subscriber {
+            session: s.clone(),
+            options: SubscriptionOptions {
+                qos: QoS::AtLeastOnce,
+                no_local: false,
+                retain_as_published: false,
+                retain_handling: RetainHandling::SendAtSubscribe,
+            },
+            id: None,
+        }
+    }
+
+    fn matched(index: &SubscriptionIndex, topic: &str) -> Vec<u64> {
+        let mut ids = Vec::new();
+        index.for_each_match(topic, |e| {
+            ids.extend(e.subscribers.iter().map(|s| s.session.id().0));
+        });
+        ids.sort_unstable();
+        ids
+    }
+
+    fn filter(f: &str) -> TopicFilter {
+        TopicFilter::new(f).expect("valid filter")
+    }
+
+    #[test]
+    fn matches_exact_plus_hash_and_parent_level() {
+        let mut index = SubscriptionIndex::default();
+        let filters = [
+            "a/b", "a/+", "a/#", "#", "+/+", "+", "a/b/c", "$SYS/#", "+/b",
+        ];
+        let sessions: Vec<_> = (0..filters.len() as u64).map(session).collect();
+        for (f, s) in filters.iter().zip(&sessions) {
+            assert!(!index.insert(&filter(f), None, sub(s)));
+        }
+        assert_eq!(index.len(), filters.len());
+        assert_eq!(matched(&index, "a/b"), vec![0, 1, 2, 3, 4, 8]);
+        assert_eq!(matched(&index, "a"), vec![2, 3, 5]);
+        assert_eq!(matched(&index, "a/b/c"), vec![2, 3, 6]);
+        assert_eq!(matched(&index, "$SYS/x"), vec![7]);
+        assert_eq!(matched(&index, "$SYS"), vec![7]);
+        assert_eq!(matched(&index, "/b"), vec![3, 4, 8]);
+    }
+
+    #[test]
+    fn remove_prunes_and_counts() {
+        let mut index = SubscriptionIndex::default();
+        let s = session(1);
+        index.insert(&filter("a/+/c"), None, sub(&s));
+        assert!(
+            index.insert(&filter("a/+/c"), None, sub(&s)),
+            "second insert replaces"
+        );
+        assert_eq!(index.len(), 1);
+        assert!(index.remove(&filter("a/+/c"), None, s.id()));
+        assert!(!index.remove(&filter("a/+/c"), None, s.id()));
+        assert!(index.is_empty());
+        assert!(index.wild.is_empty(), "trie pruned");
+    }
+
+    #[test]
+    fn shared_groups_round_robin() {
+        let mut index = SubscriptionIndex::default();
+        let group: Arc<str> = Arc::from("g");
+        let (a, b) = (session(1), session(2));
+        index.insert(&filter("t/#"), Some(&group), sub(&a));
+        index.insert(&filter("t/#"), Some(&group), sub(&b));
+        let g = index.group(&filter("t/#"), "g").expect("group exists");
+        // Neither is connected: still picks members (queued for persistent sessions) in turn.
+        let picks: Vec<u64> = (0..4)
+            .map(|_| g.pick(None).map(|s| s.session.id().0).unwrap_or(0))
+            .collect();
+        assert_eq!(picks, vec![1, 2, 1, 2]);
+        assert_eq!(
+            g.pick(Some(SessionId(1))).map(|s| s.session.id().0),
+            Some(2)
+        );
+        assert!(index.remove(&filter("t/#"), Some("g"), a.id()));
+        assert!(index.remove(&filter("t/#"), Some("g"), b.id()));
+        assert!(index.group(&filter("t/#"), "g").is_none());
+    }
+
+    fn level() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just(String::new()),
+            Just("$x".to_string())
+        ]
+    }
+
+    proptest! {
+        /// The index agrees with the reference matcher on every filter and topic.
+        #[test]
+        fn index_agrees_with_reference_matcher(
+            filters in proptest::collection::vec(
+                (proptest::collection::vec(prop_oneof![level(), Just("+".to_string())], 1..4), any::<bool>())
+                    .prop_map(|(mut v, hash)| {
+                        if hash { v.push("#".into()); }
+                        v.join("/")
+                    }),
+                1..12),
+            topic in proptest::collection::vec(level(), 1..5).prop_map(|v| v.join("/")),
+        ) {
+            let mut index = SubscriptionIndex::default();
+            let mut expected = Vec::new();
+            for (i, f) in filters.iter().enumerate() {
+                let Ok(tf) = TopicFilter::new(f) else { continue };
+                let s = session(i as u64);
+                if !index.insert(&tf, None, sub(&s)) && topic_matches(f, &topic) {
+                    expected.push(i as u64);
+                }
+            }
+            // Duplicate filters map to distinct sessions, so every insert is new.
+            expected.sort_unstable();
+            prop_assert_eq!(matched(&index, &topic), expected);
+        }
+    }
+}

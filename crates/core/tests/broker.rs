@@ -1,0 +1,491 @@
+//! The broker core driven directly, without sockets: routing, QoS windows, sessions, wills.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wardgate_core::{
+    Broker, BrokerSettings, ConnectParams, Disconnect, Message, Outgoing, QueueLimits,
+    QueueOverflow, Wake,
+};
+use wardgate_protocol::{
+    PacketId, ProtocolVersion, PublishProperties, QoS, RetainHandling, SubscriptionOptions,
+    TopicFilter, TopicName, Will, WillProperties,
+};
+
+#[derive(Default)]
+struct Counter(AtomicUsize);
+
+impl Wake for Counter {
+    fn wake(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn params(client_id: &str, clean_start: bool, expiry: u32, will: Option<Will>) -> ConnectParams {
+    ConnectParams {
+        client_id: client_id.into(),
+        clean_start,
+        session_expiry: expiry,
+        protocol: ProtocolVersion::V5,
+        receive_maximum: 2,
+        will,
+        waker: Arc::new(Counter::default()),
+    }
+}
+
+fn opts(qos: QoS) -> SubscriptionOptions {
+    SubscriptionOptions {
+        qos,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: RetainHandling::SendAtSubscribe,
+    }
+}
+
+fn msg(topic: &str, payload: &'static str, qos: QoS, retain: bool) -> Message {
+    Message {
+        topic: TopicName::new(topic).expect("valid topic"),
+        payload: Bytes::from_static(payload.as_bytes()),
+        qos,
+        retain,
+        properties: PublishProperties::default(),
+        origin: None,
+        expires_at: None,
+    }
+}
+
+fn filter(f: &str) -> TopicFilter {
+    TopicFilter::new(f).expect("valid filter")
+}
+
+fn drain(session: &wardgate_core::Session) -> Vec<(String, QoS, Option<u16>, bool)> {
+    let mut out = Vec::new();
+    session.drain(Instant::now(), 1000, |_| true, &mut out);
+    out.into_iter()
+        .filter_map(|o| match o {
+            Outgoing::Publish {
+                delivery,
+                packet_id,
+                dup,
+            } => Some((
+                String::from_utf8_lossy(&delivery.message.payload).into_owned(),
+                delivery.qos,
+                packet_id.map(PacketId::get),
+                dup,
+            )),
+            Outgoing::PubRel(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn qos_is_downgraded_and_inflight_window_follows_receive_maximum() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let sub = broker.connect(params("sub", true, 0, None), now);
+    broker.subscribe(
+        &sub.session,
+        &filter("t/#"),
+        opts(QoS::AtLeastOnce),
+        None,
+        now,
+    );
+    for (i, p) in ["a", "b", "c"].iter().enumerate() {
+        let r = broker.publish(msg(&format!("t/{i}"), p, QoS::ExactlyOnce, false));
+        assert_eq!(r.delivered, 1);
+    }
+    broker.publish(msg("t/x", "q0", QoS::AtMostOnce, false));
+    // Receive Maximum 2: two QoS 1 in flight; the third waits, and so does the QoS 0 behind it.
+    let first = drain(&sub.session);
+    assert_eq!(
+        first,
+        vec![
+            ("a".into(), QoS::AtLeastOnce, Some(1), false),
+            ("b".into(), QoS::AtLeastOnce, Some(2), false)
+        ]
+    );
+    assert!(drain(&sub.session).is_empty());
+    assert!(sub.session.puback(PacketId::new(1).expect("non-zero")));
+    assert!(
+        !sub.session.puback(PacketId::new(1).expect("non-zero")),
+        "second PUBACK is unknown"
+    );
+    assert_eq!(
+        drain(&sub.session),
+        vec![
+            ("c".into(), QoS::AtLeastOnce, Some(3), false),
+            ("q0".into(), QoS::AtMostOnce, None, false)
+        ]
+    );
+}
+
+#[test]
+fn persistent_session_queues_offline_and_redelivers_inflight_with_dup() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let first = broker.connect(params("p", true, 3600, None), now);
+    broker.subscribe(
+        &first.session,
+        &filter("t"),
+        opts(QoS::AtLeastOnce),
+        None,
+        now,
+    );
+    broker.publish(msg("t", "inflight", QoS::AtLeastOnce, false));
+    assert_eq!(drain(&first.session).len(), 1);
+    broker.disconnect(&first.session, first.generation, Disconnect::Lost, now);
+    broker.publish(msg("t", "queued", QoS::AtLeastOnce, false));
+    broker.publish(msg("t", "dropped-qos0", QoS::AtMostOnce, false));
+
+    let second = broker.connect(params("p", false, 3600, None), now);
+    assert!(second.session_present);
+    let mut resend = Vec::new();
+    second.session.resend_inflight(&mut resend);
+    assert!(matches!(
+        &resend[..],
+        [Outgoing::Publish {
+            dup: true,
+            packet_id: Some(_),
+            ..
+        }]
+    ));
+    let queued = drain(&second.session);
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].0, "queued");
+}
+
+#[test]
+fn clean_start_discards_the_session_and_expiry_zero_ends_it() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let a = broker.connect(params("c", true, 3600, None), now);
+    broker.subscribe(&a.session, &filter("t"), opts(QoS::AtLeastOnce), None, now);
+    broker.disconnect(
+        &a.session,
+        a.generation,
+        Disconnect::Normal {
+            session_expiry: None,
+        },
+        now,
+    );
+    let b = broker.connect(params("c", true, 0, None), now);
+    assert!(!b.session_present);
+    assert_eq!(
+        broker
+            .publish(msg("t", "x", QoS::AtLeastOnce, false))
+            .delivered,
+        0
+    );
+    broker.disconnect(
+        &b.session,
+        b.generation,
+        Disconnect::Normal {
+            session_expiry: None,
+        },
+        now,
+    );
+    assert_eq!(broker.session_count(), 0);
+}
+
+#[test]
+fn session_expires_after_its_interval() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let a = broker.connect(params("e", true, 5, None), now);
+    broker.disconnect(&a.session, a.generation, Disconnect::Lost, now);
+    broker.tick(now + Duration::from_secs(4));
+    assert_eq!(broker.session_count(), 1);
+    broker.tick(now + Duration::from_secs(6));
+    assert_eq!(broker.session_count(), 0);
+}
+
+#[test]
+fn takeover_kicks_the_old_connection_and_keeps_the_session() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let old = broker.connect(params("t", false, 60, None), now);
+    assert!(old.session.kicked(old.generation).is_none());
+    let new = broker.connect(params("t", false, 60, None), now);
+    assert!(Arc::ptr_eq(&old.session, &new.session));
+    assert_eq!(
+        old.session.kicked(old.generation),
+        Some(wardgate_protocol::ReasonCode::SESSION_TAKEN_OVER)
+    );
+    // The old connection ending later does not detach the new one.
+    broker.disconnect(&old.session, old.generation, Disconnect::Lost, now);
+    assert!(new.session.is_connected());
+}
+
+fn will(delay: Option<u32>) -> Will {
+    Will {
+        topic: TopicName::new("wills/x").expect("valid"),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: WillProperties {
+            will_delay_interval: delay,
+            ..Default::default()
+        },
+    }
+}
+
+#[test]
+fn will_is_sent_on_loss_and_not_on_normal_disconnect() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let watcher = broker.connect(params("w", true, 0, None), now);
+    broker.subscribe(
+        &watcher.session,
+        &filter("wills/#"),
+        opts(QoS::AtLeastOnce),
+        None,
+        now,
+    );
+
+    let a = broker.connect(params("a", true, 0, Some(will(None))), now);
+    broker.disconnect(
+        &a.session,
+        a.generation,
+        Disconnect::Normal {
+            session_expiry: None,
+        },
+        now,
+    );
+    assert!(drain(&watcher.session).is_empty());
+
+    let b = broker.connect(params("b", true, 0, Some(will(None))), now);
+    broker.disconnect(
+        &b.session,
+        b.generation,
+        Disconnect::WithWill {
+            session_expiry: None,
+        },
+        now,
+    );
+    assert_eq!(drain(&watcher.session).len(), 1);
+
+    let c = broker.connect(params("c", true, 0, Some(will(None))), now);
+    broker.disconnect(&c.session, c.generation, Disconnect::Lost, now);
+    assert_eq!(drain(&watcher.session).len(), 1);
+}
+
+#[test]
+fn delayed_will_fires_after_the_delay_unless_the_client_returns() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let watcher = broker.connect(params("w", true, 0, None), now);
+    broker.subscribe(
+        &watcher.session,
+        &filter("wills/#"),
+        opts(QoS::AtLeastOnce),
+        None,
+        now,
+    );
+
+    let a = broker.connect(params("a", true, 600, Some(will(Some(10)))), now);
+    broker.disconnect(&a.session, a.generation, Disconnect::Lost, now);
+    broker.tick(now + Duration::from_secs(5));
+    assert!(drain(&watcher.session).is_empty());
+    broker.tick(now + Duration::from_secs(11));
+    assert_eq!(drain(&watcher.session).len(), 1);
+
+    let b = broker.connect(params("b", true, 600, Some(will(Some(10)))), now);
+    broker.disconnect(&b.session, b.generation, Disconnect::Lost, now);
+    let back = broker.connect(params("b", false, 600, None), now + Duration::from_secs(3));
+    broker.tick(now + Duration::from_secs(20));
+    assert!(
+        drain(&watcher.session).is_empty(),
+        "reconnecting within the delay cancels the will"
+    );
+    assert!(back.session_present);
+}
+
+#[test]
+fn takeover_within_will_delay_does_not_send_the_will() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let watcher = broker.connect(params("w", true, 0, None), now);
+    broker.subscribe(
+        &watcher.session,
+        &filter("wills/#"),
+        opts(QoS::AtLeastOnce),
+        None,
+        now,
+    );
+    let _old = broker.connect(params("t", false, 600, Some(will(Some(30)))), now);
+    let _new = broker.connect(params("t", false, 600, None), now);
+    broker.tick(now + Duration::from_secs(60));
+    assert!(drain(&watcher.session).is_empty());
+}
+
+#[test]
+fn retained_messages_follow_retain_handling() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    broker.publish(msg("r/1", "one", QoS::AtLeastOnce, true));
+    let s = broker.connect(params("s", true, 0, None), now);
+    let mut o = opts(QoS::AtLeastOnce);
+    let first = broker.subscribe(&s.session, &filter("r/#"), o, None, now);
+    assert_eq!((first.existed, first.retained_sent), (false, 1));
+    o.retain_handling = RetainHandling::SendIfNew;
+    assert_eq!(
+        broker
+            .subscribe(&s.session, &filter("r/#"), o, None, now)
+            .retained_sent,
+        0
+    );
+    o.retain_handling = RetainHandling::DontSend;
+    assert_eq!(
+        broker
+            .subscribe(&s.session, &filter("r/+"), o, None, now)
+            .retained_sent,
+        0
+    );
+    // Cleared by an empty retained publish.
+    broker.publish(msg("r/1", "", QoS::AtMostOnce, true));
+    assert_eq!(broker.retained_count(), 0);
+}
+
+#[test]
+fn overlapping_subscriptions_deliver_once_with_every_identifier() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let s = broker.connect(params("s", true, 0, None), now);
+    broker.subscribe(
+        &s.session,
+        &filter("a/#"),
+        opts(QoS::AtMostOnce),
+        Some(1),
+        now,
+    );
+    broker.subscribe(
+        &s.session,
+        &filter("a/b"),
+        opts(QoS::ExactlyOnce),
+        Some(2),
+        now,
+    );
+    broker.publish(msg("a/b", "x", QoS::ExactlyOnce, false));
+    let mut out = Vec::new();
+    s.session.drain(now, 10, |_| true, &mut out);
+    match &out[..] {
+        [Outgoing::Publish { delivery, .. }] => {
+            assert_eq!(delivery.qos, QoS::ExactlyOnce);
+            let mut ids = delivery.subscription_ids.clone();
+            ids.sort_unstable();
+            assert_eq!(ids, vec![1, 2]);
+        }
+        other => panic!("expected one PUBLISH, got {other:?}"),
+    }
+}
+
+#[test]
+fn no_local_skips_the_publisher() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let s = broker.connect(params("s", true, 0, None), now);
+    let mut o = opts(QoS::AtMostOnce);
+    o.no_local = true;
+    broker.subscribe(&s.session, &filter("t"), o, None, now);
+    let mut m = msg("t", "x", QoS::AtMostOnce, false);
+    m.origin = Some(s.session.id());
+    assert_eq!(broker.publish(m).delivered, 0);
+    assert_eq!(
+        broker
+            .publish(msg("t", "y", QoS::AtMostOnce, false))
+            .delivered,
+        1
+    );
+}
+
+#[test]
+fn shared_subscription_round_robins_and_hands_over_unacked_messages() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let a = broker.connect(params("a", true, 0, None), now);
+    let b = broker.connect(params("b", true, 0, None), now);
+    for s in [&a, &b] {
+        broker.subscribe(
+            &s.session,
+            &filter("$share/g/jobs/+"),
+            opts(QoS::AtLeastOnce),
+            None,
+            now,
+        );
+    }
+    for i in 0..4 {
+        broker.publish(msg(&format!("jobs/{i}"), "j", QoS::AtLeastOnce, false));
+    }
+    assert_eq!(a.session.queued_len(), 2);
+    assert_eq!(b.session.queued_len(), 2);
+    // a takes one into flight, then goes away: both its messages move to b.
+    let mut out = Vec::new();
+    a.session.drain(now, 1, |_| true, &mut out);
+    broker.disconnect(&a.session, a.generation, Disconnect::Lost, now);
+    assert_eq!(b.session.queued_len(), 4);
+}
+
+#[test]
+fn queue_limit_drops_new_or_oldest_and_counts() {
+    for (overflow, expect_first) in [
+        (QueueOverflow::DropNew, "0"),
+        (QueueOverflow::DropOldest, "1"),
+    ] {
+        let settings = BrokerSettings {
+            queue: QueueLimits {
+                max_queued: 2,
+                congestion_threshold: 1,
+                overflow,
+            },
+            ..BrokerSettings::default()
+        };
+        let broker = Broker::new(settings);
+        let now = Instant::now();
+        let mut p = params("s", true, 0, None);
+        p.receive_maximum = 100;
+        let s = broker.connect(p, now);
+        broker.subscribe(&s.session, &filter("t"), opts(QoS::AtLeastOnce), None, now);
+        let payloads = ["0", "1", "2"];
+        for payload in payloads {
+            broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+        }
+        assert_eq!(s.session.dropped(), 1);
+        assert_eq!(drain(&s.session)[0].0, expect_first);
+    }
+}
+
+#[test]
+fn expired_messages_are_not_delivered() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let s = broker.connect(params("s", true, 0, None), now);
+    broker.subscribe(&s.session, &filter("t"), opts(QoS::AtLeastOnce), None, now);
+    let mut m = msg("t", "x", QoS::AtLeastOnce, false);
+    m.expires_at = Some(now + Duration::from_secs(1));
+    broker.publish(m);
+    let mut out = Vec::new();
+    let dropped = s
+        .session
+        .drain(now + Duration::from_secs(2), 10, |_| true, &mut out);
+    assert_eq!((dropped, out.len()), (1, 0));
+}
+
+#[test]
+fn sys_topics_are_published_retained() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    broker.tick(now);
+    let s = broker.connect(params("s", true, 0, None), now);
+    let r = broker.subscribe(
+        &s.session,
+        &filter("$SYS/broker/uptime"),
+        opts(QoS::AtMostOnce),
+        None,
+        now,
+    );
+    assert_eq!(r.retained_sent, 1);
+    let hash = broker.subscribe(&s.session, &filter("#"), opts(QoS::AtMostOnce), None, now);
+    assert_eq!(hash.retained_sent, 0, "# does not see $SYS");
+}

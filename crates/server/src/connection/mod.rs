@@ -1,0 +1,458 @@
+//! One task per connection: read CONNECT under a timeout, attach the session, then one `select!`
+//! over socket reads, socket writes, the session's queue, the keep-alive deadline and shutdown.
+
+mod inbound;
+mod outbound;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+use wardgate_core::{Attached, Broker, ConnectParams, Disconnect, Wake};
+use wardgate_protocol::{
+    ConnAck, ConnAckProperties, Connect, DecodeError, DecodeLimits, Packet, ProtocolVersion,
+    ReasonCode, decode, encode,
+};
+
+use self::inbound::Flow;
+use self::outbound::Outbound;
+
+/// Settings every connection on a broker shares.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// How long a new connection has to complete the WebSocket upgrade and send CONNECT.
+    pub connect_timeout: Duration,
+    /// Largest packet accepted from clients (CONNACK Maximum Packet Size).
+    pub max_packet_size: u32,
+    /// Server Receive Maximum: incoming QoS 2 flows a client may have open.
+    pub receive_maximum: u16,
+    /// Topic aliases a client may use towards the server.
+    pub topic_alias_maximum: u16,
+    /// Cap on Keep Alive (Server Keep Alive when the client asks for more, or for none).
+    pub max_keep_alive: Option<u16>,
+    /// Above this many buffered output bytes, the task stops taking from its queue.
+    pub write_soft_limit: usize,
+    /// Above this many buffered output bytes, the task stops reading its socket.
+    pub write_hard_limit: usize,
+    /// How long a publisher waits for a congested subscriber queue before going on.
+    pub congestion_wait: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            max_packet_size: 64 * 1024 * 1024,
+            receive_maximum: 1024,
+            topic_alias_maximum: 64,
+            max_keep_alive: None,
+            write_soft_limit: 64 * 1024,
+            write_hard_limit: 1024 * 1024,
+            congestion_wait: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What a connection task is given.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The broker core.
+    pub broker: Arc<Broker>,
+    /// Shared settings.
+    pub settings: Arc<ConnectionSettings>,
+    /// The port the client connected to.
+    pub port: u16,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Cancelled on shutdown.
+    pub shutdown: CancellationToken,
+}
+
+struct NotifyWake(Notify);
+
+impl Wake for NotifyWake {
+    fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Why the main loop ended.
+enum End {
+    /// Client sent DISCONNECT.
+    Client(Disconnect),
+    /// Socket closed or failed.
+    Lost,
+    /// The server ends the connection with this reason (sent to v5 clients).
+    Server(ReasonCode, &'static str),
+    /// Another connection took the session over.
+    TakenOver,
+}
+
+/// Serves one connection to completion.
+pub async fn run<S>(stream: S, ctx: Context)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut rbuf = BytesMut::with_capacity(1024);
+    let limits = DecodeLimits {
+        max_packet_size: ctx.settings.max_packet_size,
+    };
+    let connect = tokio::select! {
+        _ = ctx.shutdown.cancelled() => return,
+        r = tokio::time::timeout(ctx.settings.connect_timeout, read_connect(&mut rd, &mut rbuf, &limits)) => r,
+    };
+    let connect = match connect {
+        Err(_) => {
+            info!(peer = %ctx.peer, port = ctx.port, "closed: no CONNECT within the connect timeout");
+            return;
+        }
+        Ok(Err(ConnectFailure::Io)) => return,
+        Ok(Err(ConnectFailure::Decode(e))) => {
+            info!(peer = %ctx.peer, port = ctx.port, error = %e, "closed: bad CONNECT");
+            if let Some(version) = connack_version_for(&e) {
+                let mut out = BytesMut::new();
+                let ack = ConnAck {
+                    session_present: false,
+                    reason: e.reason_code(),
+                    properties: ConnAckProperties::default(),
+                };
+                encode(&Packet::ConnAck(ack), version, &mut out);
+                let _ = wr.write_all(&out).await;
+            }
+            let _ = wr.shutdown().await;
+            return;
+        }
+        Ok(Ok(connect)) => connect,
+    };
+    let span = tracing::info_span!("conn", peer = %ctx.peer, port = ctx.port, client_id = %connect.client_id);
+    let _enter = span.enter();
+    serve(connect, rd, wr, rbuf, limits, &ctx).await;
+}
+
+enum ConnectFailure {
+    Io,
+    Decode(DecodeError),
+}
+
+async fn read_connect<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    rbuf: &mut BytesMut,
+    limits: &DecodeLimits,
+) -> Result<Box<Connect>, ConnectFailure> {
+    loop {
+        match decode(rbuf, None, limits) {
+            Ok(Some(Packet::Connect(c))) => return Ok(c),
+            Ok(Some(_)) => {
+                return Err(ConnectFailure::Decode(DecodeError::ProtocolError(
+                    "the first packet must be CONNECT",
+                )));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ConnectFailure::Decode(e)),
+        }
+        rbuf.reserve(1024);
+        match rd.read_buf(rbuf).await {
+            Ok(0) | Err(_) => return Err(ConnectFailure::Io),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Which CONNACK layout answers a bad CONNECT, if any: an unsupported protocol version gets the
+/// v3.1.1 return code 1 [MQTT-3.1.2-2]; other errors are closes without CONNACK in v3.1.1, and
+/// without CONNACK for v5 too since the version may not be known.
+fn connack_version_for(e: &DecodeError) -> Option<ProtocolVersion> {
+    match e {
+        DecodeError::UnsupportedProtocolVersion(_) | DecodeError::InvalidProtocolName => {
+            Some(ProtocolVersion::V311)
+        }
+        _ => None,
+    }
+}
+
+async fn serve<R, W>(
+    connect: Box<Connect>,
+    mut rd: R,
+    mut wr: W,
+    mut rbuf: BytesMut,
+    limits: DecodeLimits,
+    ctx: &Context,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let version = connect.protocol;
+    let settings = &ctx.settings;
+    let mut wbuf = BytesMut::with_capacity(256);
+
+    if let Some(reason) = refuse(&connect) {
+        info!(reason = reason.0, "connection refused");
+        let ack = ConnAck {
+            session_present: false,
+            reason,
+            properties: ConnAckProperties::default(),
+        };
+        encode(&Packet::ConnAck(ack), version, &mut wbuf);
+        let _ = wr.write_all(&wbuf).await;
+        let _ = wr.shutdown().await;
+        return;
+    }
+
+    let waker = Arc::new(NotifyWake(Notify::new()));
+    let space = Arc::new(NotifyWake(Notify::new()));
+    let session_expiry = match (version.is_v5(), connect.clean_start) {
+        (true, _) => connect.properties.session_expiry_interval.unwrap_or(0),
+        (false, true) => 0,
+        (false, false) => u32::MAX,
+    };
+    let server_keep_alive = match settings.max_keep_alive {
+        Some(max) if connect.keep_alive == 0 || connect.keep_alive > max => Some(max),
+        _ => None,
+    };
+    let keep_alive = server_keep_alive.unwrap_or(connect.keep_alive);
+    let client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+    let outbound = Outbound::new(
+        version,
+        connect.properties.maximum_packet_size,
+        connect.properties.topic_alias_maximum.unwrap_or(0),
+    );
+    let request_response = connect
+        .properties
+        .request_response_information
+        .unwrap_or(false);
+    let Connect {
+        client_id,
+        clean_start,
+        will,
+        ..
+    } = *connect;
+    let attached: Attached = ctx.broker.connect(
+        ConnectParams {
+            client_id,
+            clean_start,
+            session_expiry,
+            protocol: version,
+            receive_maximum: client_receive_maximum,
+            will,
+            waker: waker.clone(),
+        },
+        Instant::now(),
+    );
+    let client_id = attached.session.client_id().clone();
+    tracing::Span::current().record("client_id", &*client_id);
+    info!(version = ?version, clean_start, session_present = attached.session_present, keep_alive, "client connected");
+
+    let mut properties = ConnAckProperties::default();
+    if version.is_v5() {
+        properties.assigned_client_identifier = attached.assigned_client_id.clone();
+        properties.receive_maximum = Some(settings.receive_maximum);
+        properties.maximum_packet_size = Some(settings.max_packet_size);
+        properties.topic_alias_maximum = Some(settings.topic_alias_maximum);
+        properties.retain_available = Some(true);
+        properties.wildcard_subscription_available = Some(true);
+        properties.subscription_identifiers_available = Some(true);
+        properties.shared_subscription_available = Some(true);
+        properties.server_keep_alive = server_keep_alive;
+        if attached.session_expiry != session_expiry {
+            properties.session_expiry_interval = Some(attached.session_expiry);
+        }
+        if request_response {
+            properties.response_information = Some(format!("response/{client_id}"));
+        }
+    }
+    let ack = ConnAck {
+        session_present: attached.session_present,
+        reason: ReasonCode::SUCCESS,
+        properties,
+    };
+    encode(&Packet::ConnAck(ack), version, &mut wbuf);
+
+    let mut conn = inbound::Conn::new(ctx, version, &attached, outbound, session_expiry);
+    let mut pending = Vec::new();
+    attached.session.resend_inflight(&mut pending);
+    conn.write_outgoing(&mut pending, &mut wbuf);
+
+    let end = main_loop(
+        &mut conn, &mut rd, &mut wr, &mut rbuf, &mut wbuf, &limits, keep_alive, &waker, &space,
+    )
+    .await;
+
+    let session = &attached.session;
+    let how = match end {
+        End::Client(how) => {
+            info!(?how, "client disconnected");
+            how
+        }
+        End::Lost => {
+            info!("connection lost");
+            Disconnect::Lost
+        }
+        End::Server(reason, why) => {
+            info!(reason = reason.0, why, "server closed the connection");
+            say_goodbye(&mut wr, &mut wbuf, version, reason).await;
+            Disconnect::Lost
+        }
+        End::TakenOver => {
+            info!("session taken over by another connection");
+            say_goodbye(&mut wr, &mut wbuf, version, ReasonCode::SESSION_TAKEN_OVER).await;
+            Disconnect::Lost
+        }
+    };
+    ctx.broker
+        .disconnect(session, attached.generation, how, Instant::now());
+}
+
+/// Refusals decided from CONNECT alone.
+fn refuse(connect: &Connect) -> Option<ReasonCode> {
+    if !connect.protocol.is_v5() && connect.client_id.is_empty() && !connect.clean_start {
+        // [MQTT-3.1.3-8]: a v3.1.1 client with no identifier must ask for a clean session.
+        return Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+    }
+    if connect.properties.authentication_method.is_some() {
+        // No enhanced authentication method is configured.
+        return Some(ReasonCode::BAD_AUTHENTICATION_METHOD);
+    }
+    None
+}
+
+async fn say_goodbye<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    wbuf: &mut BytesMut,
+    version: ProtocolVersion,
+    reason: ReasonCode,
+) {
+    if version.is_v5() {
+        let d = wardgate_protocol::Disconnect {
+            reason,
+            properties: Default::default(),
+        };
+        encode(&Packet::Disconnect(d), version, wbuf);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = wr.write_all(wbuf).await;
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+    })
+    .await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn main_loop<R, W>(
+    conn: &mut inbound::Conn,
+    rd: &mut R,
+    wr: &mut W,
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+    limits: &DecodeLimits,
+    keep_alive: u16,
+    waker: &Arc<NotifyWake>,
+    space: &Arc<NotifyWake>,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let settings = conn.settings().clone();
+    let stats_broker = conn.broker().clone();
+    let stats = stats_broker.stats();
+    // Keep alive: 1.5 times the interval [MQTT-3.1.2-24]. The timer is re-armed only when it
+    // fires, from the time of the last read, so reads do not touch the timer wheel.
+    let grace = Duration::from_millis(u64::from(keep_alive) * 1500);
+    let mut last_read = tokio::time::Instant::now();
+    let keepalive = tokio::time::sleep(if keep_alive > 0 {
+        grace
+    } else {
+        Duration::from_secs(86_400)
+    });
+    tokio::pin!(keepalive);
+    let mut paused_until: Option<tokio::time::Instant> = None;
+    let mut pending = Vec::new();
+    loop {
+        if wbuf.len() < settings.write_soft_limit {
+            conn.pump(&mut pending, wbuf);
+        }
+        if let Some(session) = conn.take_congested()
+            && session.wait_for_space(space.clone())
+        {
+            paused_until = Some(tokio::time::Instant::now() + settings.congestion_wait);
+        }
+        let reading = paused_until.is_none() && wbuf.len() < settings.write_hard_limit;
+        let pause = async {
+            match paused_until {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = space.0.notified() => {}
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = conn.shutdown().cancelled() => {
+                return End::Server(ReasonCode::SERVER_SHUTTING_DOWN, "server shutting down");
+            }
+            r = wr.write_buf(wbuf), if !wbuf.is_empty() => match r {
+                Ok(0) | Err(_) => return End::Lost,
+                Ok(n) => {
+                    stats.bytes_sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    if wbuf.is_empty() {
+                        if wr.flush().await.is_err() {
+                            return End::Lost;
+                        }
+                        // Give the allocation back when a burst is over.
+                        if wbuf.capacity() > settings.write_soft_limit * 4 {
+                            *wbuf = BytesMut::with_capacity(256);
+                        }
+                    }
+                }
+            },
+            r = rd.read_buf(rbuf), if reading => {
+                match r {
+                    Ok(0) | Err(_) => return End::Lost,
+                    Ok(n) => {
+                        stats.bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        last_read = tokio::time::Instant::now();
+                    }
+                }
+                loop {
+                    match decode(rbuf, Some(conn.version()), limits) {
+                        Ok(Some(packet)) => {
+                            if let Flow::End(end) = conn.handle(packet, wbuf) {
+                                return end;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            debug!(error = %e, "malformed packet");
+                            return End::Server(e.reason_code(), "malformed packet");
+                        }
+                    }
+                }
+                if rbuf.capacity() - rbuf.len() < 512 {
+                    rbuf.reserve(4096);
+                }
+            }
+            _ = waker.0.notified() => {
+                if conn.kicked() {
+                    return End::TakenOver;
+                }
+            }
+            _ = pause => paused_until = None,
+            _ = &mut keepalive, if keep_alive > 0 => {
+                let due = last_read + grace;
+                if tokio::time::Instant::now() >= due {
+                    return End::Server(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout");
+                }
+                keepalive.as_mut().reset(due);
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Ports: binding a listener port on the addresses its service type implies, and the accept loop
+//! that hands each connection to its own task (the accept loop only accepts).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use wardgate_core::Broker;
+
+use crate::ServerError;
+use crate::connection::{self, ConnectionSettings};
+
+/// What a port speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortProtocol {
+    /// MQTT over TCP.
+    Mqtt,
+    /// MQTT over WebSocket (path `/mqtt` or `/`, subprotocol `mqtt` or `mqttv3.1`).
+    WebSockets,
+}
+
+/// One port to open, resolved from the configuration.
+#[derive(Debug, Clone)]
+pub struct PortSpec {
+    /// `Listener/port` label for logs.
+    pub name: String,
+    /// The port number shown to users (the listener port, or its nodePort).
+    pub port: u16,
+    /// The addresses to bind (loopback for ClusterIp, all interfaces for LoadBalancer/NodePort).
+    pub addrs: Vec<SocketAddr>,
+    /// Protocol spoken on it.
+    pub protocol: PortProtocol,
+}
+
+/// A bound port, ready to accept.
+#[derive(Debug)]
+pub struct BoundPort {
+    /// What was asked for.
+    pub spec: PortSpec,
+    listeners: Vec<TcpListener>,
+}
+
+impl BoundPort {
+    /// The local addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Accepts connections until `shutdown`, spawning a task per connection.
+    pub fn serve(
+        self,
+        broker: Arc<Broker>,
+        settings: Arc<ConnectionSettings>,
+        shutdown: CancellationToken,
+    ) {
+        let spec = Arc::new(self.spec);
+        for listener in self.listeners {
+            tokio::spawn(accept_loop(
+                listener,
+                spec.clone(),
+                broker.clone(),
+                settings.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+}
+
+/// Binds every address of `spec`. Binding `[::]` also covers IPv4 where the OS allows it, so an
+/// IPv4 wildcard that then fails with "address in use" is not an error.
+pub fn bind(spec: PortSpec) -> Result<BoundPort, ServerError> {
+    let mut listeners = Vec::new();
+    for addr in &spec.addrs {
+        match bind_one(*addr) {
+            Ok(l) => listeners.push(l),
+            Err(e) if addr.ip().is_ipv6() && !listeners.is_empty() => {
+                // IPv6 may be unavailable on this host; IPv4 already listens.
+                warn!(port = spec.port, %addr, error = %e, "IPv6 address not bound");
+            }
+            Err(source) => {
+                return Err(ServerError::Bind {
+                    name: spec.name.clone(),
+                    port: spec.port,
+                    addr: *addr,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(BoundPort { spec, listeners })
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    spec: Arc<PortSpec>,
+    broker: Arc<Broker>,
+    settings: Arc<ConnectionSettings>,
+    shutdown: CancellationToken,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(port = spec.port, %addr, protocol = ?spec.protocol, listener = %spec.name, "listening");
+    }
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                warn!(port = spec.port, error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(handle(
+            stream,
+            peer,
+            spec.clone(),
+            broker.clone(),
+            settings.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    spec: Arc<PortSpec>,
+    broker: Arc<Broker>,
+    settings: Arc<ConnectionSettings>,
+    shutdown: CancellationToken,
+) {
+    let ctx = connection::Context {
+        broker,
+        settings,
+        port: spec.port,
+        peer,
+        shutdown,
+    };
+    match spec.protocol {
+        PortProtocol::Mqtt => connection::run(stream, ctx).await,
+        PortProtocol::WebSockets => {
+            let upgrade =
+                tokio::time::timeout(ctx.settings.connect_timeout, crate::ws::accept(stream));
+            match upgrade.await {
+                Ok(Ok(ws)) => connection::run(ws, ctx).await,
+                Ok(Err(e)) => {
+                    info!(%peer, port = spec.port, error = %e, "WebSocket upgrade failed")
+                }
+                Err(_) => info!(%peer, port = spec.port, "WebSocket upgrade timed out"),
+            }
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! MQTT 5.0 behaviour.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use wardgate_protocol::{
+    Packet, ProtocolVersion, PublishProperties, QoS, ReasonCode, RetainHandling,
+    SubscriptionOptions, TopicName, Will, WillProperties,
+};
+use wardgate_testkit::broker::TestBroker;
+use wardgate_testkit::client::{RawClient, Received, connect_packet, publish_packet};
+
+const V: ProtocolVersion = ProtocolVersion::V5;
+
+#[tokio::test]
+async fn connack_advertises_capabilities_and_assigns_client_ids() {
+    let b = TestBroker::start().await;
+    let (_, ack) = RawClient::connect(b.tcp, V, "").await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    let assigned = ack
+        .properties
+        .assigned_client_identifier
+        .expect("an id is assigned");
+    assert!(!assigned.is_empty());
+    assert_eq!(ack.properties.shared_subscription_available, Some(true));
+    assert_eq!(
+        ack.properties.subscription_identifiers_available,
+        Some(true)
+    );
+    assert!(ack.properties.topic_alias_maximum.is_some_and(|m| m > 0));
+    assert!(ack.properties.receive_maximum.is_some());
+}
+
+#[tokio::test]
+async fn takeover_sends_disconnect_0x8e_to_the_old_connection() {
+    let b = TestBroker::start().await;
+    let (mut old, _) = RawClient::connect(b.tcp, V, "same").await;
+    let (_new, ack) = RawClient::connect(b.tcp, V, "same").await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    match old.packet().await {
+        Packet::Disconnect(d) => assert_eq!(d.reason, ReasonCode::SESSION_TAKEN_OVER),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+    assert_eq!(old.recv().await, Received::Closed);
+}
+
+#[tokio::test]
+async fn session_expiry_keeps_then_drops_the_session() {
+    let b = TestBroker::start().await;
+    let mut c = connect_packet(V, "exp", true);
+    c.properties.session_expiry_interval = Some(1);
+    let (mut first, _) = RawClient::connect_with(b.tcp, c.clone()).await;
+    first.subscribe("e", QoS::AtLeastOnce).await;
+    first.drop_connection().await;
+    let mut resume = c.clone();
+    resume.clean_start = false;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (again, ack) = RawClient::connect_with(b.tcp, resume.clone()).await;
+    assert!(ack.session_present, "resumed within the expiry");
+    again.drop_connection().await;
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let (_, ack) = RawClient::connect_with(b.tcp, resume).await;
+    assert!(!ack.session_present, "expired after 1 s");
+}
+
+#[tokio::test]
+async fn disconnect_can_shorten_session_expiry() {
+    let b = TestBroker::start().await;
+    let mut c = connect_packet(V, "short", true);
+    c.properties.session_expiry_interval = Some(600);
+    let (mut first, _) = RawClient::connect_with(b.tcp, c.clone()).await;
+    let mut d = wardgate_protocol::Disconnect::new(ReasonCode::SUCCESS);
+    d.properties.session_expiry_interval = Some(0);
+    first.send(&Packet::Disconnect(d)).await;
+    assert_eq!(first.recv().await, Received::Closed);
+    c.clean_start = false;
+    let (_, ack) = RawClient::connect_with(b.tcp, c).await;
+    assert!(!ack.session_present);
+}
+
+#[tokio::test]
+async fn topic_aliases_in_both_directions() {
+    let b = TestBroker::start().await;
+    let mut sc = connect_packet(V, "sub", true);
+    sc.properties.topic_alias_maximum = Some(5);
+    let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
+    sub.subscribe("alias/#", QoS::AtMostOnce).await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    let mut p = publish_packet("alias/long/topic", b"1", QoS::AtMostOnce, false, 0);
+    p.properties.topic_alias = Some(1);
+    publ.send(&Packet::Publish(p.clone())).await;
+    p.topic = None;
+    p.payload = Bytes::from_static(b"2");
+    publ.send(&Packet::Publish(p)).await;
+
+    let first = sub.publish_received().await;
+    assert_eq!(
+        first.topic.as_ref().map(|t| t.as_str()),
+        Some("alias/long/topic")
+    );
+    let alias = first
+        .properties
+        .topic_alias
+        .expect("broker assigns an alias");
+    let second = sub.publish_received().await;
+    assert_eq!(second.topic, None, "second delivery uses the alias alone");
+    assert_eq!(second.properties.topic_alias, Some(alias));
+    assert_eq!(&second.payload[..], b"2");
+}
+
+#[tokio::test]
+async fn unknown_topic_alias_is_a_protocol_error() {
+    let b = TestBroker::start().await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    let mut p = publish_packet("t", b"x", QoS::AtMostOnce, false, 0);
+    p.topic = None;
+    p.properties.topic_alias = Some(3);
+    publ.send(&Packet::Publish(p)).await;
+    match publ.packet().await {
+        Packet::Disconnect(d) => assert_eq!(d.reason, ReasonCode::PROTOCOL_ERROR),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn subscription_identifiers_and_properties_are_forwarded() {
+    let b = TestBroker::start().await;
+    let (mut sub, _) = RawClient::connect(b.tcp, V, "sub").await;
+    sub.subscribe_with(
+        "props/+",
+        SubscriptionOptions::new(QoS::AtMostOnce),
+        Some(42),
+    )
+    .await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    let mut p = publish_packet("props/x", b"{}", QoS::AtMostOnce, false, 0);
+    p.properties = PublishProperties {
+        payload_format_indicator: Some(true),
+        content_type: Some("application/json".into()),
+        response_topic: Some(TopicName::new("reply/here").expect("valid")),
+        correlation_data: Some(Bytes::from_static(b"corr-1")),
+        user_properties: vec![("k".into(), "v".into()), ("k".into(), "v2".into())],
+        ..Default::default()
+    };
+    publ.send(&Packet::Publish(p.clone())).await;
+    let got = sub.publish_received().await;
+    assert_eq!(got.properties.subscription_identifiers, vec![42]);
+    assert_eq!(got.properties.content_type, p.properties.content_type);
+    assert_eq!(got.properties.response_topic, p.properties.response_topic);
+    assert_eq!(
+        got.properties.correlation_data,
+        p.properties.correlation_data
+    );
+    assert_eq!(got.properties.user_properties, p.properties.user_properties);
+    assert_eq!(got.properties.payload_format_indicator, Some(true));
+}
+
+#[tokio::test]
+async fn message_expiry_is_decremented_and_expired_messages_dropped() {
+    let b = TestBroker::start().await;
+    let mut sc = connect_packet(V, "slow", true);
+    sc.properties.session_expiry_interval = Some(60);
+    let (mut sub, _) = RawClient::connect_with(b.tcp, sc.clone()).await;
+    sub.subscribe("exp/#", QoS::AtLeastOnce).await;
+    sub.drop_connection().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    let mut short = publish_packet("exp/short", b"short", QoS::AtLeastOnce, false, 1);
+    short.properties.message_expiry_interval = Some(1);
+    publ.send(&Packet::Publish(short)).await;
+    let mut long = publish_packet("exp/long", b"long", QoS::AtLeastOnce, false, 2);
+    long.properties.message_expiry_interval = Some(100);
+    publ.send(&Packet::Publish(long)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    sc.clean_start = false;
+    let (mut back, _) = RawClient::connect_with(b.tcp, sc).await;
+    let got = back.publish_received().await;
+    assert_eq!(&got.payload[..], b"long", "the expired message was dropped");
+    let left = got
+        .properties
+        .message_expiry_interval
+        .expect("expiry forwarded");
+    assert!((97..=98).contains(&left), "remaining interval {left}");
+}
+
+#[tokio::test]
+async fn no_local_and_retain_as_published() {
+    let b = TestBroker::start().await;
+    let (mut c, _) = RawClient::connect(b.tcp, V, "self").await;
+    let mut o = SubscriptionOptions::new(QoS::AtMostOnce);
+    o.no_local = true;
+    o.retain_as_published = true;
+    c.subscribe_with("nl", o, None).await;
+    c.publish("nl", b"mine", QoS::AtMostOnce, true, 0).await;
+    let (mut other, _) = RawClient::connect(b.tcp, V, "other").await;
+    other
+        .publish("nl", b"theirs", QoS::AtMostOnce, true, 0)
+        .await;
+    let got = c.publish_received().await;
+    assert_eq!(&got.payload[..], b"theirs");
+    assert!(got.retain, "Retain As Published keeps the flag");
+}
+
+#[tokio::test]
+async fn retain_handling_2_sends_no_retained() {
+    let b = TestBroker::start().await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    publ.publish("rh", b"kept", QoS::AtLeastOnce, true, 1).await;
+    let (mut sub, _) = RawClient::connect(b.tcp, V, "sub").await;
+    let mut o = SubscriptionOptions::new(QoS::AtLeastOnce);
+    o.retain_handling = RetainHandling::DontSend;
+    sub.subscribe_with("rh", o, None).await;
+    assert_eq!(
+        sub.recv_within(Duration::from_millis(300)).await,
+        Received::Timeout
+    );
+    o.retain_handling = RetainHandling::SendIfNew;
+    sub.subscribe_with("rh", o, None).await;
+    assert_eq!(
+        sub.recv_within(Duration::from_millis(300)).await,
+        Received::Timeout,
+        "not new"
+    );
+}
+
+#[tokio::test]
+async fn shared_subscription_round_robins() {
+    let b = TestBroker::start().await;
+    let mut members = Vec::new();
+    for name in ["m1", "m2"] {
+        let (mut m, _) = RawClient::connect(b.tcp, V, name).await;
+        m.subscribe("$share/g/work/+", QoS::AtMostOnce).await;
+        members.push(m);
+    }
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    for i in 0..4 {
+        publ.publish(&format!("work/{i}"), b"job", QoS::AtMostOnce, false, 0)
+            .await;
+    }
+    for m in &mut members {
+        for _ in 0..2 {
+            m.publish_received().await;
+        }
+        assert_eq!(
+            m.recv_within(Duration::from_millis(200)).await,
+            Received::Timeout
+        );
+    }
+}
+
+#[tokio::test]
+async fn will_delay_and_disconnect_with_will() {
+    let b = TestBroker::start().await;
+    let (mut watcher, _) = RawClient::connect(b.tcp, V, "watcher").await;
+    watcher.subscribe("wills/#", QoS::AtLeastOnce).await;
+    let mut c = connect_packet(V, "dying", true);
+    c.properties.session_expiry_interval = Some(60);
+    c.will = Some(Will {
+        topic: TopicName::new("wills/dying").expect("valid"),
+        payload: Bytes::from_static(b"late"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: WillProperties {
+            will_delay_interval: Some(1),
+            ..Default::default()
+        },
+    });
+    let (mut dying, _) = RawClient::connect_with(b.tcp, c).await;
+    dying
+        .send(&Packet::Disconnect(wardgate_protocol::Disconnect::new(
+            ReasonCode::DISCONNECT_WITH_WILL,
+        )))
+        .await;
+    assert_eq!(
+        watcher.recv_within(Duration::from_millis(500)).await,
+        Received::Timeout,
+        "delayed"
+    );
+    assert_eq!(&watcher.publish_received().await.payload[..], b"late");
+}
+
+#[tokio::test]
+async fn enhanced_auth_is_refused_with_bad_authentication_method() {
+    let b = TestBroker::start().await;
+    let mut c = connect_packet(V, "sat", true);
+    c.properties.authentication_method = Some("K8S-SAT".into());
+    let (mut conn, ack) = RawClient::connect_with(b.tcp, c).await;
+    assert_eq!(ack.reason, ReasonCode::BAD_AUTHENTICATION_METHOD);
+    assert_eq!(conn.recv().await, Received::Closed);
+}
+
+#[tokio::test]
+async fn client_maximum_packet_size_is_honoured() {
+    let b = TestBroker::start().await;
+    let mut sc = connect_packet(V, "small", true);
+    sc.properties.maximum_packet_size = Some(64);
+    let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
+    sub.subscribe("big/#", QoS::AtMostOnce).await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    publ.publish("big/1", &[b'x'; 200], QoS::AtMostOnce, false, 0)
+        .await;
+    publ.publish("big/2", b"small", QoS::AtMostOnce, false, 0)
+        .await;
+    let got = sub.publish_received().await;
+    assert_eq!(&got.payload[..], b"small", "the large message was not sent");
+}
+
+#[tokio::test]
+async fn receive_maximum_limits_unacknowledged_deliveries() {
+    let b = TestBroker::start().await;
+    let mut sc = connect_packet(V, "rm", true);
+    sc.properties.receive_maximum = Some(1);
+    let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
+    sub.subscribe("rm", QoS::AtLeastOnce).await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    publ.publish("rm", b"1", QoS::AtLeastOnce, false, 1).await;
+    publ.publish("rm", b"2", QoS::AtLeastOnce, false, 2).await;
+    let first = sub.publish_received().await;
+    assert_eq!(
+        sub.recv_within(Duration::from_millis(300)).await,
+        Received::Timeout
+    );
+    sub.puback(first.packet_id.expect("id")).await;
+    assert_eq!(&sub.publish_received().await.payload[..], b"2");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_sends_0x8b() {
+    let b = TestBroker::start().await;
+    let (mut c, _) = RawClient::connect(b.tcp, V, "c").await;
+    b.shutdown();
+    match c.packet().await {
+        Packet::Disconnect(d) => assert_eq!(d.reason, ReasonCode::SERVER_SHUTTING_DOWN),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn puback_reports_no_matching_subscribers() {
+    let b = TestBroker::start().await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    match publ
+        .publish("nobody/listens", b"x", QoS::AtLeastOnce, false, 1)
+        .await
+    {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::NO_MATCHING_SUBSCRIBERS),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+}
