@@ -61,6 +61,13 @@ pub enum Error {
         /// What the process had printed by then.
         output: String,
     },
+    /// A process ended before printing the line that was awaited.
+    Ended {
+        /// What was waited for.
+        what: String,
+        /// Everything the process printed, and how it ended.
+        output: String,
+    },
     /// The broker exited or never accepted connections.
     Broker {
         /// What happened.
@@ -88,6 +95,9 @@ impl fmt::Display for Error {
                     f,
                     "timed out after {after:?} waiting for {what}; output so far:\n{output}"
                 )
+            }
+            Error::Ended { what, output } => {
+                write!(f, "the process ended before {what}:\n{output}")
             }
             Error::Broker { what, log } => write!(f, "{what}; broker log tail:\n{log}"),
         }
@@ -307,9 +317,8 @@ impl Running {
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let output = self.kill();
-                    return Err(Error::Timeout {
-                        what: format!("{what} (the process closed its output first)"),
-                        after: timeout,
+                    return Err(Error::Ended {
+                        what: format!("{what} from `{}`", self.command),
                         output: output.to_string(),
                     });
                 }
@@ -908,6 +917,18 @@ mod tests {
         let out = sub.kill();
         assert_eq!(out.stdout, "a\nready 42\nb\n");
         assert!(!out.success());
+    }
+
+    #[test]
+    fn wait_for_line_reports_a_process_that_ended_first() {
+        let mut sub = Running::spawn(Command::new("sh").args(["-c", "echo only; exit 4"])).unwrap();
+        let err = sub
+            .wait_for_line("never", Duration::from_secs(5), |l| l == "never")
+            .unwrap_err();
+        match err {
+            Error::Ended { output, .. } => assert!(output.contains("only"), "{output}"),
+            other => panic!("expected Ended, got {other}"),
+        }
     }
 
     #[test]
