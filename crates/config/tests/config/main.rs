@@ -1,0 +1,7 @@
+//! Integration tests of `wardgate-config`: the seeds' manifests, every validation rule with its
+//! exact message, old-API conversion, defaults, loading of files and folders, diffs and
+//! `wardgate create`.
+
+mod common;
+mod defaults;
+mod seeds;
