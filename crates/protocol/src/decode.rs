@@ -2,7 +2,7 @@
 //! and parsing it into a [`Packet`], enforcing the malformed-packet and protocol-error rules of
 //! MQTT 3.1.1 and 5.0.
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::DecodeError;
 use crate::packet::{
@@ -62,8 +62,7 @@ pub fn decode(
         return Ok(None);
     }
     let frame = buf.split_to(size).freeze();
-    let mut r = Reader::new(&frame, header_len, size);
-    decode_body(kind, first, &mut r, version).map(Some)
+    decode_body(kind, first, frame, header_len, version).map(Some)
 }
 
 /// The size of the packet at the front of `buf` (fixed header included) once its fixed header is
@@ -161,18 +160,27 @@ fn check_first_byte(first: u8, version: Option<ProtocolVersion>) -> Result<Packe
     Ok(kind)
 }
 
-/// Parses the variable header and payload of a packet of `kind`.
+/// Parses the variable header and payload of a packet of `kind`, whose bytes are `frame` with the
+/// variable header starting at `header_len`.
 fn decode_body(
     kind: PacketKind,
     first: u8,
-    r: &mut Reader<'_>,
+    frame: Bytes,
+    header_len: usize,
     version: Option<ProtocolVersion>,
 ) -> Result<Packet> {
     let v5 = version.is_some_and(ProtocolVersion::is_v5);
+    if kind == PacketKind::Publish {
+        // The hot path: the frame itself becomes the payload, saving a reference count round trip.
+        return decode_publish(first, frame, header_len, v5).map(Packet::Publish);
+    }
+    let r = &mut Reader::new(&frame, header_len, frame.len());
     Ok(match kind {
         PacketKind::Connect => Packet::Connect(Box::new(decode_connect(r)?)),
         PacketKind::ConnAck => Packet::ConnAck(decode_connack(r, v5)?),
-        PacketKind::Publish => Packet::Publish(decode_publish(first, r, v5)?),
+        PacketKind::Publish => {
+            Packet::Publish(decode_publish(first, frame.clone(), header_len, v5)?)
+        }
         PacketKind::PubAck => Packet::PubAck(decode_puback(r, v5, kind)?),
         PacketKind::PubRec => Packet::PubRec(decode_puback(r, v5, kind)?),
         PacketKind::PubRel => Packet::PubRel(decode_puback(r, v5, kind)?),
@@ -376,18 +384,21 @@ fn decode_connack(r: &mut Reader<'_>, v5: bool) -> Result<ConnAck> {
     })
 }
 
-/// PUBLISH (MQTT 5 §3.3, MQTT 3.1.1 §3.3); the first byte was checked by `check_first_byte`.
-fn decode_publish(first: u8, r: &mut Reader<'_>, v5: bool) -> Result<Publish> {
+/// PUBLISH (MQTT 5 §3.3, MQTT 3.1.1 §3.3) from `frame`, whose variable header starts at
+/// `header_len`; the first byte was checked by `check_first_byte`. The payload is what remains of
+/// `frame`.
+fn decode_publish(first: u8, mut frame: Bytes, header_len: usize, v5: bool) -> Result<Publish> {
     let qos = QoS::from_u8((first >> 1) & 0b11)
         .ok_or(DecodeError::MalformedPacket("PUBLISH with QoS 3"))?;
+    let mut r = Reader::new(&frame, header_len, frame.len());
     let topic = r.str()?;
     let packet_id = if qos == QoS::AtMostOnce {
         None
     } else {
-        Some(packet_id(r)?)
+        Some(packet_id(&mut r)?)
     };
     let properties = if v5 {
-        property::decode_publish(r)?
+        property::decode_publish(&mut r)?
     } else {
         PublishProperties::default()
     };
@@ -405,7 +416,9 @@ fn decode_publish(first: u8, r: &mut Reader<'_>, v5: bool) -> Result<Publish> {
     } else {
         Some(TopicName::new(topic).map_err(name_error)?)
     };
-    let payload = r.rest();
+    let payload_start = r.position();
+    frame.advance(payload_start);
+    let payload = frame;
     check_payload_format(properties.payload_format_indicator, &payload)?;
     Ok(Publish {
         dup: first & 0x08 != 0,

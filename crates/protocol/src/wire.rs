@@ -154,11 +154,10 @@ impl<'a> Reader<'a> {
         self.str().map(str::to_owned)
     }
 
-    /// Everything up to the end (the payload), zero-copy.
-    pub(crate) fn rest(&mut self) -> Bytes {
-        let start = self.pos;
-        self.pos = self.end;
-        self.buf.slice(start..self.end)
+    /// How far the reader has got, from the start of the buffer.
+    #[inline]
+    pub(crate) fn position(&self) -> usize {
+        self.pos
     }
 
     /// A reader over the next `len` bytes, which this reader skips.
