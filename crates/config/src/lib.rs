@@ -117,8 +117,9 @@ fn load_sources_inner(
     mut errors: Vec<Diagnostic>,
 ) -> Result<Loaded, ConfigErrors> {
     let mut docs = Vec::new();
+    let mut broken = Vec::new();
     for s in sources {
-        load::parse_source(s, &mut docs, &mut errors);
+        load::parse_source(s, &mut docs, &mut errors, &mut broken);
     }
     let mut ctx = lower::Ctx {
         errors,
@@ -126,7 +127,7 @@ fn load_sources_inner(
     };
     let built = lower::build(&docs, &mut ctx);
     let mut model = built.model;
-    validate::validate(&model, &built.listener_sources, &mut ctx);
+    validate::validate(&model, &built.listener_sources, &broken, &mut ctx);
     model.listeners.sort_by(|a, b| a.name.cmp(&b.name));
     let lower::Ctx {
         mut errors,

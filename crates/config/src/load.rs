@@ -174,6 +174,7 @@ pub(crate) fn parse_source(
     source: &Source,
     docs_out: &mut Vec<RawDocument>,
     errors: &mut Vec<Diagnostic>,
+    broken: &mut Vec<(String, String)>,
 ) {
     let docs = match yaml::parse_documents(&source.text) {
         Ok(d) => d,
@@ -199,7 +200,7 @@ pub(crate) fn parse_source(
             root: Rc::clone(&root),
             base: String::new(),
         };
-        parse_document(origin, &root, docs_out, errors);
+        parse_document(origin, &root, docs_out, errors, broken);
     }
 }
 
@@ -209,12 +210,13 @@ fn parse_document(
     node: &Node,
     docs_out: &mut Vec<RawDocument>,
     errors: &mut Vec<Diagnostic>,
+    broken: &mut Vec<(String, String)>,
 ) {
     if !matches!(node.value, yaml::Value::Map(_)) {
         errors.push(origin.diag(
             None,
             "",
-            "is not a mapping; expected a resource with apiVersion, kind and metadata".to_owned(),
+            "is not a resource: expected a mapping with apiVersion, kind and metadata".to_owned(),
         ));
         return;
     }
@@ -248,7 +250,7 @@ fn parse_document(
         for (i, item) in items.iter().enumerate() {
             let mut item_origin = origin.clone();
             item_origin.base = yaml::join_index(&yaml::join_key(&origin.base, "items"), i);
-            parse_document(item_origin, item, docs_out, errors);
+            parse_document(item_origin, item, docs_out, errors, broken);
         }
         return;
     }
@@ -286,57 +288,90 @@ fn parse_document(
         return;
     }
     let old = api_version == raw::OLD_API_VERSION;
-    let base = origin.base.clone();
-    let result = match (kind.as_str(), old) {
-        ("Broker", false) => yaml::from_node(node, &base)
-            .map(Box::new)
-            .map(RawResource::Broker),
-        ("BrokerListener", false) => yaml::from_node(node, &base)
-            .map(Box::new)
-            .map(RawResource::BrokerListener),
-        ("BrokerAuthentication", false) => yaml::from_node(node, &base)
-            .map(Box::new)
-            .map(RawResource::BrokerAuthentication),
-        ("BrokerAuthorization", false) => yaml::from_node(node, &base)
-            .map(Box::new)
-            .map(RawResource::BrokerAuthorization),
-        ("Broker", true) => yaml::from_node(node, &base)
-            .map(Box::new)
-            .map(RawResource::OldBroker),
-        ("BrokerListener", true) => yaml::from_node(node, &base)
-            .map(Box::new)
-            .map(RawResource::OldBrokerListener),
-        ("BrokerAuthentication", true) => yaml::from_node(node, &base)
-            .map(Box::new)
-            .map(RawResource::OldBrokerAuthentication),
-        ("BrokerAuthorization", true) => yaml::from_node(node, &base)
-            .map(Box::new)
-            .map(RawResource::OldBrokerAuthorization),
-        ("Secret", _) => yaml::from_node(node, &base).map(RawResource::Secret),
-        ("ConfigMap", _) => yaml::from_node(node, &base).map(RawResource::ConfigMap),
-        ("Issuer", _) => yaml::from_node(node, &base)
-            .map(Box::new)
-            .map(RawResource::Issuer),
-        ("ClusterIssuer", _) => yaml::from_node(node, &base)
-            .map(Box::new)
-            .map(RawResource::ClusterIssuer),
-        _ => yaml::from_node(node, &base)
-            .map(Box::new)
-            .map(RawResource::Certificate),
+    let parse = |node: &Node| -> Result<RawResource, yaml::DeError> {
+        let base = origin.base.as_str();
+        match (kind.as_str(), old) {
+            ("Broker", false) => yaml::from_node(node, base)
+                .map(Box::new)
+                .map(RawResource::Broker),
+            ("BrokerListener", false) => yaml::from_node(node, base)
+                .map(Box::new)
+                .map(RawResource::BrokerListener),
+            ("BrokerAuthentication", false) => yaml::from_node(node, base)
+                .map(Box::new)
+                .map(RawResource::BrokerAuthentication),
+            ("BrokerAuthorization", false) => yaml::from_node(node, base)
+                .map(Box::new)
+                .map(RawResource::BrokerAuthorization),
+            ("Broker", true) => yaml::from_node(node, base)
+                .map(Box::new)
+                .map(RawResource::OldBroker),
+            ("BrokerListener", true) => yaml::from_node(node, base)
+                .map(Box::new)
+                .map(RawResource::OldBrokerListener),
+            ("BrokerAuthentication", true) => yaml::from_node(node, base)
+                .map(Box::new)
+                .map(RawResource::OldBrokerAuthentication),
+            ("BrokerAuthorization", true) => yaml::from_node(node, base)
+                .map(Box::new)
+                .map(RawResource::OldBrokerAuthorization),
+            ("Secret", _) => yaml::from_node(node, base).map(RawResource::Secret),
+            ("ConfigMap", _) => yaml::from_node(node, base).map(RawResource::ConfigMap),
+            ("Issuer", _) => yaml::from_node(node, base)
+                .map(Box::new)
+                .map(RawResource::Issuer),
+            ("ClusterIssuer", _) => yaml::from_node(node, base)
+                .map(Box::new)
+                .map(RawResource::ClusterIssuer),
+            _ => yaml::from_node(node, base)
+                .map(Box::new)
+                .map(RawResource::Certificate),
+        }
     };
-    match result {
-        Ok(resource) => docs_out.push(RawDocument { origin, resource }),
-        Err(e) => {
-            let line = e.line.unwrap_or(node.line);
-            let path = e.full_path();
-            errors.push(Diagnostic {
-                file: Some(origin.file.clone()),
-                line: Some(line),
-                document: origin.multi.then_some(origin.index),
-                resource: label,
-                path: (!path.is_empty()).then_some(path),
-                message: e.problem(),
-            });
+    let first = match parse(node) {
+        Ok(resource) => {
+            docs_out.push(RawDocument { origin, resource });
+            return;
+        }
+        Err(e) => e,
+    };
+    // Serde stops at the first problem. To report every unknown field and every badly typed
+    // optional field of the document, drop the offending field from a copy and parse again, until
+    // the document parses or the problem cannot be dropped (a required field).
+    let mut copy = node.clone();
+    let mut error = first;
+    let mut seen = Vec::new();
+    for _ in 0..MAX_ERRORS_PER_DOCUMENT {
+        let path = error.full_path();
+        let line = error.line.unwrap_or(node.line);
+        errors.push(Diagnostic {
+            file: Some(origin.file.clone()),
+            line: Some(line),
+            document: origin.multi.then_some(origin.index),
+            resource: label.clone(),
+            path: (!path.is_empty()).then_some(path.clone()),
+            message: error.problem(),
+        });
+        if error.is_missing_field() || seen.contains(&path) {
+            break;
+        }
+        let relative = path
+            .strip_prefix(origin.base.as_str())
+            .unwrap_or(&path)
+            .trim_start_matches('.');
+        if !copy.remove(relative) {
+            break;
+        }
+        seen.push(path);
+        match parse(&copy) {
+            Ok(_) => break,
+            // The dropped field was required: its problem is already reported.
+            Err(e) if e.is_missing_field() && seen.contains(&e.full_path()) => break,
+            Err(e) => error = e,
         }
     }
+    broken.push((kind.clone(), name.unwrap_or_default()));
 }
+
+/// How many problems are reported for one document before giving up on it.
+const MAX_ERRORS_PER_DOCUMENT: usize = 50;

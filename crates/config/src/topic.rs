@@ -1,8 +1,10 @@
 //! Authorization topic filters and state-store key patterns: the `{principal.…}` token syntax
 //! (SPEC.md §8.2, `reference/aio-broker.md` §6.2).
 //!
-//! This is a local check of MQTT filter syntax; the protocol crate's `TopicFilter` will replace
-//! the filter part once it exists.
+//! Tokens are checked here; the MQTT filter syntax (`+` and `#` as whole levels, no NUL, length)
+//! by `wardgate_protocol::TopicFilter`.
+
+use wardgate_protocol::TopicError;
 
 use crate::model::TopicSegment;
 
@@ -56,14 +58,7 @@ fn tokens(s: &str) -> Result<Vec<&str>, String> {
 
 /// Checks an authorization topic filter; the error follows the field path in a message.
 pub(crate) fn check_topic_filter(topic: &str) -> Result<(), String> {
-    if topic.is_empty() {
-        return Err("is empty; a topic filter has at least one character".to_owned());
-    }
-    if topic.contains('\0') {
-        return Err("contains a NUL character".to_owned());
-    }
-    let segments: Vec<&str> = topic.split('/').collect();
-    for (i, seg) in segments.iter().enumerate() {
+    for seg in topic.split('/') {
         let toks = tokens(seg).map_err(|e| format!("\"{topic}\" {e}"))?;
         for tok in &toks {
             if !is_known_token(tok) {
@@ -71,21 +66,20 @@ pub(crate) fn check_topic_filter(topic: &str) -> Result<(), String> {
                     "\"{topic}\" uses the unknown token {tok} (expected {TOKEN_HELP})"
                 ));
             }
-            if tok != seg {
+            if *tok != seg {
                 return Err(format!(
                     "\"{topic}\": the token {tok} must be a whole topic segment, as in clients/{tok}/#"
                 ));
             }
         }
-        if seg.contains('#') && (*seg != "#" || i + 1 != segments.len()) {
-            return Err(format!(
-                "\"{topic}\": `#` must be a whole segment and the last one"
-            ));
-        }
-        if seg.contains('+') && *seg != "+" {
-            return Err(format!("\"{topic}\": `+` must be a whole segment"));
-        }
     }
+    wardgate_protocol::TopicFilter::new(topic).map_err(|e| match e {
+        TopicError::Empty => "is empty; a topic filter has at least one character".to_owned(),
+        TopicError::InvalidWildcard => format!(
+            "\"{topic}\" is not a valid topic filter: `+` and `#` must be whole segments and `#` the last one"
+        ),
+        other => format!("\"{topic}\" is not a valid topic filter: {other}"),
+    })?;
     Ok(())
 }
 

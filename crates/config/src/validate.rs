@@ -9,10 +9,18 @@ use crate::lower::{Ctx, ListenerSource};
 use crate::model::{Model, ServiceType, Tls};
 
 /// Applies every cross-resource rule.
-pub(crate) fn validate(model: &Model, sources: &[ListenerSource], ctx: &mut Ctx) {
+///
+/// `broken` lists the `(kind, name)` of resources whose documents had errors: references to them
+/// are not reported again as missing.
+pub(crate) fn validate(
+    model: &Model,
+    sources: &[ListenerSource],
+    broken: &[(String, String)],
+    ctx: &mut Ctx,
+) {
     services(model, sources, ctx);
     ports(model, sources, ctx);
-    references(model, sources, ctx);
+    references(model, sources, broken, ctx);
 }
 
 /// Reports at the listener's document, or as a built-in diagnostic.
@@ -198,12 +206,19 @@ fn ports(model: &Model, sources: &[ListenerSource], ctx: &mut Ctx) {
     }
 }
 
-fn references(model: &Model, sources: &[ListenerSource], ctx: &mut Ctx) {
+fn references(
+    model: &Model,
+    sources: &[ListenerSource],
+    broken: &[(String, String)],
+    ctx: &mut Ctx,
+) {
+    let is_broken = |kind: &str, name: &str| broken.iter().any(|(k, n)| k == kind && n == name);
     for (i, l) in model.listeners.iter().enumerate() {
         for (j, p) in l.ports.iter().enumerate() {
             let authn_path = port_path(sources, i, j, "authenticationRef");
             if let Some(a) = &p.authentication_ref {
                 match model.authentications.get(a) {
+                    None if is_broken("BrokerAuthentication", a) => {}
                     None => {
                         let msg =
                             format!("\"{a}\" names a BrokerAuthentication that does not exist");
@@ -221,10 +236,10 @@ fn references(model: &Model, sources: &[ListenerSource], ctx: &mut Ctx) {
             }
             if let Some(z) = &p.authorization_ref {
                 let path = port_path(sources, i, j, "authorizationRef");
-                if !model.authorizations.contains_key(z) {
+                if !model.authorizations.contains_key(z) && !is_broken("BrokerAuthorization", z) {
                     let msg = format!("\"{z}\" names a BrokerAuthorization that does not exist");
                     report(ctx, model, sources, i, &path, msg, false);
-                } else if p.authentication_ref.is_none() {
+                } else if p.authentication_ref.is_none() && model.authorizations.contains_key(z) {
                     let msg = "has no effect without an authenticationRef on the same port (AIO behaviour): every client may do everything".to_owned();
                     report(ctx, model, sources, i, &path, msg, true);
                 }

@@ -68,6 +68,41 @@ impl Node {
         }
     }
 
+    /// Removes the mapping entry or list item at `path` (relative to this node); `false` when
+    /// nothing is there.
+    pub(crate) fn remove(&mut self, path: &str) -> bool {
+        let segs = parse_path(path);
+        let Some((last, parents)) = segs.split_last() else {
+            return false;
+        };
+        let mut node = self;
+        for seg in parents {
+            let next = match (&mut node.value, seg) {
+                (Value::Map(entries), Seg::Key(k)) => {
+                    entries.iter_mut().find(|(key, _)| key == k).map(|(_, v)| v)
+                }
+                (Value::Seq(items), Seg::Index(i)) => items.get_mut(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        match (&mut node.value, last) {
+            (Value::Map(entries), Seg::Key(k)) => {
+                let before = entries.len();
+                entries.retain(|(key, _)| key != k);
+                entries.len() != before
+            }
+            (Value::Seq(items), Seg::Index(i)) if *i < items.len() => {
+                items.remove(*i);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The line of the node at `path` (relative to this node), or of its nearest existing
     /// ancestor when part of the path does not exist (a missing field is reported where its
     /// parent is).
@@ -360,6 +395,11 @@ impl DeError {
             self.line = Some(line);
         }
         self
+    }
+
+    /// Whether a required field is missing (it cannot be dropped to look for more problems).
+    pub(crate) fn is_missing_field(&self) -> bool {
+        matches!(self.kind, DeErrorKind::MissingField(_))
     }
 
     /// The full field path of the error.

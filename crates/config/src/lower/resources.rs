@@ -57,8 +57,12 @@ pub(super) fn lower(docs: &[&RawDocument], ctx: &mut Ctx) -> Lowered {
                 }
                 let type_ = s.type_.clone().unwrap_or_else(|| "Opaque".to_owned());
                 if type_ == Secret::TLS_TYPE {
+                    let written = |key: &str| {
+                        s.data.as_ref().is_some_and(|d| d.contains_key(key))
+                            || s.string_data.as_ref().is_some_and(|d| d.contains_key(key))
+                    };
                     for key in ["tls.crt", "tls.key"] {
-                        if !data.contains_key(key) {
+                        if !written(key) {
                             ctx.err(
                                 doc,
                                 "data",

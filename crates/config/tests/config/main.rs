@@ -3,5 +3,7 @@
 //! `wardgate create`.
 
 mod common;
+mod create;
 mod defaults;
 mod seeds;
+mod validation;
