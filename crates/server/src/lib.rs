@@ -2,6 +2,7 @@
 //! and graceful shutdown. Everything here drives the I/O-free `wardgate-core`.
 
 pub mod connection;
+pub mod plan;
 pub mod ports;
 mod ws;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use wardgate_core::Broker;
 
 use crate::ServerError;
@@ -116,7 +116,7 @@ async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     if let Ok(addr) = listener.local_addr() {
-        info!(port = spec.port, %addr, protocol = ?spec.protocol, listener = %spec.name, "listening");
+        debug!(port = spec.port, %addr, protocol = ?spec.protocol, listener = %spec.name, "accepting");
     }
     loop {
         let accepted = tokio::select! {

@@ -5,5 +5,6 @@
 mod common;
 mod create;
 mod defaults;
+mod old_api;
 mod seeds;
 mod validation;

@@ -31,6 +31,9 @@ pub struct ConnectionSettings {
     pub max_packet_size: u32,
     /// Server Receive Maximum: incoming QoS 2 flows a client may have open.
     pub receive_maximum: u16,
+    /// Cap on the client's Receive Maximum (`maxReceiveMaximum`): how many QoS 1/2 messages the
+    /// broker leaves unacknowledged towards one client.
+    pub max_receive_maximum: u16,
     /// Topic aliases a client may use towards the server.
     pub topic_alias_maximum: u16,
     /// Cap on Keep Alive (Server Keep Alive when the client asks for more, or for none).
@@ -49,6 +52,7 @@ impl Default for ConnectionSettings {
             connect_timeout: Duration::from_secs(10),
             max_packet_size: 64 * 1024 * 1024,
             receive_maximum: 1024,
+            max_receive_maximum: u16::MAX,
             topic_alias_maximum: 64,
             max_keep_alive: None,
             write_soft_limit: 64 * 1024,
@@ -99,7 +103,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut rbuf = BytesMut::with_capacity(1024);
+    let mut rbuf = BytesMut::with_capacity(ReadSizer::MIN);
     let limits = DecodeLimits {
         max_packet_size: ctx.settings.max_packet_size,
     };
@@ -156,7 +160,7 @@ async fn read_connect<R: AsyncRead + Unpin>(
             Ok(None) => {}
             Err(e) => return Err(ConnectFailure::Decode(e)),
         }
-        rbuf.reserve(1024);
+        rbuf.reserve(ReadSizer::MIN);
         match rd.read_buf(rbuf).await {
             Ok(0) | Err(_) => return Err(ConnectFailure::Io),
             Ok(_) => {}
@@ -216,7 +220,11 @@ async fn serve<R, W>(
         _ => None,
     };
     let keep_alive = server_keep_alive.unwrap_or(connect.keep_alive);
-    let client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+    let client_receive_maximum = connect
+        .properties
+        .receive_maximum
+        .unwrap_or(u16::MAX)
+        .min(settings.max_receive_maximum);
     let outbound = Outbound::new(
         version,
         connect.properties.maximum_packet_size,
@@ -342,6 +350,41 @@ async fn say_goodbye<W: AsyncWrite + Unpin>(
     .await;
 }
 
+/// Sizes the read buffer to the traffic: small while a connection idles (most of an idle
+/// connection's memory is this buffer), doubling while reads fill it, shrinking when they don't.
+struct ReadSizer {
+    size: usize,
+}
+
+impl Default for ReadSizer {
+    fn default() -> Self {
+        Self { size: Self::MIN }
+    }
+}
+
+impl ReadSizer {
+    const MIN: usize = 256;
+    const MAX: usize = 64 * 1024;
+
+    /// Makes room for the next read, and gives back a large buffer that is empty.
+    fn prepare(&self, rbuf: &mut BytesMut) {
+        if rbuf.is_empty() && rbuf.capacity() > self.size * 4 {
+            *rbuf = BytesMut::with_capacity(self.size);
+        } else if rbuf.capacity() - rbuf.len() < self.size / 2 {
+            rbuf.reserve(self.size);
+        }
+    }
+
+    /// Learns from a read of `n` bytes.
+    fn observe(&mut self, n: usize) {
+        if n >= self.size / 2 {
+            self.size = (self.size * 2).min(Self::MAX);
+        } else if n < self.size / 8 {
+            self.size = (self.size / 2).max(Self::MIN);
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn main_loop<R, W>(
     conn: &mut inbound::Conn,
@@ -373,7 +416,9 @@ where
     tokio::pin!(keepalive);
     let mut paused_until: Option<tokio::time::Instant> = None;
     let mut pending = Vec::new();
+    let mut sizer = ReadSizer::default();
     loop {
+        sizer.prepare(rbuf);
         if wbuf.len() < settings.write_soft_limit {
             conn.pump(&mut pending, wbuf);
         }
@@ -420,6 +465,7 @@ where
                     Ok(n) => {
                         stats.bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                         last_read = tokio::time::Instant::now();
+                        sizer.observe(n);
                     }
                 }
                 loop {
@@ -435,9 +481,6 @@ where
                             return End::Server(e.reason_code(), "malformed packet");
                         }
                     }
-                }
-                if rbuf.capacity() - rbuf.len() < 512 {
-                    rbuf.reserve(4096);
                 }
             }
             _ = waker.0.notified() => {

@@ -1,0 +1,97 @@
+//! From the validated configuration to what the runtime opens: the ports with the addresses their
+//! service type implies (SPEC.md §4.2), and the broker and connection settings from the Broker
+//! resource's limits.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use wardgate_config::model::{self, Model, QueueStrategy, ServiceType};
+use wardgate_core::{BrokerSettings, QueueLimits, QueueOverflow};
+
+use crate::connection::ConnectionSettings;
+use crate::ports::{PortProtocol, PortSpec};
+
+/// One port of the configuration and whether this build can open it.
+#[derive(Debug, Clone)]
+pub struct PlannedPort {
+    /// What to bind.
+    pub spec: PortSpec,
+    /// Why the port cannot be opened yet (shown as its state), or `None` when it can.
+    pub blocked: Option<String>,
+}
+
+/// The addresses a port of `service_type` listens on outside Kubernetes.
+pub fn addresses(service_type: ServiceType, port: u16) -> Vec<SocketAddr> {
+    let (v4, v6): (IpAddr, IpAddr) = match service_type {
+        // Like a ClusterIP Service: reachable by local processes only.
+        ServiceType::ClusterIp => (Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()),
+        ServiceType::LoadBalancer | ServiceType::NodePort => {
+            (Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into())
+        }
+    };
+    vec![SocketAddr::new(v4, port), SocketAddr::new(v6, port)]
+}
+
+/// Every port of every listener, in listener order.
+pub fn ports(model: &Model) -> Vec<PlannedPort> {
+    let mut planned = Vec::new();
+    for listener in &model.listeners {
+        for port in &listener.ports {
+            let number = port.bound_port(listener.service_type);
+            let protocol = match port.protocol {
+                model::PortProtocol::Mqtt => PortProtocol::Mqtt,
+                model::PortProtocol::WebSockets => PortProtocol::WebSockets,
+            };
+            let blocked = port.tls.as_ref().map(|_| {
+                "TLS is not available in this build yet; the port is not opened".to_string()
+            });
+            planned.push(PlannedPort {
+                spec: PortSpec {
+                    name: format!("BrokerListener/{}:{}", listener.name, port.port),
+                    port: number,
+                    addrs: addresses(listener.service_type, number),
+                    protocol,
+                },
+                blocked,
+            });
+        }
+    }
+    planned
+}
+
+/// The core's settings from the Broker resource.
+pub fn broker_settings(broker: &model::Broker) -> BrokerSettings {
+    let limits = &broker.clients;
+    let defaults = QueueLimits::default();
+    let max_queued = limits
+        .subscriber_queue_limit
+        .length
+        .map_or(defaults.max_queued, |l| {
+            usize::try_from(l).unwrap_or(usize::MAX)
+        });
+    BrokerSettings {
+        queue: QueueLimits {
+            max_queued,
+            congestion_threshold: defaults.congestion_threshold.min(max_queued),
+            overflow: match limits.subscriber_queue_limit.strategy {
+                QueueStrategy::DropOldest => QueueOverflow::DropOldest,
+                QueueStrategy::None => QueueOverflow::DropNew,
+            },
+        },
+        max_session_expiry: limits.max_session_expiry_seconds,
+        max_message_expiry: limits.max_message_expiry_seconds,
+        sys_interval: Duration::from_secs(10),
+    }
+}
+
+/// The connection settings from the Broker resource.
+pub fn connection_settings(broker: &model::Broker) -> ConnectionSettings {
+    let limits = &broker.clients;
+    ConnectionSettings {
+        max_packet_size: broker.max_packet_size(),
+        max_receive_maximum: limits.max_receive_maximum,
+        max_keep_alive: (limits.max_keep_alive_seconds < u16::MAX)
+            .then_some(limits.max_keep_alive_seconds),
+        ..ConnectionSettings::default()
+    }
+}

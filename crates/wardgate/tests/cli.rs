@@ -1,0 +1,129 @@
+//! The `wardgate` binary as a user runs it: the quickstart, `--config` folders, invalid
+//! configuration, ports that cannot open, and graceful shutdown on SIGTERM.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use wardgate_protocol::{Packet, ProtocolVersion, ReasonCode};
+use wardgate_testkit::client::{RawClient, Received};
+use wardgate_testkit::process::{Running, free_port, wait_for_port};
+
+fn wardgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wardgate"))
+}
+
+/// A BrokerListener; tests name it `default` so that it replaces the built-in default listener
+/// (ClusterIp, loopback only) instead of adding a second ClusterIp listener.
+fn listener_yaml(name: &str, service_type: &str, ports: &str) -> String {
+    format!(
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: {name}\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: {name}\n  serviceType: {service_type}\n  ports:\n{ports}"
+    )
+}
+
+fn sigterm(process: &Running) {
+    let status = Command::new("kill")
+        .args(["-TERM", &process.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+fn serve(config: &Path, data: &Path) -> Running {
+    Running::spawn(
+        wardgate()
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data)
+            .env("WARDGATE_LOG", "info"),
+    )
+    .expect("start wardgate")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_folder_ports_serve_and_sigterm_disconnects_gracefully() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (tcp, ws) = (free_port().expect("port"), free_port().expect("port"));
+    let ports =
+        format!("  - port: {tcp}\n    protocol: Mqtt\n  - port: {ws}\n    protocol: WebSockets\n");
+    std::fs::write(
+        dir.path().join("listener.yaml"),
+        listener_yaml("default", "ClusterIp", &ports),
+    )
+    .expect("write config");
+    let mut broker = serve(dir.path(), &dir.path().join("data"));
+    let banner = broker
+        .wait_for_line("the banner naming the port", Duration::from_secs(20), |l| {
+            l.contains(&format!("mqtt://127.0.0.1:{tcp}"))
+        })
+        .expect("banner");
+    assert!(banner.contains("BrokerListener/default"), "{banner}");
+    wait_for_port(ws, Duration::from_secs(5)).expect("WebSocket port open");
+    assert!(dir.path().join("data").is_dir(), "--data-dir is created");
+
+    let (mut client, ack) =
+        RawClient::connect(([127, 0, 0, 1], tcp).into(), ProtocolVersion::V5, "cli").await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    sigterm(&broker);
+    match client.recv().await {
+        Received::Packet(Packet::Disconnect(d)) => {
+            assert_eq!(d.reason, ReasonCode::SERVER_SHUTTING_DOWN)
+        }
+        other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+    }
+    let out = broker
+        .wait(Duration::from_secs(10))
+        .expect("exits after SIGTERM");
+    assert!(out.success(), "exit status: {out}");
+}
+
+#[test]
+fn invalid_configuration_exits_1_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(
+        &file,
+        listener_yaml("lan", "ClusterIp", "  - port: 99999\n    protocol: Mqtt\n"),
+    )
+    .expect("write");
+    let out = serve(&file, &dir.path().join("data"))
+        .wait(Duration::from_secs(20))
+        .expect("exits");
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    assert!(
+        out.to_string().contains("broken.yaml"),
+        "the error names the file: {out}"
+    );
+}
+
+#[test]
+fn a_port_that_cannot_open_is_reported_and_the_others_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (plain, tls) = (free_port().expect("port"), free_port().expect("port"));
+    let ports = format!(
+        "  - port: {plain}\n    protocol: Mqtt\n  - port: {tls}\n    protocol: Mqtt\n    tls:\n      mode: Manual\n      manual:\n        secretRef: server-cert\n"
+    );
+    std::fs::write(
+        dir.path().join("l.yaml"),
+        listener_yaml("default", "ClusterIp", &ports),
+    )
+    .expect("write");
+    let mut broker = serve(dir.path(), &dir.path().join("data"));
+    broker
+        .wait_for_line("the banner", Duration::from_secs(20), |l| {
+            l.contains(&format!(":{plain}"))
+        })
+        .expect("the plain port opens");
+    wait_for_port(plain, Duration::from_secs(5)).expect("plain port accepts");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", tls)).is_err(),
+        "the TLS port is not opened"
+    );
+    let out = broker.kill();
+    assert!(
+        out.to_string().contains("not opened"),
+        "the reason is logged: {out}"
+    );
+}
