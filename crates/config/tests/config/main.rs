@@ -5,6 +5,8 @@
 mod common;
 mod create;
 mod defaults;
+mod diff;
+mod loading;
 mod old_api;
 mod seeds;
 mod validation;

@@ -116,8 +116,14 @@ fn old_resources_convert_to_the_current_model() {
     assert_eq!(m.broker.encrypt_internal_traffic, OperationalMode::Disabled);
     assert_eq!(m.broker.diagnostics.log_level, "debug");
     assert_eq!(m.broker.diagnostics.log_format, LogFormat::Json);
-    assert_eq!(m.broker.diagnostics.self_check.mode, OperationalMode::Disabled);
-    assert_eq!(m.broker.diagnostics.self_check.interval, Duration::from_secs(60));
+    assert_eq!(
+        m.broker.diagnostics.self_check.mode,
+        OperationalMode::Disabled
+    );
+    assert_eq!(
+        m.broker.diagnostics.self_check.interval,
+        Duration::from_secs(60)
+    );
     assert_eq!(m.broker.cardinality.as_ref().unwrap().backend_partitions, 2);
 
     let l = m.listener("listener").unwrap();
@@ -143,7 +149,9 @@ fn old_resources_convert_to_the_current_model() {
             .filter(|w| w.message.contains("has no effect"))
             .map(ToString::to_string)
             .collect::<Vec<_>>(),
-        ["old.yaml:48: document 3: BrokerListener/lb: spec.authenticationEnabled is false, so BrokerAuthentication/authn, which lists this listener, has no effect"]
+        [
+            "old.yaml:44: document 3: BrokerListener/lb: spec.authenticationEnabled is false, so BrokerAuthentication/authn, which lists this listener, has no effect"
+        ]
     );
 
     let methods = &m.authentications["authn"].methods;
@@ -269,6 +277,8 @@ spec:
 "#;
     assert_eq!(
         warnings("w.yaml", yaml),
-        ["w.yaml:7: BrokerListener/listener: spec.authenticationEnabled is true and no BrokerAuthentication lists this listener in spec.listenerRef; using BrokerAuthentication/default"]
+        [
+            "w.yaml:7: BrokerListener/listener: spec.authenticationEnabled is true and no BrokerAuthentication lists this listener in spec.listenerRef; using BrokerAuthentication/default"
+        ]
     );
 }
