@@ -61,6 +61,7 @@ fn topic_alias_from_the_publisher() {
 }
 
 /// Same, with a subscriber that allows the broker to use aliases towards it (it resolves them).
+/// Wardgate uses them (SPEC §9: topic aliases both ways); Mosquitto never does.
 #[test]
 fn topic_alias_towards_the_subscriber() {
     let broker = start_broker();
@@ -69,7 +70,21 @@ fn topic_alias_towards_the_subscriber() {
         "topic-alias",
         &["--count", "5", "--subscriber-alias-max", "5"],
     ));
-    assert_eq!(payloads(journey.observed("received")).len(), 5);
+    let received = journey.observed("received");
+    assert_eq!(
+        payloads(received),
+        ["alias-0", "alias-1", "alias-2", "alias-3", "alias-4"]
+    );
+    if !broker.kind().is_mosquitto() {
+        let alias_only = journey
+            .observed("received_alias_only")
+            .as_u64()
+            .unwrap_or(0);
+        assert!(
+            alias_only >= 1,
+            "the broker never sent a topic-less aliased PUBLISH"
+        );
+    }
 }
 
 #[test]
@@ -162,6 +177,15 @@ fn message_expiry_while_offline() {
 fn request_response_properties_forwarded() {
     let broker = start_broker();
     let journey = Journey::pass(&mut paho(&broker, "request-response", &[]));
+    // Response Information answers Request Response Information = 1; optional in MQTT 5, given
+    // by Wardgate (SPEC §9), not by Mosquitto.
+    if !broker.kind().is_mosquitto() {
+        let info = journey.observed("response_information");
+        assert!(
+            info.as_str().is_some_and(|s| !s.is_empty()),
+            "no Response Information: {info}"
+        );
+    }
     let request = &journey.observed("request")[0]["properties"];
     assert!(
         request["ResponseTopic"]
