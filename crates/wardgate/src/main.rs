@@ -1,6 +1,7 @@
 //! The `wardgate` command: wiring, signals and the subcommands of SPEC.md §2. The only crate that
 //! uses `anyhow`, reads the environment or exits the process.
 
+mod create;
 mod serve;
 
 use std::path::PathBuf;
@@ -24,6 +25,15 @@ struct Cli {
 enum Command {
     /// Run the broker. With no --config, runs the embedded quickstart.
     Serve(ServeArgs),
+    /// Check configuration files: exit 0, or 1 with every error as file:line: message.
+    Validate {
+        /// Configuration file or folder; may repeat.
+        #[arg(long = "config", value_name = "PATH", required = true)]
+        config: Vec<PathBuf>,
+    },
+    /// Write Secret and ConfigMap YAML, as `kubectl create ... --dry-run=client -o yaml` does.
+    #[command(subcommand)]
+    Create(create::CreateCommand),
 }
 
 /// Arguments of `wardgate serve`.
@@ -65,6 +75,33 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Validate { config } => match wardgate_config::load(&config) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                let ports: usize = loaded.model.listeners.iter().map(|l| l.ports.len()).sum();
+                println!(
+                    "valid: {} listener(s), {} port(s), {} authentication(s), {} authorization(s)",
+                    loaded.model.listeners.len(),
+                    ports,
+                    loaded.model.authentications.len(),
+                    loaded.model.authorizations.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Create(cmd) => match create::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wardgate: {e:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
@@ -73,7 +110,9 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

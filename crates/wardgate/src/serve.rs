@@ -28,6 +28,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.admin_addr {
         warn!(%addr, "the admin API is not available in this version yet; --admin-addr is ignored");
     }
+    // Handlers first: a signal that arrives while ports open must not kill the process abruptly.
+    let signals = Signals::install()?;
     let model = load_model(&args)?;
     let broker = Arc::new(Broker::new(plan::broker_settings(&model.broker)));
     let settings = Arc::new(plan::connection_settings(&model.broker));
@@ -53,7 +55,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    wait_for_signal().await;
+    signals.wait().await;
     info!("shutting down");
     shutdown.cancel();
     // Connection tasks send DISCONNECT 0x8B and close; give them a moment.
@@ -125,27 +127,30 @@ fn print_banner(args: &ServeArgs, opened: &[(PortSpec, Vec<std::net::SocketAddr>
     }
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-            _ = hup.recv() => warn!("SIGHUP: live reload is not available in this version; configuration unchanged"),
-        }
-    }
+/// SIGINT/SIGTERM end the process gracefully; SIGHUP must not kill it.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => warn!("SIGHUP: live reload is not available in this version yet; configuration unchanged"),
+            }
+        }
+    }
 }

@@ -127,3 +127,101 @@ fn a_port_that_cannot_open_is_reported_and_the_others_serve() {
         "the reason is logged: {out}"
     );
 }
+
+#[test]
+fn validate_prints_every_error_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = "  - port: 1883\n    protocol: Mqtt\n  - port: 1883\n    protocol: Carrier-Pigeon\n";
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        listener_yaml("default", "ClusterIp", bad),
+    )
+    .expect("write");
+    let out = wardgate_testkit::process::run(
+        wardgate().arg("validate").arg("--config").arg(dir.path()),
+        Duration::from_secs(20),
+    )
+    .expect("runs");
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    let text = out.to_string();
+    assert!(text.contains("bad.yaml:"), "errors name the file: {text}");
+    assert!(
+        text.contains("Carrier-Pigeon"),
+        "the bad enum value is reported: {text}"
+    );
+}
+
+#[test]
+fn validate_accepts_a_good_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("ok.yaml"),
+        listener_yaml(
+            "default",
+            "ClusterIp",
+            "  - port: 1883\n    protocol: Mqtt\n",
+        ),
+    )
+    .expect("write");
+    let out = wardgate_testkit::process::run(
+        wardgate().arg("validate").arg("--config").arg(dir.path()),
+        Duration::from_secs(20),
+    )
+    .expect("runs");
+    assert!(out.success(), "{out}");
+    assert!(
+        out.to_string().contains("valid: 1 listener(s), 1 port(s)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn create_secret_tls_writes_yaml_that_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    let openssl = wardgate_testkit::process::run(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        Duration::from_secs(20),
+    )
+    .expect("openssl runs");
+    assert!(openssl.success(), "{openssl}");
+    let config = dir.path().join("config");
+    let out = wardgate_testkit::process::run(
+        wardgate()
+            .args(["create", "secret", "tls", "server-cert", "--cert"])
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .arg("-o")
+            .arg(&config),
+        Duration::from_secs(20),
+    )
+    .expect("runs");
+    assert!(out.success(), "{out}");
+    let written =
+        std::fs::read_to_string(config.join("secret-server-cert.yaml")).expect("file written");
+    assert!(written.contains("type: kubernetes.io/tls"), "{written}");
+    let validate = wardgate_testkit::process::run(
+        wardgate().arg("validate").arg("--config").arg(&config),
+        Duration::from_secs(20),
+    )
+    .expect("runs");
+    assert!(validate.success(), "{validate}");
+}
