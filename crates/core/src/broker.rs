@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use wardgate_protocol::{
@@ -114,7 +115,7 @@ pub struct RouteResult {
 /// The broker core. Shared as `Arc<Broker>` by every connection task.
 #[derive(Debug)]
 pub struct Broker {
-    settings: BrokerSettings,
+    settings: ArcSwap<BrokerSettings>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     index: RwLock<SubscriptionIndex>,
     retained: RwLock<RetainedStore>,
@@ -136,7 +137,7 @@ impl Broker {
     /// Creates a broker with `settings`.
     pub fn new(settings: BrokerSettings) -> Self {
         Self {
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             sessions: Mutex::new(HashMap::new()),
             index: RwLock::new(SubscriptionIndex::default()),
             retained: RwLock::new(RetainedStore::default()),
@@ -147,9 +148,15 @@ impl Broker {
         }
     }
 
-    /// The broker's settings.
-    pub fn settings(&self) -> &BrokerSettings {
-        &self.settings
+    /// The broker's current settings.
+    pub fn settings(&self) -> Arc<BrokerSettings> {
+        self.settings.load_full()
+    }
+
+    /// Replaces the settings. They apply to sessions created from now on, and to caps checked
+    /// from now on (session and message expiry); existing queues keep their bounds.
+    pub fn update_settings(&self, settings: BrokerSettings) {
+        self.settings.store(Arc::new(settings));
     }
 
     /// Counters for `$SYS` and metrics.
@@ -163,7 +170,9 @@ impl Broker {
         let assigned_client_id = params.client_id.is_empty().then(|| self.assign_client_id());
         let client_id: Arc<str> =
             Arc::from(assigned_client_id.as_deref().unwrap_or(&params.client_id));
-        let session_expiry = params.session_expiry.min(self.settings.max_session_expiry);
+        let session_expiry = params
+            .session_expiry
+            .min(self.settings.load().max_session_expiry);
 
         let mut sessions = self.sessions.lock();
         let existing = sessions.get(&client_id).cloned();
@@ -247,7 +256,7 @@ impl Broker {
                 Disconnect::Lost => None,
             };
             if let Some(e) = update {
-                st.expiry_interval = e.min(self.settings.max_session_expiry);
+                st.expiry_interval = e.min(self.settings.load().max_session_expiry);
             }
             let will = st.will.take();
             let will = if matches!(how, Disconnect::Normal { .. }) {
@@ -485,7 +494,8 @@ impl Broker {
         }
         let due = {
             let mut last = self.last_sys.lock();
-            let due = last.is_none_or(|t| now.duration_since(t) >= self.settings.sys_interval);
+            let due =
+                last.is_none_or(|t| now.duration_since(t) >= self.settings.load().sys_interval);
             if due {
                 *last = Some(now);
             }
@@ -525,7 +535,7 @@ impl Broker {
 
     /// Caps a Message Expiry Interval at the broker's maximum.
     pub fn cap_message_expiry(&self, interval: Option<u32>) -> Option<u32> {
-        match (interval, self.settings.max_message_expiry) {
+        match (interval, self.settings.load().max_message_expiry) {
             (Some(i), Some(max)) => Some(i.min(max)),
             (None, Some(max)) => Some(max),
             (i, None) => i,
@@ -622,7 +632,12 @@ impl Broker {
 
     fn new_session(&self, client_id: Arc<str>, protocol: ProtocolVersion) -> Arc<Session> {
         let id = SessionId(self.next_session.fetch_add(1, Ordering::Relaxed));
-        Arc::new(Session::new(id, client_id, protocol, self.settings.queue))
+        Arc::new(Session::new(
+            id,
+            client_id,
+            protocol,
+            self.settings.load().queue,
+        ))
     }
 
     fn assign_client_id(&self) -> String {

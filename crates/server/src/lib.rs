@@ -4,6 +4,7 @@
 pub mod connection;
 pub mod plan;
 pub mod ports;
+pub mod supervisor;
 mod ws;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use wardgate_core::Broker;
 
 pub use connection::ConnectionSettings;
 pub use ports::{BoundPort, PortProtocol, PortSpec, bind};
+pub use supervisor::{PortState, PortStatus, Status, Supervisor};
 
 /// Errors starting the runtime.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ use crate::connection::ConnectionSettings;
 use crate::ports::{PortProtocol, PortSpec};
 
 /// One port of the configuration and whether this build can open it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedPort {
     /// What to bind.
     pub spec: PortSpec,

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -22,7 +23,7 @@ pub enum PortProtocol {
 }
 
 /// One port to open, resolved from the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSpec {
     /// `Listener/port` label for logs.
     pub name: String,
@@ -51,11 +52,13 @@ impl BoundPort {
             .collect()
     }
 
-    /// Accepts connections until `shutdown`, spawning a task per connection.
+    /// Accepts connections until `shutdown`, spawning a task per connection. Each connection
+    /// takes the settings current when it is accepted, and ends (v5: DISCONNECT 0x8B) when
+    /// `shutdown` is cancelled: cancel a port's own token to close it alone.
     pub fn serve(
         self,
         broker: Arc<Broker>,
-        settings: Arc<ConnectionSettings>,
+        settings: Arc<ArcSwap<ConnectionSettings>>,
         shutdown: CancellationToken,
     ) {
         let spec = Arc::new(self.spec);
@@ -112,7 +115,7 @@ async fn accept_loop(
     listener: TcpListener,
     spec: Arc<PortSpec>,
     broker: Arc<Broker>,
-    settings: Arc<ConnectionSettings>,
+    settings: Arc<ArcSwap<ConnectionSettings>>,
     shutdown: CancellationToken,
 ) {
     if let Ok(addr) = listener.local_addr() {
@@ -138,7 +141,7 @@ async fn accept_loop(
             peer,
             spec.clone(),
             broker.clone(),
-            settings.clone(),
+            settings.load_full(),
             shutdown.clone(),
         ));
     }

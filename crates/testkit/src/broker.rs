@@ -27,7 +27,7 @@ impl TestBroker {
     /// Starts a broker with the given settings.
     pub async fn with(settings: BrokerSettings, conn: ConnectionSettings) -> TestBroker {
         let broker = Arc::new(Broker::new(settings));
-        let conn = Arc::new(conn);
+        let conn = Arc::new(arc_swap::ArcSwap::from_pointee(conn));
         let shutdown = CancellationToken::new();
         let mut addrs = Vec::new();
         for (name, protocol) in [

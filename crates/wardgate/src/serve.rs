@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use wardgate_config::model::Model;
 use wardgate_core::Broker;
-use wardgate_server::{PortProtocol, PortSpec, plan};
+use wardgate_server::{PortProtocol, PortState, Status, Supervisor, plan};
 
 use crate::ServeArgs;
 
@@ -23,39 +23,58 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Handlers first: a signal that arrives while ports open must not kill the process abruptly.
+    let mut signals = Signals::install()?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
     if let Some(addr) = args.admin_addr {
         warn!(%addr, "the admin API is not available in this version yet; --admin-addr is ignored");
     }
-    // Handlers first: a signal that arrives while ports open must not kill the process abruptly.
-    let signals = Signals::install()?;
     let model = load_model(&args)?;
     let broker = Arc::new(Broker::new(plan::broker_settings(&model.broker)));
-    let settings = Arc::new(plan::connection_settings(&model.broker));
     let shutdown = CancellationToken::new();
-
-    let mut opened = Vec::new();
-    for planned in plan::ports(&model) {
-        if let Some(reason) = &planned.blocked {
-            warn!(port = planned.spec.port, listener = %planned.spec.name, state = "Failed", %reason, "port not opened");
-            continue;
+    let mut supervisor = Supervisor::new(broker.clone(), shutdown.clone());
+    supervisor.apply(model);
+    let status = supervisor.status();
+    {
+        let status = status.read();
+        let serving = status
+            .ports
+            .values()
+            .any(|p| p.state == PortState::Listening);
+        if !serving && !supervisor.has_waiting_ports() {
+            anyhow::bail!("no port could be opened; nothing to serve");
         }
-        let port = wardgate_server::bind(planned.spec)?;
-        info!(port = port.spec.port, addrs = ?port.local_addrs(), listener = %port.spec.name, state = "Listening", "port listening");
-        opened.push((port.spec.clone(), port.local_addrs()));
-        port.serve(broker.clone(), settings.clone(), shutdown.clone());
+        print_banner(&args, &status);
     }
-    if opened.is_empty() {
-        anyhow::bail!("no port could be opened; nothing to serve");
-    }
-    print_banner(&args, &opened);
     tokio::spawn(wardgate_server::run_ticker(
         broker.clone(),
         shutdown.clone(),
     ));
 
-    signals.wait().await;
+    let mut seen = fingerprint(&args.config);
+    let mut poll = tokio::time::interval(CONFIG_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Stop => break,
+                Signal::Reload => {
+                    info!("SIGHUP: reloading the configuration");
+                    seen = fingerprint(&args.config);
+                    reload(&args, &mut supervisor);
+                }
+            },
+            _ = poll.tick(), if !args.config.is_empty() => {
+                let now = fingerprint(&args.config);
+                if now != seen {
+                    seen = now;
+                    info!("configuration files changed: reloading");
+                    reload(&args, &mut supervisor);
+                }
+            }
+        }
+    }
     info!("shutting down");
     shutdown.cancel();
     // Connection tasks send DISCONNECT 0x8B and close; give them a moment.
@@ -70,6 +89,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// How often the `--config` files are checked for changes.
+const CONFIG_POLL: Duration = Duration::from_secs(1);
+
+/// Re-reads the configuration and applies it, or keeps the running one if it is invalid.
+fn reload(args: &ServeArgs, supervisor: &mut Supervisor) {
+    match load_model(args) {
+        Ok(model) if supervisor.model() == Some(&model) => info!("configuration unchanged"),
+        Ok(model) => {
+            supervisor.apply(model);
+            info!("configuration reloaded");
+        }
+        Err(e) => {
+            error!("configuration reload refused, the running configuration stays: {e:#}");
+            supervisor.reload_refused(format!("{e:#}"));
+        }
+    }
+}
+
+/// A cheap identity of the configuration files' names and contents. Reading them again every
+/// second also follows Kubernetes' `..data` symlink swaps, which file watches on paths miss.
+fn fingerprint(paths: &[std::path::PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match wardgate_config::discover(paths) {
+        Ok(files) => {
+            for file in files {
+                file.hash(&mut hasher);
+                std::fs::read(&file).ok().hash(&mut hasher);
+            }
+        }
+        // An unreadable path is a state too: when it becomes readable, the hash changes.
+        Err(errors) => errors.len().hash(&mut hasher),
+    }
+    hasher.finish()
 }
 
 /// The configuration to serve: the files given, or the quickstart.
@@ -92,9 +147,14 @@ fn load_model(args: &ServeArgs) -> anyhow::Result<Model> {
     Ok(model)
 }
 
-fn print_banner(args: &ServeArgs, opened: &[(PortSpec, Vec<std::net::SocketAddr>)]) {
+fn print_banner(args: &ServeArgs, status: &Status) {
     println!("Wardgate {} is serving MQTT:", env!("CARGO_PKG_VERSION"));
-    for (spec, addrs) in opened {
+    for port in status.ports.values() {
+        let (spec, addrs) = (&port.spec, &port.local_addrs);
+        if port.state != PortState::Listening {
+            println!("  {:<40} {}", spec.name, port.state);
+            continue;
+        }
         let scheme = match spec.protocol {
             PortProtocol::Mqtt => "mqtt",
             PortProtocol::WebSockets => "ws",
@@ -102,9 +162,13 @@ fn print_banner(args: &ServeArgs, opened: &[(PortSpec, Vec<std::net::SocketAddr>
         let shown: Vec<String> = addrs.iter().map(|a| format!("{scheme}://{a}")).collect();
         println!("  {:<40} {}", spec.name, shown.join("  "));
     }
-    if let Some((spec, _)) = opened
-        .iter()
-        .find(|(s, _)| s.protocol == PortProtocol::Mqtt)
+    let mut listening = status
+        .ports
+        .values()
+        .filter(|p| p.state == PortState::Listening);
+    if let Some(spec) = listening
+        .find(|p| p.spec.protocol == PortProtocol::Mqtt)
+        .map(|p| &p.spec)
     {
         println!();
         println!("Try it:");
@@ -127,7 +191,15 @@ fn print_banner(args: &ServeArgs, opened: &[(PortSpec, Vec<std::net::SocketAddr>
     }
 }
 
-/// SIGINT/SIGTERM end the process gracefully; SIGHUP must not kill it.
+/// What a signal asks for.
+enum Signal {
+    /// SIGINT or SIGTERM: shut down gracefully.
+    Stop,
+    /// SIGHUP: reload the configuration.
+    Reload,
+}
+
+/// SIGINT/SIGTERM end the process gracefully; SIGHUP reloads.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -144,13 +216,11 @@ impl Signals {
         })
     }
 
-    async fn wait(mut self) {
-        loop {
-            tokio::select! {
-                _ = self.term.recv() => return,
-                _ = self.int.recv() => return,
-                _ = self.hup.recv() => warn!("SIGHUP: live reload is not available in this version yet; configuration unchanged"),
-            }
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
         }
     }
 }

@@ -1,0 +1,270 @@
+//! The port supervisor: owns every port's state (SPEC.md §4.4), opens and closes ports as the
+//! configuration changes, and applies a new configuration as a difference (SPEC.md §4.5): ports
+//! that did not change keep their connections; removed ports close theirs with DISCONNECT 0x8B.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use wardgate_config::model::Model;
+use wardgate_core::Broker;
+
+use crate::connection::ConnectionSettings;
+use crate::plan::{self, PlannedPort};
+use crate::ports::{self, PortSpec};
+
+/// A port's state, as logs, `status` and the admin API show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortState {
+    /// Accepting connections.
+    Listening,
+    /// Waiting for a Secret to exist (the port does not accept connections meanwhile).
+    AwaitingSecret(String),
+    /// Waiting for an Issuer or ClusterIssuer.
+    AwaitingIssuer(String),
+    /// Waiting for a ConfigMap.
+    AwaitingConfigMap(String),
+    /// Cannot serve, with the reason.
+    Failed(String),
+}
+
+impl PortState {
+    /// The state's name (`Listening`, `AwaitingSecret`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            PortState::Listening => "Listening",
+            PortState::AwaitingSecret(_) => "AwaitingSecret",
+            PortState::AwaitingIssuer(_) => "AwaitingIssuer",
+            PortState::AwaitingConfigMap(_) => "AwaitingConfigMap",
+            PortState::Failed(_) => "Failed",
+        }
+    }
+
+    /// The reason or message, if any.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            PortState::Listening => None,
+            PortState::AwaitingSecret(m)
+            | PortState::AwaitingIssuer(m)
+            | PortState::AwaitingConfigMap(m)
+            | PortState::Failed(m) => Some(m),
+        }
+    }
+
+    /// Whether the port waits for something that may appear (not a failure).
+    pub fn is_waiting(&self) -> bool {
+        matches!(
+            self,
+            PortState::AwaitingSecret(_)
+                | PortState::AwaitingIssuer(_)
+                | PortState::AwaitingConfigMap(_)
+        )
+    }
+}
+
+impl fmt::Display for PortState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason() {
+            None => f.write_str(self.name()),
+            Some(r) => write!(f, "{}: {r}", self.name()),
+        }
+    }
+}
+
+/// One port as the supervisor reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortStatus {
+    /// What the port is.
+    pub spec: PortSpec,
+    /// Its state.
+    pub state: PortState,
+    /// The addresses it listens on (empty unless Listening).
+    pub local_addrs: Vec<std::net::SocketAddr>,
+}
+
+/// What the supervisor shares with status readers.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// Every configured port, by port number.
+    pub ports: BTreeMap<u16, PortStatus>,
+    /// The error of the last reload that was refused, until a later one succeeds.
+    pub last_reload_error: Option<String>,
+    /// Successful reloads since start.
+    pub reloads: u64,
+}
+
+struct RunningPort {
+    planned: PlannedPort,
+    state: PortState,
+    /// Cancelled to close the port and its connections.
+    token: Option<CancellationToken>,
+    local_addrs: Vec<std::net::SocketAddr>,
+}
+
+/// Owns the ports.
+pub struct Supervisor {
+    broker: Arc<Broker>,
+    settings: Arc<ArcSwap<ConnectionSettings>>,
+    shutdown: CancellationToken,
+    ports: BTreeMap<u16, RunningPort>,
+    model: Option<Model>,
+    status: Arc<RwLock<Status>>,
+}
+
+impl fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("ports", &self.ports.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    /// A supervisor with no ports yet; `shutdown` closes everything.
+    pub fn new(broker: Arc<Broker>, shutdown: CancellationToken) -> Self {
+        Self {
+            broker,
+            settings: Arc::new(ArcSwap::from_pointee(ConnectionSettings::default())),
+            shutdown,
+            ports: BTreeMap::new(),
+            model: None,
+            status: Arc::new(RwLock::new(Status::default())),
+        }
+    }
+
+    /// The shared status, for `status` and the admin API.
+    pub fn status(&self) -> Arc<RwLock<Status>> {
+        self.status.clone()
+    }
+
+    /// The model currently applied.
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
+    }
+
+    /// Whether any port waits for a resource (the caller then re-applies soon).
+    pub fn has_waiting_ports(&self) -> bool {
+        self.ports.values().any(|p| p.state.is_waiting())
+    }
+
+    /// Records a refused reload (the running configuration stays).
+    pub fn reload_refused(&self, error: String) {
+        self.status.write().last_reload_error = Some(error);
+    }
+
+    /// Applies `model`: Broker settings for new sessions and connections, then the ports as a
+    /// difference from what runs now.
+    pub fn apply(&mut self, model: Model) {
+        self.broker
+            .update_settings(plan::broker_settings(&model.broker));
+        self.settings
+            .store(Arc::new(plan::connection_settings(&model.broker)));
+        let desired: BTreeMap<u16, PlannedPort> = plan::ports(&model)
+            .into_iter()
+            .map(|p| (p.spec.port, p))
+            .collect();
+
+        let removed: Vec<u16> = self
+            .ports
+            .iter()
+            .filter(|(n, running)| {
+                desired
+                    .get(n)
+                    .is_none_or(|d| d.spec != running.planned.spec)
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        for n in removed {
+            if let Some(running) = self.ports.remove(&n) {
+                if let Some(token) = running.token {
+                    token.cancel();
+                }
+                info!(port = n, listener = %running.planned.spec.name, "port closed");
+            }
+        }
+        for (n, planned) in desired {
+            let unchanged = self
+                .ports
+                .get(&n)
+                .is_some_and(|r| r.planned == planned && r.state == PortState::Listening);
+            if unchanged {
+                continue;
+            }
+            // A port still waiting or failed, or changed only in what it waits for, is retried.
+            if let Some(running) = self.ports.remove(&n)
+                && let Some(token) = running.token
+            {
+                token.cancel();
+            }
+            let running = self.start(planned);
+            self.ports.insert(n, running);
+        }
+        self.model = Some(model);
+        self.publish_status();
+    }
+
+    fn start(&self, planned: PlannedPort) -> RunningPort {
+        let spec = planned.spec.clone();
+        if let Some(reason) = &planned.blocked {
+            let state = PortState::Failed(reason.clone());
+            log_state(&spec, &state);
+            return RunningPort {
+                planned,
+                state,
+                token: None,
+                local_addrs: Vec::new(),
+            };
+        }
+        match ports::bind(spec.clone()) {
+            Ok(bound) => {
+                let token = self.shutdown.child_token();
+                let local_addrs = bound.local_addrs();
+                bound.serve(self.broker.clone(), self.settings.clone(), token.clone());
+                let state = PortState::Listening;
+                info!(port = spec.port, addrs = ?local_addrs, listener = %spec.name, state = state.name(), "port listening");
+                RunningPort {
+                    planned,
+                    state,
+                    token: Some(token),
+                    local_addrs,
+                }
+            }
+            Err(e) => {
+                let state = PortState::Failed(e.to_string());
+                log_state(&spec, &state);
+                RunningPort {
+                    planned,
+                    state,
+                    token: None,
+                    local_addrs: Vec::new(),
+                }
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let mut status = self.status.write();
+        status.ports = self
+            .ports
+            .iter()
+            .map(|(n, r)| {
+                let s = PortStatus {
+                    spec: r.planned.spec.clone(),
+                    state: r.state.clone(),
+                    local_addrs: r.local_addrs.clone(),
+                };
+                (*n, s)
+            })
+            .collect();
+        status.last_reload_error = None;
+        status.reloads += 1;
+    }
+}
+
+fn log_state(spec: &PortSpec, state: &PortState) {
+    warn!(port = spec.port, listener = %spec.name, state = state.name(), reason = state.reason().unwrap_or(""), "port not opened");
+}
