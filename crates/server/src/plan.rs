@@ -20,8 +20,14 @@ pub struct PlannedPort {
     pub blocked: Option<String>,
 }
 
-/// The addresses a port of `service_type` listens on outside Kubernetes.
-pub fn addresses(service_type: ServiceType, port: u16) -> Vec<SocketAddr> {
+/// The addresses a port of `service_type` listens on outside Kubernetes. `public`, when set,
+/// replaces "all interfaces" for LoadBalancer and NodePort ports (`serve --bind`).
+pub fn addresses(service_type: ServiceType, port: u16, public: Option<IpAddr>) -> Vec<SocketAddr> {
+    if let Some(ip) = public
+        && service_type != ServiceType::ClusterIp
+    {
+        return vec![SocketAddr::new(ip, port)];
+    }
     let (v4, v6): (IpAddr, IpAddr) = match service_type {
         // Like a ClusterIP Service: reachable by local processes only.
         ServiceType::ClusterIp => (Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()),
@@ -33,7 +39,7 @@ pub fn addresses(service_type: ServiceType, port: u16) -> Vec<SocketAddr> {
 }
 
 /// Every port of every listener, in listener order.
-pub fn ports(model: &Model) -> Vec<PlannedPort> {
+pub fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
     let mut planned = Vec::new();
     for listener in &model.listeners {
         for port in &listener.ports {
@@ -49,7 +55,7 @@ pub fn ports(model: &Model) -> Vec<PlannedPort> {
                 spec: PortSpec {
                     name: format!("BrokerListener/{}:{}", listener.name, port.port),
                     port: number,
-                    addrs: addresses(listener.service_type, number),
+                    addrs: addresses(listener.service_type, number, public),
                     protocol,
                 },
                 blocked,

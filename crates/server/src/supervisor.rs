@@ -113,6 +113,7 @@ pub struct Supervisor {
     ports: BTreeMap<u16, RunningPort>,
     model: Option<Model>,
     status: Arc<RwLock<Status>>,
+    public: Option<std::net::IpAddr>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -133,7 +134,14 @@ impl Supervisor {
             ports: BTreeMap::new(),
             model: None,
             status: Arc::new(RwLock::new(Status::default())),
+            public: None,
         }
+    }
+
+    /// Binds LoadBalancer and NodePort ports on `ip` instead of all interfaces.
+    pub fn with_public_address(mut self, ip: Option<std::net::IpAddr>) -> Self {
+        self.public = ip;
+        self
     }
 
     /// The shared status, for `status` and the admin API.
@@ -163,7 +171,7 @@ impl Supervisor {
             .update_settings(plan::broker_settings(&model.broker));
         self.settings
             .store(Arc::new(plan::connection_settings(&model.broker)));
-        let desired: BTreeMap<u16, PlannedPort> = plan::ports(&model)
+        let desired: BTreeMap<u16, PlannedPort> = plan::ports(&model, self.public)
             .into_iter()
             .map(|p| (p.spec.port, p))
             .collect();

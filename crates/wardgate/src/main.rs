@@ -51,6 +51,10 @@ struct ServeArgs {
     /// Add listener `default-insecure`: LoadBalancer, port 1883, no TLS, no authentication.
     #[arg(long)]
     add_insecure_listener: bool,
+    /// Address for LoadBalancer and NodePort ports instead of all interfaces (ClusterIp ports
+    /// are always loopback).
+    #[arg(long, value_name = "IP")]
+    bind: Option<std::net::IpAddr>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,

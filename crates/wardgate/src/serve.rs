@@ -33,7 +33,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let model = load_model(&args)?;
     let broker = Arc::new(Broker::new(plan::broker_settings(&model.broker)));
     let shutdown = CancellationToken::new();
-    let mut supervisor = Supervisor::new(broker.clone(), shutdown.clone());
+    let mut supervisor =
+        Supervisor::new(broker.clone(), shutdown.clone()).with_public_address(args.bind);
     supervisor.apply(model);
     let status = supervisor.status();
     {
