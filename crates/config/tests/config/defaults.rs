@@ -133,3 +133,11 @@ fn defaults_are_not_validated_against_themselves() {
     assert!(crate::common::warnings("empty.yaml", "").is_empty());
     assert!(errors("bad.yaml", "kind: Nope\n").len() == 1);
 }
+
+#[test]
+fn the_model_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Model>();
+    shareable::<wardgate_config::Loaded>();
+    shareable::<wardgate_config::ConfigErrors>();
+}
