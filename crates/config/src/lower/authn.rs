@@ -158,6 +158,7 @@ pub(super) fn lower(
         };
         methods.push(method);
     }
+    check_reference_names(doc, &methods, ctx);
     if let Some(path) = extension_used
         && o.api_version != "wardgate.io/v1"
     {
@@ -174,6 +175,46 @@ pub(super) fn lower(
         name: o.metadata.name.clone(),
         methods,
     })
+}
+
+/// The Secret and ConfigMap names a method refers to must be valid names.
+fn check_reference_names(doc: &RawDocument, methods: &[AuthnMethod], ctx: &mut Ctx) {
+    for (i, m) in methods.iter().enumerate() {
+        let path = format!("spec.authenticationMethods[{i}]");
+        let refs: Vec<(String, &str)> = match m {
+            AuthnMethod::ServiceAccountToken(s) => s
+                .issuer_keys_config_map
+                .iter()
+                .map(|c| {
+                    (
+                        format!("{path}.serviceAccountTokenSettings.issuerKeysConfigMap"),
+                        c.as_str(),
+                    )
+                })
+                .collect(),
+            AuthnMethod::Custom(c) => c
+                .ca_cert_config_map
+                .iter()
+                .map(|n| (format!("{path}.customSettings.caCertConfigMap"), n.as_str()))
+                .chain(c.client_cert_secret.iter().map(|n| {
+                    (
+                        format!("{path}.customSettings.auth.x509.secretRef"),
+                        n.as_str(),
+                    )
+                }))
+                .collect(),
+            AuthnMethod::UsernamePassword(u) => vec![(
+                format!("{path}.usernamePasswordSettings.secretRef"),
+                u.secret_ref.as_str(),
+            )],
+            AuthnMethod::X509(_) => Vec::new(),
+        };
+        for (p, name) in refs {
+            if let Err(e) = units::check_subdomain(name) {
+                ctx.err(doc, &p, e);
+            }
+        }
+    }
 }
 
 fn sat(doc: &RawDocument, path: &str, s: &raw::SatSettings, ctx: &mut Ctx) -> AuthnMethod {
