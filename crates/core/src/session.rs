@@ -362,58 +362,28 @@ impl Session {
         &self,
         now: Instant,
         max: usize,
-        mut fits: impl FnMut(&Delivery) -> bool,
+        fits: impl FnMut(&Delivery) -> bool,
         out: &mut Vec<Outgoing>,
     ) -> u64 {
+        drain_locked(&mut self.state.lock(), now, max, fits, out)
+    }
+
+    /// [`Session::drain`] for connection `generation` only: a connection that has been taken
+    /// over must not take messages meant for its successor (they would sit in the inflight
+    /// window, unsent). Returns `None` when `generation` is no longer attached.
+    pub fn drain_attached(
+        &self,
+        generation: u64,
+        now: Instant,
+        max: usize,
+        fits: impl FnMut(&Delivery) -> bool,
+        out: &mut Vec<Outgoing>,
+    ) -> Option<u64> {
         let mut st = self.state.lock();
-        let mut dropped = 0;
-        let mut taken = 0;
-        while taken < max {
-            let Some(front) = st.queue.front() else { break };
-            if front.qos != QoS::AtMostOnce && st.inflight.len() >= usize::from(st.send_quota) {
-                break;
-            }
-            let Some(delivery) = st.queue.pop_front() else {
-                break;
-            };
-            if delivery.message.is_expired(now) || !fits(&delivery) {
-                dropped += 1;
-                continue;
-            }
-            taken += 1;
-            if delivery.qos == QoS::AtMostOnce {
-                out.push(Outgoing::Publish {
-                    delivery,
-                    packet_id: None,
-                    dup: false,
-                });
-                continue;
-            }
-            let packet_id = st.allocate_packet_id();
-            let state = if delivery.qos == QoS::AtLeastOnce {
-                InflightState::AwaitPubAck
-            } else {
-                InflightState::AwaitPubRec
-            };
-            st.inflight_ids.insert(packet_id.get());
-            st.inflight.push_back(Inflight {
-                packet_id,
-                delivery: delivery.clone(),
-                state,
-            });
-            out.push(Outgoing::Publish {
-                delivery,
-                packet_id: Some(packet_id),
-                dup: false,
-            });
+        if st.link.as_ref().is_none_or(|l| l.generation != generation) {
+            return None;
         }
-        st.dropped += dropped;
-        if !st.space_waiters.is_empty() && st.queue.len() <= st.limits.congestion_threshold / 2 {
-            for w in st.space_waiters.drain(..) {
-                w.wake();
-            }
-        }
-        dropped
+        Some(drain_locked(&mut st, now, max, fits, out))
     }
 
     /// Whether queued messages remain that the inflight window would allow to send now.
@@ -573,4 +543,62 @@ impl SessionState {
             }
         }
     }
+}
+
+/// The body of [`Session::drain`], under the session's lock.
+fn drain_locked(
+    st: &mut SessionState,
+    now: Instant,
+    max: usize,
+    mut fits: impl FnMut(&Delivery) -> bool,
+    out: &mut Vec<Outgoing>,
+) -> u64 {
+    let mut dropped = 0;
+    let mut taken = 0;
+    while taken < max {
+        let Some(front) = st.queue.front() else { break };
+        if front.qos != QoS::AtMostOnce && st.inflight.len() >= usize::from(st.send_quota) {
+            break;
+        }
+        let Some(delivery) = st.queue.pop_front() else {
+            break;
+        };
+        if delivery.message.is_expired(now) || !fits(&delivery) {
+            dropped += 1;
+            continue;
+        }
+        taken += 1;
+        if delivery.qos == QoS::AtMostOnce {
+            out.push(Outgoing::Publish {
+                delivery,
+                packet_id: None,
+                dup: false,
+            });
+            continue;
+        }
+        let packet_id = st.allocate_packet_id();
+        let state = if delivery.qos == QoS::AtLeastOnce {
+            InflightState::AwaitPubAck
+        } else {
+            InflightState::AwaitPubRec
+        };
+        st.inflight_ids.insert(packet_id.get());
+        st.inflight.push_back(Inflight {
+            packet_id,
+            delivery: delivery.clone(),
+            state,
+        });
+        out.push(Outgoing::Publish {
+            delivery,
+            packet_id: Some(packet_id),
+            dup: false,
+        });
+    }
+    st.dropped += dropped;
+    if !st.space_waiters.is_empty() && st.queue.len() <= st.limits.congestion_threshold / 2 {
+        for w in st.space_waiters.drain(..) {
+            w.wake();
+        }
+    }
+    dropped
 }

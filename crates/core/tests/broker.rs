@@ -213,6 +213,27 @@ fn takeover_kicks_the_old_connection_and_keeps_the_session() {
         old.session.kicked(old.generation),
         Some(wardgate_protocol::ReasonCode::SESSION_TAKEN_OVER)
     );
+    // The old connection can no longer take the session's messages.
+    broker.subscribe(
+        &new.session,
+        &filter("t"),
+        opts(QoS::AtLeastOnce),
+        None,
+        now,
+    );
+    broker.publish(msg("t", "for-new", QoS::AtLeastOnce, false));
+    let mut out = Vec::new();
+    assert_eq!(
+        old.session
+            .drain_attached(old.generation, now, 10, |_| true, &mut out),
+        None
+    );
+    assert_eq!(
+        new.session
+            .drain_attached(new.generation, now, 10, |_| true, &mut out),
+        Some(0)
+    );
+    assert_eq!(out.len(), 1);
     // The old connection ending later does not detach the new one.
     broker.disconnect(&old.session, old.generation, Disconnect::Lost, now);
     assert!(new.session.is_connected());

@@ -85,13 +85,19 @@ impl Conn {
         self.congested.take()
     }
 
-    /// Moves what the session's queue allows into the write buffer.
-    pub(super) fn pump(&mut self, pending: &mut Vec<Outgoing>, wbuf: &mut BytesMut) {
+    /// Moves what the session's queue allows into the write buffer. Returns false when this
+    /// connection no longer owns the session (taken over).
+    pub(super) fn pump(&mut self, pending: &mut Vec<Outgoing>, wbuf: &mut BytesMut) -> bool {
         let now = Instant::now();
         let outbound = &self.outbound;
-        let dropped = self
-            .session
-            .drain(now, 256, |d| outbound.fits(d, now), pending);
+        let drained = self.session.drain_attached(
+            self.generation,
+            now,
+            256,
+            |d| outbound.fits(d, now),
+            pending,
+        );
+        let Some(dropped) = drained else { return false };
         if dropped > 0 {
             self.broker
                 .stats()
@@ -99,6 +105,7 @@ impl Conn {
                 .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
         }
         self.write_outgoing(pending, wbuf);
+        true
     }
 
     pub(super) fn write_outgoing(&mut self, pending: &mut Vec<Outgoing>, wbuf: &mut BytesMut) {

@@ -419,8 +419,8 @@ where
     let mut sizer = ReadSizer::default();
     loop {
         sizer.prepare(rbuf);
-        if wbuf.len() < settings.write_soft_limit {
-            conn.pump(&mut pending, wbuf);
+        if wbuf.len() < settings.write_soft_limit && !conn.pump(&mut pending, wbuf) {
+            return End::TakenOver;
         }
         if let Some(session) = conn.take_congested()
             && session.wait_for_space(space.clone())
