@@ -4,6 +4,7 @@
 pub mod connection;
 pub mod plan;
 pub mod ports;
+pub mod registry;
 pub mod supervisor;
 mod ws;
 

@@ -12,6 +12,7 @@ use wardgate_core::Broker;
 
 use crate::ServerError;
 use crate::connection::{self, ConnectionSettings};
+use crate::registry::Registry;
 
 /// What a port speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,7 @@ impl BoundPort {
         self,
         broker: Arc<Broker>,
         settings: Arc<ArcSwap<ConnectionSettings>>,
+        registry: Arc<Registry>,
         shutdown: CancellationToken,
     ) {
         let spec = Arc::new(self.spec);
@@ -68,6 +70,7 @@ impl BoundPort {
                 spec.clone(),
                 broker.clone(),
                 settings.clone(),
+                registry.clone(),
                 shutdown.clone(),
             ));
         }
@@ -116,6 +119,7 @@ async fn accept_loop(
     spec: Arc<PortSpec>,
     broker: Arc<Broker>,
     settings: Arc<ArcSwap<ConnectionSettings>>,
+    registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) {
     if let Ok(addr) = listener.local_addr() {
@@ -142,6 +146,7 @@ async fn accept_loop(
             spec.clone(),
             broker.clone(),
             settings.load_full(),
+            registry.clone(),
             shutdown.clone(),
         ));
     }
@@ -153,6 +158,7 @@ async fn handle(
     spec: Arc<PortSpec>,
     broker: Arc<Broker>,
     settings: Arc<ConnectionSettings>,
+    registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) {
     let ctx = connection::Context {
@@ -161,6 +167,7 @@ async fn handle(
         port: spec.port,
         peer,
         shutdown,
+        registry,
     };
     match spec.protocol {
         PortProtocol::Mqtt => connection::run(stream, ctx).await,

@@ -16,6 +16,7 @@ use wardgate_core::Broker;
 use crate::connection::ConnectionSettings;
 use crate::plan::{self, PlannedPort};
 use crate::ports::{self, PortSpec};
+use crate::registry::Registry;
 
 /// A port's state, as logs, `status` and the admin API show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +115,7 @@ pub struct Supervisor {
     model: Option<Model>,
     status: Arc<RwLock<Status>>,
     public: Option<std::net::IpAddr>,
+    registry: Arc<Registry>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -135,7 +137,13 @@ impl Supervisor {
             model: None,
             status: Arc::new(RwLock::new(Status::default())),
             public: None,
+            registry: Arc::new(Registry::default()),
         }
+    }
+
+    /// The live connections of every port.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
     }
 
     /// Binds LoadBalancer and NodePort ports on `ip` instead of all interfaces.
@@ -231,7 +239,12 @@ impl Supervisor {
             Ok(bound) => {
                 let token = self.shutdown.child_token();
                 let local_addrs = bound.local_addrs();
-                bound.serve(self.broker.clone(), self.settings.clone(), token.clone());
+                bound.serve(
+                    self.broker.clone(),
+                    self.settings.clone(),
+                    self.registry.clone(),
+                    token.clone(),
+                );
                 let state = PortState::Listening;
                 info!(port = spec.port, addrs = ?local_addrs, listener = %spec.name, state = state.name(), "port listening");
                 RunningPort {

@@ -11,6 +11,8 @@ use wardgate_server::{ConnectionSettings, PortProtocol, PortSpec};
 pub struct TestBroker {
     /// The broker core, for assertions on its state.
     pub broker: Arc<Broker>,
+    /// The live connections.
+    pub registry: Arc<wardgate_server::registry::Registry>,
     /// The MQTT-over-TCP port.
     pub tcp: SocketAddr,
     /// The MQTT-over-WebSocket port.
@@ -29,6 +31,7 @@ impl TestBroker {
         let broker = Arc::new(Broker::new(settings));
         let conn = Arc::new(arc_swap::ArcSwap::from_pointee(conn));
         let shutdown = CancellationToken::new();
+        let registry = Arc::new(wardgate_server::registry::Registry::default());
         let mut addrs = Vec::new();
         for (name, protocol) in [
             ("test/tcp", PortProtocol::Mqtt),
@@ -42,7 +45,12 @@ impl TestBroker {
             };
             let bound = wardgate_server::bind(spec).expect("bind loopback port 0");
             addrs.push(bound.local_addrs()[0]);
-            bound.serve(broker.clone(), conn.clone(), shutdown.clone());
+            bound.serve(
+                broker.clone(),
+                conn.clone(),
+                registry.clone(),
+                shutdown.clone(),
+            );
         }
         tokio::spawn(wardgate_server::run_ticker(
             broker.clone(),
@@ -50,6 +58,7 @@ impl TestBroker {
         ));
         TestBroker {
             broker,
+            registry,
             tcp: addrs[0],
             ws: addrs[1],
             shutdown,

@@ -21,6 +21,7 @@ use wardgate_protocol::{
 
 use self::inbound::Flow;
 use self::outbound::Outbound;
+use crate::registry::{ConnectionInfo, Registry};
 
 /// Settings every connection on a broker shares.
 #[derive(Debug, Clone)]
@@ -75,6 +76,8 @@ pub struct Context {
     pub peer: SocketAddr,
     /// Cancelled on shutdown.
     pub shutdown: CancellationToken,
+    /// Where the connection registers itself once connected.
+    pub registry: Arc<Registry>,
 }
 
 struct NotifyWake(Notify);
@@ -238,6 +241,7 @@ async fn serve<R, W>(
         client_id,
         clean_start,
         will,
+        username,
         ..
     } = *connect;
     let attached: Attached = ctx.broker.connect(
@@ -281,6 +285,18 @@ async fn serve<R, W>(
     };
     encode(&Packet::ConnAck(ack), version, &mut wbuf);
 
+    let id = ctx.registry.next_id();
+    ctx.registry.insert(ConnectionInfo {
+        id,
+        client_id: client_id.clone(),
+        username: username.clone(),
+        attributes: Default::default(),
+        port: ctx.port,
+        peer: ctx.peer,
+        protocol: version,
+        connected_at: std::time::SystemTime::now(),
+        session: attached.session.clone(),
+    });
     let mut conn = inbound::Conn::new(ctx, version, &attached, outbound, session_expiry);
     let mut pending = Vec::new();
     attached.session.resend_inflight(&mut pending);

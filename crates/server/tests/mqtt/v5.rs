@@ -347,3 +347,21 @@ async fn puback_reports_no_matching_subscribers() {
         other => panic!("expected PUBACK, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn registry_lists_live_connections() {
+    let b = TestBroker::start().await;
+    let (c, _) = RawClient::connect(b.tcp, V, "listed").await;
+    let live = b.registry.snapshot();
+    assert_eq!(live.len(), 1);
+    assert_eq!(&*live[0].client_id, "listed");
+    assert_eq!(live[0].port, b.tcp.port());
+    c.disconnect().await;
+    for _ in 0..50 {
+        if b.registry.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the connection stayed registered after DISCONNECT");
+}
