@@ -24,6 +24,12 @@ function unique(prefix) {
   return `${prefix}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
 }
 
+/** Ends the journey as an error (exit 2): it could not run, which is not an assertion failure. */
+function fail(opts, message, observed) {
+  emit({ journey: opts.journey, ok: false, error: message, observed });
+  process.exit(2);
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One connected client that records every message it receives. */
@@ -41,22 +47,20 @@ async function connect(opts, name, url) {
     received.push({ topic, payload: payload.toString('utf8'), qos: packet.qos, retain: packet.retain });
   });
   await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name}: no CONNACK from ${url}`)), opts.stepTimeoutMs);
-    client.once('connect', () => {
+    const timer = setTimeout(() => done(new Error(`${name}: no CONNACK from ${url}`)), opts.stepTimeoutMs);
+    const onConnect = () => done();
+    const onError = (err) => done(new Error(`${name}: ${url}: ${err.message}`));
+    const onClose = () => done(new Error(`${name}: connection to ${url} closed before CONNACK`));
+    function done(err) {
       clearTimeout(timer);
-      resolve();
-    });
-    client.once('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`${name}: ${url}: ${err.message}`));
-    });
-    client.once('close', () => {
-      clearTimeout(timer);
-      reject(new Error(`${name}: connection to ${url} closed before CONNACK`));
-    });
+      client.off('connect', onConnect).off('error', onError).off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    }
+    client.once('connect', onConnect).once('error', onError).once('close', onClose);
   });
-  client.removeAllListeners('error');
-  client.removeAllListeners('close');
+  // Once connected, any client error ends the journey as an error (exit 2), never a crash.
+  client.on('error', (err) => fail(opts, `${name}: ${err.message}`));
   emit({ event: 'connected', client: name, url, protocolVersion: opts.protocolVersion });
   return { name, client, received };
 }
@@ -180,17 +184,16 @@ async function main() {
     emit({ ok: false, error: err.message });
     process.exit(2);
   }
-  const watchdog = setTimeout(() => {
-    emit({ journey: opts.journey, ok: false, error: `hard timeout after ${opts.timeoutMs / 1000} s` });
-    process.exit(2);
-  }, opts.timeoutMs);
+  const watchdog = setTimeout(
+    () => fail(opts, `hard timeout after ${opts.timeoutMs / 1000} s`),
+    opts.timeoutMs,
+  );
   const problems = [];
   const observed = { pub_url: opts.pubUrl, sub_url: opts.subUrl, protocol_version: opts.protocolVersion };
   try {
     await JOURNEYS[opts.journey](opts, problems, observed);
   } catch (err) {
-    emit({ journey: opts.journey, ok: false, error: err.message, observed });
-    process.exit(2);
+    fail(opts, err.message, observed);
   }
   clearTimeout(watchdog);
   emit({ journey: opts.journey, ok: problems.length === 0, problems, observed });
