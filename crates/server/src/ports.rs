@@ -63,18 +63,26 @@ impl BoundPort {
         registry: Arc<Registry>,
         shutdown: CancellationToken,
     ) {
-        let spec = Arc::new(self.spec);
+        let shared = Arc::new(PortShared {
+            spec: self.spec,
+            broker,
+            settings,
+            registry,
+            shutdown,
+        });
         for listener in self.listeners {
-            tokio::spawn(accept_loop(
-                listener,
-                spec.clone(),
-                broker.clone(),
-                settings.clone(),
-                registry.clone(),
-                shutdown.clone(),
-            ));
+            tokio::spawn(accept_loop(listener, shared.clone()));
         }
     }
+}
+
+/// What every connection of one port shares.
+struct PortShared {
+    spec: PortSpec,
+    broker: Arc<Broker>,
+    settings: Arc<ArcSwap<ConnectionSettings>>,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
 }
 
 /// Binds every address of `spec`. Binding `[::]` also covers IPv4 where the OS allows it, so an
@@ -114,20 +122,14 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    spec: Arc<PortSpec>,
-    broker: Arc<Broker>,
-    settings: Arc<ArcSwap<ConnectionSettings>>,
-    registry: Arc<Registry>,
-    shutdown: CancellationToken,
-) {
+async fn accept_loop(listener: TcpListener, port: Arc<PortShared>) {
+    let spec = &port.spec;
     if let Ok(addr) = listener.local_addr() {
         debug!(port = spec.port, %addr, protocol = ?spec.protocol, listener = %spec.name, "accepting");
     }
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = port.shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -140,34 +142,23 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(handle(
-            stream,
-            peer,
-            spec.clone(),
-            broker.clone(),
-            settings.load_full(),
-            registry.clone(),
-            shutdown.clone(),
-        ));
+        tokio::spawn(handle(stream, peer, port.clone()));
     }
 }
 
-async fn handle(
-    stream: TcpStream,
-    peer: SocketAddr,
-    spec: Arc<PortSpec>,
-    broker: Arc<Broker>,
-    settings: Arc<ConnectionSettings>,
-    registry: Arc<Registry>,
-    shutdown: CancellationToken,
-) {
+async fn handle(stream: TcpStream, peer: SocketAddr, port: Arc<PortShared>) {
+    let spec = &port.spec;
     let ctx = connection::Context {
-        broker,
-        settings,
-        port: spec.port,
+        broker: port.broker.clone(),
+        settings: port.settings.load_full(),
+        // The port as configured; for port 0 (tests), the one the OS chose.
+        port: match spec.port {
+            0 => stream.local_addr().map_or(0, |a| a.port()),
+            p => p,
+        },
         peer,
-        shutdown,
-        registry,
+        shutdown: port.shutdown.clone(),
+        registry: port.registry.clone(),
     };
     match spec.protocol {
         PortProtocol::Mqtt => connection::run(stream, ctx).await,

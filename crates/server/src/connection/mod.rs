@@ -328,6 +328,7 @@ async fn serve<R, W>(
             Disconnect::Lost
         }
     };
+    ctx.registry.remove(id);
     ctx.broker
         .disconnect(session, attached.generation, how, Instant::now());
 }
