@@ -685,6 +685,26 @@ mod tests {
     }
 
     #[test]
+    fn peek_size_reports_the_whole_packet_once_the_header_is_there() {
+        let limits = DecodeLimits::default();
+        assert_eq!(peek_size(&[0x30], &limits), Ok(None));
+        assert_eq!(peek_size(&[0x30, 0x80], &limits), Ok(None));
+        assert_eq!(peek_size(&[0x30, 0x80, 0x01], &limits), Ok(Some(3 + 128)));
+        assert_eq!(
+            peek_size(
+                &[0x30, 0x80, 0x01],
+                &DecodeLimits {
+                    max_packet_size: 130
+                }
+            ),
+            Err(DecodeError::PacketTooLarge {
+                size: 131,
+                max: 130
+            })
+        );
+    }
+
+    #[test]
     fn consumes_exactly_one_packet() {
         let mut buf = BytesMut::from(&[0xC0, 0x00, 0xC0, 0x00, 0xC0][..]);
         let v = Some(ProtocolVersion::V311);
