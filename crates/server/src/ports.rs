@@ -168,7 +168,7 @@ async fn handle(stream: TcpStream, peer: SocketAddr, port: Arc<PortShared>) {
             match upgrade.await {
                 Ok(Ok(ws)) => connection::run(ws, ctx).await,
                 Ok(Err(e)) => {
-                    info!(%peer, port = spec.port, error = %e, "WebSocket upgrade failed")
+                    debug!(%peer, port = spec.port, error = %e, "WebSocket upgrade failed (port probe or plain HTTP)")
                 }
                 Err(_) => info!(%peer, port = spec.port, "WebSocket upgrade timed out"),
             }

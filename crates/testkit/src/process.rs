@@ -781,18 +781,19 @@ impl Drop for Broker {
     }
 }
 
-/// The BrokerListener that opens the three ports, as a user would write it.
+/// The BrokerListener that opens the three ports, as a user would write it. It replaces the
+/// built-in `default` listener and is ClusterIp, so every port listens on loopback only.
 pub fn listener_yaml(ports: BrokerPorts) -> String {
     format!(
         "apiVersion: mqttbroker.iotoperations.azure.com/v1
 kind: BrokerListener
 metadata:
-  name: test
+  name: default
   namespace: azure-iot-operations
 spec:
   brokerRef: default
-  serviceName: test
-  serviceType: LoadBalancer
+  serviceName: aio-broker
+  serviceType: ClusterIp
   ports:
   - port: {}
     protocol: Mqtt
@@ -947,6 +948,6 @@ mod tests {
         assert!(yaml.contains("- port: 21001\n    protocol: Mqtt\n"));
         assert!(yaml.contains("- port: 21002\n    protocol: Mqtt\n"));
         assert!(yaml.contains("- port: 21003\n    protocol: WebSockets\n"));
-        assert!(yaml.contains("serviceType: LoadBalancer"));
+        assert!(yaml.contains("serviceType: ClusterIp"));
     }
 }
