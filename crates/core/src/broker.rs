@@ -17,6 +17,7 @@ use wardgate_protocol::{
     TopicFilter, TopicName, Will,
 };
 
+use crate::budget::Budget;
 use crate::message::{Delivery, Message, SharedRef};
 use crate::retained::RetainedStore;
 use crate::session::{Enqueued, QueueLimits, Session, SessionEntryCheck, SessionId, Wake};
@@ -34,6 +35,9 @@ pub struct BrokerSettings {
     pub max_message_expiry: Option<u32>,
     /// How often `$SYS/broker/...` statistics are published.
     pub sys_interval: Duration,
+    /// The memory budget for in-flight PUBLISH data, in bytes (`u64::MAX`: none). Past 75% of
+    /// it new QoS 1/2 messages are refused with 0x97; past 100% QoS 0 messages are dropped.
+    pub publish_budget: u64,
 }
 
 impl Default for BrokerSettings {
@@ -43,7 +47,25 @@ impl Default for BrokerSettings {
             max_session_expiry: u32::MAX,
             max_message_expiry: None,
             sys_interval: Duration::from_secs(10),
+            publish_budget: u64::MAX,
         }
+    }
+}
+
+/// Why a new message was refused before it was routed (PUBACK/PUBREC 0x97 for QoS 1/2; QoS 0
+/// messages are dropped). Each refusal is counted in [`Stats::drops`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The in-flight PUBLISH budget of the memory profile is used up.
+    MemoryBudget,
+    /// The store is past `persistence.maxSize`.
+    StoreFull,
+}
+
+impl Refusal {
+    /// The reason code for PUBACK/PUBREC: Quota exceeded.
+    pub fn reason_code(self) -> ReasonCode {
+        ReasonCode::QUOTA_EXCEEDED
     }
 }
 
@@ -119,7 +141,8 @@ pub struct Broker {
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     index: RwLock<SubscriptionIndex>,
     retained: RwLock<RetainedStore>,
-    stats: Stats,
+    stats: Arc<Stats>,
+    budget: Arc<Budget>,
     next_session: AtomicU64,
     started: Instant,
     last_sys: Mutex<Option<Instant>>,
@@ -137,11 +160,12 @@ impl Broker {
     /// Creates a broker with `settings`.
     pub fn new(settings: BrokerSettings) -> Self {
         Self {
+            budget: Budget::new(settings.publish_budget),
             settings: ArcSwap::from_pointee(settings),
             sessions: Mutex::new(HashMap::new()),
             index: RwLock::new(SubscriptionIndex::default()),
             retained: RwLock::new(RetainedStore::default()),
-            stats: Stats::default(),
+            stats: Arc::new(Stats::default()),
             next_session: AtomicU64::new(1),
             started: Instant::now(),
             last_sys: Mutex::new(None),
@@ -156,7 +180,31 @@ impl Broker {
     /// Replaces the settings. They apply to sessions created from now on, and to caps checked
     /// from now on (session and message expiry); existing queues keep their bounds.
     pub fn update_settings(&self, settings: BrokerSettings) {
+        self.budget.set_limit(settings.publish_budget);
         self.settings.store(Arc::new(settings));
+    }
+
+    /// Bytes of in-flight PUBLISH data charged against the memory budget now.
+    pub fn publish_budget_used(&self) -> u64 {
+        self.budget.used()
+    }
+
+    /// Decides whether a new client message of `qos` with `bytes` of payload may be routed.
+    /// Call it before [`Broker::publish`] for messages from clients (not for retransmissions of
+    /// a QoS 2 message already routed); a refusal is counted here.
+    pub fn admit(&self, qos: QoS, bytes: usize) -> Result<(), Refusal> {
+        let bytes = bytes as u64;
+        let drops = &self.stats.drops;
+        let (percent, counter) = if qos == QoS::AtMostOnce {
+            (100, &drops.memory_budget_qos0)
+        } else {
+            (75, &drops.memory_budget)
+        };
+        if self.budget.would_pass(bytes, percent) {
+            counter.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::MemoryBudget);
+        }
+        Ok(())
     }
 
     /// Counters for `$SYS` and metrics.
@@ -333,6 +381,7 @@ impl Broker {
                     retain: true,
                     subscription_ids: id.into_iter().collect(),
                     shared: None,
+                    charge: None,
                 };
                 if matches!(session.enqueue(delivery), Enqueued::Queued { .. }) {
                     retained_sent += 1;
@@ -413,6 +462,12 @@ impl Broker {
 
     fn deliver(&self, message: &Arc<Message>, mut targets: Vec<Target>) -> RouteResult {
         let mut result = RouteResult::default();
+        if targets.is_empty() {
+            return result;
+        }
+        let charge = self
+            .budget
+            .charge((message.payload.len() + message.topic.as_str().len()) as u64);
         if targets.len() > 1 {
             // Overlapping subscriptions of one session: one copy, highest QoS, every identifier
             // [MQTT-3.3.4-2, 3.3.4-3]. Shared deliveries stay separate copies.
@@ -442,7 +497,9 @@ impl Broker {
                 retain: message.retain && rap,
                 subscription_ids: ids,
                 shared: t.shared.clone(),
+                charge: Some(charge.clone()),
             };
+            let drops = &self.stats.drops;
             match t.session.enqueue(delivery) {
                 Enqueued::Queued {
                     congested,
@@ -451,12 +508,20 @@ impl Broker {
                     result.delivered += 1;
                     if dropped_oldest {
                         result.dropped += 1;
+                        drops.queue_oldest.fetch_add(1, Ordering::Relaxed);
                     }
                     if congested && result.congested.is_none() {
                         result.congested = Some(t.session.clone());
                     }
                 }
-                Enqueued::DroppedOffline | Enqueued::DroppedFull => result.dropped += 1,
+                Enqueued::DroppedOffline => {
+                    result.dropped += 1;
+                    drops.offline_qos0.fetch_add(1, Ordering::Relaxed);
+                }
+                Enqueued::DroppedFull => {
+                    result.dropped += 1;
+                    drops.queue_full.fetch_add(1, Ordering::Relaxed);
+                }
             }
             i = j;
         }
@@ -637,6 +702,7 @@ impl Broker {
             client_id,
             protocol,
             self.settings.load().queue,
+            self.stats.clone(),
         ))
     }
 

@@ -2,6 +2,7 @@
 //! messages, wills, and the router. No sockets, no files, no runtime: the `server` crate drives it.
 
 pub mod broker;
+mod budget;
 pub mod message;
 pub mod retained;
 pub mod session;
@@ -9,8 +10,9 @@ pub mod stats;
 pub mod subscriptions;
 
 pub use broker::{
-    Attached, Broker, BrokerSettings, ConnectParams, Disconnect, RouteResult, SubscribeResult,
+    Attached, Broker, BrokerSettings, ConnectParams, Disconnect, Refusal, RouteResult,
+    SubscribeResult,
 };
 pub use message::{Delivery, Message, SharedRef};
 pub use session::{Enqueued, Outgoing, QueueLimits, QueueOverflow, Session, SessionId, Wake};
-pub use stats::Stats;
+pub use stats::{Drops, Stats};

@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wardgate_protocol::{PublishProperties, QoS, TopicName};
 
+use std::sync::Arc;
+
+use crate::budget::Charge;
 use crate::session::SessionId;
 
 /// A published application message, immutable once routed.
@@ -56,7 +59,7 @@ impl Message {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// The shared message.
-    pub message: std::sync::Arc<Message>,
+    pub message: Arc<Message>,
     /// The QoS to deliver with: the minimum of the publish QoS and the granted QoS.
     pub qos: QoS,
     /// The RETAIN flag to send (Retain As Published, or set for retained messages sent on subscribe).
@@ -66,13 +69,16 @@ pub struct Delivery {
     /// Set when the delivery came through a shared subscription: which group, so that it can be
     /// handed to another member if this one goes away before acknowledging it.
     pub shared: Option<SharedRef>,
+    /// The message's share of the in-flight PUBLISH budget, released with the last copy.
+    #[expect(dead_code, reason = "held for its Drop, which gives the bytes back to the budget")]
+    pub(crate) charge: Option<Arc<Charge>>,
 }
 
 /// The shared subscription group a delivery was chosen for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedRef {
     /// The share name (`$share/<group>/...`).
-    pub group: std::sync::Arc<str>,
+    pub group: Arc<str>,
     /// The filter after the share name.
     pub filter: wardgate_protocol::TopicFilter,
 }

@@ -8,12 +8,18 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use wardgate_protocol::{PacketId, ProtocolVersion, QoS, SubscriptionOptions, TopicFilter, Will};
 
 use crate::message::Delivery;
+use crate::stats::Stats;
+
+/// A connected session whose queue is past its congestion threshold and took nothing from it for
+/// this long is stalled (its client stopped reading): publishers no longer wait for it, so one
+/// stuck subscriber cannot slow the others; its queue fills and drops by its overflow policy.
+pub const STALLED_AFTER: Duration = Duration::from_secs(1);
 
 /// A broker-unique session number (never reused while the process runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,6 +163,8 @@ pub(crate) struct SessionState {
     limits: QueueLimits,
     dropped: u64,
     generation_counter: u64,
+    /// When the attached connection last took a message from the queue (or attached).
+    last_drain: Instant,
 }
 
 /// A session: identity plus state. Shared as `Arc<Session>` by the registry, the subscription
@@ -166,6 +174,7 @@ pub struct Session {
     id: SessionId,
     client_id: Arc<str>,
     connected: AtomicBool,
+    stats: Arc<Stats>,
     pub(crate) state: Mutex<SessionState>,
 }
 
@@ -175,11 +184,13 @@ impl Session {
         client_id: Arc<str>,
         protocol: ProtocolVersion,
         limits: QueueLimits,
+        stats: Arc<Stats>,
     ) -> Self {
         Self {
             id,
             client_id,
             connected: AtomicBool::new(false),
+            stats,
             state: Mutex::new(SessionState {
                 link: None,
                 subscriptions: HashMap::new(),
@@ -198,6 +209,7 @@ impl Session {
                 limits,
                 dropped: 0,
                 generation_counter: 0,
+                last_drain: Instant::now(),
             }),
         }
     }
@@ -240,6 +252,7 @@ impl Session {
         });
         st.send_quota = send_quota.max(1);
         st.disconnected_at = None;
+        st.last_drain = Instant::now();
         self.connected.store(true, Ordering::Release);
         (generation, old_will)
     }
@@ -332,7 +345,9 @@ impl Session {
         }
         let was_empty = st.queue.is_empty();
         st.queue.push_back(delivery);
-        let congested = st.link.is_some() && st.queue.len() > st.limits.congestion_threshold;
+        let congested = st.link.is_some()
+            && st.queue.len() > st.limits.congestion_threshold
+            && st.last_drain.elapsed() < STALLED_AFTER;
         if was_empty && let Some(link) = &st.link {
             link.waker.wake();
         }
@@ -347,7 +362,10 @@ impl Session {
     /// the queue is already below it.
     pub fn wait_for_space(&self, waker: Arc<dyn Wake>) -> bool {
         let mut st = self.state.lock();
-        if st.link.is_none() || st.queue.len() <= st.limits.congestion_threshold {
+        if st.link.is_none()
+            || st.queue.len() <= st.limits.congestion_threshold
+            || st.last_drain.elapsed() >= STALLED_AFTER
+        {
             return false;
         }
         st.space_waiters.push(waker);
@@ -365,7 +383,7 @@ impl Session {
         fits: impl FnMut(&Delivery) -> bool,
         out: &mut Vec<Outgoing>,
     ) -> u64 {
-        drain_locked(&mut self.state.lock(), now, max, fits, out)
+        drain_locked(&mut self.state.lock(), &self.stats, now, max, fits, out)
     }
 
     /// [`Session::drain`] for connection `generation` only: a connection that has been taken
@@ -383,7 +401,7 @@ impl Session {
         if st.link.as_ref().is_none_or(|l| l.generation != generation) {
             return None;
         }
-        Some(drain_locked(&mut st, now, max, fits, out))
+        Some(drain_locked(&mut st, &self.stats, now, max, fits, out))
     }
 
     /// Whether queued messages remain that the inflight window would allow to send now.
@@ -548,6 +566,7 @@ impl SessionState {
 /// The body of [`Session::drain`], under the session's lock.
 fn drain_locked(
     st: &mut SessionState,
+    stats: &Stats,
     now: Instant,
     max: usize,
     mut fits: impl FnMut(&Delivery) -> bool,
@@ -563,7 +582,13 @@ fn drain_locked(
         let Some(delivery) = st.queue.pop_front() else {
             break;
         };
-        if delivery.message.is_expired(now) || !fits(&delivery) {
+        if delivery.message.is_expired(now) {
+            stats.drops.expired.fetch_add(1, Ordering::Relaxed);
+            dropped += 1;
+            continue;
+        }
+        if !fits(&delivery) {
+            stats.drops.too_large.fetch_add(1, Ordering::Relaxed);
             dropped += 1;
             continue;
         }
@@ -595,6 +620,9 @@ fn drain_locked(
         });
     }
     st.dropped += dropped;
+    if taken > 0 {
+        st.last_drain = now;
+    }
     if !st.space_waiters.is_empty() && st.queue.len() <= st.limits.congestion_threshold / 2 {
         for w in st.space_waiters.drain(..) {
             w.wake();

@@ -28,6 +28,50 @@ pub struct Stats {
     pub retained: AtomicU64,
     /// Wills published.
     pub wills_sent: AtomicU64,
+    /// Drops and refusals, one counter per reason (`publish_dropped` is their sum for copies).
+    pub drops: Drops,
+}
+
+/// Message copies dropped and new messages refused, by reason. Every drop of the broker is
+/// counted in exactly one of these.
+#[derive(Debug, Default)]
+pub struct Drops {
+    /// A copy not queued: the subscriber's queue was full (strategy `None`).
+    pub queue_full: AtomicU64,
+    /// A queued copy dropped to make room (strategy `DropOldest`).
+    pub queue_oldest: AtomicU64,
+    /// A QoS 0 copy for a session with no connection.
+    pub offline_qos0: AtomicU64,
+    /// A queued copy whose Message Expiry Interval passed before it was sent.
+    pub expired: AtomicU64,
+    /// A copy larger than the subscriber's Maximum Packet Size.
+    pub too_large: AtomicU64,
+    /// A new QoS 1/2 message refused with 0x97: past 75% of the in-flight PUBLISH budget.
+    pub memory_budget: AtomicU64,
+    /// A new QoS 0 message dropped: past 100% of the in-flight PUBLISH budget.
+    pub memory_budget_qos0: AtomicU64,
+    /// A new QoS 1/2 message refused with 0x97: the store is past `persistence.maxSize`.
+    pub store_full: AtomicU64,
+    /// A new QoS 0 message dropped: the store is past `persistence.maxSize`.
+    pub store_full_qos0: AtomicU64,
+}
+
+impl Drops {
+    /// Every counter with its reason label, for metrics.
+    pub fn by_reason(&self) -> [(&'static str, u64); 9] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("queue_full", get(&self.queue_full)),
+            ("queue_drop_oldest", get(&self.queue_oldest)),
+            ("offline_qos0", get(&self.offline_qos0)),
+            ("expired", get(&self.expired)),
+            ("too_large", get(&self.too_large)),
+            ("memory_budget", get(&self.memory_budget)),
+            ("memory_budget_qos0", get(&self.memory_budget_qos0)),
+            ("store_full", get(&self.store_full)),
+            ("store_full_qos0", get(&self.store_full_qos0)),
+        ]
+    }
 }
 
 impl Stats {

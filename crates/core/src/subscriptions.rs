@@ -345,6 +345,7 @@ mod tests {
             Arc::from(format!("c{n}")),
             ProtocolVersion::V5,
             QueueLimits::default(),
+            Arc::default(),
         ))
     }
 

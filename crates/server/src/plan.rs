@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use wardgate_config::model::{self, Model, QueueStrategy, ServiceType};
+use wardgate_config::model::{self, MemoryProfile, Model, QueueStrategy, ServiceType};
 use wardgate_core::{BrokerSettings, QueueLimits, QueueOverflow};
 
 use crate::connection::ConnectionSettings;
@@ -87,6 +87,19 @@ pub fn broker_settings(broker: &model::Broker) -> BrokerSettings {
         max_session_expiry: limits.max_session_expiry_seconds,
         max_message_expiry: limits.max_message_expiry_seconds,
         sys_interval: Duration::from_secs(10),
+        publish_budget: publish_budget(broker.memory_profile),
+    }
+}
+
+/// The memory profile's budget for in-flight PUBLISH data: AIO's incoming PUBLISH buffer per
+/// backend worker (`aio-broker.md` §2.3). Wardgate is one process, so it gets one worker's worth.
+pub fn publish_budget(profile: MemoryProfile) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    match profile {
+        MemoryProfile::Tiny => 16 * MIB,
+        MemoryProfile::Low => 64 * MIB,
+        MemoryProfile::Medium => 576 * MIB,
+        MemoryProfile::High => 2048 * MIB,
     }
 }
 

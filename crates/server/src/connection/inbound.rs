@@ -263,6 +263,25 @@ impl Conn {
                 return Flow::Continue;
             }
         }
+        // Admission (memory budget, store size; counted by the broker): a refused QoS 0
+        // message is dropped; QoS 1/2 gets 0x97 and is not routed. v3.1.1 has no reason codes,
+        // so the connection closes unacknowledged and the client resends after reconnecting.
+        if let Err(refusal) = self.broker.admit(p.qos, p.payload.len()) {
+            let reason = refusal.reason_code();
+            match (p.qos, p.packet_id) {
+                (QoS::AtMostOnce, _) | (_, None) => {}
+                _ if !self.version.is_v5() => {
+                    return Flow::End(End::Server(reason, "quota exceeded"));
+                }
+                (QoS::AtLeastOnce, Some(id)) => self.ack(Packet::PubAck, id, reason, wbuf),
+                (QoS::ExactlyOnce, Some(id)) => {
+                    // An error PUBREC ends the flow: no PUBREL follows for this packet id.
+                    self.session.pubrel(id);
+                    self.ack(Packet::PubRec, id, reason, wbuf);
+                }
+            }
+            return Flow::Continue;
+        }
         let now = Instant::now();
         let mut properties = p.properties;
         properties.topic_alias = None;

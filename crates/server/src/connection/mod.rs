@@ -198,7 +198,7 @@ async fn serve<R, W>(
     let settings = &ctx.settings;
     let mut wbuf = BytesMut::with_capacity(256);
 
-    if let Some(reason) = refuse(&connect) {
+    if let Some(reason) = refuse(&connect, settings) {
         info!(reason = reason.0, "connection refused");
         let ack = ConnAck {
             session_present: false,
@@ -333,10 +333,18 @@ async fn serve<R, W>(
         .disconnect(session, attached.generation, how, Instant::now());
 }
 
-/// Refusals decided from CONNECT alone.
-fn refuse(connect: &Connect) -> Option<ReasonCode> {
+/// Refusals decided from CONNECT and the settings alone.
+fn refuse(connect: &Connect, settings: &ConnectionSettings) -> Option<ReasonCode> {
     if !connect.protocol.is_v5() && connect.client_id.is_empty() && !connect.clean_start {
         // [MQTT-3.1.3-8]: a v3.1.1 client with no identifier must ask for a clean session.
+        return Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+    }
+    if let Some(max) = settings.max_keep_alive
+        && !connect.protocol.is_v5()
+        && (connect.keep_alive == 0 || connect.keep_alive > max)
+    {
+        // v3.1.1 has no Server Keep Alive to tell the client of the cap: refused with return
+        // code 2, as Mosquitto's max_keepalive does.
         return Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
     }
     if connect.properties.authentication_method.is_some() {

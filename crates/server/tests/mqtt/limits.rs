@@ -1,0 +1,323 @@
+//! The limits of `Broker.spec.advanced.clients` and the memory profile (SPEC.md §9), set through
+//! the configuration as a user writes it, with the exact reason codes in v3.1.1 and v5.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use wardgate_core::BrokerSettings;
+use wardgate_protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
+use wardgate_server::ConnectionSettings;
+use wardgate_server::plan;
+use wardgate_testkit::broker::TestBroker;
+use wardgate_testkit::client::{RawClient, Received, connect_packet, publish_packet};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const V3: ProtocolVersion = ProtocolVersion::V311;
+
+/// The settings a Broker resource with this `spec` body (indented by four spaces) produces.
+fn settings(spec: &str) -> (BrokerSettings, ConnectionSettings) {
+    let yaml = format!(
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n{spec}"
+    );
+    let loaded = wardgate_config::load_str("broker.yaml", &yaml)
+        .unwrap_or_else(|e| panic!("invalid test config:\n{e}\n{yaml}"));
+    let broker = &loaded.model.broker;
+    (
+        plan::broker_settings(broker),
+        plan::connection_settings(broker),
+    )
+}
+
+async fn broker(spec: &str) -> TestBroker {
+    let (b, c) = settings(spec);
+    TestBroker::with(b, c).await
+}
+
+async fn disconnect_reason(c: &mut RawClient) -> ReasonCode {
+    match c.packet().await {
+        Packet::Disconnect(d) => d.reason,
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+}
+
+#[test]
+fn packet_size_is_capped_by_the_memory_profile_and_budgets_follow_it() {
+    let (_, c) = settings("  memoryProfile: Tiny\n  advanced:\n    clients:\n      maxPacketSizeBytes: 268435456\n");
+    assert_eq!(c.max_packet_size, 4 * 1024 * 1024, "Tiny caps at 4 MiB");
+    let (b, c) = settings("  memoryProfile: High\n  advanced:\n    clients:\n      maxPacketSizeBytes: 1000\n");
+    assert_eq!(c.max_packet_size, 1000);
+    assert_eq!(b.publish_budget, 2048 * 1024 * 1024);
+    let (b, _) = settings("  memoryProfile: Tiny\n");
+    assert_eq!(b.publish_budget, 16 * 1024 * 1024);
+    let (b, c) = settings("  memoryProfile: Medium\n");
+    assert_eq!(
+        (b.publish_budget, c.max_packet_size),
+        (576 * 1024 * 1024, 64 * 1024 * 1024)
+    );
+}
+
+#[tokio::test]
+async fn max_packet_size_is_announced_and_larger_packets_get_0x95() {
+    let b = broker("  advanced:\n    clients:\n      maxPacketSizeBytes: 1000\n").await;
+    let (mut c, ack) = RawClient::connect(b.tcp, V5, "big5").await;
+    assert_eq!(ack.properties.maximum_packet_size, Some(1000));
+    // A v5 QoS 0 PUBLISH to `t` is 1 + 2 (remaining length) + 3 (topic) + 1 (properties) bytes
+    // plus the payload: 993 bytes of payload make exactly 1000.
+    c.send(&Packet::Publish(publish_packet(
+        "t",
+        &[0u8; 994],
+        QoS::AtMostOnce,
+        false,
+        0,
+    )))
+    .await;
+    assert_eq!(disconnect_reason(&mut c).await, ReasonCode::PACKET_TOO_LARGE);
+    assert_eq!(c.recv().await, Received::Closed);
+
+    // A packet of exactly the limit is accepted.
+    let (mut ok, _) = RawClient::connect(b.tcp, V5, "fits").await;
+    ok.send(&Packet::Publish(publish_packet(
+        "t",
+        &[0u8; 993],
+        QoS::AtMostOnce,
+        false,
+        0,
+    )))
+    .await;
+    ok.send(&Packet::PingReq).await;
+    assert_eq!(ok.packet().await, Packet::PingResp);
+
+    // v3.1.1 has no DISCONNECT from the server: the connection closes.
+    let (mut c3, _) = RawClient::connect(b.tcp, V3, "big3").await;
+    c3.send(&Packet::Publish(publish_packet(
+        "t",
+        &[0u8; 2000],
+        QoS::AtMostOnce,
+        false,
+        0,
+    )))
+    .await;
+    assert_eq!(c3.recv().await, Received::Closed);
+}
+
+#[tokio::test]
+async fn max_receive_maximum_caps_what_the_client_asks_for() {
+    let b = broker("  advanced:\n    clients:\n      maxReceiveMaximum: 2\n").await;
+    let mut sc = connect_packet(V5, "rm", true);
+    sc.properties.receive_maximum = Some(100);
+    let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
+    sub.subscribe("rm", QoS::AtLeastOnce).await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V5, "pub").await;
+    for i in 1..=3u16 {
+        publ.publish("rm", &[b'0' + i as u8], QoS::AtLeastOnce, false, i)
+            .await;
+    }
+    let first = sub.publish_received().await;
+    let _second = sub.publish_received().await;
+    assert_eq!(
+        sub.recv_within(Duration::from_millis(300)).await,
+        Received::Timeout,
+        "only 2 unacknowledged"
+    );
+    sub.puback(first.packet_id.expect("id")).await;
+    assert_eq!(&sub.publish_received().await.payload[..], b"3");
+}
+
+#[tokio::test]
+async fn max_keep_alive_is_server_keep_alive_in_v5_and_a_refusal_in_v311() {
+    let b = broker("  advanced:\n    clients:\n      maxKeepAliveSeconds: 10\n").await;
+    for asked in [60, 0] {
+        let mut c = connect_packet(V5, "ka", true);
+        c.keep_alive = asked;
+        let (_, ack) = RawClient::connect_with(b.tcp, c).await;
+        assert_eq!(ack.properties.server_keep_alive, Some(10), "asked {asked}");
+    }
+    let mut c = connect_packet(V5, "ka", true);
+    c.keep_alive = 5;
+    let (_, ack) = RawClient::connect_with(b.tcp, c).await;
+    assert_eq!(ack.properties.server_keep_alive, None, "within the cap");
+
+    // v3.1.1 cannot be told: refused with return code 2 (identifier rejected), as Mosquitto does.
+    let mut c = connect_packet(V3, "ka3", true);
+    c.keep_alive = 60;
+    let (_, ack) = RawClient::connect_with(b.tcp, c).await;
+    assert_eq!(ack.reason, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+    let mut c = connect_packet(V3, "ka3", true);
+    c.keep_alive = 10;
+    let (_, ack) = RawClient::connect_with(b.tcp, c).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+}
+
+#[tokio::test]
+async fn keep_alive_cap_is_enforced() {
+    let b = broker("  advanced:\n    clients:\n      maxKeepAliveSeconds: 1\n").await;
+    let mut c = connect_packet(V5, "slow-pinger", true);
+    c.keep_alive = 600;
+    let (mut c, ack) = RawClient::connect_with(b.tcp, c).await;
+    assert_eq!(ack.properties.server_keep_alive, Some(1));
+    assert_eq!(
+        disconnect_reason(&mut c).await,
+        ReasonCode::KEEP_ALIVE_TIMEOUT
+    );
+}
+
+async fn fill_queue(b: &TestBroker, version: ProtocolVersion) -> RawClient {
+    let name = format!("q{version:?}");
+    let mut sc = connect_packet(version, &name, false);
+    sc.properties.session_expiry_interval = Some(60);
+    let (mut sub, _) = RawClient::connect_with(b.tcp, sc.clone()).await;
+    sub.subscribe(&name, QoS::AtLeastOnce).await;
+    sub.drop_connection().await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V5, "qpub").await;
+    for i in 1..=4u16 {
+        publ.publish(&name, &[b'0' + i as u8], QoS::AtLeastOnce, false, i)
+            .await;
+    }
+    let (sub, ack) = RawClient::connect_with(b.tcp, sc).await;
+    assert!(ack.session_present);
+    sub
+}
+
+#[tokio::test]
+async fn subscriber_queue_limit_drop_oldest() {
+    let b = broker("  advanced:\n    clients:\n      subscriberQueueLimit:\n        length: 2\n        strategy: DropOldest\n").await;
+    for version in [V5, V3] {
+        let mut sub = fill_queue(&b, version).await;
+        let got: Vec<u8> = [sub.publish_received().await, sub.publish_received().await]
+            .iter()
+            .map(|p| p.payload[0])
+            .collect();
+        assert_eq!(got, b"34", "{version:?}: the two newest remain");
+        sub.disconnect().await;
+    }
+    let drops = &b.broker.stats().drops;
+    assert_eq!(drops.queue_oldest.load(Ordering::Relaxed), 4);
+    assert_eq!(drops.queue_full.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn subscriber_queue_limit_none_drops_new() {
+    let b = broker("  advanced:\n    clients:\n      subscriberQueueLimit:\n        length: 2\n        strategy: None\n").await;
+    let mut sub = fill_queue(&b, V5).await;
+    assert_eq!(&sub.publish_received().await.payload[..], b"1");
+    assert_eq!(&sub.publish_received().await.payload[..], b"2");
+    assert_eq!(
+        sub.recv_within(Duration::from_millis(200)).await,
+        Received::Timeout
+    );
+    let drops = &b.broker.stats().drops;
+    assert_eq!(drops.queue_full.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn v311_persistent_sessions_get_the_session_expiry_cap() {
+    let b = broker("  advanced:\n    clients:\n      maxSessionExpirySeconds: 1\n").await;
+    let (mut c, _) =
+        RawClient::connect_with(b.tcp, connect_packet(V3, "capped", false)).await;
+    c.subscribe("x", QoS::AtLeastOnce).await;
+    c.drop_connection().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(b.broker.session("capped").is_some(), "kept within the cap");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(b.broker.session("capped").is_none(), "expired after 1 s");
+    let (_, ack) = RawClient::connect_with(b.tcp, connect_packet(V3, "capped", false)).await;
+    assert!(!ack.session_present);
+}
+
+/// A broker whose in-flight PUBLISH budget is `budget` bytes, with a persistent subscriber
+/// (offline) that holds everything published on `b/#`.
+async fn budget_broker(budget: u64) -> (TestBroker, RawClient) {
+    let b = TestBroker::with(
+        BrokerSettings {
+            publish_budget: budget,
+            ..BrokerSettings::default()
+        },
+        ConnectionSettings::default(),
+    )
+    .await;
+    let mut sc = connect_packet(V5, "holder", false);
+    sc.properties.session_expiry_interval = Some(60);
+    let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
+    sub.subscribe("b/#", QoS::AtLeastOnce).await;
+    sub.drop_connection().await;
+    let (publisher, _) = RawClient::connect(b.tcp, V5, "publisher").await;
+    (b, publisher)
+}
+
+#[tokio::test]
+async fn publish_budget_refuses_qos1_and_qos2_with_0x97_past_75_percent() {
+    let (b, mut publ) = budget_broker(4100).await;
+    let payload = [7u8; 1000];
+    // A message costs its payload and topic: 3 x 1003 bytes fit in 75% (3075), a fourth does not.
+    for i in 1..=3u16 {
+        match publ.publish("b/1", &payload, QoS::AtLeastOnce, false, i).await {
+            Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::SUCCESS, "message {i}"),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    match publ.publish("b/1", &payload, QoS::AtLeastOnce, false, 4).await {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::QUOTA_EXCEEDED),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    match publ.publish("b/1", &payload, QoS::ExactlyOnce, false, 5).await {
+        Some(Packet::PubRec(a)) => assert_eq!(a.reason, ReasonCode::QUOTA_EXCEEDED),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+    // QoS 0 still flows until 100%.
+    publ.publish("b/0", &payload[..100], QoS::AtMostOnce, false, 0)
+        .await;
+    let drops = &b.broker.stats().drops;
+    assert_eq!(drops.memory_budget.load(Ordering::Relaxed), 2);
+    assert_eq!(drops.memory_budget_qos0.load(Ordering::Relaxed), 0);
+
+    // v3.1.1 cannot carry 0x97: the publisher is disconnected without an acknowledgement.
+    let (mut p3, _) = RawClient::connect(b.tcp, V3, "p3").await;
+    p3.send(&Packet::Publish(publish_packet(
+        "b/1",
+        &payload,
+        QoS::AtLeastOnce,
+        false,
+        1,
+    )))
+    .await;
+    assert_eq!(p3.recv().await, Received::Closed);
+
+    // The holder takes its messages: the budget is free again.
+    let mut sc = connect_packet(V5, "holder", false);
+    sc.properties.session_expiry_interval = Some(60);
+    let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
+    for _ in 0..3 {
+        let p = sub.publish_received().await;
+        sub.puback(p.packet_id.expect("QoS 1")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(b.broker.publish_budget_used(), 0);
+    // The refused QoS 2 flow is over: the same packet id starts a new message.
+    match publ.publish("b/1", &payload, QoS::ExactlyOnce, false, 5).await {
+        Some(Packet::PubRec(a)) => assert_eq!(a.reason, ReasonCode::SUCCESS),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn publish_budget_drops_qos0_past_100_percent() {
+    let (b, mut publ) = budget_broker(2000).await;
+    let payload = [7u8; 1000];
+    // QoS 0 to an offline session is dropped anyway; keep a live QoS 0 subscriber that never
+    // reads, so copies stay queued.
+    let (mut live, _) = RawClient::connect(b.tcp, V5, "live").await;
+    live.subscribe("c/#", QoS::AtMostOnce).await;
+    // 1403 bytes held (under 75% of 2000), then 1003 more would pass 100%.
+    let held = [7u8; 1400];
+    publ.publish("b/1", &held, QoS::AtLeastOnce, false, 1).await;
+    publ.publish("c/1", &payload, QoS::AtMostOnce, false, 0)
+        .await;
+    publ.send(&Packet::PingReq).await;
+    assert_eq!(publ.packet().await, Packet::PingResp);
+    let drops = &b.broker.stats().drops;
+    assert_eq!(drops.memory_budget_qos0.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        live.recv_within(Duration::from_millis(200)).await,
+        Received::Timeout
+    );
+}

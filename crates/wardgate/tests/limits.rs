@@ -1,0 +1,112 @@
+//! Limits that need a whole process to observe: a subscriber that stops reading neither grows
+//! the broker's memory without bound nor slows the other subscribers of the same topic.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use wardgate_protocol::{Packet, ProtocolVersion, QoS};
+use wardgate_testkit::client::{RawClient, Received, publish_packet};
+
+use support::Node;
+
+const V: ProtocolVersion = ProtocolVersion::V5;
+const FAST: usize = 10;
+const PAYLOAD: usize = 2048;
+const PHASE: usize = 10_000;
+
+/// Publishes `count` messages, pacing on the fast subscribers: every 250 messages it waits until
+/// all of them have everything so far (their queues stay short; the slow one's does not).
+async fn phase(publ: &mut RawClient, received: &[Arc<AtomicUsize>], from: usize, count: usize) {
+    let payload = vec![b'x'; PAYLOAD];
+    for i in from..from + count {
+        publ.send(&Packet::Publish(publish_packet(
+            "load/t",
+            &payload,
+            QoS::AtMostOnce,
+            false,
+            0,
+        )))
+        .await;
+        if (i + 1) % 250 == 0 {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while received.iter().any(|r| r.load(Ordering::Relaxed) < i + 1) {
+                assert!(
+                    Instant::now() < deadline,
+                    "fast subscribers fell behind at {i}: {:?}",
+                    received
+                        .iter()
+                        .map(|r| r.load(Ordering::Relaxed))
+                        .collect::<Vec<_>>()
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_neither_grows_memory_nor_slows_the_others() {
+    let mut node = Node::new(
+        "  advanced:\n    clients:\n      subscriberQueueLimit:\n        length: 5000\n        strategy: DropOldest\n",
+    );
+    node.start();
+    let addr = node.addr();
+
+    // The slow subscriber subscribes, then never reads again.
+    let (mut slow, _) = RawClient::connect(addr, V, "slow").await;
+    slow.subscribe("load/#", QoS::AtMostOnce).await;
+
+    let mut received = Vec::new();
+    for n in 0..FAST {
+        let (mut c, _) = RawClient::connect(addr, V, &format!("fast-{n}")).await;
+        c.subscribe("load/#", QoS::AtMostOnce).await;
+        let count = Arc::new(AtomicUsize::new(0));
+        received.push(count.clone());
+        tokio::spawn(async move {
+            loop {
+                match c.recv_within(Duration::from_secs(30)).await {
+                    Received::Packet(Packet::Publish(_)) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Received::Packet(_) => {}
+                    Received::Closed | Received::Timeout => return,
+                }
+            }
+        });
+    }
+    let (mut publ, _) = RawClient::connect(addr, V, "publisher").await;
+
+    let started = Instant::now();
+    phase(&mut publ, &received, 0, PHASE).await;
+    let first = started.elapsed();
+    let rss_after_first = node.rss_kib();
+    phase(&mut publ, &received, PHASE, PHASE).await;
+    let rss_after_second = node.rss_kib();
+    let total = started.elapsed();
+
+    for r in &received {
+        assert_eq!(r.load(Ordering::Relaxed), 2 * PHASE, "a fast subscriber missed messages");
+    }
+    // The second phase published 20 MB more; the slow subscriber's queue is capped at 5000
+    // messages (10 MB), so the broker must not have grown by anything like the 20 MB.
+    let grown = rss_after_second.saturating_sub(rss_after_first);
+    assert!(
+        grown < 8 * 1024,
+        "RSS grew by {grown} KiB during the second phase ({rss_after_first} -> {rss_after_second} KiB)"
+    );
+    // The stalled subscriber costs the others at most one congestion wait (about a second).
+    assert!(
+        total < first * 2 + Duration::from_secs(3),
+        "the second phase took {:?} after a first of {first:?}",
+        total - first
+    );
+    eprintln!(
+        "slow consumer: {} messages x {FAST} fast subscribers in {total:?}; RSS {rss_after_first} -> {rss_after_second} KiB",
+        2 * PHASE
+    );
+    drop(slow);
+    node.stop();
+}
