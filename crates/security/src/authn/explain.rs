@@ -1,0 +1,219 @@
+//! The authentication half of `wardgate explain` (SPEC.md §8.6): which method would decide for
+//! a described client, and what identity it would give, without any network call or secret
+//! (a Custom server is assumed to pass, a token to verify; passwords are not checked).
+
+use std::collections::BTreeMap;
+
+use rustls_pki_types::CertificateDer;
+use wardgate_config::Model;
+
+use super::{AuthMethodKind, Authenticator, Identity, K8S_SAT, Method};
+
+/// A client as `explain` describes it.
+#[derive(Debug, Clone)]
+pub(crate) struct Described<'a> {
+    pub(crate) client_id: &'a str,
+    pub(crate) username: Option<&'a str>,
+    pub(crate) auth_method: Option<&'a str>,
+    pub(crate) client_chain: &'a [CertificateDer<'static>],
+    pub(crate) attributes: &'a BTreeMap<String, String>,
+}
+
+impl Authenticator {
+    /// Walks the methods as [`Authenticator::connect`] would. Returns the lines of the story and
+    /// the identity, or `Err` with why the client would be denied.
+    pub(crate) fn explain(
+        &self,
+        model: &Model,
+        c: &Described<'_>,
+        lines: &mut Vec<String>,
+    ) -> Result<Identity, String> {
+        if let Some(m) = c.auth_method
+            && !self.supports_enhanced(m)
+        {
+            return Err(format!(
+                "authentication method \"{m}\" is not offered (CONNACK 0x8C bad authentication method)"
+            ));
+        }
+        for (i, method) in self.methods.iter().enumerate() {
+            let head = format!("methods[{i}] {}", method.kind());
+            match method {
+                Method::Sat(s) => {
+                    if c.auth_method != Some(K8S_SAT) {
+                        lines.push(format!(
+                            "{head}: not relevant (needs CONNECT authentication method K8S-SAT; \
+                             pass --auth-method K8S-SAT to assume a valid token)"
+                        ));
+                        continue;
+                    }
+                    if !s.has_verifier() {
+                        lines.push(format!(
+                            "{head}: relevant, but tokens cannot be verified outside Kubernetes \
+                             without serviceAccountTokenSettings.issuerKeysConfigMap"
+                        ));
+                        return Err("the token cannot be verified (CONNACK 0x87)".to_owned());
+                    }
+                    lines.push(format!(
+                        "{head}: relevant; assuming the token verifies with audience one of [{}]; \
+                         username = the token's sub (given with --username)",
+                        s.audiences().join(", ")
+                    ));
+                    return Ok(self.assume(
+                        c,
+                        AuthMethodKind::ServiceAccountToken,
+                        BTreeMap::new(),
+                    ));
+                }
+                Method::X509(x) => {
+                    if c.client_chain.is_empty() {
+                        lines.push(format!(
+                            "{head}: not relevant (no client certificate; pass --cert)"
+                        ));
+                        continue;
+                    }
+                    lines.push(format!(
+                        "{head}: relevant (a client certificate is presented)"
+                    ));
+                    if let Some(anchor) = trust_note(model, x.trusted(), c.client_chain) {
+                        lines.push(format!("  {anchor}"));
+                    }
+                    let found = x.chain_attributes(c.client_chain);
+                    for (n, subject) in found.subjects.iter().enumerate() {
+                        let mark = match &found.matched {
+                            Some((m, label)) if *m == n => {
+                                format!("  <- matches authorizationAttributes.{label}")
+                            }
+                            _ => String::new(),
+                        };
+                        let role = if n == 0 { "leaf" } else { "chain" };
+                        lines.push(format!("  certificate {n} ({role}): {subject}{mark}"));
+                    }
+                    match &found.matched {
+                        Some(_) => lines.push(format!(
+                            "  attributes from the chain: {}",
+                            fmt_attrs(&found.attributes)
+                        )),
+                        None => lines.push(format!(
+                            "  no certificate matches an authorizationAttributes subject ({} entries: {}); no attributes",
+                            x.entries().len(),
+                            x.entries()
+                                .iter()
+                                .map(|e| format!("{} = \"{}\"", e.label, e.subject))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    }
+                    if let Some(na) = found.not_after
+                        && na <= std::time::SystemTime::now()
+                    {
+                        return Err("the client certificate has expired (CONNACK 0x87)".to_owned());
+                    }
+                    let username = found.username.clone();
+                    lines.push(format!(
+                        "  username = the leaf CN: {}",
+                        username.as_deref().unwrap_or("(none)")
+                    ));
+                    let mut id = self.assume(c, AuthMethodKind::X509, found.attributes);
+                    id.username = username;
+                    id.expires_at = found.not_after;
+                    return Ok(id);
+                }
+                Method::Custom(cu) => {
+                    lines.push(format!(
+                        "{head}: relevant (always); explain does not call {}; assuming it passes \
+                         with the attributes given by --attr",
+                        cu.endpoint()
+                    ));
+                    return Ok(self.assume(c, AuthMethodKind::Custom, BTreeMap::new()));
+                }
+                Method::Password(p) => {
+                    let Some(user) = c.username else {
+                        lines.push(format!(
+                            "{head}: not relevant (no username; pass --username)"
+                        ));
+                        continue;
+                    };
+                    match p.user_attributes(user) {
+                        None => {
+                            lines.push(format!(
+                                "{head}: relevant; user \"{user}\" is not in Secret/{} passwords.toml",
+                                p.secret()
+                            ));
+                            return Err("unknown username (CONNACK 0x86 bad username or password)"
+                                .to_owned());
+                        }
+                        Some(attrs) => {
+                            lines.push(format!(
+                                "{head}: relevant; user \"{user}\" is in Secret/{} (the password is not \
+                                 checked by explain); attributes: {}",
+                                p.secret(),
+                                fmt_attrs(attrs)
+                            ));
+                            return Ok(self.assume(
+                                c,
+                                AuthMethodKind::UsernamePassword,
+                                attrs.clone(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Err(format!(
+            "no method of BrokerAuthentication/{} is relevant (CONNACK 0x87; 0x86 with a username)",
+            self.name
+        ))
+    }
+
+    fn assume(
+        &self,
+        c: &Described<'_>,
+        kind: AuthMethodKind,
+        mut attributes: BTreeMap<String, String>,
+    ) -> Identity {
+        for (k, v) in c.attributes {
+            attributes.insert(k.clone(), v.clone());
+        }
+        Identity::assumed(c.client_id, c.username, attributes, kind)
+    }
+}
+
+/// Whether the chain would verify against the trusted client CA ConfigMap, roughly: some
+/// certificate of the chain is, or is issued by, a certificate of the ConfigMap.
+fn trust_note(
+    model: &Model,
+    config_map: &str,
+    chain: &[CertificateDer<'static>],
+) -> Option<String> {
+    let Some(cm) = model.config_maps.get(config_map) else {
+        return Some(format!(
+            "ConfigMap/{config_map} (trustedClientCaCert) does not exist: the port waits for it"
+        ));
+    };
+    let mut cas = Vec::new();
+    for (key, value) in cm.values() {
+        if let Ok(found) = crate::pki::pem::certificates(value, key) {
+            cas.extend(found);
+        }
+    }
+    let trusted = chain.iter().any(|c| {
+        cas.iter()
+            .any(|ca| ca.as_ref() == c.as_ref() || crate::pki::cert::is_issued_by(c, ca))
+    });
+    Some(if trusted {
+        format!("the chain leads to a CA in ConfigMap/{config_map} (trustedClientCaCert)")
+    } else {
+        format!(
+            "the chain does NOT lead to a CA in ConfigMap/{config_map} (trustedClientCaCert): \
+             the TLS handshake would fail (did the client send its intermediates?)"
+        )
+    })
+}
+
+pub(crate) fn fmt_attrs(a: &BTreeMap<String, String>) -> String {
+    if a.is_empty() {
+        return "(none)".to_owned();
+    }
+    let v: Vec<String> = a.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    v.join(", ")
+}

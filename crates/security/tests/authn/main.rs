@@ -1,0 +1,7 @@
+//! Authentication with real inputs: certificate chains made with rcgen, PBKDF2 hashes (one from
+//! the AIO sample), JWTs signed with freshly generated RS256/ES256 keys, and HTTPS to the
+//! example custom authentication server.
+
+mod common;
+mod password;
+mod x509;
