@@ -94,7 +94,7 @@ impl fmt::Debug for JwksVerifier {
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
-    exp: u64,
+    exp: Option<u64>,
     nbf: Option<u64>,
 }
 
@@ -211,7 +211,12 @@ fn check_claims(
     _audiences: &[String],
     now: SystemTime,
 ) -> Result<VerifiedToken, TokenError> {
-    let exp = UNIX_EPOCH + Duration::from_secs(claims.exp);
+    let Some(exp) = claims.exp else {
+        return Err(TokenError::Invalid(
+            "the token has no `exp` claim".to_owned(),
+        ));
+    };
+    let exp = UNIX_EPOCH + Duration::from_secs(exp);
     if exp <= now {
         return Err(TokenError::Invalid("the token has expired".to_owned()));
     }

@@ -3,5 +3,8 @@
 //! example custom authentication server.
 
 mod common;
+mod custom;
+mod order;
 mod password;
+mod sat;
 mod x509;
