@@ -1,10 +1,13 @@
 //! The runtime: ports over TCP and WebSocket, one task per connection, the periodic broker tick,
 //! and graceful shutdown. Everything here drives the I/O-free `wardgate-core`.
 
+pub mod admin;
 pub mod connection;
+pub mod metrics;
 pub mod plan;
 pub mod ports;
 pub mod registry;
+pub mod selfcheck;
 pub mod supervisor;
 mod ws;
 

@@ -3,6 +3,7 @@
 
 mod create;
 mod serve;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     /// Write Secret and ConfigMap YAML, as `kubectl create ... --dry-run=client -o yaml` does.
     #[command(subcommand)]
     Create(create::CreateCommand),
+    /// Show a running broker's ports and their states, certificates and clients (admin API).
+    Status(status::StatusArgs),
 }
 
 /// Arguments of `wardgate serve`.
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Status(args) => status::run(args),
         Command::Create(cmd) => match create::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -109,16 +113,46 @@ fn main() -> ExitCode {
     }
 }
 
+/// The log filter installed by `init_logging`, while the configuration may still set it.
+static LOG_FILTER: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
+/// Logs to stderr at `info`, or at `WARDGATE_LOG` (filter syntax) when set, which then also
+/// overrides the Broker's `diagnostics.logs.level` (see [`apply_log_level`]).
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("WARDGATE_LOG").ok();
+    let overridden = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(fmt).init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
+    }
+    if !overridden {
+        let _ = LOG_FILTER.set(handle);
+    }
+}
+
+/// Applies the Broker's `diagnostics.logs.level` (filter syntax, e.g. `debug` or
+/// `info,wardgate_server=debug`), unless `WARDGATE_LOG` overrides it.
+fn apply_log_level(level: &str) {
+    let Some(handle) = LOG_FILTER.get() else {
+        return;
+    };
+    match tracing_subscriber::EnvFilter::try_new(level) {
+        Ok(filter) => {
+            let _ = handle.reload(filter);
+        }
+        Err(e) => {
+            tracing::warn!(level, error = %e, "diagnostics.logs.level is not a valid filter; logging at info")
+        }
     }
 }

@@ -27,10 +27,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
-    if let Some(addr) = args.admin_addr {
-        warn!(%addr, "the admin API is not available in this version yet; --admin-addr is ignored");
-    }
     let model = load_model(&args)?;
+    crate::apply_log_level(&model.broker.diagnostics.log_level); // diagnostics.logs.level (issue 9)
     let broker = Arc::new(Broker::new(plan::broker_settings(&model.broker)));
     let shutdown = CancellationToken::new();
     let mut supervisor =
@@ -52,6 +50,50 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         broker.clone(),
         shutdown.clone(),
     ));
+
+    // ---- Diagnostics (issue 9): metrics, admin HTTP API, self-check. Begin. ----
+    // Loopback unless --admin-addr says otherwise. A busy admin port is not fatal: MQTT matters
+    // more than its dashboard. Reloads change neither the admin address nor the self-check.
+    {
+        use wardgate_server::admin::{AdminState, serve_admin};
+        use wardgate_server::metrics::Metrics;
+        use wardgate_server::selfcheck::{SelfCheck, SelfCheckSettings};
+        let started = std::time::SystemTime::now();
+        let registry = supervisor.registry();
+        let metrics =
+            Metrics::for_broker(broker.clone(), status.clone(), registry.clone(), started);
+        let mut state = AdminState::new(broker.clone(), status.clone(), registry, metrics.clone())
+            .with_started(started);
+        let config = supervisor.model().map(|m| m.broker.clone());
+        match config.as_ref().and_then(SelfCheckSettings::from_config) {
+            Some(settings) => {
+                let check = SelfCheck::spawn(broker.clone(), metrics, settings, shutdown.clone());
+                state = state.with_check(Arc::new(check));
+            }
+            None => info!("self-check disabled (diagnostics.selfCheck.mode)"),
+        }
+        let port = config.map_or(9600, |b| b.diagnostics.prometheus_port);
+        let addr = args
+            .admin_addr
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                let addr = listener.local_addr().unwrap_or(addr);
+                info!(%addr, "admin API listening: http://{addr}/metrics, /readyz, /api/v1/");
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve_admin(listener, state, shutdown).await {
+                        error!(%addr, error = %e, "the admin API stopped");
+                    }
+                });
+            }
+            Err(e) => warn!(
+                %addr, error = %e,
+                "cannot open the admin API and metrics port; MQTT is served without them (choose another with --admin-addr)"
+            ),
+        }
+    }
+    // ---- Diagnostics (issue 9). End. ----
 
     let mut seen = fingerprint(&args.config);
     let mut poll = tokio::time::interval(CONFIG_POLL);

@@ -1,0 +1,588 @@
+//! The admin HTTP API in process: a broker on a loopback port, a port status the tests set as
+//! the supervisor would, and the admin server on 127.0.0.1:0, queried with real HTTP requests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+use wardgate_core::{Broker, BrokerSettings, QueueLimits};
+use wardgate_protocol::{Packet, ProtocolVersion, QoS};
+use wardgate_server::admin::client::AdminClient;
+use wardgate_server::admin::{AdminState, dto, serve_admin};
+use wardgate_server::metrics::Metrics;
+use wardgate_server::registry::Registry;
+use wardgate_server::selfcheck::{SelfCheck, SelfCheckSettings};
+use wardgate_server::{ConnectionSettings, PortProtocol, PortSpec, PortState, PortStatus, Status};
+use wardgate_testkit::client::{RawClient, Received, connect_packet};
+
+/// A broker with one MQTT port, its status as a supervisor would publish it, and the admin API.
+struct Fixture {
+    broker: Arc<Broker>,
+    status: Arc<RwLock<Status>>,
+    mqtt: SocketAddr,
+    admin: AdminClient,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[derive(Default)]
+struct Options {
+    settings: BrokerSettings,
+    selfcheck: Option<SelfCheckSettings>,
+    trust_bundle: Option<std::path::PathBuf>,
+}
+
+async fn start(options: Options) -> Fixture {
+    let broker = Arc::new(Broker::new(options.settings));
+    let registry = Arc::new(Registry::default());
+    let shutdown = CancellationToken::new();
+    let spec = PortSpec {
+        name: "BrokerListener/default:1883".into(),
+        port: 0,
+        addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        protocol: PortProtocol::Mqtt,
+    };
+    let bound = wardgate_server::bind(spec.clone()).expect("bind");
+    let mqtt = bound.local_addrs()[0];
+    bound.serve(
+        broker.clone(),
+        Arc::new(arc_swap::ArcSwap::from_pointee(
+            ConnectionSettings::default(),
+        )),
+        registry.clone(),
+        shutdown.clone(),
+    );
+    // Connections on port 0 report the OS-chosen port, so the status uses it too.
+    let status = Arc::new(RwLock::new(Status::default()));
+    {
+        let mut s = status.write();
+        s.ports.insert(
+            mqtt.port(),
+            PortStatus {
+                spec: PortSpec {
+                    port: mqtt.port(),
+                    ..spec
+                },
+                state: PortState::Listening,
+                local_addrs: vec![mqtt],
+            },
+        );
+        s.reloads = 1;
+    }
+    let metrics = Metrics::for_broker(
+        broker.clone(),
+        status.clone(),
+        registry.clone(),
+        std::time::SystemTime::now(),
+    );
+    let mut state = AdminState::new(broker.clone(), status.clone(), registry, metrics.clone());
+    if let Some(path) = options.trust_bundle {
+        state = state.with_trust_bundle(path);
+    }
+    if let Some(settings) = options.selfcheck {
+        let check = SelfCheck::spawn(broker.clone(), metrics, settings, shutdown.clone());
+        state = state.with_check(Arc::new(check));
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind admin");
+    let admin = AdminClient::new(listener.local_addr().expect("addr"));
+    tokio::spawn(serve_admin(listener, state, shutdown.clone()));
+    Fixture {
+        broker,
+        status,
+        mqtt,
+        admin,
+        shutdown,
+    }
+}
+
+impl Fixture {
+    async fn json<T: serde::de::DeserializeOwned>(&self, path: &str) -> (u16, T) {
+        self.admin.get_json(path).await.expect(path)
+    }
+
+    async fn metrics(&self) -> String {
+        let r = self.admin.get("/metrics").await.expect("/metrics");
+        assert_eq!(r.status, 200);
+        assert!(
+            r.header("content-type")
+                .is_some_and(|t| t.starts_with("application/openmetrics-text")),
+            "{:?}",
+            r.headers
+        );
+        r.text()
+    }
+
+    async fn readyz(&self) -> (u16, dto::Readiness) {
+        self.json("/readyz").await
+    }
+
+    fn set_state(&self, state: PortState) {
+        let mut s = self.status.write();
+        for p in s.ports.values_mut() {
+            p.state = state.clone();
+        }
+    }
+}
+
+/// The value of the sample `series` (name and labels, exactly as exposed).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+fn settle() -> tokio::time::Sleep {
+    tokio::time::sleep(Duration::from_millis(50))
+}
+
+#[tokio::test]
+async fn healthz_answers_while_the_process_lives() {
+    let f = start(Options::default()).await;
+    let (code, health): (u16, dto::Health) = f.json("/healthz").await;
+    assert_eq!(code, 200);
+    assert_eq!(health.status, "alive");
+    assert_eq!(health.version, env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn readyz_follows_the_port_states() {
+    let f = start(Options::default()).await;
+    let (code, body) = f.readyz().await;
+    assert_eq!(code, 200, "{body:?}");
+    assert!(body.ready && body.reasons.is_empty());
+
+    // A port waiting for its Secret is not a failure: it opens when the Secret appears.
+    f.set_state(PortState::AwaitingSecret(
+        "Secret `tls` does not exist".into(),
+    ));
+    let (code, body) = f.readyz().await;
+    assert_eq!(code, 200, "{body:?}");
+    let ports = body
+        .checks
+        .iter()
+        .find(|c| c.name == "ports")
+        .expect("ports check");
+    assert!(
+        ports
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("AwaitingSecret"),
+        "{ports:?}"
+    );
+
+    f.set_state(PortState::Failed("cannot listen: address in use".into()));
+    let (code, body) = f.readyz().await;
+    assert_eq!(code, 503);
+    assert!(!body.ready);
+    assert_eq!(body.reasons.len(), 1, "{body:?}");
+    assert!(body.reasons[0].starts_with("ports: "), "{body:?}");
+    assert!(
+        body.reasons[0].contains("Failed: cannot listen: address in use"),
+        "{body:?}"
+    );
+
+    f.set_state(PortState::Listening);
+    assert_eq!(f.readyz().await.0, 200);
+
+    f.status.write().ports.clear();
+    let (code, body) = f.readyz().await;
+    assert_eq!(code, 503);
+    assert!(
+        body.reasons[0].contains("no port is configured"),
+        "{body:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_api_shows_clients_listeners_and_retained_messages() {
+    let f = start(Options::default()).await;
+    let mut connect = connect_packet(ProtocolVersion::V5, "alice", true);
+    connect.username = Some("alice-user".into());
+    connect.password = Some(bytes::Bytes::from_static(b"s3cret"));
+    let (mut alice, _) = RawClient::connect_with(f.mqtt, connect).await;
+    alice.subscribe("sensors/#", QoS::AtLeastOnce).await;
+    let (mut bob, _) = RawClient::connect(f.mqtt, ProtocolVersion::V311, "bob").await;
+    bob.publish("sensors/t", b"21", QoS::AtLeastOnce, true, 1)
+        .await;
+
+    let (code, clients): (u16, dto::Clients) = f.json("/api/v1/clients").await;
+    assert_eq!(code, 200);
+    assert_eq!(clients.count, 2);
+    let a = &clients.clients[0];
+    assert_eq!(a.client_id, "alice");
+    assert!(a.connected);
+    assert_eq!(a.username.as_deref(), Some("alice-user"));
+    assert_eq!(a.port, Some(f.mqtt.port()));
+    assert_eq!(a.protocol_version.as_deref(), Some("5.0"));
+    assert!(
+        a.connected_since
+            .as_deref()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    assert_eq!(a.subscriptions.len(), 1);
+    assert_eq!(a.subscriptions[0].filter, "sensors/#");
+    assert_eq!(a.subscriptions[0].qos, 1);
+    let b = &clients.clients[1];
+    assert_eq!(
+        (b.client_id.as_str(), b.protocol_version.as_deref()),
+        ("bob", Some("3.1.1"))
+    );
+    assert!(b.subscriptions.is_empty());
+    // Alice has not acknowledged the message she was sent.
+    assert_eq!(a.inflight + a.queued, 1, "{a:?}");
+
+    let raw = f
+        .admin
+        .get("/api/v1/clients")
+        .await
+        .expect("clients")
+        .text();
+    assert!(!raw.contains("s3cret"), "a password leaked: {raw}");
+
+    let (code, one): (u16, dto::Client) = f.json("/api/v1/clients/alice").await;
+    assert_eq!((code, one.client_id.as_str()), (200, "alice"));
+    let (code, err): (u16, dto::Error) = f.json("/api/v1/clients/nobody").await;
+    assert_eq!(code, 404);
+    assert!(err.error.contains("no connected client"), "{err:?}");
+
+    let (code, listeners): (u16, dto::Listeners) = f.json("/api/v1/listeners").await;
+    assert_eq!(code, 200);
+    assert_eq!(listeners.ports.len(), 1);
+    let p = &listeners.ports[0];
+    assert_eq!(p.listener, "default");
+    assert_eq!(
+        (p.port, p.state.as_str(), p.protocol.as_str()),
+        (f.mqtt.port(), "Listening", "Mqtt")
+    );
+    assert_eq!(p.connections, 2);
+    assert_eq!(p.addresses, vec![f.mqtt.to_string()]);
+    assert_eq!(listeners.reloads, 0);
+
+    let (code, retained): (u16, dto::Retained) = f.json("/api/v1/retained").await;
+    assert_eq!((code, retained.count), (200, 1));
+
+    let (code, certs): (u16, dto::Certificates) = f.json("/api/v1/certificates").await;
+    assert_eq!((code, certs.certificates.len()), (200, 0));
+
+    // A persistent session outlives its connection and is still shown, as not connected.
+    let mut carol = connect_packet(ProtocolVersion::V311, "carol", false);
+    carol.keep_alive = 0;
+    let (carol, _) = RawClient::connect_with(f.mqtt, carol).await;
+    carol.disconnect().await;
+    for _ in 0..100 {
+        if f.admin
+            .get_json::<dto::Clients>("/api/v1/clients")
+            .await
+            .expect("clients")
+            .1
+            .count
+            == 2
+        {
+            break;
+        }
+        settle().await;
+    }
+    let (code, c): (u16, dto::Client) = f.json("/api/v1/clients/carol").await;
+    assert_eq!(code, 200);
+    assert!(!c.connected && c.port.is_none(), "{c:?}");
+}
+
+#[tokio::test]
+async fn errors_are_json_and_say_nothing_internal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("ca.pem");
+    let f = start(Options {
+        trust_bundle: Some(missing.clone()),
+        ..Options::default()
+    })
+    .await;
+    let (code, err): (u16, dto::Error) = f.json("/nope").await;
+    assert_eq!((code, err.error.as_str()), (404, "no such endpoint"));
+
+    let r = f.admin.get("/api/v1/trust-bundle").await.expect("bundle");
+    assert_eq!(r.status, 404);
+    assert!(
+        !r.text().contains(&*dir.path().to_string_lossy()),
+        "{}",
+        r.text()
+    );
+
+    std::fs::write(
+        &missing,
+        "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let r = f.admin.get("/api/v1/trust-bundle").await.expect("bundle");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/x-pem-file"));
+    assert!(r.text().starts_with("-----BEGIN CERTIFICATE-----"));
+
+    // A directory where the file should be: a 500 that names no path.
+    std::fs::remove_file(&missing).expect("rm");
+    std::fs::create_dir(&missing).expect("mkdir");
+    let r = f.admin.get("/api/v1/trust-bundle").await.expect("bundle");
+    assert_eq!(r.status, 500);
+    assert!(!r.text().contains("ca.pem"), "{}", r.text());
+
+    let no_bundle = start(Options::default()).await;
+    let r = no_bundle
+        .admin
+        .get("/api/v1/trust-bundle")
+        .await
+        .expect("bundle");
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn the_api_is_read_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = start(Options::default()).await;
+    let admin = f.admin.addr();
+    for (method, path) in [
+        ("POST", "/api/v1/clients"),
+        ("DELETE", "/api/v1/clients/x"),
+        ("PUT", "/metrics"),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(admin)
+            .await
+            .expect("connect");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.expect("read");
+        assert!(
+            answer.starts_with("HTTP/1.1 405"),
+            "{method} {path}: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_the_workload() {
+    let f = start(Options::default()).await;
+    let (mut sub, _) = RawClient::connect(f.mqtt, ProtocolVersion::V5, "sub").await;
+    sub.subscribe("t/#", QoS::AtLeastOnce).await;
+    let (mut publisher, _) = RawClient::connect(f.mqtt, ProtocolVersion::V311, "pub").await;
+    for i in 1..=5u16 {
+        let ack = publisher
+            .publish("t/x", b"hello", QoS::AtLeastOnce, false, i)
+            .await;
+        assert!(matches!(ack, Some(Packet::PubAck(_))), "{ack:?}");
+    }
+    publisher
+        .publish("t/retained", b"r", QoS::AtLeastOnce, true, 6)
+        .await;
+    let mut got = 0;
+    while got < 6 {
+        let p = sub.publish_received().await;
+        sub.puback(p.packet_id.expect("QoS 1")).await;
+        got += 1;
+    }
+    settle().await;
+    let text = f.metrics().await;
+    let m =
+        |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    assert_eq!(m("wardgate_publishes_received_total"), 6.0);
+    assert_eq!(m("wardgate_publishes_sent_total"), 6.0);
+    assert_eq!(m("wardgate_store_retained_messages"), 1.0);
+    assert_eq!(m("wardgate_total_subscriptions"), 1.0);
+    assert_eq!(m("wardgate_total_sessions"), 2.0);
+    assert_eq!(m("wardgate_connections_total"), 2.0);
+    assert_eq!(m("wardgate_connected_sessions{mqtt_version=\"5.0\"}"), 1.0);
+    assert_eq!(
+        m("wardgate_connected_sessions{mqtt_version=\"3.1.1\"}"),
+        1.0
+    );
+    assert_eq!(m("wardgate_publishes_dropped_total"), 0.0);
+    assert!(m("wardgate_bytes_received_total") > 0.0);
+    let port = f.mqtt.port();
+    let listener = "BrokerListener/default:1883";
+    assert_eq!(
+        m(&format!(
+            "wardgate_port_connections{{port=\"{port}\",listener=\"{listener}\"}}"
+        )),
+        2.0
+    );
+    assert_eq!(
+        m(&format!(
+            "wardgate_port_state{{port=\"{port}\",listener=\"{listener}\",state=\"Listening\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        m(&format!(
+            "wardgate_port_state{{port=\"{port}\",listener=\"{listener}\",state=\"Failed\"}}"
+        )),
+        0.0
+    );
+    assert_eq!(m("wardgate_config_reloads_total"), 0.0);
+    assert_eq!(m("wardgate_config_reload_failing"), 0.0);
+    assert_eq!(m("wardgate_authentication_failures_total"), 0.0);
+    assert_eq!(m("wardgate_authorization_deny_total"), 0.0);
+    assert!(text.ends_with("# EOF\n"));
+
+    // A QoS 0 message to a subscriber whose session is offline is dropped and counted.
+    let mut persistent = connect_packet(ProtocolVersion::V311, "away", false);
+    persistent.keep_alive = 0;
+    let (mut away, _) = RawClient::connect_with(f.mqtt, persistent).await;
+    away.subscribe("t/#", QoS::AtMostOnce).await;
+    away.disconnect().await;
+    for _ in 0..100 {
+        if f.broker.session("away").is_some_and(|s| !s.is_connected()) {
+            break;
+        }
+        settle().await;
+    }
+    publisher
+        .publish("t/x", b"lost", QoS::AtLeastOnce, false, 7)
+        .await;
+    let text = f.metrics().await;
+    assert_eq!(sample(&text, "wardgate_publishes_dropped_total"), Some(1.0));
+    assert_eq!(
+        sample(&text, "wardgate_drops_total{reason=\"offline_qos0\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "wardgate_drops_total{reason=\"queue_full\"}"),
+        Some(0.0)
+    );
+    assert_eq!(sample(&text, "wardgate_offline_sessions"), Some(1.0));
+
+    f.status.write().last_reload_error = Some("bad YAML".into());
+    let text = f.metrics().await;
+    assert_eq!(sample(&text, "wardgate_config_reload_failing"), Some(1.0));
+    f.set_state(PortState::Failed("x".into()));
+    let text = f.metrics().await;
+    assert_eq!(
+        sample(
+            &text,
+            &format!(
+                "wardgate_port_state{{port=\"{port}\",listener=\"{listener}\",state=\"Failed\"}}"
+            )
+        ),
+        Some(1.0)
+    );
+}
+
+fn fast_selfcheck() -> SelfCheckSettings {
+    SelfCheckSettings {
+        instance: "default".into(),
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(200),
+    }
+}
+
+#[tokio::test]
+async fn the_selfcheck_passes_and_a_hash_subscriber_never_sees_it() {
+    let f = start(Options {
+        selfcheck: Some(fast_selfcheck()),
+        ..Options::default()
+    })
+    .await;
+    let (mut everything, _) = RawClient::connect(f.mqtt, ProtocolVersion::V5, "everything").await;
+    everything.subscribe("#", QoS::AtLeastOnce).await;
+    let (mut sys, _) = RawClient::connect(f.mqtt, ProtocolVersion::V5, "sys").await;
+    sys.subscribe("$SYS/selftest/#", QoS::AtMostOnce).await;
+
+    // The probe's messages do reach an explicit `$SYS/selftest/#` subscriber...
+    let seen = sys.publish_received().await;
+    let topic = seen.topic.expect("topic");
+    assert!(
+        topic.as_str().starts_with("$SYS/selftest/default/qos"),
+        "{topic:?}"
+    );
+    // ...and never a `#` subscriber, over several rounds.
+    assert_eq!(
+        everything.recv_within(Duration::from_millis(400)).await,
+        Received::Timeout
+    );
+
+    let text = f.metrics().await;
+    let m = |s: &str| sample(&text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
+    assert!(m("wardgate_selfcheck_messages_received_total{qos=\"0\"}") >= 2.0);
+    assert!(m("wardgate_selfcheck_messages_received_total{qos=\"1\"}") >= 2.0);
+    assert_eq!(m("wardgate_selfcheck_messages_lost_total{qos=\"1\"}"), 0.0);
+    assert!(m("wardgate_selfcheck_latency_seconds_count{qos=\"1\"}") >= 2.0);
+    assert_eq!(m("wardgate_selfcheck_passing"), 1.0);
+    let (code, body) = f.readyz().await;
+    assert_eq!(code, 200, "{body:?}");
+    let check = body
+        .checks
+        .iter()
+        .find(|c| c.name == "selfCheck")
+        .expect("selfCheck");
+    assert!(
+        check.detail.as_deref().unwrap_or("").starts_with("passing"),
+        "{check:?}"
+    );
+    // The probe is not a connection: it is not listed.
+    let (_, clients): (u16, dto::Clients) = f.json("/api/v1/clients").await;
+    assert_eq!(clients.count, 2);
+}
+
+#[tokio::test]
+async fn readyz_fails_after_three_failed_selfchecks_and_recovers() {
+    // Queues of length 0 drop every message: the probe's never come back.
+    let broken = BrokerSettings {
+        queue: QueueLimits {
+            max_queued: 0,
+            ..QueueLimits::default()
+        },
+        ..BrokerSettings::default()
+    };
+    let f = start(Options {
+        settings: broken,
+        selfcheck: Some(fast_selfcheck()),
+        ..Options::default()
+    })
+    .await;
+    let mut body = None;
+    for _ in 0..100 {
+        let (code, b) = f.readyz().await;
+        if code == 503 {
+            body = Some(b);
+            break;
+        }
+        settle().await;
+    }
+    let body = body.expect("/readyz never turned 503");
+    assert_eq!(body.reasons.len(), 1, "{body:?}");
+    assert!(body.reasons[0].starts_with("selfCheck: "), "{body:?}");
+    assert!(
+        body.reasons[0].contains("did not arrive within 200 ms"),
+        "{body:?}"
+    );
+    let text = f.metrics().await;
+    assert_eq!(sample(&text, "wardgate_selfcheck_passing"), Some(0.0));
+    assert!(
+        sample(&text, "wardgate_selfcheck_messages_lost_total{qos=\"0\"}").unwrap_or(0.0) >= 3.0
+    );
+
+    // Fixed: the next round starts a fresh session with the new limits, and passes.
+    f.broker.update_settings(BrokerSettings::default());
+    let mut ready = false;
+    for _ in 0..100 {
+        if f.readyz().await.0 == 200 {
+            ready = true;
+            break;
+        }
+        settle().await;
+    }
+    assert!(ready, "/readyz did not recover");
+    assert_eq!(
+        sample(&f.metrics().await, "wardgate_selfcheck_passing"),
+        Some(1.0)
+    );
+}
