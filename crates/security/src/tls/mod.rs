@@ -1,0 +1,318 @@
+//! TLS for ports: [`TlsContext::resolve`] turns a port's `tls` settings (SPEC.md §6) into a rustls
+//! `ServerConfig`, or says what the port waits for. Manual ports read their Secret
+//! ([`manual`]); automatic ports get a certificate issued from the quickstart CA or a cert-manager
+//! issuer of the configuration, kept in the data dir and reused while valid ([`automatic`]);
+//! ports whose authentication has an X509 method ask for (and verify) client certificates
+//! ([`client`]).
+//!
+//! Renewal is re-resolution: [`TlsContext::next_renewal`] says when a certificate is due, the
+//! server calls `resolve` again then and swaps the port's config for new handshakes; open
+//! connections keep theirs.
+
+mod automatic;
+mod client;
+mod manual;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use wardgate_config::model::{Listener, ListenerPort, Model, Tls};
+
+use crate::pki::store::{self, Layout, QuickstartCa};
+use crate::pki::{CertificateInfo, PkiError};
+
+pub use client::{ChainCertificate, ClientCertificate, client_identity};
+
+/// The namespace of the automatic SANs `<service>.<namespace>[.svc[.cluster.local]]`: AIO's.
+pub const DEFAULT_NAMESPACE: &str = "azure-iot-operations";
+
+/// The TLS state of one broker process: the data dir's PKI (quickstart CA, issued certificates)
+/// and when each automatic certificate is due. Cheap to share as `Arc`; every method takes
+/// `&self`.
+///
+/// `open` and `resolve` read and write files and may generate keys (RSA 8192 takes seconds):
+/// call them from a blocking context (`tokio::task::spawn_blocking`).
+#[derive(Debug)]
+pub struct TlsContext {
+    layout: Layout,
+    provider: Arc<CryptoProvider>,
+    host_names: Vec<String>,
+    namespace: String,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    quickstart: Arc<QuickstartCa>,
+    /// When each automatic port's certificate is due, by (listener, port).
+    renewals: BTreeMap<(String, u16), SystemTime>,
+}
+
+/// What a port's TLS resolved to.
+#[derive(Debug, Clone)]
+pub enum TlsOutcome {
+    /// The port can serve.
+    Ready(PortTls),
+    /// The manual Secret (or an issuer's CA Secret) is not in the configuration yet.
+    /// The message is the log line: `Server certificate <name> not found. Awaiting creation of
+    /// secret.`
+    AwaitingSecret {
+        /// The Secret's name.
+        secret: String,
+        /// The log line.
+        message: String,
+    },
+    /// The issuer of an automatic certificate is not in the configuration.
+    AwaitingIssuer {
+        /// `Issuer` or `ClusterIssuer`.
+        kind: String,
+        /// The issuer's name.
+        name: String,
+        /// The log line: `Issuer <kind>/<name> not found`.
+        message: String,
+    },
+    /// The ConfigMap of trusted client CAs is not in the configuration yet.
+    AwaitingConfigMap {
+        /// The ConfigMap's name.
+        name: String,
+        /// The log line.
+        message: String,
+    },
+    /// The certificate, key, issuer or CA bundle is unusable; the reason says why and how to
+    /// fix it.
+    Failed {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A port's TLS, ready to serve.
+#[derive(Debug, Clone)]
+pub struct PortTls {
+    /// The server configuration (TLS 1.2 and 1.3, no ALPN; the same for MQTT and WebSocket
+    /// ports).
+    pub config: Arc<ServerConfig>,
+    /// The served chain, leaf first.
+    pub certificates: Vec<CertificateInfo>,
+    /// The trusted client CAs, when the port asks for client certificates.
+    pub client_cas: Vec<CertificateInfo>,
+    /// Problems the port serves with anyway (expired certificate, no SAN, ...). Not logged
+    /// here: the caller logs each once, with the port, and counts them.
+    pub warnings: Vec<String>,
+}
+
+impl PortTls {
+    /// Whether the handshake asks clients for a certificate.
+    pub fn requests_client_certificates(&self) -> bool {
+        !self.client_cas.is_empty()
+    }
+}
+
+/// Where to put the automatic SANs' host part.
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// Host names added to every automatic certificate (default: this machine's host name).
+    pub host_names: Vec<String>,
+    /// Namespace of the `<service>.<namespace>...` SANs (default `azure-iot-operations`).
+    pub namespace: String,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions {
+            host_names: local_host_name().into_iter().collect(),
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+        }
+    }
+}
+
+/// This machine's host name, lower case, from the kernel.
+fn local_host_name() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
+}
+
+impl TlsContext {
+    /// Opens (creating on first start) the data dir's PKI state: the quickstart CA (subject
+    /// `O=Wardgate, CN=Wardgate Quickstart Root CA - Not for Production`, one year, replaced two
+    /// thirds into its life), its key under `<data_dir>/pki/quickstart-ca/`, and its
+    /// certificate at `<data_dir>/trust-bundle/ca.crt`.
+    pub fn open(data_dir: &Path) -> Result<TlsContext, PkiError> {
+        Self::open_with(data_dir, TlsOptions::default())
+    }
+
+    /// [`TlsContext::open`] with explicit automatic-SAN settings.
+    pub fn open_with(data_dir: &Path, options: TlsOptions) -> Result<TlsContext, PkiError> {
+        let layout = Layout::new(data_dir);
+        let provider = crate::pki::issue::provider();
+        let quickstart = store::open_quickstart_ca(&layout, &provider, SystemTime::now())?;
+        Ok(TlsContext {
+            layout,
+            provider,
+            host_names: options.host_names,
+            namespace: options.namespace,
+            state: Mutex::new(State {
+                quickstart: Arc::new(quickstart),
+                renewals: BTreeMap::new(),
+            }),
+        })
+    }
+
+    /// `<data_dir>/trust-bundle/ca.crt`: the quickstart CA, what clients pass as `--cafile`.
+    pub fn trust_bundle_path(&self) -> PathBuf {
+        self.layout.trust_bundle.clone()
+    }
+
+    /// The crypto provider of every configuration made here (aws-lc-rs).
+    pub fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
+    }
+
+    /// Resolves one port's TLS from the model (see the module documentation and SPEC.md §6).
+    pub fn resolve(&self, model: &Model, listener: &Listener, port: &ListenerPort) -> TlsOutcome {
+        let key = (listener.name.clone(), port.port);
+        let server = match &port.tls {
+            None => {
+                return TlsOutcome::Failed {
+                    reason: format!(
+                        "BrokerListener/{} port {} has no tls settings",
+                        listener.name, port.port
+                    ),
+                };
+            }
+            Some(Tls::Manual(m)) => {
+                self.state.lock().renewals.remove(&key);
+                manual::resolve(model, m, &self.provider)
+            }
+            Some(Tls::Automatic(a)) => {
+                let quickstart = match self.quickstart() {
+                    Ok(q) => q,
+                    Err(e) => {
+                        return TlsOutcome::Failed {
+                            reason: format!("the quickstart CA: {e}"),
+                        };
+                    }
+                };
+                let ctx = automatic::Ctx {
+                    layout: &self.layout,
+                    provider: &self.provider,
+                    quickstart: &quickstart,
+                    host_names: &self.host_names,
+                    namespace: &self.namespace,
+                };
+                let r = automatic::resolve(&ctx, model, listener, a);
+                let mut state = self.state.lock();
+                match &r {
+                    Ok(s) => {
+                        if let Some(at) = s.renew_at {
+                            state.renewals.insert(key, at);
+                        }
+                    }
+                    Err(_) => {
+                        state.renewals.remove(&key);
+                    }
+                }
+                r
+            }
+        };
+        let server = match server {
+            Ok(s) => s,
+            Err(outcome) => return outcome,
+        };
+        let client = match client::verifier(model, port, &self.provider) {
+            Ok(c) => c,
+            Err(outcome) => return outcome,
+        };
+        let builder = match ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        {
+            Ok(b) => b,
+            Err(e) => {
+                return TlsOutcome::Failed {
+                    reason: format!("building the TLS configuration: {e}"),
+                };
+            }
+        };
+        let (builder, client_cas) = match client {
+            Some(c) => (builder.with_client_cert_verifier(c.verifier), c.cas),
+            None => (builder.with_no_client_auth(), Vec::new()),
+        };
+        let config = builder.with_cert_resolver(Arc::new(FixedCert(Arc::new(server.key))));
+        TlsOutcome::Ready(PortTls {
+            config: Arc::new(config),
+            certificates: server.infos,
+            client_cas,
+            warnings: server.warnings,
+        })
+    }
+
+    /// The earliest instant an automatic certificate resolved here is due for renewal (or the
+    /// quickstart CA for rotation): call `resolve` again for its port then.
+    pub fn next_renewal(&self) -> Option<SystemTime> {
+        let state = self.state.lock();
+        let ports = state.renewals.values().min().copied();
+        let ca = state.quickstart.rotate_at;
+        Some(ports.map_or(ca, |p| p.min(ca)))
+    }
+
+    /// Forgets a port's renewal (the port was removed).
+    pub fn forget(&self, listener: &str, port: u16) {
+        self.state
+            .lock()
+            .renewals
+            .remove(&(listener.to_owned(), port));
+    }
+
+    /// The quickstart CA, replaced first if it is due.
+    fn quickstart(&self) -> Result<Arc<QuickstartCa>, PkiError> {
+        let mut state = self.state.lock();
+        if SystemTime::now() >= state.quickstart.rotate_at {
+            let q = store::open_quickstart_ca(&self.layout, &self.provider, SystemTime::now())?;
+            state.quickstart = Arc::new(q);
+        }
+        Ok(state.quickstart.clone())
+    }
+}
+
+/// A resolved server certificate, before the client side is added.
+#[derive(Debug)]
+pub(crate) struct ServerCert {
+    pub(crate) key: CertifiedKey,
+    pub(crate) infos: Vec<CertificateInfo>,
+    pub(crate) warnings: Vec<String>,
+    /// When an automatic certificate is due.
+    pub(crate) renew_at: Option<SystemTime>,
+}
+
+/// One certificate for every handshake; a new one comes with a new `ServerConfig`.
+#[derive(Debug)]
+struct FixedCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for FixedCert {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// A `CertifiedKey` from a checked chain.
+pub(crate) fn certified_key(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, String> {
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| format!("the key is not usable: {e}"))
+}
