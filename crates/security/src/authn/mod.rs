@@ -147,6 +147,41 @@ pub fn anonymous(client_id: &str, username: Option<&str>) -> Identity {
     )
 }
 
+/// Whether BrokerAuthentication `name`, or a Secret or ConfigMap its methods read, differs
+/// between two configurations: the server then builds a new [`Authenticator`] for new
+/// connections (open connections keep theirs, SPEC.md §4.5).
+pub fn authentication_changed(old: &Model, new: &Model, name: &str) -> bool {
+    let (a, b) = (old.authentications.get(name), new.authentications.get(name));
+    if a != b {
+        return true;
+    }
+    let Some(auth) = a else {
+        return false;
+    };
+    let mut secrets = Vec::new();
+    let mut config_maps = Vec::new();
+    for m in &auth.methods {
+        match m {
+            AuthnMethod::ServiceAccountToken(s) => config_maps.extend(&s.issuer_keys_config_map),
+            AuthnMethod::X509(x) => {
+                config_maps.push(&x.trusted_client_ca_cert);
+                secrets.extend(&x.attributes_secret);
+            }
+            AuthnMethod::Custom(c) => {
+                config_maps.extend(&c.ca_cert_config_map);
+                secrets.extend(&c.client_cert_secret);
+            }
+            AuthnMethod::UsernamePassword(u) => secrets.push(&u.secret_ref),
+        }
+    }
+    secrets
+        .iter()
+        .any(|s| old.secrets.get(*s) != new.secrets.get(*s))
+        || config_maps
+            .iter()
+            .any(|c| old.config_maps.get(*c) != new.config_maps.get(*c))
+}
+
 /// What a CONNECT offers for authentication.
 pub struct ConnectRequest<'a> {
     /// The client ID (as assigned when the client sent an empty one).

@@ -317,6 +317,29 @@ pub fn entry_text(
     table.to_string()
 }
 
+/// The YAML of an Opaque Secret `name` holding `text` under `passwords.toml`, as
+/// `kubectl create secret generic NAME --from-file=passwords.toml --dry-run=client -o yaml`
+/// writes it.
+pub fn secret_yaml(name: &str, text: &str) -> Result<String, PasswordError> {
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !valid {
+        return Err(PasswordError::BadFile(format!(
+            "\"{name}\" is not a valid Secret name (lower-case letters, digits, '-' and '.', \
+             starting and ending with a letter or digit)"
+        )));
+    }
+    Ok(format!(
+        "apiVersion: v1\ndata:\n  {PASSWORDS_KEY}: {}\nkind: Secret\nmetadata:\n  name: {name}\ntype: Opaque\n",
+        base64::engine::general_purpose::STANDARD.encode(text)
+    ))
+}
+
 fn entry_table(hash: &PasswordHash, attributes: &BTreeMap<String, String>) -> toml::Value {
     let mut t = toml::Table::new();
     t.insert("password".into(), toml::Value::String(hash.to_string()));

@@ -176,13 +176,11 @@ fn explain_port(
         None => {
             p.authentication
                 .push("no authenticationRef: every client is accepted as anonymous".to_owned());
-            let mut id = anonymous(&q.client_id, q.username.as_deref());
             if !q.attributes.is_empty() {
                 p.authentication
                     .push("(--attr ignored: anonymous clients have no attributes)".to_owned());
             }
-            id.attributes.clear();
-            Ok(id)
+            Ok(anonymous(&q.client_id, q.username.as_deref()))
         }
         Some(name) => {
             p.authentication.push(format!(

@@ -82,6 +82,12 @@ impl fmt::Display for Decision {
     }
 }
 
+/// Whether BrokerAuthorization `name` differs between two configurations: the server then
+/// builds a new [`Authorizer`] and [`Authorizer::recheck`]s the clients of the ports using it.
+pub fn authorization_changed(old: &Model, new: &Model, name: &str) -> bool {
+    old.authorizations.get(name) != new.authorizations.get(name)
+}
+
 /// The result of re-checking a connected client against a changed policy (SPEC.md §4.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recheck {
@@ -156,8 +162,8 @@ struct Grants {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Action {
-    Publish,
-    Subscribe,
+    Publish = 0,
+    Subscribe = 1,
 }
 
 impl Action {
@@ -175,7 +181,8 @@ struct Cached {
     username: Option<String>,
     attributes: BTreeMap<String, String>,
     grants: Grants,
-    decisions: Mutex<HashMap<(Action, String), Decision>>,
+    /// Decisions by topic or filter, one map per action (looked up by `&str`, no allocation).
+    decisions: Mutex<[HashMap<String, Decision>; 2]>,
 }
 
 /// The authorization of one BrokerAuthorization. Cheap to share behind an `Arc`.
@@ -350,16 +357,17 @@ impl Authorizer {
             return self.decide_with(&self.grants(id), id, action, what);
         };
         let entry = self.cached(cache, id);
-        let key = (action, what.to_owned());
-        if let Some(d) = entry.decisions.lock().get(&key) {
+        let slot = action as usize;
+        if let Some(d) = entry.decisions.lock()[slot].get(what) {
             return d.clone();
         }
         let d = self.decide_with(&entry.grants, id, action, what);
         let mut decisions = entry.decisions.lock();
-        if decisions.len() >= MAX_CACHED_DECISIONS {
-            decisions.clear();
+        let map = &mut decisions[slot];
+        if map.len() >= MAX_CACHED_DECISIONS {
+            map.clear();
         }
-        decisions.insert(key, d.clone());
+        map.insert(what.to_owned(), d.clone());
         d
     }
 
@@ -381,7 +389,7 @@ impl Authorizer {
             username: id.username.clone(),
             attributes: id.attributes.clone(),
             grants: self.grants(id),
-            decisions: Mutex::new(HashMap::new()),
+            decisions: Mutex::new([HashMap::new(), HashMap::new()]),
         });
         let mut map = cache.lock();
         if map.len() >= MAX_CACHED_PRINCIPALS {

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use wardgate_protocol::ReasonCode;
 use wardgate_security::authn::password::{PasswordHash, entry_text, upsert_entry};
-use wardgate_security::authn::{AuthMethodKind, Authenticator, AuthnOutcome, ConnectRequest};
+use wardgate_security::authn::{
+    AuthMethodKind, Authenticator, AuthnOutcome, ConnectRequest, authentication_changed,
+};
 
 use crate::common::*;
 
@@ -129,4 +131,22 @@ fn a_broken_password_file_fails_the_authenticator_naming_the_user() {
         e.contains("Secret/mqtt-passwords") && e.contains("[eve]"),
         "{e}"
     );
+}
+
+#[test]
+fn a_changed_password_secret_changes_the_authentication() {
+    let before = model(AIO_CLIENT1);
+    let h = PasswordHash::create(b"x", 1000).unwrap();
+    let after = model(&upsert_entry(AIO_CLIENT1, "zed", &h, &BTreeMap::new()).unwrap());
+    assert!(!authentication_changed(
+        &before,
+        &before.clone(),
+        "passwords"
+    ));
+    assert!(authentication_changed(&before, &after, "passwords"));
+    assert!(!authentication_changed(
+        &before,
+        &after,
+        "no-such-authentication"
+    ));
 }

@@ -147,3 +147,48 @@ async fn a_client_of_another_ca_is_not_the_tutorials_device() {
     );
     assert!(!authz.subscribe(&heater, "#").is_allowed());
 }
+
+#[tokio::test]
+async fn a_policy_edit_disconnects_only_those_who_lost_something() {
+    let f = Fabrikam::new();
+    let before = tutorial(&f, true);
+    // The edit: heater may no longer subscribe to humidity.
+    let edited = TUTORIAL_AUTHZ.replace(
+        "topics: [\"telemetry/temperature\", \"telemetry/humidity\"]",
+        "topics: [\"telemetry/temperature\"]",
+    );
+    let after = load(&[
+        TUTORIAL_AUTHN.to_owned(),
+        edited,
+        TUTORIAL_LISTENER.to_owned(),
+        config_map("fabrikam-ca", "client_ca.pem", &f.root.pem()),
+    ]);
+    assert!(!wardgate_security::authz::authorization_changed(
+        &before,
+        &before.clone(),
+        "abac-authz"
+    ));
+    assert!(wardgate_security::authz::authorization_changed(
+        &before,
+        &after,
+        "abac-authz"
+    ));
+
+    let authn = Authenticator::new(&after, "x509-auth").unwrap();
+    let authz = Authorizer::new(&after, "abac-authz").unwrap();
+    let heater = identity(&authn, &f, "heater").await;
+    let thermostat = identity(&authn, &f, "thermostat").await;
+    // A heater subscribed to temperature keeps receiving; one subscribed to humidity goes.
+    assert_eq!(
+        authz.recheck(&heater, ["telemetry/temperature"]),
+        Recheck::Keep
+    );
+    let Recheck::Disconnect { why } =
+        authz.recheck(&heater, ["telemetry/temperature", "telemetry/humidity"])
+    else {
+        panic!("lost humidity")
+    };
+    assert!(why.contains("telemetry/humidity"), "{why}");
+    // Publishers without subscriptions keep their connection.
+    assert_eq!(authz.recheck(&thermostat, []), Recheck::Keep);
+}
