@@ -1,0 +1,523 @@
+//! The command line: `run` drives one broker that is already running, `compare` starts Wardgate,
+//! Mosquitto and rumqttd in turn on the same cases; `--quick` is the smoke subset.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use wardgate_protocol::{ProtocolVersion, QoS};
+
+use crate::error::{Error, Result};
+use crate::load::{LoadOptions, Target};
+use crate::peers::{Binaries, Kind};
+use crate::report::{Machine, Report, RunResult, header, line};
+use crate::scenario::{Case, Matrix, ReadMode, Shape};
+use crate::{conns, load, peers, procfs};
+
+/// Load generator for MQTT brokers, and a side-by-side comparison of Wardgate with Mosquitto and
+/// rumqttd.
+#[derive(Debug, Parser)]
+#[command(name = "wardgate-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Drive a broker that is already running at HOST:PORT.
+    Run(RunArgs),
+    /// Start each broker in turn (fresh for every case) and compare them.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Broker host.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Broker port (MQTT 3.1.1, and 5 unless --port-v5).
+    #[arg(long, default_value_t = 1883)]
+    port: u16,
+    /// A separate MQTT 5 port (rumqttd has one).
+    #[arg(long)]
+    port_v5: Option<u16>,
+    /// The broker's pid, for CPU and memory; found from the listening port if omitted.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    /// The name the report gives the broker.
+    #[arg(long, default_value = "broker")]
+    name: String,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// Brokers to compare (Mosquitto runs first in each case: the latency rate comes from it).
+    /// `--quick` defaults to wardgate alone.
+    #[arg(long, value_delimiter = ',')]
+    brokers: Option<Vec<String>>,
+    /// The Wardgate binary (a release build).
+    #[arg(long, default_value = "target/release/wardgate")]
+    wardgate_bin: PathBuf,
+    /// The Mosquitto binary.
+    #[arg(long, default_value = "mosquitto")]
+    mosquitto_bin: PathBuf,
+    /// The rumqttd binary.
+    #[arg(long, default_value = "rumqttd")]
+    rumqttd_bin: PathBuf,
+    /// First loopback port of the brokers (each broker gets its own).
+    #[arg(long, default_value_t = 21883)]
+    port: u16,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReadArg {
+    Asap,
+    Coalesce,
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// Scenarios (conn, p2p-100, p2p-1000, fanout-1, fanout-5, fanin-wild, fanin-share, latency).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Option<Vec<String>>,
+    /// QoS levels.
+    #[arg(long, value_delimiter = ',', default_values_t = [0u8, 1, 2])]
+    qos: Vec<u8>,
+    /// Payload sizes in bytes (at least 16). Giving --payload, --mqtt or --read runs exactly the
+    /// product of the lists; otherwise the standard selection adds coalescing and 1 KiB at
+    /// QoS 0/1 and MQTT 5 at QoS 1/2 to the 16 B, 3.1.1, read-at-once base.
+    #[arg(long, value_delimiter = ',')]
+    payload: Option<Vec<usize>>,
+    /// MQTT versions: 3 (3.1.1) and/or 5.
+    #[arg(long, value_delimiter = ',')]
+    mqtt: Option<Vec<u8>>,
+    /// Subscriber read modes.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    read: Option<Vec<ReadArg>>,
+    /// Every combination: QoS 0-2 × 16 B and 1 KiB × 3.1.1 and 5 × asap and coalesce.
+    #[arg(long)]
+    full: bool,
+    /// Smoke test: a small subset in well under a minute; exits 1 if anything is lost.
+    #[arg(long)]
+    quick: bool,
+    /// Idle connections of the `conn` scenario (capped by the open-file limits).
+    #[arg(long, default_value_t = 20_000)]
+    connections: usize,
+    /// Warm-up seconds before each measured window.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Seconds measured per case.
+    #[arg(long, default_value_t = 2.0)]
+    duration: f64,
+    /// Unacknowledged QoS 1/2 messages per publisher.
+    #[arg(long, default_value_t = 100)]
+    inflight: u16,
+    /// Longest wait for acknowledgements and deliveries after the window, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    drain: f64,
+    /// Total rate of the latency scenario when Mosquitto's maximum is not known (msg/s).
+    #[arg(long, default_value_t = 20_000.0)]
+    latency_rate: f64,
+    /// Load generator threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Write results.json and results.md here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    fn cases(&self) -> Result<Vec<Case>> {
+        if self.quick {
+            return Ok(quick_cases());
+        }
+        let names = self
+            .scenarios
+            .clone()
+            .unwrap_or_else(|| Shape::NAMES.iter().map(|s| s.to_string()).collect());
+        for n in &names {
+            if Shape::from_name(n, 0).is_none() {
+                return Err(Error::Usage(format!(
+                    "unknown scenario {n}; known: {}",
+                    Shape::NAMES.join(", ")
+                )));
+            }
+        }
+        if self.qos.iter().any(|&q| q > 2) {
+            return Err(Error::Usage("QoS is 0, 1 or 2".into()));
+        }
+        if self.payload.iter().flatten().any(|&p| p < 16) {
+            return Err(Error::Usage("payloads are at least 16 bytes".into()));
+        }
+        let explicit = self.payload.is_some() || self.mqtt.is_some() || self.read.is_some();
+        let matrix = Matrix {
+            scenarios: names,
+            qos: self.qos.clone(),
+            payloads: self.payload.clone().unwrap_or(if self.full {
+                vec![16, 1024]
+            } else {
+                vec![16]
+            }),
+            versions: self
+                .mqtt
+                .clone()
+                .unwrap_or(if self.full { vec![3, 5] } else { vec![3] }),
+            reads: self
+                .read
+                .clone()
+                .map(|r| {
+                    r.into_iter()
+                        .map(|m| match m {
+                            ReadArg::Asap => ReadMode::Asap,
+                            ReadArg::Coalesce => ReadMode::Coalesce,
+                        })
+                        .collect()
+                })
+                .unwrap_or(if self.full {
+                    vec![ReadMode::Asap, ReadMode::Coalesce]
+                } else {
+                    vec![ReadMode::Asap]
+                }),
+            product_only: explicit || self.full,
+            connections: self.connections,
+        };
+        Ok(with_latency_baselines(matrix.cases()))
+    }
+
+    fn load_options(&self, nonce: String) -> LoadOptions {
+        let (warmup, duration) = if self.quick {
+            (0.3, 1.0)
+        } else {
+            (self.warmup, self.duration)
+        };
+        LoadOptions {
+            warmup: Duration::from_secs_f64(warmup),
+            duration: Duration::from_secs_f64(duration),
+            inflight: self.inflight,
+            rate: None,
+            drain: Duration::from_secs_f64(self.drain),
+            connect_timeout: Duration::from_secs(10),
+            nonce,
+        }
+    }
+}
+
+/// The smoke subset: every QoS point to point, shared and wildcard fan-in, fan-out at QoS 2 and
+/// MQTT 5, a thousand connections and a short latency run.
+fn quick_cases() -> Vec<Case> {
+    let base = Case {
+        shape: Shape::P2p { pairs: 20 },
+        qos: QoS::AtMostOnce,
+        payload: 16,
+        version: ProtocolVersion::V311,
+        read: ReadMode::Asap,
+    };
+    vec![
+        Case {
+            shape: Shape::Connections { count: 1000 },
+            ..base
+        },
+        base,
+        Case {
+            qos: QoS::AtLeastOnce,
+            ..base
+        },
+        Case {
+            qos: QoS::ExactlyOnce,
+            version: ProtocolVersion::V5,
+            ..base
+        },
+        Case {
+            shape: Shape::FanOut {
+                publishers: 2,
+                subscribers: 50,
+            },
+            qos: QoS::ExactlyOnce,
+            payload: 1024,
+            read: ReadMode::Coalesce,
+            ..base
+        },
+        Case {
+            shape: Shape::FanIn { publishers: 100 },
+            qos: QoS::AtLeastOnce,
+            ..base
+        },
+        Case {
+            shape: Shape::FanInShared {
+                publishers: 100,
+                members: 5,
+            },
+            qos: QoS::AtLeastOnce,
+            version: ProtocolVersion::V5,
+            ..base
+        },
+        Case {
+            shape: Shape::Latency { pairs: 20 },
+            qos: QoS::AtLeastOnce,
+            ..base
+        },
+    ]
+}
+
+/// The latency rate is half the maximum of the same p2p case: make sure that case runs first.
+fn with_latency_baselines(cases: Vec<Case>) -> Vec<Case> {
+    let mut out: Vec<Case> = Vec::new();
+    for case in cases {
+        if let Shape::Latency { pairs } = case.shape {
+            let baseline = Case {
+                shape: Shape::P2p { pairs },
+                ..case
+            };
+            if !out.iter().any(|c| c.id() == baseline.id()) {
+                out.push(baseline);
+            }
+        }
+        out.push(case);
+    }
+    out
+}
+
+/// The throughput case whose maximum sets a latency case's rate.
+fn baseline_id(case: &Case) -> Option<String> {
+    match case.shape {
+        Shape::Latency { pairs } => Some(
+            Case {
+                shape: Shape::P2p { pairs },
+                ..*case
+            }
+            .id(),
+        ),
+        _ => None,
+    }
+}
+
+/// The rate of a latency case: half of Mosquitto's maximum in the same p2p case, else half of
+/// this broker's own, else the fallback.
+fn latency_rate(case: &Case, results: &[RunResult], broker: &str, fallback: f64) -> f64 {
+    let Some(id) = baseline_id(case) else {
+        return fallback;
+    };
+    let max_of = |b: &str| {
+        results
+            .iter()
+            .find(|r| r.broker == b && r.id == id && r.error.is_none())
+            .and_then(|r| r.published_per_s)
+            .filter(|&r| r > 0.0)
+    };
+    max_of("mosquitto")
+        .or_else(|| max_of(broker))
+        .map_or(fallback, |r| r / 2.0)
+}
+
+/// Raises this process's open-file limit to the hard limit and returns it.
+fn raise_nofile() -> u64 {
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024)
+}
+
+/// Connections the `conn` case can open: both processes need a descriptor per connection.
+fn connection_budget(requested: usize, tool_limit: u64, broker_pid: Option<u32>) -> usize {
+    let broker_limit = broker_pid
+        .and_then(procfs::open_files_limit)
+        .unwrap_or(u64::MAX);
+    let cap = tool_limit.min(broker_limit).saturating_sub(200) as usize;
+    if requested > cap {
+        eprintln!(
+            "note: {requested} connections asked for, {cap} possible (open-file limits: tool {tool_limit}, broker {broker_limit}); running {cap}"
+        );
+    }
+    requested.min(cap)
+}
+
+async fn run_case(
+    broker: &str,
+    case: &Case,
+    target: &Target,
+    common: &CommonArgs,
+    results: &[RunResult],
+    nonce: String,
+    tool_nofile: u64,
+) -> RunResult {
+    match case.shape {
+        Shape::Connections { count } => {
+            let n = connection_budget(count, tool_nofile, target.pid);
+            let opts = common.load_options(nonce.clone());
+            match conns::run(n, case.version, target, &nonce, opts.connect_timeout).await {
+                Ok(o) => RunResult::from_conns(broker, case, &o),
+                Err(e) => RunResult::failed(broker, case, e.to_string()),
+            }
+        }
+        _ => {
+            let mut opts = common.load_options(nonce);
+            let rate = matches!(case.shape, Shape::Latency { .. })
+                .then(|| latency_rate(case, results, broker, common.latency_rate));
+            opts.rate = rate;
+            match load::run(case, target, &opts).await {
+                Ok(o) => RunResult::from_load(broker, case, rate, &o),
+                Err(e) => RunResult::failed(broker, case, e.to_string()),
+            }
+        }
+    }
+}
+
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+fn finish(report: &Report, out: Option<&PathBuf>, quick: bool) -> Result<bool> {
+    println!();
+    println!("{}", report.results_table());
+    if report.brokers.len() > 1 {
+        println!("{}", report.comparison());
+    }
+    if let Some(dir) = out {
+        report.write(dir)?;
+        println!("wrote {}/results.json and results.md", dir.display());
+    }
+    let violations: Vec<String> = report.runs.iter().flat_map(RunResult::violations).collect();
+    for v in &violations {
+        eprintln!("VIOLATION: {v}");
+    }
+    // The smoke run fails on any violation; a full run reports them and still writes everything.
+    Ok(!quick || violations.is_empty())
+}
+
+fn run_one(args: RunArgs) -> Result<bool> {
+    let tool_nofile = raise_nofile();
+    let cases = args.common.cases()?;
+    let resolve = |port: u16| -> Result<SocketAddr> {
+        (args.host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| Error::io(format!("resolve {}", args.host), e))?
+            .find(SocketAddr::is_ipv4)
+            .ok_or_else(|| Error::Usage(format!("{} has no IPv4 address", args.host)))
+    };
+    let v3 = resolve(args.port)?;
+    let v5 = resolve(args.port_v5.unwrap_or(args.port))?;
+    let pid = args.broker_pid.or_else(|| procfs::find_listener(args.port));
+    if pid.is_none() {
+        eprintln!("note: broker process not found; CPU and memory will not be reported");
+    }
+    let target = Target { v3, v5, pid };
+    let rt = runtime(args.common.threads)?;
+    let mut results = Vec::new();
+    println!("{}", header());
+    for (i, case) in cases.iter().enumerate() {
+        let nonce = format!("wb{}x{i}", std::process::id());
+        let r = rt.block_on(run_case(
+            &args.name,
+            case,
+            &target,
+            &args.common,
+            &results,
+            nonce,
+            tool_nofile,
+        ));
+        println!("{}", line(&r));
+        results.push(r);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let report = Report {
+        machine: Machine::probe(),
+        command: command_line(),
+        brokers: vec![(args.name.clone(), format!("{v3}"))],
+        runs: results,
+    };
+    finish(&report, args.common.out.as_ref(), args.common.quick)
+}
+
+fn compare(args: CompareArgs) -> Result<bool> {
+    let tool_nofile = raise_nofile();
+    let cases = args.common.cases()?;
+    let names = args.brokers.clone().unwrap_or_else(|| {
+        if args.common.quick {
+            vec!["wardgate".into()]
+        } else {
+            vec!["wardgate".into(), "mosquitto".into(), "rumqttd".into()]
+        }
+    });
+    let mut kinds = Vec::new();
+    for n in &names {
+        kinds.push(Kind::from_name(n).ok_or_else(|| {
+            Error::Usage(format!(
+                "unknown broker {n}; known: wardgate, mosquitto, rumqttd"
+            ))
+        })?);
+    }
+    // Mosquitto first in every case: the latency cases take their rate from its maximum.
+    kinds.sort_by_key(|k| *k != Kind::Mosquitto);
+    let bins = Binaries {
+        wardgate: args.wardgate_bin.clone(),
+        mosquitto: args.mosquitto_bin.clone(),
+        rumqttd: args.rumqttd_bin.clone(),
+    };
+    let rt = runtime(args.common.threads)?;
+    let mut results: Vec<RunResult> = Vec::new();
+    println!("{}", header());
+    for (i, case) in cases.iter().enumerate() {
+        for (k, kind) in kinds.iter().enumerate() {
+            let port = args.port + 4 * k as u16;
+            let nonce = format!("wb{}x{i}", std::process::id());
+            let r = match peers::start(*kind, &bins, port) {
+                Err(e) => RunResult::failed(kind.name(), case, e.to_string()),
+                Ok(mut broker) => {
+                    let mut r = rt.block_on(run_case(
+                        kind.name(),
+                        case,
+                        &broker.target,
+                        &args.common,
+                        &results,
+                        nonce,
+                        tool_nofile,
+                    ));
+                    if !broker.alive() && r.error.is_none() {
+                        r.error = Some(format!("the broker exited:\n{}", broker.log()));
+                    } else if let Some(e) = &mut r.error {
+                        let log = broker.log();
+                        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                        if !tail.is_empty() {
+                            e.push_str(" (broker log: ");
+                            e.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join(" / "));
+                            e.push(')');
+                        }
+                    }
+                    r
+                }
+            };
+            println!("{}", line(&r));
+            results.push(r);
+        }
+    }
+    let report = Report {
+        machine: Machine::probe(),
+        command: command_line(),
+        brokers: kinds
+            .iter()
+            .map(|k| (k.name().to_owned(), bins.describe(*k)))
+            .collect(),
+        runs: results,
+    };
+    finish(&report, args.common.out.as_ref(), args.common.quick)
+}
+
+/// Parses the command line and runs it; `Ok(false)` means the run found losses (quick mode).
+pub fn main() -> Result<bool> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run_one(args),
+        Command::Compare(args) => compare(args),
+    }
+}

@@ -1,0 +1,123 @@
+//! The idle-connections scenario: open many connections as fast as the broker accepts them, hold
+//! them, and measure the connect rate and the broker's resident memory per connection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use wardgate_protocol::ProtocolVersion;
+
+use crate::error::{Error, Result};
+use crate::load::Target;
+use crate::procfs;
+use crate::wire::Client;
+
+/// Connections in flight at once.
+const CONCURRENCY: usize = 64;
+
+/// What the idle-connections scenario measured.
+#[derive(Debug, Clone, Default)]
+pub struct ConnOutcome {
+    /// Connections opened (each got a CONNACK).
+    pub opened: usize,
+    /// Seconds from the first connect to the last CONNACK.
+    pub elapsed_s: f64,
+    /// Broker RSS before the first connection.
+    pub rss_before: Option<u64>,
+    /// Broker RSS with every connection open.
+    pub rss_after: Option<u64>,
+    /// Broker CPU seconds spent accepting them.
+    pub broker_cpu_s: Option<f64>,
+    /// This process's CPU seconds meanwhile.
+    pub tool_cpu_s: f64,
+    /// Broker peak RSS.
+    pub broker_peak_rss: Option<u64>,
+}
+
+impl ConnOutcome {
+    /// Connections per second.
+    pub fn rate(&self) -> f64 {
+        self.opened as f64 / self.elapsed_s.max(1e-9)
+    }
+
+    /// Broker RSS bytes per connection above the idle baseline.
+    pub fn bytes_per_connection(&self) -> Option<f64> {
+        let (before, after) = (self.rss_before?, self.rss_after?);
+        Some((after as f64 - before as f64) / self.opened.max(1) as f64)
+    }
+}
+
+/// Opens `count` connections to `target`, holds them, then closes them.
+pub async fn run(
+    count: usize,
+    version: ProtocolVersion,
+    target: &Target,
+    nonce: &str,
+    connect_timeout: Duration,
+) -> Result<ConnOutcome> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Some(pid) = target.pid {
+        procfs::reset_peak(pid);
+    }
+    let rss_before = target.pid.and_then(procfs::memory).map(|(rss, _)| rss);
+    let cpu0 = target.pid.and_then(procfs::cpu_seconds);
+    let tool0 = procfs::self_cpu_seconds();
+    let next = Arc::new(AtomicUsize::new(0));
+    let addr = target.addr(version);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY.min(count) {
+        let next = next.clone();
+        let nonce = nonce.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut held: Vec<TcpStream> = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return Ok::<_, Error>(held);
+                }
+                let client_id = format!("{nonce}-c{i}");
+                let c = Client::connect(addr, &client_id, version, connect_timeout).await?;
+                held.push(c.stream);
+            }
+        }));
+    }
+    let mut held = Vec::with_capacity(count);
+    let mut error = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(streams)) => held.extend(streams),
+            Ok(Err(e)) => {
+                error.get_or_insert(e);
+            }
+            Err(e) => {
+                error.get_or_insert(Error::Protocol(format!("connect task: {e}")));
+            }
+        }
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let cpu1 = target.pid.and_then(procfs::cpu_seconds);
+    let tool1 = procfs::self_cpu_seconds();
+    if let Some(e) = error {
+        return Err(Error::Protocol(format!(
+            "after {} of {count} connections: {e}",
+            held.len()
+        )));
+    }
+    // Let the broker finish its per-connection setup before reading its memory.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mem = target.pid.and_then(procfs::memory);
+    let outcome = ConnOutcome {
+        opened: held.len(),
+        elapsed_s,
+        rss_before,
+        rss_after: mem.map(|(rss, _)| rss),
+        broker_cpu_s: cpu0.zip(cpu1).map(|(a, b)| b - a),
+        tool_cpu_s: tool1 - tool0,
+        broker_peak_rss: mem.map(|(_, hwm)| hwm),
+    };
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(outcome)
+}

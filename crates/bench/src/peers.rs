@@ -1,0 +1,236 @@
+//! The brokers `compare` starts, each on loopback with a configuration equivalent to Wardgate's
+//! defaults, and stops again (the guard kills the process when dropped).
+//!
+//! Equivalent settings: no persistence; 100,000 queued messages per session (Wardgate's
+//! `QueueLimits::max_queued`); 1,024 unacknowledged QoS 1/2 messages per connection (Wardgate's
+//! server Receive Maximum); no connection limit; logging of errors and warnings only.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::load::Target;
+
+/// A broker `compare` knows how to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// This project's broker, from a release build.
+    Wardgate,
+    /// Eclipse Mosquitto (Debian package).
+    Mosquitto,
+    /// rumqttd 0.20 (crates.io).
+    Rumqttd,
+}
+
+impl Kind {
+    /// The name used in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Wardgate => "wardgate",
+            Kind::Mosquitto => "mosquitto",
+            Kind::Rumqttd => "rumqttd",
+        }
+    }
+
+    /// The kind for a name.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        [Kind::Wardgate, Kind::Mosquitto, Kind::Rumqttd]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+}
+
+/// Where the broker programs are.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// `wardgate`.
+    pub wardgate: PathBuf,
+    /// `mosquitto`.
+    pub mosquitto: PathBuf,
+    /// `rumqttd`.
+    pub rumqttd: PathBuf,
+}
+
+impl Binaries {
+    fn of(&self, kind: Kind) -> &Path {
+        match kind {
+            Kind::Wardgate => &self.wardgate,
+            Kind::Mosquitto => &self.mosquitto,
+            Kind::Rumqttd => &self.rumqttd,
+        }
+    }
+
+    /// A one-line description of each broker's binary and version, for the report.
+    pub fn describe(&self, kind: Kind) -> String {
+        let bin = self.of(kind);
+        let version = match kind {
+            Kind::Mosquitto => Command::new(bin).arg("-h").output().ok().and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(str::to_owned)
+            }),
+            _ => Command::new(bin)
+                .arg("--version")
+                .output()
+                .ok()
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .next()
+                        .map(str::to_owned)
+                }),
+        };
+        format!(
+            "{} ({})",
+            version.unwrap_or_else(|| "version unknown".into()),
+            bin.display()
+        )
+    }
+}
+
+/// A running broker; killed when dropped.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    /// What it is.
+    pub kind: Kind,
+    /// Where clients connect, and its pid.
+    pub target: Target,
+    dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Whether the process is still alive.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The broker's log so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(|source| Error::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// Starts `kind` listening on 127.0.0.1:`port` (rumqttd: MQTT 5 on `port + 1`) and waits until
+/// it accepts connections.
+pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
+    let broker_err = |why: String| Error::Broker {
+        name: kind.name().into(),
+        why,
+    };
+    let dir = tempfile::tempdir().map_err(|e| Error::io("temporary directory", e))?;
+    let d = dir.path();
+    let v3 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut v5 = v3;
+    let mut cmd = Command::new(bins.of(kind));
+    match kind {
+        Kind::Wardgate => {
+            let listener = format!(
+                "apiVersion: mqttbroker.iotoperations.azure.com/v1\n\
+                 kind: BrokerListener\n\
+                 metadata: {{name: default, namespace: azure-iot-operations}}\n\
+                 spec:\n  brokerRef: default\n  serviceName: bench\n  serviceType: ClusterIp\n  \
+                 ports:\n  - port: {port}\n    protocol: Mqtt\n"
+            );
+            let config = d.join("config");
+            std::fs::create_dir_all(&config).map_err(|e| Error::io("config dir", e))?;
+            write(&config, "listener.yaml", &listener)?;
+            cmd.arg("serve")
+                .arg("--config")
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(d.join("data"))
+                .env("WARDGATE_LOG", "warn");
+        }
+        Kind::Mosquitto => {
+            let conf = format!(
+                "listener {port} 127.0.0.1\n\
+                 allow_anonymous true\n\
+                 persistence false\n\
+                 max_connections -1\n\
+                 max_queued_messages 100000\n\
+                 max_inflight_messages 1024\n\
+                 set_tcp_nodelay true\n\
+                 log_dest stderr\n\
+                 log_type error\n\
+                 log_type warning\n\
+                 connection_messages false\n"
+            );
+            let path = write(d, "mosquitto.conf", &conf)?;
+            cmd.arg("-c").arg(path);
+        }
+        Kind::Rumqttd => {
+            v5 = SocketAddr::from((Ipv4Addr::LOCALHOST, port + 1));
+            let conf = format!(
+                "id = 0\n\n[router]\nid = 0\nmax_connections = 65000\n\
+                 max_outgoing_packet_count = 200\nmax_segment_size = 104857600\n\
+                 max_segment_count = 10\n\n\
+                 [v4.1]\nname = \"v4-1\"\nlisten = \"{v3}\"\nnext_connection_delay_ms = 0\n\
+                 [v4.1.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = 1048576\n\
+                 max_inflight_count = 1024\ndynamic_filters = true\n\n\
+                 [v5.1]\nname = \"v5-1\"\nlisten = \"{v5}\"\nnext_connection_delay_ms = 0\n\
+                 [v5.1.connections]\nconnection_timeout_ms = 60000\nmax_payload_size = 1048576\n\
+                 max_inflight_count = 1024\n"
+            );
+            let path = write(d, "rumqttd.toml", &conf)?;
+            cmd.arg("-q").arg("-c").arg(path);
+        }
+    }
+    let log = std::fs::File::create(d.join("broker.log")).map_err(|e| Error::io("log file", e))?;
+    let log2 = log.try_clone().map_err(|e| Error::io("log file", e))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2));
+    let child = cmd
+        .spawn()
+        .map_err(|e| broker_err(format!("cannot start {}: {e}", bins.of(kind).display())))?;
+    let pid = child.id();
+    let mut running = Running {
+        child,
+        kind,
+        target: Target {
+            v3,
+            v5,
+            pid: Some(pid),
+        },
+        dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if !running.alive() {
+            return Err(broker_err(format!("exited at start:\n{}", running.log())));
+        }
+        let up = [v3, v5]
+            .iter()
+            .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok());
+        if up {
+            return Ok(running);
+        }
+        if Instant::now() > deadline {
+            return Err(broker_err(format!(
+                "not listening on {v3} after 20 s:\n{}",
+                running.log()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
