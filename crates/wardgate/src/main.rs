@@ -2,6 +2,8 @@
 //! uses `anyhow`, reads the environment or exits the process.
 
 mod create;
+mod explain;
+mod passwd;
 mod serve;
 mod status;
 
@@ -35,6 +37,10 @@ enum Command {
     /// Write Secret and ConfigMap YAML, as `kubectl create ... --dry-run=client -o yaml` does.
     #[command(subcommand)]
     Create(create::CreateCommand),
+    /// Make password hashes for the UsernamePassword method (passwords.toml entries).
+    Passwd(passwd::PasswdArgs),
+    /// Explain whether a client may connect, publish or subscribe, and why.
+    Explain(explain::ExplainArgs),
     /// Show a running broker's ports and their states, certificates and clients (admin API).
     Status(status::StatusArgs),
 }
@@ -103,6 +109,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Status(args) => status::run(args),
+        Command::Passwd(args) => passwd::run(args),
+        Command::Explain(args) => explain::run(args),
         Command::Create(cmd) => match create::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -257,7 +257,7 @@ fn explain_port(
         .collect();
     if applying.is_empty() {
         p.authorization.push(format!(
-            "no rule's principals match this client ({} rules)",
+            "no rule's principals match this client (of {} rule(s))",
             a.rules.len()
         ));
     } else {
