@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use rustls_pki_types::CertificateDer;
-use wardgate_config::Model;
 
+use super::x509::Origin;
 use super::{AuthMethodKind, Authenticator, Identity, K8S_SAT, Method};
 
 /// A client as `explain` describes it.
@@ -24,7 +24,6 @@ impl Authenticator {
     /// the identity, or `Err` with why the client would be denied.
     pub(crate) fn explain(
         &self,
-        model: &Model,
         c: &Described<'_>,
         lines: &mut Vec<String>,
     ) -> Result<Identity, String> {
@@ -74,19 +73,46 @@ impl Authenticator {
                     lines.push(format!(
                         "{head}: relevant (a client certificate is presented)"
                     ));
-                    if let Some(anchor) = trust_note(model, x.trusted(), c.client_chain) {
-                        lines.push(format!("  {anchor}"));
-                    }
                     let found = x.chain_attributes(c.client_chain);
-                    for (n, subject) in found.subjects.iter().enumerate() {
+                    for (n, cert) in found.path.iter().enumerate() {
                         let mark = match &found.matched {
                             Some((m, label)) if *m == n => {
                                 format!("  <- matches authorizationAttributes.{label}")
                             }
                             _ => String::new(),
                         };
-                        let role = if n == 0 { "leaf" } else { "chain" };
-                        lines.push(format!("  certificate {n} ({role}): {subject}{mark}"));
+                        let role = match (n, cert.origin) {
+                            (0, _) => "leaf".to_owned(),
+                            (_, Origin::Presented(_)) => "chain".to_owned(),
+                            (_, Origin::Anchor) => {
+                                format!("trusted CA from ConfigMap/{}", x.trusted())
+                            }
+                        };
+                        lines.push(format!(
+                            "  certificate {n} ({role}): {}{mark}",
+                            cert.subject
+                        ));
+                    }
+                    for ignored in &found.ignored {
+                        lines.push(format!(
+                            "  ignored (not on the path to a trusted CA): {ignored}"
+                        ));
+                    }
+                    if found.anchored {
+                        lines.push(format!(
+                            "  the chain leads to a CA in ConfigMap/{} (trustedClientCaCert)",
+                            x.trusted()
+                        ));
+                    } else {
+                        lines.push(format!(
+                            "  the chain does NOT lead to a CA in ConfigMap/{} (trustedClientCaCert): \
+                             the TLS handshake would fail (did the client send its intermediates?)",
+                            x.trusted()
+                        ));
+                        return Err(
+                            "the client certificate is not trusted (TLS handshake fails)"
+                                .to_owned(),
+                        );
                     }
                     match &found.matched {
                         Some(_) => lines.push(format!(
@@ -176,38 +202,6 @@ impl Authenticator {
         }
         Identity::assumed(c.client_id, c.username, attributes, kind)
     }
-}
-
-/// Whether the chain would verify against the trusted client CA ConfigMap, roughly: some
-/// certificate of the chain is, or is issued by, a certificate of the ConfigMap.
-fn trust_note(
-    model: &Model,
-    config_map: &str,
-    chain: &[CertificateDer<'static>],
-) -> Option<String> {
-    let Some(cm) = model.config_maps.get(config_map) else {
-        return Some(format!(
-            "ConfigMap/{config_map} (trustedClientCaCert) does not exist: the port waits for it"
-        ));
-    };
-    let mut cas = Vec::new();
-    for (key, value) in cm.values() {
-        if let Ok(found) = crate::pki::pem::certificates(value, key) {
-            cas.extend(found);
-        }
-    }
-    let trusted = chain.iter().any(|c| {
-        cas.iter()
-            .any(|ca| ca.as_ref() == c.as_ref() || crate::pki::cert::is_issued_by(c, ca))
-    });
-    Some(if trusted {
-        format!("the chain leads to a CA in ConfigMap/{config_map} (trustedClientCaCert)")
-    } else {
-        format!(
-            "the chain does NOT lead to a CA in ConfigMap/{config_map} (trustedClientCaCert): \
-             the TLS handshake would fail (did the client send its intermediates?)"
-        )
-    })
 }
 
 pub(crate) fn fmt_attrs(a: &BTreeMap<String, String>) -> String {

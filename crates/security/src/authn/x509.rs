@@ -36,7 +36,27 @@ pub(crate) struct Entry {
 #[derive(Debug, Clone)]
 pub(crate) struct X509Method {
     trusted: String,
+    /// The trusted client CAs (every certificate of the `trustedClientCaCert` ConfigMap).
+    anchors: Vec<CertificateDer<'static>>,
     entries: Vec<Entry>,
+}
+
+/// Where a certificate of the path came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The client sent it (its position in the presented list).
+    Presented(usize),
+    /// A trusted CA from the ConfigMap that the client did not send.
+    Anchor,
+}
+
+/// One certificate on the path from the leaf to a trusted CA.
+#[derive(Debug, Clone)]
+pub(crate) struct PathCert {
+    /// Its subject (RFC 4514 order).
+    pub(crate) subject: String,
+    /// Where it came from.
+    pub(crate) origin: Origin,
 }
 
 /// What the chain yields, for authentication and `explain`.
@@ -48,9 +68,13 @@ pub(crate) struct ChainAttributes {
     pub(crate) not_after: Option<SystemTime>,
     /// The leaf's notBefore.
     pub(crate) not_before: Option<SystemTime>,
-    /// Every certificate's subject, leaf first.
-    pub(crate) subjects: Vec<String>,
-    /// The matching certificate's position and the entry's label.
+    /// The issuance path, leaf first, up to a trusted CA when `anchored`.
+    pub(crate) path: Vec<PathCert>,
+    /// Whether the path ends at a certificate of the trusted client CA ConfigMap.
+    pub(crate) anchored: bool,
+    /// Subjects of presented certificates that are not on the path (ignored).
+    pub(crate) ignored: Vec<String>,
+    /// The matching certificate's position on the path and the entry's label.
     pub(crate) matched: Option<(usize, String)>,
     /// The matched entry's attributes.
     pub(crate) attributes: BTreeMap<String, String>,
@@ -85,6 +109,21 @@ impl X509Method {
                 AuthnError::Attributes(format!("Secret/{secret} {OLD_ATTRIBUTES_KEY}: {e}"))
             })?);
         }
+        let name = &s.trusted_client_ca_cert;
+        let cm = model
+            .config_maps
+            .get(name)
+            .ok_or_else(|| AuthnError::MissingConfigMap {
+                method: "X509 x509Settings.trustedClientCaCert".to_owned(),
+                name: name.clone(),
+            })?;
+        let mut anchors = Vec::new();
+        for (key, value) in cm.values() {
+            // Keys that hold no certificate are skipped, as the TLS layer does.
+            if let Ok(found) = crate::pki::pem::certificates(value, key) {
+                anchors.extend(found);
+            }
+        }
         for (i, a) in entries.iter().enumerate() {
             if let Some(b) = entries[..i].iter().find(|b| b.subject == a.subject) {
                 tracing::warn!(
@@ -97,37 +136,90 @@ impl X509Method {
         }
         Ok(X509Method {
             trusted: s.trusted_client_ca_cert.clone(),
+            anchors,
             entries,
         })
     }
 
-    /// What a chain (leaf first) yields.
+    /// What a presented chain (leaf first) yields. Only the issuance path counts: from the
+    /// leaf, each next certificate is the one (presented, or a trusted CA) whose key signed the
+    /// previous, until a trusted CA. Presented certificates off that path are ignored, so a
+    /// client cannot borrow a subject by appending a certificate it made.
     pub(crate) fn chain_attributes(&self, chain: &[CertificateDer<'_>]) -> ChainAttributes {
         let mut out = ChainAttributes {
             username: None,
             not_after: None,
             not_before: None,
-            subjects: Vec::new(),
+            path: Vec::new(),
+            anchored: false,
+            ignored: Vec::new(),
             matched: None,
             attributes: BTreeMap::new(),
         };
-        for (i, der) in chain.iter().enumerate() {
-            let Ok((_, cert)) = X509Certificate::from_der(der) else {
-                out.subjects.push("(unparsable certificate)".to_owned());
-                continue;
+        let presented: Vec<Option<X509Certificate<'_>>> = chain
+            .iter()
+            .map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
+            .collect();
+        let anchors: Vec<Option<X509Certificate<'_>>> = self
+            .anchors
+            .iter()
+            .map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
+            .collect();
+        let Some(Some(leaf)) = presented.first() else {
+            return out;
+        };
+        out.username = SubjectName::from_x509(leaf.subject())
+            .common_name()
+            .map(str::to_owned);
+        out.not_after = Some(to_system_time(leaf.validity().not_after.timestamp()));
+        out.not_before = Some(to_system_time(leaf.validity().not_before.timestamp()));
+
+        let mut used = vec![false; presented.len()];
+        used[0] = true;
+        let mut path: Vec<(&X509Certificate<'_>, Origin)> = vec![(leaf, Origin::Presented(0))];
+        while path.len() <= MAX_PATH {
+            let (current, origin) = path[path.len() - 1];
+            let current_der = match origin {
+                Origin::Presented(i) => chain[i].as_ref(),
+                Origin::Anchor => &[],
             };
-            let subject = SubjectName::from_x509(cert.subject());
-            if i == 0 {
-                out.username = subject.common_name().map(str::to_owned);
-                out.not_after = Some(to_system_time(cert.validity().not_after.timestamp()));
-                out.not_before = Some(to_system_time(cert.validity().not_before.timestamp()));
+            if origin == Origin::Anchor || self.anchors.iter().any(|a| a.as_ref() == current_der) {
+                out.anchored = true;
+                break;
             }
-            out.subjects.push(subject.to_string());
+            let next = presented.iter().enumerate().find_map(|(i, c)| match c {
+                Some(c) if !used[i] && issued_by(current, c) => Some((i, c)),
+                _ => None,
+            });
+            if let Some((i, c)) = next {
+                used[i] = true;
+                path.push((c, Origin::Presented(i)));
+                continue;
+            }
+            match anchors.iter().flatten().find(|a| issued_by(current, a)) {
+                Some(a) => path.push((a, Origin::Anchor)),
+                None => break,
+            }
+        }
+        for (pos, (cert, origin)) in path.iter().enumerate() {
+            let subject = SubjectName::from_x509(cert.subject());
             if out.matched.is_none()
                 && let Some(e) = self.entries.iter().find(|e| e.subject.matches(&subject))
             {
-                out.matched = Some((i, e.label.clone()));
+                out.matched = Some((pos, e.label.clone()));
                 out.attributes = e.attributes.clone();
+            }
+            out.path.push(PathCert {
+                subject: subject.to_string(),
+                origin: *origin,
+            });
+        }
+        for (i, c) in presented.iter().enumerate() {
+            if !used[i] {
+                out.ignored.push(match c {
+                    Some(c) => SubjectName::from_x509(c.subject()).to_string(),
+                    None => "(unparsable certificate)".to_owned(),
+                });
             }
         }
         out
@@ -156,6 +248,15 @@ impl X509Method {
                 "X509: the client certificate cannot be read",
             );
         };
+        if !found.anchored {
+            return AuthnOutcome::denied(
+                ReasonCode::NOT_AUTHORIZED,
+                format!(
+                    "X509: the client certificate does not chain to a CA in ConfigMap/{}",
+                    self.trusted
+                ),
+            );
+        }
         if not_after <= now {
             return AuthnOutcome::denied(
                 ReasonCode::NOT_AUTHORIZED,
@@ -171,7 +272,7 @@ impl X509Method {
         if found.username.is_none() {
             tracing::warn!(
                 client_id,
-                subject = found.subjects.first().map_or("", String::as_str),
+                subject = found.path.first().map_or("", |p| p.subject.as_str()),
                 "X509 client certificate has no CN; the client has no username"
             );
         }
@@ -180,6 +281,16 @@ impl X509Method {
         id.expires_at = Some(not_after);
         AuthnOutcome::Allowed(id)
     }
+}
+
+/// The longest issuance path followed (leaf, intermediates, trusted CA).
+const MAX_PATH: usize = 10;
+
+/// Whether `parent` issued `child`: names chain and the signature verifies (strictly: an
+/// algorithm that cannot be checked does not count).
+fn issued_by(child: &X509Certificate<'_>, parent: &X509Certificate<'_>) -> bool {
+    child.issuer().as_raw() == parent.subject().as_raw()
+        && crate::pki::cert::signed_by(child, parent) == Some(true)
 }
 
 fn to_system_time(unix: i64) -> SystemTime {

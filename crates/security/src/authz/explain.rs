@@ -205,7 +205,7 @@ fn explain_port(
                         client_chain: chain,
                         attributes: &q.attributes,
                     };
-                    a.explain(model, &described, &mut p.authentication)
+                    a.explain(&described, &mut p.authentication)
                 }
             }
         }

@@ -57,9 +57,10 @@ async fn tutorial_devices_get_exactly_the_tutorial_attributes() {
 }
 
 #[tokio::test]
-async fn the_root_in_the_chain_is_walked_too() {
+async fn the_trusted_root_is_on_the_path_even_when_not_sent() {
     let f = Fabrikam::new();
-    let model = load(&[r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
+    let model = load(&[
+        r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
 kind: BrokerAuthentication
 metadata: {name: a}
 spec:
@@ -69,31 +70,76 @@ spec:
       authorizationAttributes:
         root: {subject: "CN=Fabrikam Root CA", attributes: {org: fabrikam}}
 "#
-    .to_owned()]);
+        .to_owned(),
+        config_map("client-ca", "ca.crt", &f.root.pem()),
+    ]);
     let a = Authenticator::new(&model, "a").unwrap();
-    let mut chain = f.chain("lightbulb").to_vec();
-    chain.push(f.root.der.clone());
+    let mut with_root = f.chain("lightbulb").to_vec();
+    with_root.push(f.root.der.clone());
+    for chain in [with_root.as_slice(), f.chain("lightbulb")] {
+        let AuthnOutcome::Allowed(id) = a
+            .connect(&ConnectRequest {
+                client_chain: chain,
+                ..connect("lightbulb")
+            })
+            .await
+        else {
+            panic!("allowed")
+        };
+        assert_eq!(id.attributes, attrs(&[("org", "fabrikam")]));
+    }
+}
+
+#[tokio::test]
+async fn certificates_off_the_issuance_path_are_ignored() {
+    // A device under an intermediate with no entry appends a certificate it made itself, whose
+    // subject has privileged attributes. It must not get them.
+    let root = root("Plant Root");
+    let other = intermediate("Plant Intermediate", &root);
+    let (leaf, _) = client_leaf(&[(DnType::CommonName, "sensor")], &other);
+    let forged = root_dn(&[(DnType::CommonName, "Plant Admin CA")]);
+    let model = load(&[
+        r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata: {name: a}
+spec:
+  authenticationMethods:
+  - method: X509
+    x509Settings:
+      trustedClientCaCert: plant-ca
+      authorizationAttributes:
+        admin: {subject: "CN = Plant Admin CA", attributes: {role: admin}}
+        plant: {subject: "CN = Plant Intermediate", attributes: {site: plant}}
+"#
+        .to_owned(),
+        config_map("plant-ca", "ca.crt", &root.pem()),
+    ]);
+    let a = Authenticator::new(&model, "a").unwrap();
+    // The forged certificate first, then the real intermediate.
+    let chain = vec![leaf.clone(), forged.der.clone(), other.der.clone()];
     let AuthnOutcome::Allowed(id) = a
         .connect(&ConnectRequest {
             client_chain: &chain,
-            ..connect("lightbulb")
+            ..connect("sensor")
         })
         .await
     else {
         panic!("allowed")
     };
-    assert_eq!(id.attributes, attrs(&[("org", "fabrikam")]));
-    // Without the root in the presented chain, nothing matches: no attributes.
-    let AuthnOutcome::Allowed(id) = a
+    assert_eq!(id.attributes, attrs(&[("site", "plant")]));
+    // Without its intermediate the leaf does not reach the trusted root: denied.
+    let chain = vec![leaf, forged.der.clone()];
+    let AuthnOutcome::Denied { reason, why } = a
         .connect(&ConnectRequest {
-            client_chain: f.chain("lightbulb"),
-            ..connect("lightbulb")
+            client_chain: &chain,
+            ..connect("sensor")
         })
         .await
     else {
-        panic!("allowed")
+        panic!("denied")
     };
-    assert!(id.attributes.is_empty());
+    assert_eq!(reason, ReasonCode::NOT_AUTHORIZED);
+    assert!(why.contains("ConfigMap/plant-ca"), "{why}");
 }
 
 #[tokio::test]
@@ -137,8 +183,9 @@ async fn multi_rdn_subjects_and_spacing() {
             BTreeMap::new(),
         ),
     ] {
-        let model = load(&[format!(
-            r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
+        let model = load(&[
+            format!(
+                r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
 kind: BrokerAuthentication
 metadata: {{name: a}}
 spec:
@@ -149,7 +196,9 @@ spec:
         fan: {{subject: "{fan_subject}", attributes: {{building: "17"}}}}
         root: {{subject: "{root_subject}", attributes: {{organization: contoso}}}}
 "#
-        )]);
+            ),
+            config_map("client-ca", "ca.crt", &root.pem()),
+        ]);
         let a = Authenticator::new(&model, "a").unwrap();
         let AuthnOutcome::Allowed(id) = a
             .connect(&ConnectRequest {
@@ -253,6 +302,7 @@ async fn expired_leaf_is_denied() {
         .clone();
     let model = load(&[
         "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata: {name: a}\nspec:\n  authenticationMethods:\n  - method: X509\n".to_owned(),
+        config_map("client-ca", "ca.crt", &root.pem()),
     ]);
     let a = Authenticator::new(&model, "a").unwrap();
     let chain = [leaf];
