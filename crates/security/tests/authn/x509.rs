@@ -318,3 +318,214 @@ async fn expired_leaf_is_denied() {
     assert_eq!(reason, ReasonCode::NOT_AUTHORIZED);
     assert!(why.contains("expired"), "{why}");
 }
+
+/// The tutorial's device chain made by the pki module (what `wardgate cert` uses), mixing RSA
+/// and EC keys, with the tutorial's attributes.
+#[tokio::test]
+async fn chains_made_by_the_pki_module() {
+    use wardgate_config::KeyAlgorithm;
+    use wardgate_security::pki::issue::{CertRequest, Key, Profile, Signer, provider, self_signed};
+    let year = Duration::from_secs(365 * 86_400);
+    let root_key = Key::generate(KeyAlgorithm::Rsa2048).unwrap();
+    let root_der = self_signed(
+        &CertRequest::new("Fabrikam Root CA", Profile::RootCa, year),
+        &root_key,
+    )
+    .unwrap();
+    let root = Signer::new(
+        vec![root_der.clone()],
+        "root",
+        root_key,
+        "root key",
+        &provider(),
+    )
+    .unwrap();
+    let int_key = Key::generate(KeyAlgorithm::Ec256).unwrap();
+    let int_der = root
+        .issue(
+            &CertRequest::new(
+                "Fabrikam Intermediate CA 1",
+                Profile::IntermediateCa { path_len: Some(0) },
+                year,
+            ),
+            &int_key,
+        )
+        .unwrap();
+    let int = Signer::new(
+        vec![int_der.clone()],
+        "int",
+        int_key,
+        "int key",
+        &provider(),
+    )
+    .unwrap();
+    let model = load(&[
+        TUTORIAL_AUTHN.to_owned(),
+        config_map("fabrikam-ca", "client_ca.pem", &pem(&root_der)),
+    ]);
+    let a = Authenticator::new(&model, "x509-auth").unwrap();
+    for (device, want) in [
+        ("thermostat", attrs(&[("group", "thermostat_group")])),
+        ("lightbulb", attrs(&[("manufacturer", "fabrikam")])),
+    ] {
+        let key = Key::generate(KeyAlgorithm::Ec256).unwrap();
+        let leaf = int
+            .issue(&CertRequest::new(device, Profile::Client, year), &key)
+            .unwrap();
+        let chain = [leaf, int_der.clone()];
+        let AuthnOutcome::Allowed(id) = a
+            .connect(&ConnectRequest {
+                client_chain: &chain,
+                ..connect(device)
+            })
+            .await
+        else {
+            panic!("{device} allowed")
+        };
+        assert_eq!(id.username.as_deref(), Some(device));
+        assert_eq!(id.attributes, want, "{device}");
+    }
+}
+
+/// The tutorial's chain made with the openssl command line (PrintableString names, OpenSSL's
+/// extensions), when openssl is installed, as the end-to-end scripts make it.
+#[tokio::test]
+async fn chains_made_with_openssl() {
+    let Ok(out) = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+    else {
+        eprintln!("openssl is not installed; the rcgen and pki tests cover the same ground");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Fabrikam Root CA",
+            "-keyout",
+            "root.key",
+            "-out",
+            "root.crt",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.path().join("ca.ext"),
+        "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-subj",
+            "/CN=Fabrikam Intermediate CA 1",
+            "-keyout",
+            "int.key",
+            "-out",
+            "int.csr",
+        ],
+    ]
+    .concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "int.csr",
+        "-CA",
+        "root.crt",
+        "-CAkey",
+        "root.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        "ca.ext",
+        "-out",
+        "int.crt",
+    ]);
+    std::fs::write(dir.path().join("leaf.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    let model = load(&[
+        TUTORIAL_AUTHN.to_owned(),
+        config_map(
+            "fabrikam-ca",
+            "client_ca.pem",
+            &std::fs::read_to_string(dir.path().join("root.crt")).unwrap(),
+        ),
+    ]);
+    let a = Authenticator::new(&model, "x509-auth").unwrap();
+    for (device, want) in [
+        ("thermostat", attrs(&[("group", "thermostat_group")])),
+        ("heater", attrs(&[("manufacturer", "fabrikam")])),
+    ] {
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                &format!("/CN={device}"),
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+            ],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "int.crt",
+            "-CAkey",
+            "int.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "leaf.crt",
+        ]);
+        let mut bundle = std::fs::read(dir.path().join("leaf.crt")).unwrap();
+        bundle.extend(std::fs::read(dir.path().join("int.crt")).unwrap());
+        let chain = wardgate_security::pki::pem::certificates(&bundle, "bundle").unwrap();
+        let AuthnOutcome::Allowed(id) = a
+            .connect(&ConnectRequest {
+                client_chain: &chain,
+                ..connect(device)
+            })
+            .await
+        else {
+            panic!("{device} allowed")
+        };
+        assert_eq!(id.username.as_deref(), Some(device));
+        assert_eq!(id.attributes, want, "{device}");
+    }
+}
