@@ -156,3 +156,31 @@ async fn a_reachable_custom_server_does_not_defer() {
         Ok(AuthMethodKind::Custom)
     );
 }
+
+/// The server shares one Authenticator/Authorizer per resource between connection tasks and
+/// awaits `connect`/`auth` inside `tokio::spawn`ed tasks.
+#[test]
+fn engines_are_shareable_and_their_futures_are_send() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    fn send<T: Send>(_: &T) {}
+    shareable::<Authenticator>();
+    shareable::<wardgate_security::authz::Authorizer>();
+    shareable::<wardgate_security::authn::Identity>();
+    let f = Fabrikam::new();
+    let a = Authenticator::new(&model("https://127.0.0.1:9", &f.root.pem(), &f), "custom").unwrap();
+    let req = connect("c");
+    let fut = a.connect(&req);
+    send(&fut);
+    let auth = wardgate_security::authn::AuthRequest {
+        client_id: "c",
+        username: None,
+        auth_method: "K8S-SAT",
+        auth_data: None,
+        reason: ReasonCode::REAUTHENTICATE,
+        current: None,
+        client_chain: &[],
+        peer: peer(),
+        port: 1,
+    };
+    send(&a.auth(&auth));
+}

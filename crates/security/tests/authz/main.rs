@@ -4,4 +4,5 @@
 #[path = "../authn/common.rs"]
 mod common;
 mod explain;
+mod perf;
 mod tutorial;
