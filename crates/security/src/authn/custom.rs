@@ -99,7 +99,6 @@ impl Answer {
         self,
         client_id: &str,
         username: Option<&str>,
-        _enhanced: Option<&str>,
         now: SystemTime,
     ) -> AuthnOutcome {
         match self {

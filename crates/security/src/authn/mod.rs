@@ -535,12 +535,9 @@ impl Authenticator {
                         );
                         Verdict::NotRelevant(format!("Custom: {why}"))
                     }
-                    answer => Verdict::Decided(answer.into_outcome(
-                        req.client_id,
-                        req.username,
-                        req.auth_method,
-                        now,
-                    )),
+                    answer => {
+                        Verdict::Decided(answer.into_outcome(req.client_id, req.username, now))
+                    }
                 },
                 Method::Password(p) => match req.username {
                     None => Verdict::NotRelevant("UsernamePassword: no username".to_owned()),
@@ -599,9 +596,7 @@ impl Authenticator {
                         skipped.push(format!("Custom: {why}"));
                         continue;
                     }
-                    answer => {
-                        answer.into_outcome(req.client_id, req.username, Some(req.auth_method), now)
-                    }
+                    answer => answer.into_outcome(req.client_id, req.username, now),
                 },
                 _ => continue,
             };
@@ -712,12 +707,7 @@ impl Authenticator {
                         data: None,
                     };
                 }
-                answer => answer.into_outcome(
-                    req.client_id,
-                    current.username.as_deref(),
-                    Some(req.auth_method),
-                    now,
-                ),
+                answer => answer.into_outcome(req.client_id, current.username.as_deref(), now),
             },
             _ => AuthnOutcome::denied(
                 ReasonCode::BAD_AUTHENTICATION_METHOD,

@@ -181,7 +181,7 @@ impl JwksVerifier {
         let mut last = None;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return check_claims(data.claims, audiences, now),
+                Ok(data) => return check_claims(data.claims, now),
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind as K;
                     let why = match e.kind() {
@@ -206,11 +206,7 @@ impl JwksVerifier {
     }
 }
 
-fn check_claims(
-    claims: Claims,
-    _audiences: &[String],
-    now: SystemTime,
-) -> Result<VerifiedToken, TokenError> {
+fn check_claims(claims: Claims, now: SystemTime) -> Result<VerifiedToken, TokenError> {
     let Some(exp) = claims.exp else {
         return Err(TokenError::Invalid(
             "the token has no `exp` claim".to_owned(),
