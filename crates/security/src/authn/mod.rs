@@ -506,9 +506,7 @@ impl Authenticator {
                             method: K8S_SAT.to_owned(),
                             data: None,
                         }),
-                        Some(token) => {
-                            Verdict::Decided(s.authenticate(req.client_id, token, now).await)
-                        }
+                        Some(token) => Verdict::Decided(s.authenticate(req.client_id, token).await),
                     },
                     _ => Verdict::NotRelevant(
                         "ServiceAccountToken: no CONNECT authentication method K8S-SAT".to_owned(),
@@ -586,7 +584,7 @@ impl Authenticator {
                         method: K8S_SAT.to_owned(),
                         data: None,
                     },
-                    Some(token) => s.authenticate(req.client_id, token, now).await,
+                    Some(token) => s.authenticate(req.client_id, token).await,
                 },
                 Method::Custom(c) => match c.auth(req).await {
                     custom::Answer::Unavailable(why) => {
@@ -678,7 +676,7 @@ impl Authenticator {
                     ReasonCode::NOT_AUTHORIZED,
                     "re-authentication with K8S-SAT carries no token",
                 ),
-                Some(token) => match s.authenticate(req.client_id, token, now).await {
+                Some(token) => match s.authenticate(req.client_id, token).await {
                     // A verifier that cannot decide now is a transient failure: AUTH 0x18.
                     AuthnOutcome::Denied { reason, .. }
                         if reason == ReasonCode::SERVER_UNAVAILABLE =>

@@ -346,12 +346,7 @@ impl SatMethod {
         self.verifier.is_some()
     }
 
-    pub(crate) async fn authenticate(
-        &self,
-        client_id: &str,
-        token: &[u8],
-        _now: SystemTime,
-    ) -> AuthnOutcome {
+    pub(crate) async fn authenticate(&self, client_id: &str, token: &[u8]) -> AuthnOutcome {
         let Some(verifier) = &self.verifier else {
             return AuthnOutcome::denied(
                 ReasonCode::NOT_AUTHORIZED,
