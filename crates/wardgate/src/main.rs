@@ -1,6 +1,7 @@
 //! The `wardgate` command: wiring, signals and the subcommands of SPEC.md §2. The only crate that
 //! uses `anyhow`, reads the environment or exits the process.
 
+mod cert;
 mod create;
 mod explain;
 mod passwd;
@@ -37,6 +38,9 @@ enum Command {
     /// Write Secret and ConfigMap YAML, as `kubectl create ... --dry-run=client -o yaml` does.
     #[command(subcommand)]
     Create(create::CreateCommand),
+    /// Make CAs, intermediates, server and client certificates; inspect certificate files.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
     /// Make password hashes for the UsernamePassword method (passwords.toml entries).
     Passwd(passwd::PasswdArgs),
     /// Explain whether a client may connect, publish or subscribe, and why.
@@ -112,6 +116,13 @@ fn main() -> ExitCode {
         Command::Passwd(args) => passwd::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Create(cmd) => match create::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wardgate: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Cert(cmd) => match cert::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("wardgate: {e:#}");

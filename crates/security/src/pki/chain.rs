@@ -142,6 +142,15 @@ pub fn server_chain(
         }
     }
     let leaf = &infos[0];
+    if leaf.version < 3 {
+        warnings.push(format!(
+            "{crt_what}: {} is an X.509 v{} certificate (what `openssl x509 -req` makes without \
+             -extfile): OpenSSL-based clients accept it, but rustls and other strict clients \
+             reject it; re-issue it with extensions (`wardgate cert server`)",
+            label(0),
+            leaf.version
+        ));
+    }
     if leaf.sans.is_empty() {
         warnings.push(format!(
             "{crt_what}: {} has no subjectAltName: clients ignore the CN and reject it for every \

@@ -497,6 +497,65 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// A `--not-after` (or any "until when"): a Go-style duration from `now` (`72000h`, `1h30m`,
+/// `45s`; also `d` for days), or a UTC date (`2030-01-31`) or date-time
+/// (`2030-01-31T12:00:00Z`).
+pub fn parse_not_after(s: &str, now: SystemTime) -> Result<SystemTime, PkiError> {
+    let s = s.trim();
+    let bad = || {
+        PkiError::Invalid(format!(
+            "\"{s}\" is neither a duration (8760h, 1h30m, 90d) nor a date (2030-01-31, \
+             2030-01-31T12:00:00Z)"
+        ))
+    };
+    if s.contains('-') {
+        let (date, clock) = s.split_once(['T', ' ']).unwrap_or((s, "00:00:00"));
+        let d: Vec<&str> = date.split('-').collect();
+        let t: Vec<&str> = clock.trim_end_matches('Z').split(':').collect();
+        if d.len() != 3 || t.len() > 3 {
+            return Err(bad());
+        }
+        let num = |v: Option<&&str>| v.unwrap_or(&"0").parse::<u16>().map_err(|_| bad());
+        let year = i32::from(num(d.first())?);
+        let month = time::Month::try_from(u8::try_from(num(d.get(1))?).map_err(|_| bad())?)
+            .map_err(|_| bad())?;
+        let byte = |v| u8::try_from(v).map_err(|_| bad());
+        let date = time::Date::from_calendar_date(year, month, byte(num(d.get(2))?)?)
+            .map_err(|_| bad())?;
+        let clock = time::Time::from_hms(
+            byte(num(t.first())?)?,
+            byte(num(t.get(1))?)?,
+            byte(num(t.get(2))?)?,
+        )
+        .map_err(|_| bad())?;
+        return Ok(SystemTime::from(
+            time::PrimitiveDateTime::new(date, clock).assume_utc(),
+        ));
+    }
+    let mut total = Duration::ZERO;
+    let mut number = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let n: f64 = number.parse().map_err(|_| bad())?;
+        let unit = match c {
+            'd' => 86400.0,
+            'h' => 3600.0,
+            'm' => 60.0,
+            's' => 1.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::try_from_secs_f64(n * unit).map_err(|_| bad())?;
+        number.clear();
+    }
+    if !number.is_empty() || total.is_zero() {
+        return Err(bad());
+    }
+    Ok(now + total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,6 +573,31 @@ mod tests {
             assert_eq!(k.algorithm(), Some(alg));
             let again = Key::from_pem(k.pem().as_bytes(), "k").unwrap();
             assert_eq!(again.algorithm(), Some(alg));
+        }
+    }
+
+    #[test]
+    fn not_after_takes_durations_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let h = |s| {
+            parse_not_after(s, now)
+                .unwrap()
+                .duration_since(now)
+                .unwrap()
+        };
+        assert_eq!(h("72000h"), Duration::from_secs(72000 * 3600));
+        assert_eq!(h("1h30m"), Duration::from_secs(5400));
+        assert_eq!(h("90d"), Duration::from_secs(90 * 86400));
+        assert_eq!(
+            parse_not_after("2030-01-31", now).unwrap(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_896_048_000)
+        );
+        assert_eq!(
+            parse_not_after("2030-01-31T12:00:00Z", now).unwrap(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_896_048_000 + 43200)
+        );
+        for bad in ["", "10", "10y", "2030-13-01", "abc", "2030-01"] {
+            assert!(parse_not_after(bad, now).is_err(), "{bad}");
         }
     }
 

@@ -17,3 +17,4 @@ pub use cert::{
 };
 pub use error::PkiError;
 pub use issue::{CertRequest, Key, Profile, Signer};
+pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};

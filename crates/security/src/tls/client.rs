@@ -200,6 +200,19 @@ impl ExplainingVerifier {
             }
         }
         let who = format!("{} (issued by {})", leaf.name(), leaf.issuer);
+        if let Some(v1) = std::iter::once(&leaf)
+            .chain(parsed.iter())
+            .find(|i| i.version < 3)
+        {
+            return format!(
+                "{who}: {} is an X.509 v{} certificate (what `openssl x509 -req` makes without \
+                 -extfile); only v3 certificates are accepted. Re-sign it with `-extfile` (for a \
+                 client: `extendedKeyUsage=clientAuth`; for a CA: \
+                 `basicConstraints=critical,CA:TRUE`), or make it with `wardgate cert client`",
+                v1.name(),
+                v1.version
+            );
+        }
         if let Some(bad) = parsed.iter().find(|i| !i.is_ca && !i.self_signed) {
             return format!(
                 "{who}: the intermediate {} it sent is not a CA certificate ({}), so no chain \

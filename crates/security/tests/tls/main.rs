@@ -1,7 +1,9 @@
 //! Integration tests of `wardgate_security::tls` and `pki` with real certificates and real
 //! handshakes: manual Secrets, automatic issuance, client certificates, and certificates made
-//! by OpenSSL.
+//! and checked by Debian's OpenSSL.
 
 mod automatic;
+mod client_auth;
 mod common;
 mod manual;
+mod openssl;
