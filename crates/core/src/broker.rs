@@ -13,15 +13,18 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use wardgate_protocol::{
-    ProtocolVersion, PublishProperties, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
-    TopicFilter, TopicName, Will,
+    PacketId, ProtocolVersion, PublishProperties, QoS, ReasonCode, RetainHandling,
+    SubscriptionOptions, TopicFilter, TopicName, Will,
 };
 
 use crate::budget::Budget;
 use crate::message::{Delivery, Message, SharedRef};
 use crate::retained::RetainedStore;
-use crate::session::{Enqueued, QueueLimits, Session, SessionEntryCheck, SessionId, Wake};
+use crate::session::{
+    Enqueued, QueueLimits, Session, SessionEntryCheck, SessionId, SubscriptionEntry, Wake, stored,
+};
 use crate::stats::Stats;
+use crate::store::{Op, PersistenceSettings, Recovered, Store, Ticket};
 use crate::subscriptions::{Subscriber, SubscriptionIndex};
 
 /// Broker-wide settings the core enforces.
@@ -38,6 +41,8 @@ pub struct BrokerSettings {
     /// The memory budget for in-flight PUBLISH data, in bytes (`u64::MAX`: none). Past 75% of
     /// it new QoS 1/2 messages are refused with 0x97; past 100% QoS 0 messages are dropped.
     pub publish_budget: u64,
+    /// What is persisted when the broker has a store.
+    pub persistence: PersistenceSettings,
 }
 
 impl Default for BrokerSettings {
@@ -48,6 +53,7 @@ impl Default for BrokerSettings {
             max_message_expiry: None,
             sys_interval: Duration::from_secs(10),
             publish_budget: u64::MAX,
+            persistence: PersistenceSettings::default(),
         }
     }
 }
@@ -123,6 +129,21 @@ pub struct SubscribeResult {
     pub retained_sent: usize,
 }
 
+/// What [`Broker::restore`] brought back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// Sessions restored.
+    pub sessions: usize,
+    /// Sessions that had expired while the broker was down (removed).
+    pub expired: usize,
+    /// Queued and in-flight copies.
+    pub messages: usize,
+    /// Retained messages.
+    pub retained: usize,
+    /// Wills published at start (connections the restart cut, delays that passed).
+    pub wills: usize,
+}
+
 /// The result of routing one message.
 #[derive(Debug, Default)]
 pub struct RouteResult {
@@ -143,6 +164,7 @@ pub struct Broker {
     retained: RwLock<RetainedStore>,
     stats: Arc<Stats>,
     budget: Arc<Budget>,
+    store: Option<Arc<dyn Store>>,
     next_session: AtomicU64,
     started: Instant,
     last_sys: Mutex<Option<Instant>>,
@@ -157,9 +179,20 @@ struct Target {
 }
 
 impl Broker {
-    /// Creates a broker with `settings`.
+    /// Creates a broker with `settings` and no persistence.
     pub fn new(settings: BrokerSettings) -> Self {
+        Self::build(settings, None)
+    }
+
+    /// Creates a broker that keeps its state in `store` (fill it with [`Broker::restore`]
+    /// before serving).
+    pub fn with_store(settings: BrokerSettings, store: Arc<dyn Store>) -> Self {
+        Self::build(settings, Some(store))
+    }
+
+    fn build(settings: BrokerSettings, store: Option<Arc<dyn Store>>) -> Self {
         Self {
+            store,
             budget: Budget::new(settings.publish_budget),
             settings: ArcSwap::from_pointee(settings),
             sessions: Mutex::new(HashMap::new()),
@@ -195,6 +228,13 @@ impl Broker {
     pub fn admit(&self, qos: QoS, bytes: usize) -> Result<(), Refusal> {
         let bytes = bytes as u64;
         let drops = &self.stats.drops;
+        if qos != QoS::AtMostOnce
+            && let Some(store) = &self.store
+            && store.is_full()
+        {
+            drops.store_full.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::StoreFull);
+        }
         let (percent, counter) = if qos == QoS::AtMostOnce {
             (100, &drops.memory_budget_qos0)
         } else {
@@ -212,9 +252,27 @@ impl Broker {
         &self.stats
     }
 
+    /// The store, when persistence is on.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref()
+    }
+
     /// Attaches a connection to its session, creating, resuming or replacing it. A connection
     /// already attached to the session is told to go with DISCONNECT 0x8E (session taken over).
     pub fn connect(&self, params: ConnectParams, now: Instant) -> Attached {
+        self.connect_with_properties(params, &[], now)
+    }
+
+    /// [`Broker::connect`] with the CONNECT's user properties, which may ask for the session's
+    /// queue to be persisted (`aio-persistence: true`, the `dynamic` policy). With persistence
+    /// on, the session's record (and the removal of a session it replaces) is written before
+    /// this returns: the CONNACK waits for [`Session::ticket`].
+    pub fn connect_with_properties(
+        &self,
+        params: ConnectParams,
+        user_properties: &[(String, String)],
+        now: Instant,
+    ) -> Attached {
         let assigned_client_id = params.client_id.is_empty().then(|| self.assign_client_id());
         let client_id: Arc<str> =
             Arc::from(assigned_client_id.as_deref().unwrap_or(&params.client_id));
@@ -233,6 +291,9 @@ impl Broker {
                 let fresh = self.new_session(client_id.clone(), params.protocol);
                 sessions.insert(client_id.clone(), fresh.clone());
                 drop(sessions);
+                if let Some(ticket) = self.drop_stored(&old) {
+                    fresh.note_ticket(ticket);
+                }
                 self.drop_subscriptions(&old);
                 if let Some(will) = will {
                     self.publish_will(will, Some(old.id()), now);
@@ -253,14 +314,44 @@ impl Broker {
             params.receive_maximum,
             ReasonCode::SESSION_TAKEN_OVER,
         );
-        let pending_will = {
-            let mut st = session.state.lock();
-            st.protocol = params.protocol;
-            st.expiry_interval = session_expiry;
-            st.will = params.will;
-            // A reconnection within the will delay cancels the will [MQTT-3.1.3-9].
-            st.pending_will.take()
-        };
+        let persistence = self.settings.load().persistence.clone();
+        let pending_will =
+            {
+                let mut st = session.state.lock();
+                st.protocol = params.protocol;
+                st.expiry_interval = session_expiry;
+                st.will = params.will;
+                // A reconnection within the will delay cancels the will [MQTT-3.1.3-9].
+                let pending = st.pending_will.take();
+                if self.store.is_some() {
+                    let was_stored = st.stored;
+                    let had_subs = st.persist_subs;
+                    st.stored = session_expiry > 0 || st.will.is_some();
+                    st.persist_subs = session_expiry > 0;
+                    // Switching a queue's persistence off takes a clean start (AIO).
+                    st.persist_queue = session_expiry > 0
+                        && (st.persist_queue
+                            || persistence.persists_queue(&client_id, user_properties));
+                    if st.stored {
+                        let record = session.record(&st);
+                        let mut ops = vec![Op::Session(&record)];
+                        if st.persist_subs && !had_subs {
+                            // A live session taken over with a session expiry now.
+                            ops.extend(st.subscriptions.iter().map(|(filter, entry)| {
+                                Op::Subscribe {
+                                    session: session.id(),
+                                    filter,
+                                    entry: *entry,
+                                }
+                            }));
+                        }
+                        session.write(&ops);
+                    } else if was_stored {
+                        session.write(&[Op::DropSession(session.id())]);
+                    }
+                }
+                pending
+            };
         drop(pending_will);
         // Takeover: the old connection's will is sent only if it had no delay [MQTT-3.1.3-9].
         if let Some(will) = old_will
@@ -326,6 +417,8 @@ impl Broker {
         self.redistribute_shared(session, now);
         if expiry == 0 {
             self.end_session(session);
+        } else {
+            session.write_record();
         }
     }
 
@@ -340,15 +433,19 @@ impl Broker {
         now: Instant,
     ) -> SubscribeResult {
         let shared = filter.shared().ok().flatten();
-        let existed = session
-            .state
-            .lock()
-            .subscriptions
-            .insert(
-                filter.clone(),
-                crate::session::SubscriptionEntry { options, id },
-            )
-            .is_some();
+        let entry = SubscriptionEntry { options, id };
+        let existed = {
+            let mut st = session.state.lock();
+            if st.persist_subs {
+                // SUBACK waits for this.
+                session.write(&[Op::Subscribe {
+                    session: session.id(),
+                    filter,
+                    entry,
+                }]);
+            }
+            st.subscriptions.insert(filter.clone(), entry).is_some()
+        };
         let sub = Subscriber {
             session: session.clone(),
             options,
@@ -382,6 +479,7 @@ impl Broker {
                     subscription_ids: id.into_iter().collect(),
                     shared: None,
                     charge: None,
+                    seq: 0,
                 };
                 if matches!(session.enqueue(delivery), Enqueued::Queued { .. }) {
                     retained_sent += 1;
@@ -396,7 +494,17 @@ impl Broker {
 
     /// Removes `session`'s subscription to `filter`. Returns whether it existed.
     pub fn unsubscribe(&self, session: &Arc<Session>, filter: &TopicFilter) -> bool {
-        let existed = session.state.lock().subscriptions.remove(filter).is_some();
+        let existed = {
+            let mut st = session.state.lock();
+            let existed = st.subscriptions.remove(filter).is_some();
+            if existed && st.persist_subs {
+                session.write(&[Op::Unsubscribe {
+                    session: session.id(),
+                    filter,
+                }]);
+            }
+            existed
+        };
         if existed {
             let mut index = self.index.write();
             match filter.shared().ok().flatten() {
@@ -415,14 +523,43 @@ impl Broker {
     /// subscription identifier when several of its subscriptions match), and for one member of
     /// every matching shared group.
     pub fn publish(&self, message: Message) -> RouteResult {
+        self.route(message, None)
+    }
+
+    /// [`Broker::publish`] for a message from a client's `session`. With persistence on, the
+    /// message's stored copies, its retained update and, for QoS 2, the client's `packet_id`
+    /// are written as one batch, and the PUBACK/PUBREC waits for [`Session::ticket`]: after a
+    /// restart a retransmission of the same QoS 2 packet is then known, and not routed twice.
+    pub fn publish_from(
+        &self,
+        session: &Arc<Session>,
+        packet_id: Option<PacketId>,
+        message: Message,
+    ) -> RouteResult {
+        self.route(message, Some((session, packet_id)))
+    }
+
+    fn route(
+        &self,
+        message: Message,
+        from: Option<(&Arc<Session>, Option<PacketId>)>,
+    ) -> RouteResult {
         let message = Arc::new(message);
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        // Whether the retained store changed in a way the disk must follow.
+        let mut retained_change = None;
         if message.retain {
             let mut retained = self.retained.write();
             retained.apply(&message);
             self.stats
                 .retained
                 .store(retained.len() as u64, Ordering::Relaxed);
+            if self.store.is_some() {
+                let keep = !message.payload.is_empty()
+                    && self.settings.load().persistence.persists_retained(&message);
+                let was = retained.set_persisted(&message.topic, keep);
+                retained_change = (keep || was).then_some(keep);
+            }
         }
         let mut targets: Vec<Target> = Vec::new();
         {
@@ -457,10 +594,60 @@ impl Broker {
                 }
             });
         }
-        self.deliver(&message, targets)
+        let mut held = Vec::new();
+        let mut result = self.deliver(&message, targets, &mut held);
+        if let Some(store) = &self.store {
+            let incoming = from.and_then(|(session, packet_id)| {
+                let id = packet_id.filter(|_| message.qos == QoS::ExactlyOnce)?;
+                session.persists_incoming().then_some((session.id(), id))
+            });
+            let mut ops: Vec<Op<'_>> = held
+                .iter()
+                .map(
+                    |(session, delivery): &(Arc<Session>, Delivery)| Op::Enqueue {
+                        session: session.id(),
+                        seq: delivery.seq,
+                        delivery: stored(delivery),
+                    },
+                )
+                .collect();
+            match retained_change {
+                Some(true) => ops.push(Op::Retain(&message)),
+                Some(false) => ops.push(Op::ClearRetained(&message.topic)),
+                None => {}
+            }
+            if let Some((session, packet_id)) = incoming {
+                ops.push(Op::IncomingQos2 { session, packet_id });
+            }
+            if !ops.is_empty() {
+                let ticket = store.write(&ops);
+                drop(ops);
+                if let Some((session, _)) = from {
+                    session.note_ticket(ticket);
+                }
+            }
+            // Only now, with their creation in the store, may the stored copies be taken.
+            for (session, delivery) in held {
+                self.count(&mut result, &session, session.enqueue(delivery));
+            }
+        }
+        if result.dropped > 0 {
+            self.stats
+                .publish_dropped
+                .fetch_add(result.dropped as u64, Ordering::Relaxed);
+        }
+        result
     }
 
-    fn deliver(&self, message: &Arc<Message>, mut targets: Vec<Target>) -> RouteResult {
+    /// Queues `message` for every target; with persistence on, the QoS 1/2 copies for sessions
+    /// whose queue is stored get a sequence number and go to `held` instead, for the caller to
+    /// write and then queue.
+    fn deliver(
+        &self,
+        message: &Arc<Message>,
+        mut targets: Vec<Target>,
+        held: &mut Vec<(Arc<Session>, Delivery)>,
+    ) -> RouteResult {
         let mut result = RouteResult::default();
         if targets.is_empty() {
             return result;
@@ -491,46 +678,55 @@ impl Broker {
                 }
             }
             let t = &targets[i];
-            let delivery = Delivery {
+            let mut delivery = Delivery {
                 message: message.clone(),
                 qos: message.qos.min(qos),
                 retain: message.retain && rap,
                 subscription_ids: ids,
                 shared: t.shared.clone(),
                 charge: Some(charge.clone()),
+                seq: 0,
             };
-            let drops = &self.stats.drops;
-            match t.session.enqueue(delivery) {
-                Enqueued::Queued {
-                    congested,
-                    dropped_oldest,
-                } => {
-                    result.delivered += 1;
-                    if dropped_oldest {
-                        result.dropped += 1;
-                        drops.queue_oldest.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if congested && result.congested.is_none() {
-                        result.congested = Some(t.session.clone());
-                    }
-                }
-                Enqueued::DroppedOffline => {
-                    result.dropped += 1;
-                    drops.offline_qos0.fetch_add(1, Ordering::Relaxed);
-                }
-                Enqueued::DroppedFull => {
-                    result.dropped += 1;
-                    drops.queue_full.fetch_add(1, Ordering::Relaxed);
-                }
+            if self.store.is_some()
+                && delivery.qos != QoS::AtMostOnce
+                && let Some(seq) = t.session.reserve_seq()
+            {
+                delivery.seq = seq;
+                held.push((t.session.clone(), delivery));
+            } else {
+                self.count(&mut result, &t.session, t.session.enqueue(delivery));
             }
             i = j;
         }
-        if result.dropped > 0 {
-            self.stats
-                .publish_dropped
-                .fetch_add(result.dropped as u64, Ordering::Relaxed);
-        }
         result
+    }
+
+    /// Accounts for one offered copy.
+    fn count(&self, result: &mut RouteResult, session: &Arc<Session>, enqueued: Enqueued) {
+        let drops = &self.stats.drops;
+        match enqueued {
+            Enqueued::Queued {
+                congested,
+                dropped_oldest,
+            } => {
+                result.delivered += 1;
+                if dropped_oldest {
+                    result.dropped += 1;
+                    drops.queue_oldest.fetch_add(1, Ordering::Relaxed);
+                }
+                if congested && result.congested.is_none() {
+                    result.congested = Some(session.clone());
+                }
+            }
+            Enqueued::DroppedOffline => {
+                result.dropped += 1;
+                drops.offline_qos0.fetch_add(1, Ordering::Relaxed);
+            }
+            Enqueued::DroppedFull => {
+                result.dropped += 1;
+                drops.queue_full.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Periodic work: fires wills whose delay has passed, ends expired sessions, purges expired
@@ -542,6 +738,7 @@ impl Broker {
                 SessionEntryCheck::Alive => {}
                 SessionEntryCheck::WillDue(will) => {
                     self.publish_will(will, Some(session.id()), now);
+                    session.write_record();
                 }
                 SessionEntryCheck::Expired(will) => {
                     if let Some(will) = will {
@@ -552,10 +749,21 @@ impl Broker {
             }
         }
         let purged = self.retained.write().purge_expired(now);
-        if purged > 0 {
+        if !purged.is_empty() {
             self.stats
                 .retained
                 .store(self.retained.read().len() as u64, Ordering::Relaxed);
+            if let Some(store) = &self.store {
+                // Expired data leaves the disk too, not only the index.
+                let ops: Vec<Op<'_>> = purged
+                    .iter()
+                    .filter(|(_, persisted)| *persisted)
+                    .map(|(topic, _)| Op::ClearRetained(topic))
+                    .collect();
+                if !ops.is_empty() {
+                    store.write(&ops);
+                }
+            }
         }
         let due = {
             let mut last = self.last_sys.lock();
@@ -581,6 +789,131 @@ impl Broker {
                 }
             }
         }
+    }
+
+    /// Fills the broker from what its store held at start: sessions (without connections),
+    /// their subscriptions, queued and in-flight copies and incoming QoS 2 state, and retained
+    /// messages. A session that was connected when the broker stopped lost its connection now:
+    /// its will is published (after its delay), and it expires from now. Expired sessions and
+    /// retained messages are removed from the store. Call once, before serving.
+    pub fn restore(&self, recovered: Recovered, now: Instant) -> Restored {
+        let mut report = Restored::default();
+        let mut wills = Vec::new();
+        let mut max_id = 0;
+        let limits = self.settings.load().queue;
+        for r in recovered.sessions {
+            let record = r.record;
+            max_id = max_id.max(record.id.0);
+            let was_connected = record.disconnected_at.is_none();
+            let since = record.disconnected_at.unwrap_or(now).min(now);
+            let session = Arc::new(Session::new(
+                record.id,
+                record.client_id.clone(),
+                record.protocol,
+                limits,
+                self.stats.clone(),
+                self.store.clone(),
+            ));
+            let messages: Vec<_> = r
+                .messages
+                .into_iter()
+                .map(|m| {
+                    let charge = self
+                        .budget
+                        .charge((m.message.payload.len() + m.message.topic.as_str().len()) as u64);
+                    let delivery = Delivery {
+                        message: Arc::new(m.message),
+                        qos: m.qos,
+                        retain: m.retain,
+                        subscription_ids: m.subscription_ids,
+                        shared: m.shared,
+                        charge: Some(charge),
+                        seq: m.seq,
+                    };
+                    (delivery, m.inflight)
+                })
+                .collect();
+            report.messages += messages.len();
+            session.restore(&record, since, &r.subscriptions, messages, &r.incoming_qos2);
+            let expired = record.expiry_interval != u32::MAX
+                && now.duration_since(since)
+                    >= Duration::from_secs(u64::from(record.expiry_interval));
+            // The will of a connection the restart cut, or a delayed will still waiting.
+            let mut due = None;
+            if let Some(will) = record.will {
+                let at = match record.will_due {
+                    Some(at) if !was_connected => at,
+                    _ => {
+                        let delay = will.properties.will_delay_interval.unwrap_or(0);
+                        now + Duration::from_secs(u64::from(delay.min(record.expiry_interval)))
+                    }
+                };
+                if expired || at <= now {
+                    wills.push((will, session.id()));
+                } else {
+                    due = Some((at, will));
+                }
+            }
+            if expired {
+                report.expired += 1;
+                self.drop_stored(&session);
+                continue;
+            }
+            session.state.lock().pending_will = due;
+            for (filter, entry) in &r.subscriptions {
+                self.index_insert(&session, filter, *entry);
+            }
+            session.write_record();
+            self.sessions
+                .lock()
+                .insert(record.client_id.clone(), session);
+            report.sessions += 1;
+        }
+        self.next_session.fetch_max(max_id + 1, Ordering::Relaxed);
+        {
+            let mut retained = self.retained.write();
+            let mut expired = Vec::new();
+            for message in recovered.retained {
+                if message.is_expired(now) {
+                    expired.push(message.topic);
+                    continue;
+                }
+                let message = Arc::new(message);
+                retained.apply(&message);
+                retained.set_persisted(&message.topic, true);
+                report.retained += 1;
+            }
+            self.stats
+                .retained
+                .store(retained.len() as u64, Ordering::Relaxed);
+            if let Some(store) = &self.store
+                && !expired.is_empty()
+            {
+                let ops: Vec<Op<'_>> = expired.iter().map(Op::ClearRetained).collect();
+                store.write(&ops);
+            }
+        }
+        report.wills = wills.len();
+        for (will, origin) in wills {
+            self.publish_will(will, Some(origin), now);
+        }
+        report
+    }
+
+    fn index_insert(&self, session: &Arc<Session>, filter: &TopicFilter, entry: SubscriptionEntry) {
+        let sub = Subscriber {
+            session: session.clone(),
+            options: entry.options,
+            id: entry.id,
+        };
+        let mut index = self.index.write();
+        match filter.shared().ok().flatten() {
+            Some(s) => index.insert(&s.filter, Some(&s.group), sub),
+            None => index.insert(filter, None, sub),
+        };
+        self.stats
+            .subscriptions
+            .store(index.len() as u64, Ordering::Relaxed);
     }
 
     /// The session registered for `client_id`.
@@ -660,6 +993,7 @@ impl Broker {
     }
 
     fn end_session(&self, session: &Arc<Session>) {
+        self.drop_stored(session);
         {
             let mut sessions = self.sessions.lock();
             if sessions
@@ -703,7 +1037,22 @@ impl Broker {
             protocol,
             self.settings.load().queue,
             self.stats.clone(),
+            self.store.clone(),
         ))
+    }
+
+    /// Removes a session's data from the store (it ended or was replaced). Returns the ticket
+    /// when something was written.
+    fn drop_stored(&self, session: &Session) -> Option<Ticket> {
+        let store = self.store.as_ref()?;
+        let mut st = session.state.lock();
+        if !st.stored {
+            return None;
+        }
+        st.stored = false;
+        st.persist_subs = false;
+        st.persist_queue = false;
+        Some(store.write(&[Op::DropSession(session.id())]))
     }
 
     fn assign_client_id(&self) -> String {

@@ -7,12 +7,17 @@ pub mod message;
 pub mod retained;
 pub mod session;
 pub mod stats;
+pub mod store;
 pub mod subscriptions;
 
 pub use broker::{
-    Attached, Broker, BrokerSettings, ConnectParams, Disconnect, Refusal, RouteResult,
+    Attached, Broker, BrokerSettings, ConnectParams, Disconnect, Refusal, Restored, RouteResult,
     SubscribeResult,
 };
 pub use message::{Delivery, Message, SharedRef};
-pub use session::{Enqueued, Outgoing, QueueLimits, QueueOverflow, Session, SessionId, Wake};
+pub use session::{
+    Enqueued, InflightState, Outgoing, QueueLimits, QueueOverflow, Session, SessionId,
+    SubscriptionEntry, Wake,
+};
 pub use stats::{Drops, Stats};
+pub use store::{Op, PersistenceSettings, Store, Ticket};

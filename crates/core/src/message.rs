@@ -70,8 +70,13 @@ pub struct Delivery {
     /// handed to another member if this one goes away before acknowledging it.
     pub shared: Option<SharedRef>,
     /// The message's share of the in-flight PUBLISH budget, released with the last copy.
-    #[expect(dead_code, reason = "held for its Drop, which gives the bytes back to the budget")]
+    #[expect(
+        dead_code,
+        reason = "held for its Drop, which gives the bytes back to the budget"
+    )]
     pub(crate) charge: Option<Arc<Charge>>,
+    /// Its key in the session's stored queue; 0 when it is not stored.
+    pub(crate) seq: u64,
 }
 
 /// The shared subscription group a delivery was chosen for.

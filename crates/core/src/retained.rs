@@ -1,6 +1,6 @@
 //! Retained messages: one per topic, replaced by a newer retained publish, cleared by an empty one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +16,8 @@ use crate::message::Message;
 pub struct RetainedStore {
     by_topic: HashMap<TopicName, Arc<Message>>,
     bytes: usize,
+    /// Topics whose current message is in the persistent store.
+    persisted: HashSet<TopicName>,
 }
 
 impl RetainedStore {
@@ -43,18 +45,31 @@ impl RetainedStore {
             .collect()
     }
 
-    /// Removes expired messages; returns how many.
-    pub fn purge_expired(&mut self, now: Instant) -> usize {
-        let before = self.by_topic.len();
+    /// Removes expired messages; returns their topics, each with whether it was persisted.
+    pub fn purge_expired(&mut self, now: Instant) -> Vec<(TopicName, bool)> {
+        let mut purged = Vec::new();
         let bytes = &mut self.bytes;
-        self.by_topic.retain(|_, m| {
+        let persisted = &mut self.persisted;
+        self.by_topic.retain(|topic, m| {
             let keep = !m.is_expired(now);
             if !keep {
                 *bytes -= m.payload.len();
+                let was = persisted.remove(topic);
+                purged.push((topic.clone(), was));
             }
             keep
         });
-        before - self.by_topic.len()
+        purged
+    }
+
+    /// Records whether `topic`'s retained message is in the persistent store; returns whether
+    /// the previous one was.
+    pub fn set_persisted(&mut self, topic: &TopicName, persisted: bool) -> bool {
+        if persisted {
+            !self.persisted.insert(topic.clone())
+        } else {
+            self.persisted.remove(topic)
+        }
     }
 
     /// Number of retained topics.
@@ -120,7 +135,7 @@ mod tests {
         let f = TopicFilter::new("t").expect("valid");
         assert_eq!(store.matching(&f, now).len(), 1);
         assert!(store.matching(&f, now + Duration::from_secs(2)).is_empty());
-        assert_eq!(store.purge_expired(now + Duration::from_secs(2)), 1);
+        assert_eq!(store.purge_expired(now + Duration::from_secs(2)).len(), 1);
         assert!(store.is_empty());
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -15,6 +15,7 @@ use wardgate_protocol::{PacketId, ProtocolVersion, QoS, SubscriptionOptions, Top
 
 use crate::message::Delivery;
 use crate::stats::Stats;
+use crate::store::{Op, SessionRecord, Store, StoredDelivery, Ticket};
 
 /// A connected session whose queue is past its congestion threshold and took nothing from it for
 /// this long is stalled (its client stopped reading): publishers no longer wait for it, so one
@@ -165,6 +166,14 @@ pub(crate) struct SessionState {
     generation_counter: u64,
     /// When the attached connection last took a message from the queue (or attached).
     last_drain: Instant,
+    /// Persistence (all false without a store): the session's record is in the store.
+    pub(crate) stored: bool,
+    /// Its subscriptions and incoming QoS 2 state are stored (it has a session expiry).
+    pub(crate) persist_subs: bool,
+    /// Its QoS 1/2 queue is stored (the `subscriberQueue` policy).
+    pub(crate) persist_queue: bool,
+    /// The next queue sequence number (the store key of a queued copy).
+    next_seq: u64,
 }
 
 /// A session: identity plus state. Shared as `Arc<Session>` by the registry, the subscription
@@ -175,6 +184,9 @@ pub struct Session {
     client_id: Arc<str>,
     connected: AtomicBool,
     stats: Arc<Stats>,
+    store: Option<Arc<dyn Store>>,
+    /// The ticket of the last store write made on this session's behalf.
+    ticket: AtomicU64,
     pub(crate) state: Mutex<SessionState>,
 }
 
@@ -185,12 +197,15 @@ impl Session {
         protocol: ProtocolVersion,
         limits: QueueLimits,
         stats: Arc<Stats>,
+        store: Option<Arc<dyn Store>>,
     ) -> Self {
         Self {
             id,
             client_id,
             connected: AtomicBool::new(false),
             stats,
+            store,
+            ticket: AtomicU64::new(0),
             state: Mutex::new(SessionState {
                 link: None,
                 subscriptions: HashMap::new(),
@@ -210,6 +225,10 @@ impl Session {
                 dropped: 0,
                 generation_counter: 0,
                 last_drain: Instant::now(),
+                stored: false,
+                persist_subs: false,
+                persist_queue: false,
+                next_seq: 1,
             }),
         }
     }
@@ -227,6 +246,116 @@ impl Session {
     /// Whether a connection is attached (lock-free; used by shared-subscription selection).
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
+    }
+
+    /// The ticket of the last store write made on this session's behalf: what its connection
+    /// writes after that write must wait until the store says it is durable. `Ticket(0)`
+    /// without persistence.
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.ticket.load(Ordering::Acquire))
+    }
+
+    /// The broker's store, when persistence is on.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref()
+    }
+
+    /// Writes `ops` on this session's behalf (call with the session's lock held, so the store
+    /// sees its changes in the order they happened).
+    pub(crate) fn write(&self, ops: &[Op<'_>]) {
+        if ops.is_empty() {
+            return;
+        }
+        if let Some(store) = &self.store {
+            let ticket = store.write(ops);
+            self.note_ticket(ticket);
+        }
+    }
+
+    /// Records that this session's connection must wait for `ticket`.
+    pub(crate) fn note_ticket(&self, ticket: Ticket) {
+        self.ticket.fetch_max(ticket.0, Ordering::AcqRel);
+    }
+
+    /// The session's record as it is now.
+    pub(crate) fn record(&self, st: &SessionState) -> SessionRecord {
+        let (will, will_due) = match (&st.will, &st.pending_will) {
+            (Some(w), _) => (Some(w.clone()), None),
+            (None, Some((at, w))) => (Some(w.clone()), Some(*at)),
+            (None, None) => (None, None),
+        };
+        SessionRecord {
+            id: self.id,
+            client_id: self.client_id.clone(),
+            protocol: st.protocol,
+            expiry_interval: st.expiry_interval,
+            persist_queue: st.persist_queue,
+            disconnected_at: st.disconnected_at,
+            will,
+            will_due,
+        }
+    }
+
+    /// Writes the session's record when it is stored.
+    pub(crate) fn write_record(&self) {
+        let st = self.state.lock();
+        if st.stored {
+            let record = self.record(&st);
+            self.write(&[Op::Session(&record)]);
+        }
+    }
+
+    /// Fills a session created at start from what the store held. It has no connection:
+    /// `disconnected_at` is when it lost it (the restart, for a session that was connected).
+    pub(crate) fn restore(
+        &self,
+        record: &SessionRecord,
+        disconnected_at: Instant,
+        subscriptions: &[(TopicFilter, SubscriptionEntry)],
+        messages: Vec<(Delivery, Option<(PacketId, InflightState)>)>,
+        incoming: &[PacketId],
+    ) {
+        let mut st = self.state.lock();
+        st.stored = true;
+        st.persist_subs = record.expiry_interval > 0;
+        st.persist_queue = record.persist_queue;
+        st.expiry_interval = record.expiry_interval;
+        st.protocol = record.protocol;
+        st.disconnected_at = Some(disconnected_at);
+        for (filter, entry) in subscriptions {
+            st.subscriptions.insert(filter.clone(), *entry);
+        }
+        let mut last_id = 0;
+        for (delivery, inflight) in messages {
+            st.next_seq = st.next_seq.max(delivery.seq + 1);
+            match inflight {
+                Some((packet_id, state)) if st.inflight_ids.insert(packet_id.get()) => {
+                    last_id = last_id.max(packet_id.get());
+                    st.inflight.push_back(Inflight {
+                        packet_id,
+                        delivery,
+                        state,
+                    });
+                }
+                _ => st.queue.push_back(delivery),
+            }
+        }
+        st.next_packet_id = last_id.wrapping_add(1).max(1);
+        for id in incoming {
+            st.incoming_qos2.insert(id.get());
+        }
+    }
+
+    /// Reserves a queue sequence number for a QoS 1/2 copy a publisher is about to write
+    /// (`None` when this session's queue is not stored).
+    pub(crate) fn reserve_seq(&self) -> Option<u64> {
+        let mut st = self.state.lock();
+        if !st.persist_queue {
+            return None;
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        Some(seq)
     }
 
     /// Attaches a connection, kicking any previous one with `kick_reason`. Returns the new
@@ -323,7 +452,7 @@ impl Session {
     }
 
     /// Offers a delivery. Wakes the attached connection when queued.
-    pub fn enqueue(&self, delivery: Delivery) -> Enqueued {
+    pub fn enqueue(&self, mut delivery: Delivery) -> Enqueued {
         let mut st = self.state.lock();
         if st.link.is_none() && delivery.qos == QoS::AtMostOnce {
             st.dropped += 1;
@@ -334,14 +463,39 @@ impl Session {
             match st.limits.overflow {
                 QueueOverflow::DropNew => {
                     st.dropped += 1;
+                    if delivery.seq != 0 {
+                        // Written by its publisher already.
+                        self.write(&[Op::Dequeue {
+                            session: self.id,
+                            seq: delivery.seq,
+                        }]);
+                    }
                     return Enqueued::DroppedFull;
                 }
                 QueueOverflow::DropOldest => {
-                    st.queue.pop_front();
+                    if let Some(old) = st.queue.pop_front()
+                        && old.seq != 0
+                    {
+                        self.write(&[Op::Dequeue {
+                            session: self.id,
+                            seq: old.seq,
+                        }]);
+                    }
                     st.dropped += 1;
                     dropped_oldest = true;
                 }
             }
+        }
+        if delivery.seq == 0 && st.persist_queue && delivery.qos != QoS::AtMostOnce {
+            // Queued by the broker itself (retained on subscribe, a shared copy handed over):
+            // stored here, under this session's lock.
+            delivery.seq = st.next_seq;
+            st.next_seq += 1;
+            self.write(&[Op::Enqueue {
+                session: self.id,
+                seq: delivery.seq,
+                delivery: stored(&delivery),
+            }]);
         }
         let was_empty = st.queue.is_empty();
         st.queue.push_back(delivery);
@@ -383,7 +537,7 @@ impl Session {
         fits: impl FnMut(&Delivery) -> bool,
         out: &mut Vec<Outgoing>,
     ) -> u64 {
-        drain_locked(&mut self.state.lock(), &self.stats, now, max, fits, out)
+        self.drain_locked(&mut self.state.lock(), now, max, fits, out)
     }
 
     /// [`Session::drain`] for connection `generation` only: a connection that has been taken
@@ -401,7 +555,7 @@ impl Session {
         if st.link.as_ref().is_none_or(|l| l.generation != generation) {
             return None;
         }
-        Some(drain_locked(&mut st, &self.stats, now, max, fits, out))
+        Some(self.drain_locked(&mut st, now, max, fits, out))
     }
 
     /// Whether queued messages remain that the inflight window would allow to send now.
@@ -450,6 +604,17 @@ impl Session {
         match st.inflight.iter_mut().find(|f| f.packet_id == packet_id) {
             Some(f) if f.state == InflightState::AwaitPubRec => {
                 f.state = InflightState::AwaitPubComp;
+                if f.delivery.seq != 0 {
+                    // The PUBREL this answers must not leave before this is durable: after a
+                    // restart the flow resumes with PUBREL, never with the PUBLISH again.
+                    let seq = f.delivery.seq;
+                    self.write(&[Op::Inflight {
+                        session: self.id,
+                        seq,
+                        packet_id,
+                        state: InflightState::AwaitPubComp,
+                    }]);
+                }
                 true
             }
             // A repeated PUBREC for a flow already released: answer with PUBREL again.
@@ -466,7 +631,14 @@ impl Session {
         if st.inflight[pos].state != expected {
             return false;
         }
-        st.inflight.remove(pos);
+        if let Some(done) = st.inflight.remove(pos)
+            && done.delivery.seq != 0
+        {
+            self.write(&[Op::Dequeue {
+                session: self.id,
+                seq: done.delivery.seq,
+            }]);
+        }
         st.inflight_ids.remove(&packet_id.get());
         let wake = st.queue.front().is_some();
         if wake && let Some(link) = &st.link {
@@ -488,7 +660,21 @@ impl Session {
 
     /// Handles PUBREL. Returns false if the id was unknown.
     pub fn pubrel(&self, packet_id: PacketId) -> bool {
-        self.state.lock().incoming_qos2.remove(&packet_id.get())
+        let mut st = self.state.lock();
+        let known = st.incoming_qos2.remove(&packet_id.get());
+        if known && st.persist_subs {
+            // PUBCOMP waits for this: a client reuses the packet id once it has PUBCOMP.
+            self.write(&[Op::ReleaseQos2 {
+                session: self.id,
+                packet_id,
+            }]);
+        }
+        known
+    }
+
+    /// Whether incoming QoS 2 packet ids of this session are stored (it has a session expiry).
+    pub(crate) fn persists_incoming(&self) -> bool {
+        self.store.is_some() && self.state.lock().persist_subs
     }
 
     /// The subscriptions the session holds, as (filter, entry).
@@ -541,6 +727,20 @@ impl Session {
                 true
             }
         });
+        // They leave this session's stored queue; whoever takes them stores them anew.
+        let ops: Vec<Op<'_>> = taken
+            .iter()
+            .filter(|d| d.seq != 0)
+            .map(|d| Op::Dequeue {
+                session: self.id,
+                seq: d.seq,
+            })
+            .collect();
+        self.write(&ops);
+        drop(ops);
+        for d in &mut taken {
+            d.seq = 0;
+        }
         taken
     }
 }
@@ -563,70 +763,111 @@ impl SessionState {
     }
 }
 
-/// The body of [`Session::drain`], under the session's lock.
-fn drain_locked(
-    st: &mut SessionState,
-    stats: &Stats,
-    now: Instant,
-    max: usize,
-    mut fits: impl FnMut(&Delivery) -> bool,
-    out: &mut Vec<Outgoing>,
-) -> u64 {
-    let mut dropped = 0;
-    let mut taken = 0;
-    while taken < max {
-        let Some(front) = st.queue.front() else { break };
-        if front.qos != QoS::AtMostOnce && st.inflight.len() >= usize::from(st.send_quota) {
-            break;
-        }
-        let Some(delivery) = st.queue.pop_front() else {
-            break;
-        };
-        if delivery.message.is_expired(now) {
-            stats.drops.expired.fetch_add(1, Ordering::Relaxed);
-            dropped += 1;
-            continue;
-        }
-        if !fits(&delivery) {
-            stats.drops.too_large.fetch_add(1, Ordering::Relaxed);
-            dropped += 1;
-            continue;
-        }
-        taken += 1;
-        if delivery.qos == QoS::AtMostOnce {
+impl Session {
+    /// The body of [`Session::drain`], under the session's lock.
+    fn drain_locked(
+        &self,
+        st: &mut SessionState,
+        now: Instant,
+        max: usize,
+        mut fits: impl FnMut(&Delivery) -> bool,
+        out: &mut Vec<Outgoing>,
+    ) -> u64 {
+        let stats = &self.stats;
+        let mut dropped = 0;
+        let mut taken = 0;
+        // Store changes, written once at the end: dropped entries, and QoS 2 packet ids (a
+        // QoS 2 PUBLISH must not leave before its packet id is durable, or a restart would
+        // send the message again under a new id and the client would take it twice).
+        let mut gone: Vec<u64> = Vec::new();
+        let mut sent: Vec<(u64, PacketId)> = Vec::new();
+        while taken < max {
+            let Some(front) = st.queue.front() else { break };
+            if front.qos != QoS::AtMostOnce && st.inflight.len() >= usize::from(st.send_quota) {
+                break;
+            }
+            let Some(delivery) = st.queue.pop_front() else {
+                break;
+            };
+            if delivery.message.is_expired(now) || !fits(&delivery) {
+                let counter = if delivery.message.is_expired(now) {
+                    &stats.drops.expired
+                } else {
+                    &stats.drops.too_large
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                dropped += 1;
+                if delivery.seq != 0 {
+                    gone.push(delivery.seq);
+                }
+                continue;
+            }
+            taken += 1;
+            if delivery.qos == QoS::AtMostOnce {
+                out.push(Outgoing::Publish {
+                    delivery,
+                    packet_id: None,
+                    dup: false,
+                });
+                continue;
+            }
+            let packet_id = st.allocate_packet_id();
+            let state = if delivery.qos == QoS::AtLeastOnce {
+                InflightState::AwaitPubAck
+            } else {
+                if delivery.seq != 0 {
+                    sent.push((delivery.seq, packet_id));
+                }
+                InflightState::AwaitPubRec
+            };
+            st.inflight_ids.insert(packet_id.get());
+            st.inflight.push_back(Inflight {
+                packet_id,
+                delivery: delivery.clone(),
+                state,
+            });
             out.push(Outgoing::Publish {
                 delivery,
-                packet_id: None,
+                packet_id: Some(packet_id),
                 dup: false,
             });
-            continue;
         }
-        let packet_id = st.allocate_packet_id();
-        let state = if delivery.qos == QoS::AtLeastOnce {
-            InflightState::AwaitPubAck
-        } else {
-            InflightState::AwaitPubRec
-        };
-        st.inflight_ids.insert(packet_id.get());
-        st.inflight.push_back(Inflight {
-            packet_id,
-            delivery: delivery.clone(),
-            state,
-        });
-        out.push(Outgoing::Publish {
-            delivery,
-            packet_id: Some(packet_id),
-            dup: false,
-        });
-    }
-    st.dropped += dropped;
-    if taken > 0 {
-        st.last_drain = now;
-    }
-    if !st.space_waiters.is_empty() && st.queue.len() <= st.limits.congestion_threshold / 2 {
-        for w in st.space_waiters.drain(..) {
-            w.wake();
+        if !gone.is_empty() || !sent.is_empty() {
+            let ops: Vec<Op<'_>> = gone
+                .iter()
+                .map(|&seq| Op::Dequeue {
+                    session: self.id,
+                    seq,
+                })
+                .chain(sent.iter().map(|&(seq, packet_id)| Op::Inflight {
+                    session: self.id,
+                    seq,
+                    packet_id,
+                    state: InflightState::AwaitPubRec,
+                }))
+                .collect();
+            self.write(&ops);
         }
+        st.dropped += dropped;
+        if taken > 0 {
+            st.last_drain = now;
+        }
+        if !st.space_waiters.is_empty() && st.queue.len() <= st.limits.congestion_threshold / 2 {
+            for w in st.space_waiters.drain(..) {
+                w.wake();
+            }
+        }
+        dropped
     }
-    dropped
+}
+
+/// A queued copy as the store sees it.
+pub(crate) fn stored(d: &Delivery) -> StoredDelivery<'_> {
+    StoredDelivery {
+        message: &d.message,
+        qos: d.qos,
+        retain: d.retain,
+        subscription_ids: &d.subscription_ids,
+        shared: d.shared.as_ref(),
+    }
 }

@@ -346,6 +346,7 @@ mod tests {
             ProtocolVersion::V5,
             QueueLimits::default(),
             Arc::default(),
+            None,
         ))
     }
 

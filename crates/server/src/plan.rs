@@ -5,8 +5,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use wardgate_config::model::{self, MemoryProfile, Model, QueueStrategy, ServiceType};
+use wardgate_config::model::{
+    self, MemoryProfile, Model, OperationalMode, PersistenceMode, QueueStrategy, ServiceType,
+};
+use wardgate_core::store::{PersistenceSettings, PolicyMode, QueuePolicy, RetainPolicy};
 use wardgate_core::{BrokerSettings, QueueLimits, QueueOverflow};
+use wardgate_protocol::TopicFilter;
 
 use crate::connection::ConnectionSettings;
 use crate::ports::{PortProtocol, PortSpec};
@@ -88,6 +92,39 @@ pub fn broker_settings(broker: &model::Broker) -> BrokerSettings {
         max_message_expiry: limits.max_message_expiry_seconds,
         sys_interval: Duration::from_secs(10),
         publish_budget: publish_budget(broker.memory_profile),
+        persistence: broker
+            .persistence
+            .as_ref()
+            .map(persistence_settings)
+            .unwrap_or_default(),
+    }
+}
+
+/// The persistence policies of `Broker.spec.persistence` (SPEC.md §10).
+pub fn persistence_settings(p: &model::Persistence) -> PersistenceSettings {
+    let mode = |m: PersistenceMode| match m {
+        PersistenceMode::All => PolicyMode::All,
+        PersistenceMode::None => PolicyMode::None,
+        PersistenceMode::Custom => PolicyMode::Custom,
+    };
+    PersistenceSettings {
+        queues: QueuePolicy {
+            mode: mode(p.subscriber_queue.mode),
+            client_ids: p.subscriber_queue.selectors.clone(),
+            dynamic: p.subscriber_queue.dynamic == OperationalMode::Enabled,
+        },
+        retained: RetainPolicy {
+            mode: mode(p.retain.mode),
+            // Validated as topic filters by the configuration.
+            topics: p
+                .retain
+                .selectors
+                .iter()
+                .filter_map(|t| TopicFilter::new(t.as_str()).ok())
+                .collect(),
+            dynamic: p.retain.dynamic == OperationalMode::Enabled,
+        },
+        dynamic_property: p.dynamic_user_property.clone(),
     }
 }
 

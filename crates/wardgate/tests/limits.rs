@@ -88,7 +88,11 @@ async fn a_subscriber_that_stops_reading_neither_grows_memory_nor_slows_the_othe
     let total = started.elapsed();
 
     for r in &received {
-        assert_eq!(r.load(Ordering::Relaxed), 2 * PHASE, "a fast subscriber missed messages");
+        assert_eq!(
+            r.load(Ordering::Relaxed),
+            2 * PHASE,
+            "a fast subscriber missed messages"
+        );
     }
     // The second phase published 20 MB more; the slow subscriber's queue is capped at 5000
     // messages (10 MB), so the broker must not have grown by anything like the 20 MB.

@@ -42,9 +42,13 @@ async fn disconnect_reason(c: &mut RawClient) -> ReasonCode {
 
 #[test]
 fn packet_size_is_capped_by_the_memory_profile_and_budgets_follow_it() {
-    let (_, c) = settings("  memoryProfile: Tiny\n  advanced:\n    clients:\n      maxPacketSizeBytes: 268435456\n");
+    let (_, c) = settings(
+        "  memoryProfile: Tiny\n  advanced:\n    clients:\n      maxPacketSizeBytes: 268435456\n",
+    );
     assert_eq!(c.max_packet_size, 4 * 1024 * 1024, "Tiny caps at 4 MiB");
-    let (b, c) = settings("  memoryProfile: High\n  advanced:\n    clients:\n      maxPacketSizeBytes: 1000\n");
+    let (b, c) = settings(
+        "  memoryProfile: High\n  advanced:\n    clients:\n      maxPacketSizeBytes: 1000\n",
+    );
     assert_eq!(c.max_packet_size, 1000);
     assert_eq!(b.publish_budget, 2048 * 1024 * 1024);
     let (b, _) = settings("  memoryProfile: Tiny\n");
@@ -71,7 +75,10 @@ async fn max_packet_size_is_announced_and_larger_packets_get_0x95() {
         0,
     )))
     .await;
-    assert_eq!(disconnect_reason(&mut c).await, ReasonCode::PACKET_TOO_LARGE);
+    assert_eq!(
+        disconnect_reason(&mut c).await,
+        ReasonCode::PACKET_TOO_LARGE
+    );
     assert_eq!(c.recv().await, Received::Closed);
 
     // A packet of exactly the limit is accepted.
@@ -212,8 +219,7 @@ async fn subscriber_queue_limit_none_drops_new() {
 #[tokio::test]
 async fn v311_persistent_sessions_get_the_session_expiry_cap() {
     let b = broker("  advanced:\n    clients:\n      maxSessionExpirySeconds: 1\n").await;
-    let (mut c, _) =
-        RawClient::connect_with(b.tcp, connect_packet(V3, "capped", false)).await;
+    let (mut c, _) = RawClient::connect_with(b.tcp, connect_packet(V3, "capped", false)).await;
     c.subscribe("x", QoS::AtLeastOnce).await;
     c.drop_connection().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -250,16 +256,25 @@ async fn publish_budget_refuses_qos1_and_qos2_with_0x97_past_75_percent() {
     let payload = [7u8; 1000];
     // A message costs its payload and topic: 3 x 1003 bytes fit in 75% (3075), a fourth does not.
     for i in 1..=3u16 {
-        match publ.publish("b/1", &payload, QoS::AtLeastOnce, false, i).await {
+        match publ
+            .publish("b/1", &payload, QoS::AtLeastOnce, false, i)
+            .await
+        {
             Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::SUCCESS, "message {i}"),
             other => panic!("expected PUBACK, got {other:?}"),
         }
     }
-    match publ.publish("b/1", &payload, QoS::AtLeastOnce, false, 4).await {
+    match publ
+        .publish("b/1", &payload, QoS::AtLeastOnce, false, 4)
+        .await
+    {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::QUOTA_EXCEEDED),
         other => panic!("expected PUBACK, got {other:?}"),
     }
-    match publ.publish("b/1", &payload, QoS::ExactlyOnce, false, 5).await {
+    match publ
+        .publish("b/1", &payload, QoS::ExactlyOnce, false, 5)
+        .await
+    {
         Some(Packet::PubRec(a)) => assert_eq!(a.reason, ReasonCode::QUOTA_EXCEEDED),
         other => panic!("expected PUBREC, got {other:?}"),
     }
@@ -293,7 +308,10 @@ async fn publish_budget_refuses_qos1_and_qos2_with_0x97_past_75_percent() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(b.broker.publish_budget_used(), 0);
     // The refused QoS 2 flow is over: the same packet id starts a new message.
-    match publ.publish("b/1", &payload, QoS::ExactlyOnce, false, 5).await {
+    match publ
+        .publish("b/1", &payload, QoS::ExactlyOnce, false, 5)
+        .await
+    {
         Some(Packet::PubRec(a)) => assert_eq!(a.reason, ReasonCode::SUCCESS),
         other => panic!("expected PUBREC, got {other:?}"),
     }

@@ -117,7 +117,9 @@ impl Node {
         let running = self.running.take().expect("running");
         let pid = running.pid().to_string();
         let _ = Command::new("kill").arg("-TERM").arg(&pid).status();
-        let out = running.wait(Duration::from_secs(10)).expect("graceful exit");
+        let out = running
+            .wait(Duration::from_secs(10))
+            .expect("graceful exit");
         self.past.push(out.clone());
         out
     }
