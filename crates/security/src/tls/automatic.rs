@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rustls::crypto::CryptoProvider;
-use wardgate_config::model::{AutomaticTls, Issuer, IssuerSource, Listener, Model, RotationPolicy};
+use wardgate_config::model::{
+    AutomaticTls, Certificate, Issuer, IssuerSource, Listener, Model, RotationPolicy,
+};
 
 use super::{ServerCert, TlsOutcome, certified_key};
 use crate::pki::cert::{CertificateInfo, SubjectAltName, format_time, issued, parse};
@@ -51,11 +53,17 @@ pub(super) fn resolve(
     };
     let label = format!("{}/{}", issuer.kind, issuer.name);
     let owned;
+    let mut ca_renew_at = None;
     let ca: Option<&Signer> = match &issuer.source {
-        IssuerSource::Quickstart => Some(&ctx.quickstart.signer),
+        IssuerSource::Quickstart => {
+            ca_renew_at = Some(ctx.quickstart.rotate_at);
+            Some(&ctx.quickstart.signer)
+        }
         IssuerSource::SelfSigned => None,
         IssuerSource::Ca { secret_name } => {
-            owned = ca_from_secret(model, issuer, secret_name, ctx.provider)?;
+            let (signer, renew_at) = ca_from_secret(ctx, model, issuer, secret_name, 0)?;
+            owned = signer;
+            ca_renew_at = renew_at;
             Some(&owned)
         }
     };
@@ -69,7 +77,7 @@ pub(super) fn resolve(
     let now = SystemTime::now();
     let stored = store::load_issued(ctx.layout, &a.secret_name);
     let verdict = match &stored {
-        None => Err("none stored yet".to_owned()),
+        None => Err("no certificate stored yet".to_owned()),
         Some(s) => check_reuse(s, &want, ca, now, ctx.provider),
     };
     let (chain, key) = match (verdict, stored) {
@@ -100,7 +108,10 @@ pub(super) fn resolve(
         };
         infos.push(info);
     }
-    let renew_at = renewal_time(&infos[0], a.renew_before);
+    let mut renew_at = renewal_time(&infos[0], a.renew_before);
+    if let Some(t) = ca_renew_at {
+        renew_at = renew_at.min(t);
+    }
     let mut warnings =
         chain::validity_warnings(&infos, &format!("certificate {}", a.secret_name), now);
     if let Some(s) = ca {
@@ -124,15 +135,27 @@ pub(super) fn resolve(
     })
 }
 
-/// The CA of a `ca.secretName` issuer, from its `kubernetes.io/tls` Secret.
+/// The CA of a `ca.secretName` issuer: from its `kubernetes.io/tls` Secret, or, when a
+/// cert-manager `Certificate` of the configuration writes that Secret (the bootstrapping of
+/// `seeds/000_…`: a `selfSigned` issuer, an `isCA` Certificate, a `ca` issuer), issued here and
+/// kept in the data dir like any automatic certificate. Also returns when such a bootstrapped CA
+/// is due for renewal.
 fn ca_from_secret(
+    ctx: &Ctx<'_>,
     model: &Model,
     issuer: &Issuer,
     secret_name: &str,
-    provider: &CryptoProvider,
-) -> Result<Signer, TlsOutcome> {
+    depth: usize,
+) -> Result<(Signer, Option<SystemTime>), TlsOutcome> {
     let label = format!("{}/{}", issuer.kind, issuer.name);
     let Some(secret) = model.secrets.get(secret_name) else {
+        if let Some(c) = model
+            .certificates
+            .values()
+            .find(|c| c.secret_name == secret_name)
+        {
+            return bootstrap_ca(ctx, model, c, depth);
+        }
         return Err(TlsOutcome::AwaitingSecret {
             secret: secret_name.to_owned(),
             message: format!(
@@ -149,7 +172,135 @@ fn ca_from_secret(
                 .to_owned(),
         ));
     };
-    Signer::from_pem(crt, "tls.crt", key, "tls.key", provider).map_err(|e| failed(e.to_string()))
+    let signer = Signer::from_pem(crt, "tls.crt", key, "tls.key", ctx.provider)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok((signer, None))
+}
+
+/// Issues (or reuses) the CA certificate of a cert-manager `Certificate` with `isCA: true`.
+fn bootstrap_ca(
+    ctx: &Ctx<'_>,
+    model: &Model,
+    c: &Certificate,
+    depth: usize,
+) -> Result<(Signer, Option<SystemTime>), TlsOutcome> {
+    let label = format!("Certificate/{}", c.name);
+    let failed = |reason: String| TlsOutcome::Failed {
+        reason: format!("{label} (Secret {}): {reason}", c.secret_name),
+    };
+    if !c.is_ca {
+        return Err(failed(
+            "a ca issuer uses this Certificate's Secret, but the Certificate is not `isCA: true`"
+                .to_owned(),
+        ));
+    }
+    if depth > 4 {
+        return Err(failed(
+            "issuers and CA Certificates refer to each other in a loop".to_owned(),
+        ));
+    }
+    let r = &c.issuer_ref;
+    let Some(issuer) = model.issuers.get(&(r.kind, r.name.clone())) else {
+        return Err(TlsOutcome::AwaitingIssuer {
+            kind: r.kind.to_string(),
+            name: r.name.clone(),
+            message: format!("Issuer {}/{} not found", r.kind, r.name),
+        });
+    };
+    let owned;
+    let mut parent_renew_at = None;
+    let parent: Option<&Signer> = match &issuer.source {
+        IssuerSource::Quickstart => {
+            parent_renew_at = Some(ctx.quickstart.rotate_at);
+            Some(&ctx.quickstart.signer)
+        }
+        IssuerSource::SelfSigned => None,
+        IssuerSource::Ca { secret_name } => {
+            let (s, t) = ca_from_secret(ctx, model, issuer, secret_name, depth + 1)?;
+            owned = s;
+            parent_renew_at = t;
+            Some(&owned)
+        }
+    };
+    let cn = c.common_name.clone().unwrap_or_else(|| c.name.clone());
+    let now = SystemTime::now();
+    let alg = c.private_key.algorithm;
+    let stored = store::load_issued(ctx.layout, &c.secret_name);
+    let reusable = stored.as_ref().is_some_and(|s| {
+        let Some(leaf) = s.chain.first() else {
+            return false;
+        };
+        let Ok(info) = CertificateInfo::from_der(leaf, "stored CA") else {
+            return false;
+        };
+        let issued_right = match parent {
+            Some(p) => crate::pki::cert::is_issued_by(leaf, p.certificate()),
+            None => info.self_signed,
+        };
+        check_key_matches(leaf, &s.key, ctx.provider).is_ok()
+            && info.is_ca
+            && info.subject.common_name() == Some(cn.as_str())
+            && info.key_type.algorithm() == Some(alg)
+            && issued_right
+            && now >= info.not_before
+            && now < renewal_time(&info, c.renew_before)
+    });
+    let (chain, key) = match stored {
+        Some(s) if reusable => (
+            s.chain,
+            Key::from_der(s.key, "stored key").map_err(|e| failed(e.to_string()))?,
+        ),
+        stored => {
+            let kept = match (c.private_key.rotation_policy, stored) {
+                (RotationPolicy::Never, Some(s)) => Key::from_der(s.key, "stored key")
+                    .ok()
+                    .filter(|k| k.algorithm() == Some(alg)),
+                _ => None,
+            };
+            let key = match kept {
+                Some(k) => k,
+                None => Key::generate(alg).map_err(|e| failed(e.to_string()))?,
+            };
+            let now = crate::pki::issue::truncate_to_seconds(now);
+            let req = CertRequest {
+                common_name: cn.clone(),
+                organization: c.organizations.first().cloned(),
+                dns_names: c.dns_names.clone(),
+                ip_addresses: c.ip_addresses.clone(),
+                not_before: now - BACKDATE,
+                not_after: now + c.duration,
+                profile: match parent {
+                    Some(_) => Profile::IntermediateCa { path_len: None },
+                    None => Profile::RootCa,
+                },
+            };
+            let mut chain = Vec::new();
+            match parent {
+                Some(p) => {
+                    chain.push(p.issue(&req, &key).map_err(|e| failed(e.to_string()))?);
+                    chain.extend(p.chain().iter().cloned());
+                }
+                None => chain.push(
+                    crate::pki::issue::self_signed(&req, &key)
+                        .map_err(|e| failed(e.to_string()))?,
+                ),
+            }
+            let root = chain.last().cloned().unwrap_or_else(|| chain[0].clone());
+            store::save_issued(ctx.layout, &c.secret_name, &chain, key.der(), &root)
+                .map_err(|e| failed(e.to_string()))?;
+            tracing::info!(certificate = %c.name, secret = %c.secret_name, "issued CA certificate");
+            (chain, key)
+        }
+    };
+    let info =
+        CertificateInfo::from_der(&chain[0], &c.secret_name).map_err(|e| failed(e.to_string()))?;
+    let mut renew_at = renewal_time(&info, c.renew_before);
+    if let Some(t) = parent_renew_at {
+        renew_at = renew_at.min(t);
+    }
+    let signer = Signer::new(chain, &c.secret_name, key, "tls.key", ctx.provider)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok((signer, Some(renew_at)))
 }
 
 fn want(ctx: &Ctx<'_>, listener: &Listener, a: &AutomaticTls) -> Want {

@@ -185,6 +185,7 @@ impl TlsContext {
     /// Resolves one port's TLS from the model (see the module documentation and SPEC.md §6).
     pub fn resolve(&self, model: &Model, listener: &Listener, port: &ListenerPort) -> TlsOutcome {
         let key = (listener.name.clone(), port.port);
+        self.prune(model);
         let server = match &port.tls {
             None => {
                 return TlsOutcome::Failed {
@@ -260,13 +261,23 @@ impl TlsContext {
         })
     }
 
-    /// The earliest instant an automatic certificate resolved here is due for renewal (or the
-    /// quickstart CA for rotation): call `resolve` again for its port then.
+    /// The earliest instant an automatic certificate resolved here is due for renewal (for one
+    /// issued by the quickstart CA, at the latest when the CA is due for rotation): call
+    /// `resolve` again for its port then. `None` when no automatic certificate is in use.
     pub fn next_renewal(&self) -> Option<SystemTime> {
-        let state = self.state.lock();
-        let ports = state.renewals.values().min().copied();
-        let ca = state.quickstart.rotate_at;
-        Some(ports.map_or(ca, |p| p.min(ca)))
+        self.state.lock().renewals.values().min().copied()
+    }
+
+    /// Drops the renewals of ports that are gone from the model or no longer automatic, so that
+    /// a removed port's due date never comes back from `next_renewal`.
+    fn prune(&self, model: &Model) {
+        self.state.lock().renewals.retain(|(l, p), _| {
+            model.listener(l).is_some_and(|l| {
+                l.ports
+                    .iter()
+                    .any(|q| q.port == *p && matches!(q.tls, Some(Tls::Automatic(_))))
+            })
+        });
     }
 
     /// Forgets a port's renewal (the port was removed).

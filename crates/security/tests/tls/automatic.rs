@@ -430,3 +430,116 @@ fn a_quickstart_ca_near_its_end_is_rotated_and_both_stay_trusted() {
     ));
     assert_eq!(tls.certificates[0].issuer, new.subject);
 }
+
+/// `seeds/000_…`'s "bootstrapping a CA issuer": a selfSigned Issuer, an `isCA` Certificate into
+/// Secret `test-ca`, a `ca` Issuer on that Secret, and the listener's automatic port, as YAML.
+const SEED_000_BOOTSTRAP: &str = r#"
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata:
+  name: selfsigned-ca-issuer
+  namespace: azure-iot-operations
+spec:
+  selfSigned: {}
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata:
+  name: selfsigned-ca-cert
+  namespace: azure-iot-operations
+spec:
+  isCA: true
+  commonName: test-ca
+  secretName: test-ca
+  issuerRef:
+    name: selfsigned-ca-issuer
+    kind: Issuer
+    group: cert-manager.io
+  privateKey:
+    rotationPolicy: Always
+    algorithm: ECDSA
+    size: 256
+---
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata:
+  name: my-issuer
+  namespace: azure-iot-operations
+spec:
+  ca:
+    secretName: test-ca
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1beta1
+kind: BrokerListener
+metadata:
+  name: loadbalancer-tls
+  namespace: azure-iot-operations
+spec:
+  brokerRef: default
+  serviceType: loadBalancer
+  serviceName: aio-broker-loadbalancer-tls
+  ports:
+  - port: 8884
+    tls:
+      mode: Automatic
+      certManagerCertificateSpec:
+        issuerRef:
+          name: my-issuer
+          kind: Issuer
+"#;
+
+#[tokio::test]
+async fn the_seed_000_bootstrapped_ca_issuer_works_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path());
+    let model = wardgate_config::load_str("ca.yaml", SEED_000_BOOTSTRAP)
+        .unwrap()
+        .model;
+    let l = model.listener("loadbalancer-tls").unwrap().clone();
+    let tls = ready(ctx.resolve(&model, &l, &l.ports[0]));
+    let leaf = &tls.certificates[0];
+    assert_eq!(leaf.issuer.to_string(), "CN = test-ca");
+    assert_eq!(
+        leaf.subject.to_string(),
+        "CN = aio-broker-loadbalancer-tls-frontend-server-8884"
+    );
+    // The bootstrapped CA is where `kubectl get secret test-ca` would have put it.
+    let ca_file = dir.path().join("pki/issued/test-ca/tls.crt");
+    let ca = pem::certificates(&std::fs::read(&ca_file).unwrap(), "test-ca").unwrap();
+    let ca_info = CertificateInfo::from_der(&ca[0], "ca").unwrap();
+    assert!(ca_info.is_ca && ca_info.self_signed);
+    assert_eq!(ca_info.key_type, KeyType::EcP256);
+    handshake(
+        tls.config,
+        Client::trusting(&[&ca[0]], "aio-broker-loadbalancer-tls"),
+    )
+    .await
+    .unwrap();
+    // Reused on the next resolve and after a restart: same CA, same leaf.
+    let again = ready(context(dir.path()).resolve(&model, &l, &l.ports[0]));
+    assert_eq!(again.certificates[0].serial, leaf.serial);
+    let ca_again = pem::certificates(&std::fs::read(&ca_file).unwrap(), "test-ca").unwrap();
+    assert_eq!(ca_again, ca);
+}
+
+#[test]
+fn a_removed_port_is_no_longer_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path());
+    assert_eq!(ctx.next_renewal(), None, "nothing automatic resolved yet");
+    let mut model = Model::defaults();
+    let l = model.listener("default").unwrap().clone();
+    ready(ctx.resolve(&model, &l, &l.ports[0]));
+    assert!(ctx.next_renewal().is_some());
+    // The default listener becomes a manual port: its automatic certificate is no longer due.
+    let root = Ca::root("Root", KeyAlgorithm::Ec256);
+    let (leaf, key) = root.server(&["localhost"], KeyAlgorithm::Ec256);
+    model.secrets.insert(
+        "s".into(),
+        tls_secret("s", &chain_pem(&[&leaf]), &key.pem()),
+    );
+    model.listeners[0].ports[0] = manual_port("s");
+    let l = model.listeners[0].clone();
+    ready(ctx.resolve(&model, &l, &l.ports[0]));
+    assert_eq!(ctx.next_renewal(), None);
+}
