@@ -20,7 +20,11 @@ use crate::ports::{PortProtocol, PortSpec};
 pub struct PlannedPort {
     /// What to bind.
     pub spec: PortSpec,
-    /// Why the port cannot be opened yet (shown as its state), or `None` when it can.
+    /// The listener the port belongs to.
+    pub listener: String,
+    /// The port as configured (TLS and authentication settings).
+    pub config: model::ListenerPort,
+    /// Why the port cannot be opened (shown as its state), or `None` when it can.
     pub blocked: Option<String>,
 }
 
@@ -52,8 +56,13 @@ pub fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
                 model::PortProtocol::Mqtt => PortProtocol::Mqtt,
                 model::PortProtocol::WebSockets => PortProtocol::WebSockets,
             };
-            let blocked = port.tls.as_ref().map(|_| {
-                "TLS is not available in this build yet; the port is not opened".to_string()
+            // Until authentication is enforced, a port that asks for it must not be opened to
+            // everyone.
+            let blocked = port.authentication_ref.as_ref().map(|name| {
+                format!(
+                    "authenticationRef {name}: authentication is not available in this build yet; \
+                     the port is not opened rather than served without it"
+                )
             });
             planned.push(PlannedPort {
                 spec: PortSpec {
@@ -62,6 +71,8 @@ pub fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
                     addrs: addresses(listener.service_type, number, public),
                     protocol,
                 },
+                listener: listener.name.clone(),
+                config: port.clone(),
                 blocked,
             });
         }

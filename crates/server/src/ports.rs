@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -61,6 +63,7 @@ impl BoundPort {
         broker: Arc<Broker>,
         settings: Arc<ArcSwap<ConnectionSettings>>,
         registry: Arc<Registry>,
+        tls: Option<Arc<ArcSwap<ServerConfig>>>,
         shutdown: CancellationToken,
     ) {
         let shared = Arc::new(PortShared {
@@ -68,6 +71,7 @@ impl BoundPort {
             broker,
             settings,
             registry,
+            tls,
             shutdown,
         });
         for listener in self.listeners {
@@ -82,6 +86,8 @@ struct PortShared {
     broker: Arc<Broker>,
     settings: Arc<ArcSwap<ConnectionSettings>>,
     registry: Arc<Registry>,
+    /// The port's TLS configuration; swapped on certificate changes, read at each handshake.
+    tls: Option<Arc<ArcSwap<ServerConfig>>>,
     shutdown: CancellationToken,
 }
 
@@ -148,7 +154,7 @@ async fn accept_loop(listener: TcpListener, port: Arc<PortShared>) {
 
 async fn handle(stream: TcpStream, peer: SocketAddr, port: Arc<PortShared>) {
     let spec = &port.spec;
-    let ctx = connection::Context {
+    let mut ctx = connection::Context {
         broker: port.broker.clone(),
         settings: port.settings.load_full(),
         // The port as configured; for port 0 (tests), the one the OS chose.
@@ -159,18 +165,40 @@ async fn handle(stream: TcpStream, peer: SocketAddr, port: Arc<PortShared>) {
         peer,
         shutdown: port.shutdown.clone(),
         registry: port.registry.clone(),
+        client_chain: Vec::new(),
     };
-    match spec.protocol {
+    let Some(tls) = &port.tls else {
+        return serve_protocol(stream, ctx, spec.protocol).await;
+    };
+    // The handshake runs here, in the connection's own task, under the connect timeout: a slow
+    // or broken client never holds up the accept loop.
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
+    match tokio::time::timeout(ctx.settings.connect_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            if let Some(chain) = stream.get_ref().1.peer_certificates() {
+                ctx.client_chain = chain.iter().map(|c| c.clone().into_owned()).collect();
+            }
+            serve_protocol(stream, ctx, spec.protocol).await;
+        }
+        Ok(Err(e)) => info!(%peer, port = ctx.port, error = %e, "TLS handshake failed"),
+        Err(_) => info!(%peer, port = ctx.port, "TLS handshake timed out"),
+    }
+}
+
+async fn serve_protocol<S>(stream: S, ctx: connection::Context, protocol: PortProtocol)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = ctx.peer;
+    match protocol {
         PortProtocol::Mqtt => connection::run(stream, ctx).await,
         PortProtocol::WebSockets => {
-            let upgrade =
-                tokio::time::timeout(ctx.settings.connect_timeout, crate::ws::accept(stream));
+            let upgrade = tokio::time::timeout(ctx.settings.connect_timeout, crate::ws::accept(stream));
             match upgrade.await {
                 Ok(Ok(ws)) => connection::run(ws, ctx).await,
-                Ok(Err(e)) => {
-                    debug!(%peer, port = spec.port, error = %e, "WebSocket upgrade failed (port probe or plain HTTP)")
-                }
-                Err(_) => info!(%peer, port = spec.port, "WebSocket upgrade timed out"),
+                // Port probes and plain HTTP requests end here; not worth an info line each.
+                Ok(Err(e)) => debug!(%peer, port = ctx.port, error = %e, "WebSocket upgrade failed"),
+                Err(_) => info!(%peer, port = ctx.port, "WebSocket upgrade timed out"),
             }
         }
     }

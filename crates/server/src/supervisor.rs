@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use wardgate_config::model::Model;
 use wardgate_core::Broker;
+use wardgate_security::pki::CertificateInfo;
+use wardgate_security::tls::{PortTls, TlsContext, TlsOutcome};
 
 use crate::connection::ConnectionSettings;
 use crate::plan::{self, PlannedPort};
@@ -77,7 +79,7 @@ impl fmt::Display for PortState {
 }
 
 /// One port as the supervisor reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PortStatus {
     /// What the port is.
     pub spec: PortSpec,
@@ -85,6 +87,10 @@ pub struct PortStatus {
     pub state: PortState,
     /// The addresses it listens on (empty unless Listening).
     pub local_addrs: Vec<std::net::SocketAddr>,
+    /// Whether the port is configured with TLS.
+    pub tls: bool,
+    /// The certificate chain it serves, leaf first (TLS ports that are Listening).
+    pub certificates: Vec<CertificateInfo>,
 }
 
 /// What the supervisor shares with status readers.
@@ -104,6 +110,24 @@ struct RunningPort {
     /// Cancelled to close the port and its connections.
     token: Option<CancellationToken>,
     local_addrs: Vec<std::net::SocketAddr>,
+    /// The TLS configuration new handshakes use; swapped in place on certificate changes.
+    tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    /// The served certificates, for status.
+    certificates: Vec<CertificateInfo>,
+}
+
+impl RunningPort {
+    fn not_serving(planned: PlannedPort, state: PortState) -> Self {
+        log_state(&planned.spec, &state);
+        RunningPort {
+            planned,
+            state,
+            token: None,
+            local_addrs: Vec::new(),
+            tls: None,
+            certificates: Vec::new(),
+        }
+    }
 }
 
 /// Owns the ports.
@@ -116,6 +140,7 @@ pub struct Supervisor {
     status: Arc<RwLock<Status>>,
     public: Option<std::net::IpAddr>,
     registry: Arc<Registry>,
+    tls: Option<Arc<TlsContext>>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -138,6 +163,26 @@ impl Supervisor {
             status: Arc::new(RwLock::new(Status::default())),
             public: None,
             registry: Arc::new(Registry::default()),
+            tls: None,
+        }
+    }
+
+    /// Serves TLS ports with certificates from `tls` (without it, TLS ports fail).
+    pub fn with_tls(mut self, tls: Arc<TlsContext>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// When an automatic certificate is next due for renewal; call [`Supervisor::refresh`] then.
+    pub fn next_renewal(&self) -> Option<std::time::SystemTime> {
+        self.tls.as_ref().and_then(|t| t.next_renewal())
+    }
+
+    /// Re-resolves every TLS port of the current configuration (renewals, rotations): new
+    /// handshakes use the new certificate, open connections stay.
+    pub fn refresh(&mut self) {
+        if let Some(model) = self.model.clone() {
+            self.apply(model);
         }
     }
 
@@ -203,67 +248,70 @@ impl Supervisor {
             }
         }
         for (n, planned) in desired {
-            let unchanged = self
-                .ports
-                .get(&n)
-                .is_some_and(|r| r.planned == planned && r.state == PortState::Listening);
-            if unchanged {
+            if let Some(running) = self.ports.get_mut(&n)
+                && running.planned == planned
+                && running.state == PortState::Listening
+            {
+                // Same port: only its certificate may have changed; swap it for new handshakes.
+                if let Some(swap) = running.tls.clone() {
+                    match resolve_tls(self.tls.as_deref(), &model, &planned) {
+                        Ok(Some(port_tls)) => {
+                            swap.store(port_tls.config.clone());
+                            running.certificates = port_tls.certificates;
+                        }
+                        Ok(None) => {}
+                        Err(state) => warn!(
+                            port = n,
+                            listener = %planned.spec.name,
+                            problem = %state,
+                            "certificate not renewed; the port keeps serving its current one"
+                        ),
+                    }
+                }
                 continue;
             }
-            // A port still waiting or failed, or changed only in what it waits for, is retried.
+            // New, changed, or still waiting/failed: (re)start it.
             if let Some(running) = self.ports.remove(&n)
                 && let Some(token) = running.token
             {
                 token.cancel();
             }
-            let running = self.start(planned);
+            let running = self.start(&model, planned);
             self.ports.insert(n, running);
         }
         self.model = Some(model);
         self.publish_status();
     }
 
-    fn start(&self, planned: PlannedPort) -> RunningPort {
+    fn start(&self, model: &Model, planned: PlannedPort) -> RunningPort {
         let spec = planned.spec.clone();
-        if let Some(reason) = &planned.blocked {
-            let state = PortState::Failed(reason.clone());
-            log_state(&spec, &state);
-            return RunningPort {
-                planned,
-                state,
-                token: None,
-                local_addrs: Vec::new(),
-            };
+        if let Some(reason) = planned.blocked.clone() {
+            return RunningPort::not_serving(planned, PortState::Failed(reason));
         }
+        let port_tls = match resolve_tls(self.tls.as_deref(), model, &planned) {
+            Ok(t) => t,
+            Err(state) => return RunningPort::not_serving(planned, state),
+        };
         match ports::bind(spec.clone()) {
             Ok(bound) => {
                 let token = self.shutdown.child_token();
                 let local_addrs = bound.local_addrs();
+                let (tls, certificates) = match port_tls {
+                    Some(t) => (Some(Arc::new(ArcSwap::new(t.config))), t.certificates),
+                    None => (None, Vec::new()),
+                };
                 bound.serve(
                     self.broker.clone(),
                     self.settings.clone(),
                     self.registry.clone(),
+                    tls.clone(),
                     token.clone(),
                 );
                 let state = PortState::Listening;
-                info!(port = spec.port, addrs = ?local_addrs, listener = %spec.name, state = state.name(), "port listening");
-                RunningPort {
-                    planned,
-                    state,
-                    token: Some(token),
-                    local_addrs,
-                }
+                info!(port = spec.port, addrs = ?local_addrs, listener = %spec.name, tls = tls.is_some(), state = state.name(), "port listening");
+                RunningPort { planned, state, token: Some(token), local_addrs, tls, certificates }
             }
-            Err(e) => {
-                let state = PortState::Failed(e.to_string());
-                log_state(&spec, &state);
-                RunningPort {
-                    planned,
-                    state,
-                    token: None,
-                    local_addrs: Vec::new(),
-                }
-            }
+            Err(e) => RunningPort::not_serving(planned, PortState::Failed(e.to_string())),
         }
     }
 
@@ -277,6 +325,8 @@ impl Supervisor {
                     spec: r.planned.spec.clone(),
                     state: r.state.clone(),
                     local_addrs: r.local_addrs.clone(),
+                    tls: r.planned.config.tls.is_some(),
+                    certificates: r.certificates.clone(),
                 };
                 (*n, s)
             })
@@ -288,4 +338,36 @@ impl Supervisor {
 
 fn log_state(spec: &PortSpec, state: &PortState) {
     warn!(port = spec.port, listener = %spec.name, state = state.name(), reason = state.reason().unwrap_or(""), "port not opened");
+}
+
+/// Resolves a port's TLS: `Ok(None)` for a plain port, `Ok(Some(..))` when it can serve, and the
+/// waiting or failed state otherwise. Issuing a certificate may take seconds (RSA 8192), so it
+/// runs off the async workers.
+fn resolve_tls(
+    tls: Option<&TlsContext>,
+    model: &Model,
+    planned: &PlannedPort,
+) -> Result<Option<PortTls>, PortState> {
+    if planned.config.tls.is_none() {
+        return Ok(None);
+    }
+    let Some(tls) = tls else {
+        return Err(PortState::Failed("TLS is not configured for this broker".into()));
+    };
+    let Some(listener) = model.listener(&planned.listener) else {
+        return Err(PortState::Failed(format!("BrokerListener/{} is gone", planned.listener)));
+    };
+    let outcome = tokio::task::block_in_place(|| tls.resolve(model, listener, &planned.config));
+    match outcome {
+        TlsOutcome::Ready(port_tls) => {
+            for warning in &port_tls.warnings {
+                warn!(port = planned.spec.port, listener = %planned.spec.name, "{warning}");
+            }
+            Ok(Some(port_tls))
+        }
+        TlsOutcome::AwaitingSecret { message, .. } => Err(PortState::AwaitingSecret(message)),
+        TlsOutcome::AwaitingIssuer { message, .. } => Err(PortState::AwaitingIssuer(message)),
+        TlsOutcome::AwaitingConfigMap { message, .. } => Err(PortState::AwaitingConfigMap(message)),
+        TlsOutcome::Failed { reason } => Err(PortState::Failed(reason)),
+    }
 }

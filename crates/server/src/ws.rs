@@ -9,7 +9,6 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, Bytes};
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -19,10 +18,13 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// Subprotocols offered by MQTT clients, in our order of preference.
 const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 
-/// Performs the WebSocket upgrade on an accepted TCP stream.
-pub(crate) async fn accept(
-    stream: TcpStream,
-) -> Result<WsStream, tokio_tungstenite::tungstenite::Error> {
+/// Performs the WebSocket upgrade on an accepted stream (TCP, or TLS for wss).
+pub(crate) async fn accept<S>(
+    stream: S,
+) -> Result<WsStream<S>, tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     // tungstenite's callback signature fixes this error type; it is built once per upgrade.
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
@@ -61,8 +63,8 @@ pub(crate) async fn accept(
 
 /// A WebSocket connection seen as a byte stream of MQTT packets.
 #[derive(Debug)]
-pub(crate) struct WsStream {
-    inner: WebSocketStream<TcpStream>,
+pub(crate) struct WsStream<S> {
+    inner: WebSocketStream<S>,
     pending: Bytes,
     closed: bool,
 }
@@ -71,7 +73,7 @@ fn ws_err(e: tokio_tungstenite::tungstenite::Error) -> io::Error {
     io::Error::other(e)
 }
 
-impl AsyncRead for WsStream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -104,7 +106,7 @@ impl AsyncRead for WsStream {
     }
 }
 
-impl AsyncWrite for WsStream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

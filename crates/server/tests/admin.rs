@@ -57,6 +57,7 @@ async fn start(options: Options) -> Fixture {
             ConnectionSettings::default(),
         )),
         registry.clone(),
+        None,
         shutdown.clone(),
     );
     // Connections on port 0 report the OS-chosen port, so the status uses it too.
@@ -72,6 +73,8 @@ async fn start(options: Options) -> Fixture {
                 },
                 state: PortState::Listening,
                 local_addrs: vec![mqtt],
+                tls: false,
+                certificates: Vec::new(),
             },
         );
         s.reloads = 1;

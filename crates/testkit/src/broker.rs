@@ -49,6 +49,7 @@ impl TestBroker {
                 broker.clone(),
                 conn.clone(),
                 registry.clone(),
+                None,
                 shutdown.clone(),
             );
         }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use wardgate_config::model::Model;
 use wardgate_core::Broker;
+use wardgate_security::tls::TlsContext;
 use wardgate_server::{PortProtocol, PortState, Status, Supervisor, plan};
 
 use crate::ServeArgs;
@@ -31,8 +32,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     crate::apply_log_level(&model.broker.diagnostics.log_level); // diagnostics.logs.level (issue 9)
     let broker = Arc::new(Broker::new(plan::broker_settings(&model.broker)));
     let shutdown = CancellationToken::new();
-    let mut supervisor =
-        Supervisor::new(broker.clone(), shutdown.clone()).with_public_address(args.bind);
+    let data_dir = args.data_dir.clone();
+    let tls = tokio::task::spawn_blocking(move || TlsContext::open(&data_dir))
+        .await
+        .context("opening the certificate store")?
+        .context("cannot open the certificate store in the data dir")?;
+    let tls = Arc::new(tls);
+    let mut supervisor = Supervisor::new(broker.clone(), shutdown.clone())
+        .with_public_address(args.bind)
+        .with_tls(tls.clone());
     supervisor.apply(model);
     let status = supervisor.status();
     {
@@ -44,7 +52,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if !serving && !supervisor.has_waiting_ports() {
             anyhow::bail!("no port could be opened; nothing to serve");
         }
-        print_banner(&args, &status);
+        print_banner(&args, &status, &tls.trust_bundle_path());
     }
     tokio::spawn(wardgate_server::run_ticker(
         broker.clone(),
@@ -108,6 +116,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     reload(&args, &mut supervisor);
                 }
             },
+            _ = renewal(supervisor.next_renewal()) => {
+                info!("renewing certificates");
+                supervisor.refresh();
+            }
             _ = poll.tick(), if !args.config.is_empty() => {
                 let now = fingerprint(&args.config);
                 if now != seen {
@@ -132,6 +144,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// Sleeps until `at` (never, without one). Renewal deadlines far ahead are re-checked hourly, so
+/// a clock change cannot strand them.
+async fn renewal(at: Option<std::time::SystemTime>) {
+    match at {
+        None => std::future::pending().await,
+        Some(at) => {
+            // A renewal that keeps failing is retried every 30 s, not in a busy loop.
+            let wait = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+            tokio::time::sleep(wait.clamp(Duration::from_secs(30), Duration::from_secs(3600))).await;
+        }
+    }
 }
 
 /// How often the `--config` files are checked for changes.
@@ -190,7 +215,7 @@ fn load_model(args: &ServeArgs) -> anyhow::Result<Model> {
     Ok(model)
 }
 
-fn print_banner(args: &ServeArgs, status: &Status) {
+fn print_banner(args: &ServeArgs, status: &Status, trust_bundle: &std::path::Path) {
     println!("Wardgate {} is serving MQTT:", env!("CARGO_PKG_VERSION"));
     for port in status.ports.values() {
         let (spec, addrs) = (&port.spec, &port.local_addrs);
@@ -224,6 +249,8 @@ fn print_banner(args: &ServeArgs, status: &Status) {
             spec.port
         );
     }
+    println!();
+    println!("Trust bundle (the quickstart CA, for --cafile): {}", trust_bundle.display());
     if args.config.is_empty() {
         println!();
         println!("This is the embedded quickstart (loopback only). To configure listeners, write");

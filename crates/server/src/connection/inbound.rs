@@ -242,6 +242,10 @@ impl Conn {
     }
 
     fn on_publish(&mut self, p: Publish, wbuf: &mut BytesMut) -> Flow {
+        if !p.properties.subscription_identifiers.is_empty() {
+            // [MQTT-3.3.4-6]: only the server sends Subscription Identifiers.
+            return protocol_error("PUBLISH from a client carried a Subscription Identifier");
+        }
         let topic = match self.resolve_topic(&p) {
             Ok(t) => t,
             Err(flow) => return flow,

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{Instrument, debug, info};
 use wardgate_core::{Attached, Broker, ConnectParams, Disconnect, Wake};
 use wardgate_protocol::{
     ConnAck, ConnAckProperties, Connect, DecodeError, DecodeLimits, Packet, ProtocolVersion,
@@ -78,6 +78,8 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Where the connection registers itself once connected.
     pub registry: Arc<Registry>,
+    /// The client's verified certificate chain, leaf first (empty without TLS or certificate).
+    pub client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 struct NotifyWake(Notify);
@@ -137,9 +139,16 @@ where
         }
         Ok(Ok(connect)) => connect,
     };
-    let span = tracing::info_span!("conn", peer = %ctx.peer, port = ctx.port, client_id = %connect.client_id);
-    let _enter = span.enter();
-    serve(connect, rd, wr, rbuf, limits, &ctx).await;
+    // The client ID is recorded once known (it may be assigned by the broker).
+    let span = tracing::info_span!(
+        "conn",
+        peer = %ctx.peer,
+        port = ctx.port,
+        client_id = tracing::field::Empty
+    );
+    serve(connect, rd, wr, rbuf, limits, &ctx)
+        .instrument(span)
+        .await;
 }
 
 enum ConnectFailure {

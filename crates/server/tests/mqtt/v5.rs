@@ -365,3 +365,16 @@ async fn registry_lists_live_connections() {
     }
     panic!("the connection stayed registered after DISCONNECT");
 }
+
+#[tokio::test]
+async fn subscription_identifier_from_a_client_is_a_protocol_error() {
+    let b = TestBroker::start().await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    let mut p = publish_packet("t", b"x", QoS::AtMostOnce, false, 0);
+    p.properties.subscription_identifiers = vec![7];
+    publ.send(&Packet::Publish(p)).await;
+    match publ.packet().await {
+        Packet::Disconnect(d) => assert_eq!(d.reason, ReasonCode::PROTOCOL_ERROR),
+        other => panic!("expected DISCONNECT 0x82, got {other:?}"),
+    }
+}
