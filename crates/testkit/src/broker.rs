@@ -28,7 +28,11 @@ impl TestBroker {
 
     /// Starts a broker with the given settings.
     pub async fn with(settings: BrokerSettings, conn: ConnectionSettings) -> TestBroker {
-        let broker = Arc::new(Broker::new(settings));
+        TestBroker::with_broker(Arc::new(Broker::new(settings)), conn).await
+    }
+
+    /// Serves `broker` (one with a store, say).
+    pub async fn with_broker(broker: Arc<Broker>, conn: ConnectionSettings) -> TestBroker {
         let conn = Arc::new(arc_swap::ArcSwap::from_pointee(conn));
         let shutdown = CancellationToken::new();
         let registry = Arc::new(wardgate_server::registry::Registry::default());

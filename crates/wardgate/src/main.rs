@@ -5,6 +5,7 @@ mod cert;
 mod create;
 mod explain;
 mod passwd;
+mod persist;
 mod serve;
 mod status;
 

@@ -8,9 +8,8 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use wardgate_config::model::Model;
-use wardgate_core::Broker;
 use wardgate_security::tls::TlsContext;
-use wardgate_server::{PortProtocol, PortState, Status, Supervisor, plan};
+use wardgate_server::{PortProtocol, PortState, Status, Supervisor};
 
 use crate::ServeArgs;
 
@@ -30,8 +29,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
     let model = load_model(&args)?;
     crate::apply_log_level(&model.broker.diagnostics.log_level); // diagnostics.logs.level (issue 9)
-    let broker = Arc::new(Broker::new(plan::broker_settings(&model.broker)));
+    // ---- Persistence (issue 8): the store in <data-dir>/store, restored into the broker. ----
+    let (broker, store) = crate::persist::open(&args.data_dir, &model.broker)?;
     let shutdown = CancellationToken::new();
+    crate::persist::stop_on_failure(store.as_ref(), &shutdown);
     let data_dir = args.data_dir.clone();
     let tls = tokio::task::spawn_blocking(move || TlsContext::open(&data_dir))
         .await
@@ -108,6 +109,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            // Persistence (issue 8): a failed store cancels the token; stop serving.
+            _ = shutdown.cancelled() => break,
             signal = signals.next() => match signal {
                 Signal::Stop => break,
                 Signal::Reload => {
@@ -143,6 +146,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    crate::persist::close(store.as_ref()); // Persistence (issue 8): flush the store.
     Ok(())
 }
 
@@ -153,8 +157,11 @@ async fn renewal(at: Option<std::time::SystemTime>) {
         None => std::future::pending().await,
         Some(at) => {
             // A renewal that keeps failing is retried every 30 s, not in a busy loop.
-            let wait = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
-            tokio::time::sleep(wait.clamp(Duration::from_secs(30), Duration::from_secs(3600))).await;
+            let wait = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::sleep(wait.clamp(Duration::from_secs(30), Duration::from_secs(3600)))
+                .await;
         }
     }
 }
@@ -250,7 +257,10 @@ fn print_banner(args: &ServeArgs, status: &Status, trust_bundle: &std::path::Pat
         );
     }
     println!();
-    println!("Trust bundle (the quickstart CA, for --cafile): {}", trust_bundle.display());
+    println!(
+        "Trust bundle (the quickstart CA, for --cafile): {}",
+        trust_bundle.display()
+    );
     if args.config.is_empty() {
         println!();
         println!("This is the embedded quickstart (loopback only). To configure listeners, write");

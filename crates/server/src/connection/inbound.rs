@@ -294,7 +294,7 @@ impl Conn {
             .broker
             .cap_message_expiry(properties.message_expiry_interval);
         let expires_at = Message::expiry_from(now, properties.message_expiry_interval);
-        let routed = self.broker.publish(Message {
+        let message = Message {
             topic,
             payload: p.payload,
             qos: p.qos,
@@ -302,7 +302,12 @@ impl Conn {
             properties,
             origin: Some(self.session.id()),
             expires_at,
-        });
+        };
+        // With persistence, the message and (QoS 2) its packet id are written in one batch; the
+        // PUBACK/PUBREC below is held until that batch is durable (connection/durable.rs).
+        let routed = self
+            .broker
+            .publish_from(&self.session, p.packet_id, message);
         let reason = if routed.delivered > 0 {
             ReasonCode::SUCCESS
         } else if routed.dropped > 0 {

@@ -1,6 +1,7 @@
 //! One task per connection: read CONNECT under a timeout, attach the session, then one `select!`
 //! over socket reads, socket writes, the session's queue, the keep-alive deadline and shutdown.
 
+mod durable;
 mod inbound;
 mod outbound;
 
@@ -310,9 +311,13 @@ async fn serve<R, W>(
     let mut pending = Vec::new();
     attached.session.resend_inflight(&mut pending);
     conn.write_outgoing(&mut pending, &mut wbuf);
+    // Persistence: the CONNACK (and resent flows) wait until the session's record is durable.
+    let mut gate = durable::Gate::new(&attached.session);
+    gate.hold(&mut wbuf, 0);
 
     let end = main_loop(
         &mut conn, &mut rd, &mut wr, &mut rbuf, &mut wbuf, &limits, keep_alive, &waker, &space,
+        &mut gate,
     )
     .await;
 
@@ -430,6 +435,7 @@ async fn main_loop<R, W>(
     keep_alive: u16,
     waker: &Arc<NotifyWake>,
     space: &Arc<NotifyWake>,
+    gate: &mut durable::Gate,
 ) -> End
 where
     R: AsyncRead + Unpin,
@@ -451,17 +457,27 @@ where
     let mut paused_until: Option<tokio::time::Instant> = None;
     let mut pending = Vec::new();
     let mut sizer = ReadSizer::default();
+    // The gate wakes the task through the session waker once held output became durable.
+    let durable_waker: Arc<dyn Wake> = waker.clone();
     loop {
         sizer.prepare(rbuf);
-        if wbuf.len() < settings.write_soft_limit && !conn.pump(&mut pending, wbuf) {
+        // Persistence: release acknowledgements whose data is now durable; what this iteration
+        // writes is held (in order) while the session's last store write is not.
+        gate.release(wbuf, &durable_waker);
+        let from = wbuf.len();
+        if wbuf.len() + gate.held_bytes() < settings.write_soft_limit
+            && !conn.pump(&mut pending, wbuf)
+        {
             return End::TakenOver;
         }
+        gate.hold(wbuf, from);
         if let Some(session) = conn.take_congested()
             && session.wait_for_space(space.clone())
         {
             paused_until = Some(tokio::time::Instant::now() + settings.congestion_wait);
         }
-        let reading = paused_until.is_none() && wbuf.len() < settings.write_hard_limit;
+        let reading =
+            paused_until.is_none() && wbuf.len() + gate.held_bytes() < settings.write_hard_limit;
         let pause = async {
             match paused_until {
                 Some(at) => {
@@ -502,6 +518,7 @@ where
                         sizer.observe(n);
                     }
                 }
+                let from = wbuf.len();
                 loop {
                     match decode(rbuf, Some(conn.version()), limits) {
                         Ok(Some(packet)) => {
@@ -516,6 +533,8 @@ where
                         }
                     }
                 }
+                // Persistence: PUBACK/PUBREC/PUBCOMP/SUBACK wait for what they confirm.
+                gate.hold(wbuf, from);
             }
             _ = waker.0.notified() => {
                 if conn.kicked() {

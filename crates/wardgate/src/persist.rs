@@ -1,0 +1,87 @@
+//! `serve`'s persistence (SPEC.md §10): with `Broker.spec.persistence`, open `<data-dir>/store`,
+//! say what a damaged store was moved aside to, restore the broker from it, stop the broker if the
+//! store fails, and flush it at shutdown.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use wardgate_config::model::{self, OperationalMode};
+use wardgate_core::Broker;
+use wardgate_server::plan;
+use wardgate_store::{DiskStore, Options};
+
+/// The broker for `broker`'s settings, restored from its store when persistence is on.
+pub(crate) fn open(
+    data_dir: &Path,
+    broker: &model::Broker,
+) -> anyhow::Result<(Arc<Broker>, Option<Arc<DiskStore>>)> {
+    let settings = plan::broker_settings(broker);
+    let Some(persistence) = &broker.persistence else {
+        return Ok((Arc::new(Broker::new(settings)), None));
+    };
+    if persistence.encryption == OperationalMode::Enabled {
+        warn!(
+            "persistence.encryption.mode is Enabled, but encryption at rest is not implemented yet: \
+             the store is written unencrypted (set it to Disabled to silence this)"
+        );
+    }
+    let started = Instant::now();
+    let opened = wardgate_store::open(
+        data_dir,
+        Options {
+            max_size: persistence.max_size_bytes,
+        },
+    )
+    .context("cannot open the persistent store")?;
+    let report = &opened.report;
+    if let Some((aside, reason)) = &report.moved_aside {
+        error!(
+            moved_to = %aside.display(),
+            %reason,
+            "the store was damaged: it was moved aside and the broker starts with an empty store"
+        );
+    }
+    if report.corrupt_records > 0 {
+        warn!(
+            records = report.corrupt_records,
+            "unreadable records were removed from the store"
+        );
+    }
+    let restored = Broker::with_store(settings, opened.store.clone());
+    let broker = Arc::new(restored);
+    let r = broker.restore(opened.recovered, Instant::now());
+    info!(
+        path = %report.path.display(),
+        sessions = r.sessions,
+        messages = r.messages,
+        retained = r.retained,
+        wills = r.wills,
+        expired_sessions = r.expired,
+        took_ms = started.elapsed().as_millis() as u64,
+        "persistence on: store opened"
+    );
+    Ok((broker, Some(opened.store)))
+}
+
+/// A store that fails (an I/O error on write or fsync) acknowledges nothing more: stop serving.
+pub(crate) fn stop_on_failure(store: Option<&Arc<DiskStore>>, shutdown: &CancellationToken) {
+    if let Some(store) = store {
+        let shutdown = shutdown.clone();
+        store.on_failure(move |why| {
+            error!("{why}: stopping the broker");
+            shutdown.cancel();
+        });
+    }
+}
+
+/// Makes everything written durable (graceful shutdown).
+pub(crate) fn close(store: Option<&Arc<DiskStore>>) {
+    if let Some(store) = store {
+        store.close();
+        info!("store flushed");
+    }
+}
