@@ -83,7 +83,8 @@ enum ReadArg {
 
 #[derive(Debug, Args)]
 struct CommonArgs {
-    /// Scenarios (conn, p2p-100, p2p-1000, fanout-1, fanout-5, fanin-wild, fanin-share, latency).
+    /// Scenarios (conn, tls-conn, mtls-conn, p2p-100, p2p-1000, fanout-1, fanout-5, fanin-wild,
+    /// fanin-share, latency).
     #[arg(long, value_delimiter = ',')]
     scenarios: Option<Vec<String>>,
     /// QoS levels.
@@ -109,6 +110,9 @@ struct CommonArgs {
     /// Idle connections of the `conn` scenario (capped by the open-file limits).
     #[arg(long, default_value_t = 20_000)]
     connections: usize,
+    /// Connections of the TLS scenarios (each a full ECDSA P-256 handshake).
+    #[arg(long, default_value_t = 2_000)]
+    tls_connections: usize,
     /// Warm-up seconds before each measured window.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
@@ -142,7 +146,7 @@ impl CommonArgs {
             .clone()
             .unwrap_or_else(|| Shape::NAMES.iter().map(|s| s.to_string()).collect());
         for n in &names {
-            if Shape::from_name(n, 0).is_none() {
+            if Shape::from_name(n, 0, 0).is_none() {
                 return Err(Error::Usage(format!(
                     "unknown scenario {n}; known: {}",
                     Shape::NAMES.join(", ")
@@ -186,6 +190,7 @@ impl CommonArgs {
                 }),
             product_only: explicit || self.full,
             connections: self.connections,
+            tls_connections: self.tls_connections,
         };
         Ok(with_latency_baselines(matrix.cases()))
     }
@@ -347,7 +352,51 @@ async fn run_case(
         Shape::Connections { count } => {
             let n = connection_budget(count, tool_nofile, target.pid);
             let opts = common.load_options(nonce.clone());
-            match conns::run(n, case.version, target, &nonce, opts.connect_timeout).await {
+            let transport = conns::Transport::Plain;
+            match conns::run(
+                n,
+                case.version,
+                target,
+                transport,
+                &nonce,
+                opts.connect_timeout,
+            )
+            .await
+            {
+                Ok(o) => RunResult::from_conns(broker, case, &o),
+                Err(e) => RunResult::failed(broker, case, e.to_string()),
+            }
+        }
+        Shape::TlsConnections { count, client_cert } => {
+            let Some(tls) = &target.tls else {
+                return RunResult::skipped(
+                    broker,
+                    case,
+                    "no TLS listener (Wardgate: issue 5; rumqttd: not set up by the tool)".into(),
+                );
+            };
+            let n = connection_budget(count, tool_nofile, target.pid);
+            let opts = common.load_options(nonce.clone());
+            let config = match tls.pki.client_config(client_cert) {
+                Ok(c) => c,
+                Err(e) => return RunResult::failed(broker, case, e.to_string()),
+            };
+            let addr = if client_cert {
+                tls.mutual
+            } else {
+                tls.server_auth
+            };
+            let transport = conns::Transport::Tls(addr, config);
+            match conns::run(
+                n,
+                case.version,
+                target,
+                transport,
+                &nonce,
+                opts.connect_timeout,
+            )
+            .await
+            {
                 Ok(o) => RunResult::from_conns(broker, case, &o),
                 Err(e) => RunResult::failed(broker, case, e.to_string()),
             }
@@ -411,7 +460,12 @@ fn run_one(args: RunArgs) -> Result<bool> {
     if pid.is_none() {
         eprintln!("note: broker process not found; CPU and memory will not be reported");
     }
-    let target = Target { v3, v5, pid };
+    let target = Target {
+        v3,
+        v5,
+        pid,
+        tls: None,
+    };
     let rt = runtime(args.common.threads)?;
     let mut results = Vec::new();
     println!("{}", header());

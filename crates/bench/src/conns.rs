@@ -1,17 +1,70 @@
-//! The idle-connections scenario: open many connections as fast as the broker accepts them, hold
-//! them, and measure the connect rate and the broker's resident memory per connection.
+//! The idle-connections scenarios: open many connections (plain, or TLS with full handshakes) as
+//! fast as the broker accepts them, hold them, and measure the connect rate and the broker's
+//! resident memory per connection.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use std::net::{Ipv4Addr, SocketAddr};
+
+use bytes::BytesMut;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use wardgate_protocol::ProtocolVersion;
 
 use crate::error::{Error, Result};
 use crate::load::Target;
 use crate::procfs;
-use crate::wire::Client;
+use crate::wire::{mqtt_connect, tcp_connect};
+
+/// A connection being held open.
+#[expect(
+    dead_code,
+    reason = "the streams are only held, to keep the connections open"
+)]
+enum Held {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// How to reach the broker: plain TCP, or TLS with a client configuration.
+#[derive(Clone)]
+pub enum Transport {
+    /// MQTT over TCP at the target's address for the version.
+    Plain,
+    /// MQTT over TLS at this address.
+    Tls(SocketAddr, Arc<ClientConfig>),
+}
+
+async fn open(
+    addr: SocketAddr,
+    transport: &Transport,
+    client_id: &str,
+    version: ProtocolVersion,
+) -> Result<Held> {
+    let mut rbuf = BytesMut::with_capacity(256);
+    match transport {
+        Transport::Plain => {
+            let mut stream = tcp_connect(addr).await?;
+            mqtt_connect(&mut stream, &mut rbuf, client_id, version).await?;
+            Ok(Held::Plain(stream))
+        }
+        Transport::Tls(tls_addr, config) => {
+            let tcp = tcp_connect(*tls_addr).await?;
+            let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+            let mut stream = TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| Error::io("TLS handshake", e))?;
+            mqtt_connect(&mut stream, &mut rbuf, client_id, version).await?;
+            Ok(Held::Tls(Box::new(stream)))
+        }
+    }
+}
 
 /// Connections in flight at once.
 const CONCURRENCY: usize = 64;
@@ -48,11 +101,12 @@ impl ConnOutcome {
     }
 }
 
-/// Opens `count` connections to `target`, holds them, then closes them.
+/// Opens `count` connections to `target` over `transport`, holds them, then closes them.
 pub async fn run(
     count: usize,
     version: ProtocolVersion,
     target: &Target,
+    transport: Transport,
     nonce: &str,
     connect_timeout: Duration,
 ) -> Result<ConnOutcome> {
@@ -70,16 +124,22 @@ pub async fn run(
     for _ in 0..CONCURRENCY.min(count) {
         let next = next.clone();
         let nonce = nonce.to_owned();
+        let transport = transport.clone();
         tasks.push(tokio::spawn(async move {
-            let mut held: Vec<TcpStream> = Vec::new();
+            let mut held: Vec<Held> = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= count {
                     return Ok::<_, Error>(held);
                 }
                 let client_id = format!("{nonce}-c{i}");
-                let c = Client::connect(addr, &client_id, version, connect_timeout).await?;
-                held.push(c.stream);
+                let c = tokio::time::timeout(
+                    connect_timeout,
+                    open(addr, &transport, &client_id, version),
+                )
+                .await
+                .map_err(|_| Error::Timeout(format!("connecting {client_id}")))??;
+                held.push(c);
             }
         }));
     }

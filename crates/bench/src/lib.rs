@@ -18,4 +18,5 @@ pub mod procfs;
 pub mod report;
 pub mod scenario;
 pub mod seq;
+pub mod tls;
 pub mod wire;

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
-use crate::load::Target;
+use crate::load::{Target, TlsTarget};
+use crate::tls::Pki;
 
 /// A broker `compare` knows how to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,8 +133,15 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Starts `kind` listening on 127.0.0.1:`port` (rumqttd: MQTT 5 on `port + 1`) and waits until
-/// it accepts connections.
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(format!("chmod {}", path.display()), e))
+}
+
+/// Starts `kind` listening on 127.0.0.1:`port` (rumqttd: MQTT 5 on `port + 1`; Mosquitto: TLS on
+/// `port + 1` and TLS with client certificates on `port + 2`) and waits until it accepts
+/// connections.
 pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
     let broker_err = |why: String| Error::Broker {
         name: kind.name().into(),
@@ -141,6 +151,7 @@ pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
     let d = dir.path();
     let v3 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut v5 = v3;
+    let mut tls = None;
     let mut cmd = Command::new(bins.of(kind));
     match kind {
         Kind::Wardgate => {
@@ -162,6 +173,17 @@ pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
                 .env("WARDGATE_LOG", "warn");
         }
         Kind::Mosquitto => {
+            // The broker may drop root privileges before reading its certificates.
+            set_mode(d, 0o755)?;
+            let pki = Arc::new(Pki::generate()?);
+            let ca = write(d, "ca.pem", &pki.ca_pem)?;
+            let cert = write(d, "server.pem", &pki.server_cert_pem)?;
+            let key = write(d, "server.key", &pki.server_key_pem)?;
+            for f in [&ca, &cert, &key] {
+                set_mode(f, 0o644)?;
+            }
+            let (ca, cert, key) = (ca.display(), cert.display(), key.display());
+            let (tls_port, mtls_port) = (port + 1, port + 2);
             let conf = format!(
                 "listener {port} 127.0.0.1\n\
                  allow_anonymous true\n\
@@ -173,10 +195,20 @@ pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
                  log_dest stderr\n\
                  log_type error\n\
                  log_type warning\n\
-                 connection_messages false\n"
+                 connection_messages false\n\
+                 listener {tls_port} 127.0.0.1\n\
+                 cafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
+                 listener {mtls_port} 127.0.0.1\n\
+                 cafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
+                 require_certificate true\n"
             );
             let path = write(d, "mosquitto.conf", &conf)?;
             cmd.arg("-c").arg(path);
+            tls = Some(TlsTarget {
+                server_auth: SocketAddr::from((Ipv4Addr::LOCALHOST, tls_port)),
+                mutual: SocketAddr::from((Ipv4Addr::LOCALHOST, mtls_port)),
+                pki,
+            });
         }
         Kind::Rumqttd => {
             v5 = SocketAddr::from((Ipv4Addr::LOCALHOST, port + 1));
@@ -211,6 +243,7 @@ pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
             v3,
             v5,
             pid: Some(pid),
+            tls,
         },
         dir,
     };
@@ -219,7 +252,11 @@ pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
         if !running.alive() {
             return Err(broker_err(format!("exited at start:\n{}", running.log())));
         }
-        let up = [v3, v5]
+        let mut addrs = vec![v3, v5];
+        if let Some(t) = &running.target.tls {
+            addrs.extend([t.server_auth, t.mutual]);
+        }
+        let up = addrs
             .iter()
             .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok());
         if up {

@@ -76,6 +76,8 @@ pub struct RunResult {
     pub rss_baseline: Option<u64>,
     /// Why the case failed, if it did.
     pub error: Option<String>,
+    /// Why the case did not run for this broker, if it did not.
+    pub skipped: Option<String>,
 }
 
 impl RunResult {
@@ -111,6 +113,7 @@ impl RunResult {
             bytes_per_connection: None,
             rss_baseline: None,
             error: None,
+            skipped: None,
         }
     }
 
@@ -158,6 +161,14 @@ impl RunResult {
             connects_per_s: Some(o.rate()),
             bytes_per_connection: o.bytes_per_connection(),
             rss_baseline: o.rss_before,
+            ..RunResult::empty(broker, case)
+        }
+    }
+
+    /// The record of a case this broker cannot run (no TLS listener, say).
+    pub fn skipped(broker: &str, case: &Case, why: String) -> Self {
+        RunResult {
+            skipped: Some(why),
             ..RunResult::empty(broker, case)
         }
     }
@@ -220,6 +231,9 @@ fn ms(v: Option<f64>) -> String {
 
 /// One line for stdout as soon as a case has run.
 pub fn line(r: &RunResult) -> String {
+    if let Some(why) = &r.skipped {
+        return format!("{:<10} {:<38} skipped: {why}", r.broker, r.id);
+    }
     if let Some(e) = &r.error {
         return format!("{:<10} {:<38} FAILED: {e}", r.broker, r.id);
     }
@@ -403,6 +417,10 @@ impl Report {
                 let Some(r) = self.find(&b, &id) else {
                     continue;
                 };
+                if let Some(why) = &r.skipped {
+                    let _ = writeln!(s, "| {id} | {b} | skipped: {why} |||||||||||||");
+                    continue;
+                }
                 if let Some(e) = &r.error {
                     let _ = writeln!(
                         s,
@@ -525,7 +543,7 @@ impl Metric {
     }
 
     fn value(self, r: &RunResult) -> Option<f64> {
-        if r.error.is_some() {
+        if r.error.is_some() || r.skipped.is_some() {
             return None;
         }
         match self {

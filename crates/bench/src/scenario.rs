@@ -39,6 +39,14 @@ pub enum Shape {
         /// Connections to open.
         count: usize,
     },
+    /// `count` connections over TLS (full handshakes, no resumption), with a client certificate
+    /// when `client_cert`: handshake rate and memory per connection.
+    TlsConnections {
+        /// Connections to open.
+        count: usize,
+        /// Whether the client presents a certificate (the listener requires one).
+        client_cert: bool,
+    },
     /// `pairs` point-to-point pairs at a fixed total rate: end-to-end latency.
     Latency {
         /// Publisher/subscriber pairs.
@@ -48,8 +56,10 @@ pub enum Shape {
 
 impl Shape {
     /// The scenario names the command line accepts, in run order.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 10] = [
         "conn",
+        "tls-conn",
+        "mtls-conn",
         "p2p-100",
         "p2p-1000",
         "fanout-1",
@@ -59,10 +69,19 @@ impl Shape {
         "latency",
     ];
 
-    /// The shape for a name of [`Shape::NAMES`], with `connections` idle connections for `conn`.
-    pub fn from_name(name: &str, connections: usize) -> Option<Shape> {
+    /// The shape for a name of [`Shape::NAMES`], with `connections` idle connections for `conn`
+    /// and `tls_connections` for the TLS ones.
+    pub fn from_name(name: &str, connections: usize, tls_connections: usize) -> Option<Shape> {
         Some(match name {
             "conn" => Shape::Connections { count: connections },
+            "tls-conn" => Shape::TlsConnections {
+                count: tls_connections,
+                client_cert: false,
+            },
+            "mtls-conn" => Shape::TlsConnections {
+                count: tls_connections,
+                client_cert: true,
+            },
             "p2p-100" => Shape::P2p { pairs: 100 },
             "p2p-1000" => Shape::P2p { pairs: 1000 },
             "fanout-1" => Shape::FanOut {
@@ -97,6 +116,14 @@ impl Shape {
                 members,
             } => format!("fanin-{publishers}x{members}share"),
             Shape::Connections { count } => format!("conn-{count}"),
+            Shape::TlsConnections {
+                count,
+                client_cert: false,
+            } => format!("tls-conn-{count}"),
+            Shape::TlsConnections {
+                count,
+                client_cert: true,
+            } => format!("mtls-conn-{count}"),
             Shape::Latency { pairs } => format!("latency-p2p-{pairs}"),
         }
     }
@@ -124,6 +151,10 @@ impl Shape {
                 members,
             },
             Shape::Connections { count } => Shape::Connections { count: s(count) },
+            Shape::TlsConnections { count, client_cert } => Shape::TlsConnections {
+                count: s(count),
+                client_cert,
+            },
             Shape::Latency { pairs } => Shape::Latency { pairs: s(pairs) },
         }
     }
@@ -168,7 +199,9 @@ impl Case {
     pub fn id(&self) -> String {
         let v = if self.version.is_v5() { "v5" } else { "v3" };
         match self.shape {
-            Shape::Connections { .. } => format!("{}/{v}", self.shape.label()),
+            Shape::Connections { .. } | Shape::TlsConnections { .. } => {
+                format!("{}/{v}", self.shape.label())
+            }
             _ => format!(
                 "{}/q{}/{}B/{v}/{}",
                 self.shape.label(),
@@ -198,6 +231,8 @@ pub struct Matrix {
     pub product_only: bool,
     /// Idle connections of the `conn` scenario.
     pub connections: usize,
+    /// Connections of the TLS scenarios.
+    pub tls_connections: usize,
 }
 
 fn version_of(v: u8) -> ProtocolVersion {
@@ -218,10 +253,10 @@ impl Matrix {
             }
         };
         for name in &self.scenarios {
-            let Some(shape) = Shape::from_name(name, self.connections) else {
+            let Some(shape) = Shape::from_name(name, self.connections, self.tls_connections) else {
                 continue;
             };
-            if let Shape::Connections { .. } = shape {
+            if let Shape::Connections { .. } | Shape::TlsConnections { .. } = shape {
                 for &v in &self.versions {
                     push(Case {
                         shape,
@@ -293,6 +328,7 @@ mod tests {
             reads: vec![ReadMode::Asap],
             product_only,
             connections: 20_000,
+            tls_connections: 2_000,
         }
     }
 
@@ -305,14 +341,15 @@ mod tests {
         assert!(ids.contains(&"fanout-5x1000/q0/1024B/v3/asap".to_string()));
         assert!(ids.contains(&"fanin-1000x5share/q2/16B/v5/asap".to_string()));
         assert!(ids.contains(&"latency-p2p-100/q1/16B/v3/asap".to_string()));
-        // 6 throughput shapes x (3 base + 2 coalesce + 2 KiB + 2 v5) + conn + 3 latency.
-        assert_eq!(cases.len(), 6 * 9 + 1 + 3);
+        assert!(ids.contains(&"mtls-conn-2000/v3".to_string()));
+        // 6 throughput shapes x (3 base + 2 coalesce + 2 KiB + 2 v5) + 3 conn + 3 latency.
+        assert_eq!(cases.len(), 6 * 9 + 3 + 3);
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
     }
 
     #[test]
     fn product_matrix_is_exactly_the_product() {
-        assert_eq!(matrix(true).cases().len(), 6 * 3 + 1 + 3);
+        assert_eq!(matrix(true).cases().len(), 6 * 3 + 3 + 3);
     }
 }

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use wardgate_protocol::{
-    Connect, ConnectProperties, DecodeLimits, Packet, PacketId, ProtocolVersion, Publish,
+    ConnAck, Connect, ConnectProperties, DecodeLimits, Packet, PacketId, ProtocolVersion, Publish,
     PublishProperties, QoS, Subscribe, SubscriptionOptions, TopicFilter, TopicName, decode, encode,
     encode_publish,
 };
@@ -85,55 +85,16 @@ impl Client {
         client_id: &str,
         version: ProtocolVersion,
     ) -> Result<Client> {
-        let socket = TcpSocket::new_v4().map_err(|e| Error::io("socket", e))?;
-        let source = SocketAddr::new(next_source().into(), 0);
-        socket
-            .bind(source)
-            .map_err(|e| Error::io(format!("bind {source}"), e))?;
-        let stream = socket
-            .connect(addr)
-            .await
-            .map_err(|e| Error::io(format!("connect to {addr}"), e))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| Error::io("TCP_NODELAY", e))?;
-        let mut client = Client {
+        let mut stream = tcp_connect(addr).await?;
+        let mut rbuf = BytesMut::with_capacity(4096);
+        let ack = mqtt_connect(&mut stream, &mut rbuf, client_id, version).await?;
+        Ok(Client {
             stream,
             version,
-            rbuf: BytesMut::with_capacity(4096),
+            rbuf,
             wbuf: BytesMut::with_capacity(4096),
-            server_receive_maximum: u16::MAX,
-        };
-        let connect = Connect {
-            protocol: version,
-            clean_start: true,
-            keep_alive: 300,
-            client_id: client_id.to_owned(),
-            will: None,
-            username: None,
-            password: None,
-            properties: ConnectProperties::default(),
-        };
-        encode(
-            &Packet::Connect(Box::new(connect)),
-            version,
-            &mut client.wbuf,
-        );
-        client.flush().await?;
-        match client.read_packet().await? {
-            Packet::ConnAck(ack) if !ack.reason.is_error() => {
-                client.server_receive_maximum = ack.properties.receive_maximum.unwrap_or(u16::MAX);
-                Ok(client)
-            }
-            Packet::ConnAck(ack) => Err(Error::Protocol(format!(
-                "CONNACK refused {client_id}: reason 0x{:02X}",
-                ack.reason.0
-            ))),
-            other => Err(Error::Protocol(format!(
-                "expected CONNACK, got {}",
-                other.kind()
-            ))),
-        }
+            server_receive_maximum: ack.properties.receive_maximum.unwrap_or(u16::MAX),
+        })
     }
 
     /// Subscribes to `filter` and waits for a SUBACK granting at least `qos`.
@@ -207,6 +168,77 @@ impl Client {
             let _ = self.stream.shutdown().await;
         })
         .await;
+    }
+}
+
+/// Opens a TCP connection to `addr` from a fresh loopback source address, with TCP_NODELAY.
+pub async fn tcp_connect(addr: SocketAddr) -> Result<TcpStream> {
+    let socket = TcpSocket::new_v4().map_err(|e| Error::io("socket", e))?;
+    let source = SocketAddr::new(next_source().into(), 0);
+    socket
+        .bind(source)
+        .map_err(|e| Error::io(format!("bind {source}"), e))?;
+    let stream = socket
+        .connect(addr)
+        .await
+        .map_err(|e| Error::io(format!("connect to {addr}"), e))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| Error::io("TCP_NODELAY", e))?;
+    Ok(stream)
+}
+
+/// Sends CONNECT (clean, keep alive 300 s) on any stream and waits for a successful CONNACK;
+/// bytes read past it stay in `rbuf`.
+pub async fn mqtt_connect<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+    client_id: &str,
+    version: ProtocolVersion,
+) -> Result<ConnAck> {
+    let connect = Connect {
+        protocol: version,
+        clean_start: true,
+        keep_alive: 300,
+        client_id: client_id.to_owned(),
+        will: None,
+        username: None,
+        password: None,
+        properties: ConnectProperties::default(),
+    };
+    let mut out = BytesMut::new();
+    encode(&Packet::Connect(Box::new(connect)), version, &mut out);
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| Error::io("write CONNECT", e))?;
+    let limits = DecodeLimits::default();
+    loop {
+        match decode(rbuf, Some(version), &limits) {
+            Ok(Some(Packet::ConnAck(ack))) if !ack.reason.is_error() => return Ok(ack),
+            Ok(Some(Packet::ConnAck(ack))) => {
+                return Err(Error::Protocol(format!(
+                    "CONNACK refused {client_id}: reason 0x{:02X}",
+                    ack.reason.0
+                )));
+            }
+            Ok(Some(other)) => {
+                return Err(Error::Protocol(format!(
+                    "expected CONNACK, got {}",
+                    other.kind()
+                )));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Error::Protocol(format!("decode: {e}"))),
+        }
+        rbuf.reserve(256);
+        let n = stream
+            .read_buf(rbuf)
+            .await
+            .map_err(|e| Error::io("read CONNACK", e))?;
+        if n == 0 {
+            return Err(Error::Protocol("connection closed by the broker".into()));
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use crate::histogram::Histogram;
 use crate::procfs;
 use crate::scenario::{Case, Shape};
 use crate::seq::SeqSet;
+use crate::tls::Pki;
 use crate::wire::{Client, PublishTemplate, instant_at, now_ns};
 
 mod publisher;
@@ -25,8 +26,19 @@ mod subscriber;
 use self::publisher::{PubJob, publisher};
 use self::subscriber::subscriber;
 
+/// A broker's TLS listeners and the PKI their certificates come from.
+#[derive(Debug, Clone)]
+pub struct TlsTarget {
+    /// The listener with server authentication only.
+    pub server_auth: SocketAddr,
+    /// The listener that requires a client certificate.
+    pub mutual: SocketAddr,
+    /// The CA and the client certificate.
+    pub pki: Arc<Pki>,
+}
+
 /// Where the broker is and how to watch it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Target {
     /// The MQTT 3.1.1 port.
     pub v3: SocketAddr,
@@ -34,6 +46,8 @@ pub struct Target {
     pub v5: SocketAddr,
     /// The broker's process, for CPU and memory.
     pub pid: Option<u32>,
+    /// Its TLS listeners, when it has them.
+    pub tls: Option<TlsTarget>,
 }
 
 impl Target {
@@ -140,7 +154,7 @@ fn topology(shape: Shape, nonce: &str) -> Topology {
                 .collect(),
             groups: 1,
         },
-        Shape::Connections { .. } => Topology {
+        Shape::Connections { .. } | Shape::TlsConnections { .. } => Topology {
             subscribers: Vec::new(),
             publishers: Vec::new(),
             groups: 0,
