@@ -28,10 +28,15 @@ use crate::codec::{self, Clock};
 const SIZE_CHECK: Duration = Duration::from_secs(1);
 
 /// What a [`DiskStore`] is opened with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     /// `persistence.maxSize` in bytes: past it the store reports itself full.
     pub max_size: u64,
+    /// How long the flusher waits after the first write of a group before its fsync, so that
+    /// more writes share it (PostgreSQL's `commit_delay`). Zero by default: under load, writes
+    /// that arrive during an fsync form the next group anyway. Tests raise it to widen the
+    /// window in which written data is not yet durable.
+    pub commit_delay: Duration,
 }
 
 /// Counters of the flusher, for metrics and benchmarks.
@@ -87,6 +92,7 @@ struct Shared {
     failed: AtomicBool,
     full: AtomicBool,
     max_size: u64,
+    commit_delay: Duration,
     flush: Mutex<Flush>,
     work: Condvar,
     on_failure: Mutex<Option<FailureHandler>>,
@@ -156,6 +162,7 @@ impl DiskStore {
             failed: AtomicBool::new(false),
             full: AtomicBool::new(false),
             max_size: options.max_size,
+            commit_delay: options.commit_delay,
             flush: Mutex::new(Flush {
                 waiters: Vec::new(),
                 stop: false,
@@ -358,6 +365,9 @@ fn flusher(shared: &Shared, db: &Database) {
             {
                 return;
             }
+        }
+        if !shared.commit_delay.is_zero() {
+            std::thread::sleep(shared.commit_delay);
         }
         let target = shared.written.load(Ordering::Acquire);
         let started = Instant::now();

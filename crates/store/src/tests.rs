@@ -44,7 +44,10 @@ fn settings() -> BrokerSettings {
     }
 }
 
-const OPTIONS: Options = Options { max_size: 1 << 30 };
+const OPTIONS: Options = Options {
+    max_size: 1 << 30,
+    commit_delay: Duration::ZERO,
+};
 
 fn broker(dir: &Path) -> (Broker, Arc<DiskStore>, Recovered, OpenReport) {
     let opened = open(dir, OPTIONS).expect("open store");

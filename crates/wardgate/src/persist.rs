@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,7 @@ pub(crate) fn open(
         data_dir,
         Options {
             max_size: persistence.max_size_bytes,
+            commit_delay: commit_delay(),
         },
     )
     .context("cannot open the persistent store")?;
@@ -65,6 +66,15 @@ pub(crate) fn open(
         "persistence on: store opened"
     );
     Ok((broker, Some(opened.store)))
+}
+
+/// `WARDGATE_STORE_COMMIT_DELAY_MS`: how long the flusher gathers writes before an fsync
+/// (default 0; see `wardgate_store::Options::commit_delay`). The crash tests raise it.
+fn commit_delay() -> Duration {
+    std::env::var("WARDGATE_STORE_COMMIT_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_millis)
 }
 
 /// A store that fails (an I/O error on write or fsync) acknowledges nothing more: stop serving.

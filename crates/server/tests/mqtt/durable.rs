@@ -3,6 +3,7 @@
 //! becomes durable only when the test says so.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -20,6 +21,7 @@ const QUIET: Duration = Duration::from_millis(300);
 #[derive(Default)]
 struct ManualStore {
     state: Mutex<Manual>,
+    full: AtomicBool,
 }
 
 #[derive(Default)]
@@ -68,7 +70,7 @@ impl Store for ManualStore {
     }
 
     fn is_full(&self) -> bool {
-        false
+        self.full.load(Ordering::Relaxed)
     }
 }
 
@@ -211,4 +213,30 @@ async fn clean_sessions_are_not_held() {
         other => panic!("expected PUBACK, got {other:?}"),
     }
     assert_eq!(store.written(), 0, "nothing of a clean session is stored");
+}
+
+#[tokio::test]
+async fn past_max_size_new_qos1_and_qos2_messages_get_0x97() {
+    let (b, store) = start().await;
+    let (mut c, _) = RawClient::connect(b.tcp, V, "full").await;
+    c.subscribe("f", QoS::AtMostOnce).await;
+    store.full.store(true, Ordering::Relaxed);
+    match c.publish("f", b"x", QoS::AtLeastOnce, false, 1).await {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::QUOTA_EXCEEDED),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    match c.publish("f", b"x", QoS::ExactlyOnce, false, 2).await {
+        Some(Packet::PubRec(a)) => assert_eq!(a.reason, ReasonCode::QUOTA_EXCEEDED),
+        other => panic!("expected PUBREC, got {other:?}"),
+    }
+    // QoS 0 is not stored: it still flows.
+    c.publish("f", b"zero", QoS::AtMostOnce, false, 0).await;
+    assert_eq!(&c.publish_received().await.payload[..], b"zero");
+    let drops = &b.broker.stats().drops;
+    assert_eq!(drops.store_full.load(Ordering::Relaxed), 2);
+    store.full.store(false, Ordering::Relaxed);
+    match c.publish("f", b"x", QoS::AtLeastOnce, false, 3).await {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::SUCCESS),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
 }

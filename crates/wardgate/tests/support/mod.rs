@@ -76,11 +76,17 @@ impl Node {
 
     /// Starts `wardgate serve` (logs merged into stdout) and waits for the port.
     pub(crate) fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// [`Node::start`] with extra environment variables.
+    pub(crate) fn start_with(&mut self, env: &[(&str, &str)]) {
         assert!(self.running.is_none(), "already running");
         let running = Running::spawn(
             Command::new("sh")
+                .envs(env.iter().copied())
                 .arg("-c")
-                .arg("exec \"$0\" serve --config \"$1\" --data-dir \"$2\" 2>&1")
+                .arg("exec \"$0\" serve --config \"$1\" --data-dir \"$2\" --admin-addr 127.0.0.1:0 2>&1")
                 .arg(env!("CARGO_BIN_EXE_wardgate"))
                 .arg(self.root.path().join("config"))
                 .arg(self.data_dir())
