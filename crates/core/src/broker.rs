@@ -1055,7 +1055,9 @@ impl Broker {
         Some(store.write(&[Op::DropSession(session.id())]))
     }
 
-    fn assign_client_id(&self) -> String {
+    /// A fresh client identifier for a client that sent none (MQTT 5 Assigned Client
+    /// Identifier).
+    pub fn assign_client_id(&self) -> String {
         let n = self.next_session.load(Ordering::Relaxed);
         let nanos = self.started.elapsed().as_nanos() as u64;
         format!(

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod plan;
 pub mod ports;
 pub mod registry;
+pub mod security;
 pub mod selfcheck;
 pub mod supervisor;
 mod ws;

@@ -24,8 +24,6 @@ pub struct PlannedPort {
     pub listener: String,
     /// The port as configured (TLS and authentication settings).
     pub config: model::ListenerPort,
-    /// Why the port cannot be opened (shown as its state), or `None` when it can.
-    pub blocked: Option<String>,
 }
 
 /// The addresses a port of `service_type` listens on outside Kubernetes. `public`, when set,
@@ -56,14 +54,6 @@ pub fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
                 model::PortProtocol::Mqtt => PortProtocol::Mqtt,
                 model::PortProtocol::WebSockets => PortProtocol::WebSockets,
             };
-            // Until authentication is enforced, a port that asks for it must not be opened to
-            // everyone.
-            let blocked = port.authentication_ref.as_ref().map(|name| {
-                format!(
-                    "authenticationRef {name}: authentication is not available in this build yet; \
-                     the port is not opened rather than served without it"
-                )
-            });
             planned.push(PlannedPort {
                 spec: PortSpec {
                     name: format!("BrokerListener/{}:{}", listener.name, port.port),
@@ -73,7 +63,6 @@ pub fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
                 },
                 listener: listener.name.clone(),
                 config: port.clone(),
-                blocked,
             });
         }
     }

@@ -15,6 +15,7 @@ use wardgate_core::Broker;
 use crate::ServerError;
 use crate::connection::{self, ConnectionSettings};
 use crate::registry::Registry;
+use crate::security::PortSecurity;
 
 /// What a port speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,7 @@ impl BoundPort {
         settings: Arc<ArcSwap<ConnectionSettings>>,
         registry: Arc<Registry>,
         tls: Option<Arc<ArcSwap<ServerConfig>>>,
+        security: Arc<ArcSwap<PortSecurity>>,
         shutdown: CancellationToken,
     ) {
         let shared = Arc::new(PortShared {
@@ -72,6 +74,7 @@ impl BoundPort {
             settings,
             registry,
             tls,
+            security,
             shutdown,
         });
         for listener in self.listeners {
@@ -88,6 +91,8 @@ struct PortShared {
     registry: Arc<Registry>,
     /// The port's TLS configuration; swapped on certificate changes, read at each handshake.
     tls: Option<Arc<ArcSwap<ServerConfig>>>,
+    /// The port's authentication and authorization, swapped on reload.
+    security: Arc<ArcSwap<PortSecurity>>,
     shutdown: CancellationToken,
 }
 
@@ -166,6 +171,7 @@ async fn handle(stream: TcpStream, peer: SocketAddr, port: Arc<PortShared>) {
         shutdown: port.shutdown.clone(),
         registry: port.registry.clone(),
         client_chain: Vec::new(),
+        security: port.security.clone(),
     };
     let Some(tls) = &port.tls else {
         return serve_protocol(stream, ctx, spec.protocol).await;
@@ -193,11 +199,14 @@ where
     match protocol {
         PortProtocol::Mqtt => connection::run(stream, ctx).await,
         PortProtocol::WebSockets => {
-            let upgrade = tokio::time::timeout(ctx.settings.connect_timeout, crate::ws::accept(stream));
+            let upgrade =
+                tokio::time::timeout(ctx.settings.connect_timeout, crate::ws::accept(stream));
             match upgrade.await {
                 Ok(Ok(ws)) => connection::run(ws, ctx).await,
                 // Port probes and plain HTTP requests end here; not worth an info line each.
-                Ok(Err(e)) => debug!(%peer, port = ctx.port, error = %e, "WebSocket upgrade failed"),
+                Ok(Err(e)) => {
+                    debug!(%peer, port = ctx.port, error = %e, "WebSocket upgrade failed")
+                }
                 Err(_) => info!(%peer, port = ctx.port, "WebSocket upgrade timed out"),
             }
         }

@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
 use wardgate_core::Session;
 use wardgate_protocol::ProtocolVersion;
+use wardgate_protocol::ReasonCode;
+use wardgate_security::authn::Identity;
 
 /// A connection's number, unique for the process's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,6 +40,35 @@ pub struct ConnectionInfo {
     pub connected_at: SystemTime,
     /// The session, for subscriptions and queue depth.
     pub session: Arc<Session>,
+    /// Who authentication says the client is (what authorization decides from).
+    pub identity: Arc<Identity>,
+    /// Lets the broker end the connection with a reason (policy changes).
+    pub control: Arc<Control>,
+}
+
+/// A handle to end a live connection from outside its task.
+#[derive(Debug, Default)]
+pub struct Control {
+    notify: Notify,
+    reason: Mutex<Option<ReasonCode>>,
+}
+
+impl Control {
+    /// Asks the connection to send DISCONNECT `reason` (v5) and close.
+    pub fn kick(&self, reason: ReasonCode) {
+        *self.reason.lock() = Some(reason);
+        self.notify.notify_one();
+    }
+
+    /// Waits until [`Control::kick`] is called; returns its reason.
+    pub async fn kicked(&self) -> ReasonCode {
+        loop {
+            if let Some(reason) = *self.reason.lock() {
+                return reason;
+            }
+            self.notify.notified().await;
+        }
+    }
 }
 
 /// Live connections, by id.

@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use wardgate_config::model::Model;
 use wardgate_core::Broker;
+use wardgate_protocol::ReasonCode;
+use wardgate_security::authn::authentication_changed;
+use wardgate_security::authz::{Authorizer, Recheck, authorization_changed};
 use wardgate_security::pki::CertificateInfo;
 use wardgate_security::tls::{PortTls, TlsContext, TlsOutcome};
 
@@ -19,6 +22,7 @@ use crate::connection::ConnectionSettings;
 use crate::plan::{self, PlannedPort};
 use crate::ports::{self, PortSpec};
 use crate::registry::Registry;
+use crate::security::PortSecurity;
 
 /// A port's state, as logs, `status` and the admin API show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +118,8 @@ struct RunningPort {
     tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     /// The served certificates, for status.
     certificates: Vec<CertificateInfo>,
+    /// Authentication and authorization; swapped in place when their resources change.
+    security: Option<Arc<ArcSwap<PortSecurity>>>,
 }
 
 impl RunningPort {
@@ -126,6 +132,7 @@ impl RunningPort {
             local_addrs: Vec::new(),
             tls: None,
             certificates: Vec::new(),
+            security: None,
         }
     }
 }
@@ -247,11 +254,35 @@ impl Supervisor {
                 info!(port = n, listener = %running.planned.spec.name, "port closed");
             }
         }
+        let mut rechecks = Vec::new();
         for (n, planned) in desired {
             if let Some(running) = self.ports.get_mut(&n)
                 && running.planned == planned
                 && running.state == PortState::Listening
             {
+                // Authentication changes apply to new connections; authorization changes also
+                // re-check the connected clients (below).
+                let (authn_changed, authz_changed) =
+                    security_changed(self.model.as_ref(), &model, &planned);
+                if (authn_changed || authz_changed)
+                    && let Some(swap) = &running.security
+                {
+                    match PortSecurity::for_port(&model, &planned.config) {
+                        Ok(security) => {
+                            let security = Arc::new(security);
+                            swap.store(security.clone());
+                            if authz_changed && let Some(authz) = &security.authz {
+                                rechecks.push((n, authz.clone()));
+                            }
+                        }
+                        Err(problem) => warn!(
+                            port = n,
+                            listener = %planned.spec.name,
+                            %problem,
+                            "security settings not applied; the port keeps its current ones"
+                        ),
+                    }
+                }
                 // Same port: only its certificate may have changed; swap it for new handshakes.
                 if let Some(swap) = running.tls.clone() {
                     match resolve_tls(self.tls.as_deref(), &model, &planned) {
@@ -280,14 +311,44 @@ impl Supervisor {
             self.ports.insert(n, running);
         }
         self.model = Some(model);
+        for (port, authz) in rechecks {
+            self.recheck(port, &authz);
+        }
         self.publish_status();
+    }
+
+    /// Re-checks every client connected to `port` against a changed policy: only those that lost
+    /// the right to connect or one of their subscriptions are disconnected (v5: 0x87).
+    fn recheck(&self, port: u16, authz: &Authorizer) {
+        for conn in self
+            .registry
+            .snapshot()
+            .into_iter()
+            .filter(|c| c.port == port)
+        {
+            let filters: Vec<_> = conn
+                .session
+                .subscriptions()
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect();
+            if let Recheck::Disconnect { why } =
+                authz.recheck(&conn.identity, filters.iter().map(|f| f.as_str()))
+            {
+                info!(port, client_id = %conn.client_id, %why, "authorization changed: disconnecting");
+                conn.control.kick(ReasonCode::NOT_AUTHORIZED);
+            } else {
+                authz.forget(&conn.client_id);
+            }
+        }
     }
 
     fn start(&self, model: &Model, planned: PlannedPort) -> RunningPort {
         let spec = planned.spec.clone();
-        if let Some(reason) = planned.blocked.clone() {
-            return RunningPort::not_serving(planned, PortState::Failed(reason));
-        }
+        let security = match PortSecurity::for_port(model, &planned.config) {
+            Ok(s) => Arc::new(ArcSwap::from_pointee(s)),
+            Err(reason) => return RunningPort::not_serving(planned, PortState::Failed(reason)),
+        };
         let port_tls = match resolve_tls(self.tls.as_deref(), model, &planned) {
             Ok(t) => t,
             Err(state) => return RunningPort::not_serving(planned, state),
@@ -305,11 +366,20 @@ impl Supervisor {
                     self.settings.clone(),
                     self.registry.clone(),
                     tls.clone(),
+                    security.clone(),
                     token.clone(),
                 );
                 let state = PortState::Listening;
                 info!(port = spec.port, addrs = ?local_addrs, listener = %spec.name, tls = tls.is_some(), state = state.name(), "port listening");
-                RunningPort { planned, state, token: Some(token), local_addrs, tls, certificates }
+                RunningPort {
+                    planned,
+                    state,
+                    token: Some(token),
+                    local_addrs,
+                    tls,
+                    certificates,
+                    security: Some(security),
+                }
             }
             Err(e) => RunningPort::not_serving(planned, PortState::Failed(e.to_string())),
         }
@@ -352,10 +422,15 @@ fn resolve_tls(
         return Ok(None);
     }
     let Some(tls) = tls else {
-        return Err(PortState::Failed("TLS is not configured for this broker".into()));
+        return Err(PortState::Failed(
+            "TLS is not configured for this broker".into(),
+        ));
     };
     let Some(listener) = model.listener(&planned.listener) else {
-        return Err(PortState::Failed(format!("BrokerListener/{} is gone", planned.listener)));
+        return Err(PortState::Failed(format!(
+            "BrokerListener/{} is gone",
+            planned.listener
+        )));
     };
     let outcome = tokio::task::block_in_place(|| tls.resolve(model, listener, &planned.config));
     match outcome {
@@ -370,4 +445,20 @@ fn resolve_tls(
         TlsOutcome::AwaitingConfigMap { message, .. } => Err(PortState::AwaitingConfigMap(message)),
         TlsOutcome::Failed { reason } => Err(PortState::Failed(reason)),
     }
+}
+
+/// Whether the port's BrokerAuthentication and BrokerAuthorization (with the Secrets and
+/// ConfigMaps they read) changed from `old` to `new`.
+fn security_changed(old: Option<&Model>, new: &Model, planned: &PlannedPort) -> (bool, bool) {
+    let Some(old) = old else { return (true, true) };
+    let authn = planned
+        .config
+        .authentication_ref
+        .as_deref()
+        .is_some_and(|name| authentication_changed(old, new, name));
+    let authz = planned
+        .config
+        .effective_authorization_ref()
+        .is_some_and(|name| authorization_changed(old, new, name));
+    (authn, authz)
 }

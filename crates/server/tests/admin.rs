@@ -58,6 +58,7 @@ async fn start(options: Options) -> Fixture {
         )),
         registry.clone(),
         None,
+        Default::default(),
         shutdown.clone(),
     );
     // Connections on port 0 report the OS-chosen port, so the status uses it too.

@@ -54,6 +54,7 @@ impl TestBroker {
                 conn.clone(),
                 registry.clone(),
                 None,
+                Default::default(),
                 shutdown.clone(),
             );
         }

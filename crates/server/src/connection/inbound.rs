@@ -12,13 +12,21 @@ use wardgate_protocol::{
     Subscribe, TopicName, UnsubAck, Unsubscribe, encode,
 };
 
+use arc_swap::ArcSwap;
+use wardgate_protocol::{Auth, AuthProperties};
+use wardgate_security::authn::{AuthRequest, AuthnOutcome, Identity};
+use wardgate_security::authz::{Authorizer, Decision};
+
 use super::outbound::Outbound;
 use super::{ConnectionSettings, Context, End};
+use crate::security::PortSecurity;
 
 /// Whether the connection goes on after a packet.
 pub(super) enum Flow {
     Continue,
     End(End),
+    /// An AUTH packet for re-authentication: the main loop awaits [`Conn::reauthenticate`].
+    Reauthenticate(Auth),
 }
 
 fn protocol_error(why: &'static str) -> Flow {
@@ -37,6 +45,12 @@ pub(super) struct Conn {
     outbound: Outbound,
     connect_expiry_zero: bool,
     congested: Option<Arc<Session>>,
+    /// Who the client is; replaced by a successful re-authentication.
+    identity: Arc<Identity>,
+    security: Arc<ArcSwap<PortSecurity>>,
+    client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    peer: std::net::SocketAddr,
+    port: u16,
 }
 
 impl Conn {
@@ -46,6 +60,7 @@ impl Conn {
         attached: &Attached,
         outbound: Outbound,
         session_expiry: u32,
+        identity: Arc<Identity>,
     ) -> Self {
         Self {
             broker: ctx.broker.clone(),
@@ -58,7 +73,97 @@ impl Conn {
             outbound,
             connect_expiry_zero: session_expiry == 0,
             congested: None,
+            identity,
+            security: ctx.security.clone(),
+            client_chain: ctx.client_chain.clone(),
+            peer: ctx.peer,
+            port: ctx.port,
         }
+    }
+
+    /// When the client's credential expires (SPEC.md §7.6), as a timer deadline.
+    pub(super) fn credential_deadline(&self) -> Option<tokio::time::Instant> {
+        let at = self.identity.expires_at?;
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        Some(tokio::time::Instant::now() + left)
+    }
+
+    /// Re-authentication with AUTH 0x19 (or its continuation 0x18) using the same method:
+    /// success answers AUTH 0x00 and takes the new credential and expiry; a transient failure
+    /// answers AUTH 0x18; a failure ends the connection with the reason.
+    pub(super) async fn reauthenticate(&mut self, auth: Auth, wbuf: &mut BytesMut) -> Option<End> {
+        let Some(authn) = self.security.load().authn.clone() else {
+            return Some(End::Server(
+                ReasonCode::PROTOCOL_ERROR,
+                "AUTH without an enhanced authentication method",
+            ));
+        };
+        if auth.reason != ReasonCode::REAUTHENTICATE
+            && auth.reason != ReasonCode::CONTINUE_AUTHENTICATION
+        {
+            return Some(End::Server(
+                ReasonCode::PROTOCOL_ERROR,
+                "unexpected AUTH reason",
+            ));
+        }
+        let identity = self.identity.clone();
+        let request = AuthRequest {
+            client_id: &identity.client_id,
+            username: identity.username.as_deref(),
+            auth_method: auth
+                .properties
+                .authentication_method
+                .as_deref()
+                .unwrap_or(""),
+            auth_data: auth.properties.authentication_data.as_deref(),
+            reason: auth.reason,
+            current: Some(&identity),
+            client_chain: &self.client_chain,
+            peer: self.peer,
+            port: self.port,
+        };
+        let (reason, method, data) = match authn.auth(&request).await {
+            AuthnOutcome::Allowed(new) => {
+                let method = new.enhanced_method().map(str::to_string);
+                self.identity = Arc::new(new);
+                (ReasonCode::SUCCESS, method, None)
+            }
+            AuthnOutcome::Continue { method, data } => {
+                (ReasonCode::CONTINUE_AUTHENTICATION, Some(method), data)
+            }
+            AuthnOutcome::Denied { reason, why } => {
+                tracing::info!(reason = reason.0, %why, "re-authentication failed");
+                return Some(End::Server(reason, "re-authentication failed"));
+            }
+        };
+        let properties = AuthProperties {
+            authentication_method: method,
+            authentication_data: data,
+            ..Default::default()
+        };
+        encode(
+            &Packet::Auth(Auth { reason, properties }),
+            self.version,
+            wbuf,
+        );
+        None
+    }
+
+    /// The port's authorizer, if the port enforces one.
+    fn authorizer(&self) -> Option<Arc<Authorizer>> {
+        self.security.load().authz.clone()
+    }
+
+    fn log_denial(&self, action: &'static str, target: &str, why: &str) {
+        tracing::info!(
+            username = self.identity.username.as_deref().unwrap_or(""),
+            action,
+            target,
+            why,
+            "authorization denied"
+        );
     }
 
     pub(super) fn version(&self) -> ProtocolVersion {
@@ -190,6 +295,9 @@ impl Conn {
                     }
                 }))
             }
+            Packet::Auth(auth) if self.security.load().authn.is_some() => {
+                Flow::Reauthenticate(auth)
+            }
             Packet::Auth(_) => protocol_error("AUTH without an enhanced authentication method"),
             Packet::Connect(_) => protocol_error("second CONNECT"),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
@@ -267,6 +375,31 @@ impl Conn {
                 return Flow::Continue;
             }
         }
+        // Authorization (SPEC.md §8.4): v5 gets 0x87 on PUBACK/PUBREC; v3.1.1 gets a success
+        // acknowledgement (it has no way to say no) and the message is dropped, as AIO and
+        // Mosquitto do.
+        if let Some(authz) = self.authorizer()
+            && let Decision::Deny { why } = authz.publish(&self.identity, topic.as_str())
+        {
+            self.log_denial("publish", topic.as_str(), &why);
+            let reason = if self.version.is_v5() {
+                ReasonCode::NOT_AUTHORIZED
+            } else {
+                ReasonCode::SUCCESS
+            };
+            match (p.qos, p.packet_id) {
+                (QoS::AtLeastOnce, Some(id)) => self.ack(Packet::PubAck, id, reason, wbuf),
+                (QoS::ExactlyOnce, Some(id)) => {
+                    if reason.is_error() {
+                        // An error PUBREC ends the flow: no PUBREL follows for this packet id.
+                        self.session.pubrel(id);
+                    }
+                    self.ack(Packet::PubRec, id, reason, wbuf);
+                }
+                _ => {}
+            }
+            return Flow::Continue;
+        }
         // Admission (memory budget, store size; counted by the broker): a refused QoS 0
         // message is dropped; QoS 1/2 gets 0x97 and is not routed. v3.1.1 has no reason codes,
         // so the connection closes unacknowledged and the client resends after reconnecting.
@@ -336,11 +469,21 @@ impl Conn {
 
     fn on_subscribe(&mut self, s: Subscribe, wbuf: &mut BytesMut) -> Flow {
         let now = Instant::now();
+        let authz = self.authorizer();
         let reasons = s
             .filters
             .iter()
             .map(|(filter, options)| match filter.shared() {
                 Err(_) => ReasonCode::TOPIC_FILTER_INVALID,
+                Ok(_)
+                    if let Some(Decision::Deny { why }) = authz
+                        .as_ref()
+                        .map(|a| a.subscribe(&self.identity, filter.as_str())) =>
+                {
+                    // SUBACK 0x87 (v5); the encoder writes 0x80 for v3.1.1.
+                    self.log_denial("subscribe", filter.as_str(), &why);
+                    ReasonCode::NOT_AUTHORIZED
+                }
                 Ok(_) => {
                     self.broker.subscribe(
                         &self.session,

@@ -22,7 +22,12 @@ use wardgate_protocol::{
 
 use self::inbound::Flow;
 use self::outbound::Outbound;
-use crate::registry::{ConnectionInfo, Registry};
+use crate::registry::{ConnectionInfo, Control, Registry};
+use crate::security::PortSecurity;
+use arc_swap::ArcSwap;
+use wardgate_protocol::{Auth, AuthProperties};
+use wardgate_security::authn::{self, AuthRequest, AuthnOutcome, ConnectRequest, Identity};
+use wardgate_security::authz::Decision;
 
 /// Settings every connection on a broker shares.
 #[derive(Debug, Clone)]
@@ -81,6 +86,8 @@ pub struct Context {
     pub registry: Arc<Registry>,
     /// The client's verified certificate chain, leaf first (empty without TLS or certificate).
     pub client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// The port's authentication and authorization (current at each use).
+    pub security: Arc<ArcSwap<PortSecurity>>,
 }
 
 struct NotifyWake(Notify);
@@ -162,14 +169,24 @@ async fn read_connect<R: AsyncRead + Unpin>(
     rbuf: &mut BytesMut,
     limits: &DecodeLimits,
 ) -> Result<Box<Connect>, ConnectFailure> {
+    match read_packet(rd, rbuf, None, limits).await? {
+        Packet::Connect(c) => Ok(c),
+        _ => Err(ConnectFailure::Decode(DecodeError::ProtocolError(
+            "the first packet must be CONNECT",
+        ))),
+    }
+}
+
+/// Reads one whole packet (before the main loop takes over the socket).
+async fn read_packet<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    rbuf: &mut BytesMut,
+    version: Option<ProtocolVersion>,
+    limits: &DecodeLimits,
+) -> Result<Packet, ConnectFailure> {
     loop {
-        match decode(rbuf, None, limits) {
-            Ok(Some(Packet::Connect(c))) => return Ok(c),
-            Ok(Some(_)) => {
-                return Err(ConnectFailure::Decode(DecodeError::ProtocolError(
-                    "the first packet must be CONNECT",
-                )));
-            }
+        match decode(rbuf, version, limits) {
+            Ok(Some(packet)) => return Ok(packet),
             Ok(None) => {}
             Err(e) => return Err(ConnectFailure::Decode(e)),
         }
@@ -204,21 +221,55 @@ async fn serve<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let mut connect = connect;
     let version = connect.protocol;
     let settings = &ctx.settings;
     let mut wbuf = BytesMut::with_capacity(256);
+    let security = ctx.security.load_full();
 
-    if let Some(reason) = refuse(&connect, settings) {
+    // An empty v5 client ID is assigned before authentication, so that authentication and
+    // authorization see the identifier the client will have.
+    let mut assigned = None;
+    if connect.client_id.is_empty() && version.is_v5() {
+        let id = ctx.broker.assign_client_id();
+        connect.client_id.clone_from(&id);
+        assigned = Some(id);
+    }
+    tracing::Span::current().record("client_id", connect.client_id.as_str());
+
+    if let Some(reason) = refuse(&connect, settings, security.authn.is_some()) {
         info!(reason = reason.0, "connection refused");
-        let ack = ConnAck {
-            session_present: false,
-            reason,
-            properties: ConnAckProperties::default(),
-        };
-        encode(&Packet::ConnAck(ack), version, &mut wbuf);
-        let _ = wr.write_all(&wbuf).await;
-        let _ = wr.shutdown().await;
+        refuse_connect(&mut wr, version, reason).await;
         return;
+    }
+    let identity = match authenticate(
+        &security, &connect, ctx, &mut rd, &mut wr, &mut rbuf, &limits,
+    )
+    .await
+    {
+        Ok(identity) => identity,
+        Err((reason, why)) => {
+            info!(reason = reason.0, %why, username = connect.username.as_deref().unwrap_or(""), "authentication failed");
+            refuse_connect(&mut wr, version, reason).await;
+            return;
+        }
+    };
+    if let Some(authz) = &security.authz {
+        let will_topic = connect.will.as_ref().map(|w| w.topic.as_str());
+        let denied = match authz.connect(&identity) {
+            Decision::Deny { why } => Some(why),
+            Decision::Allow { .. } => {
+                will_topic.and_then(|topic| match authz.publish(&identity, topic) {
+                    Decision::Deny { why } => Some(format!("will topic {topic}: {why}")),
+                    Decision::Allow { .. } => None,
+                })
+            }
+        };
+        if let Some(why) = denied {
+            info!(username = identity.username.as_deref().unwrap_or(""), %why, action = "connect", "authorization denied");
+            refuse_connect(&mut wr, version, ReasonCode::NOT_AUTHORIZED).await;
+            return;
+        }
     }
 
     let waker = Arc::new(NotifyWake(Notify::new()));
@@ -251,7 +302,6 @@ async fn serve<R, W>(
         client_id,
         clean_start,
         will,
-        username,
         ..
     } = *connect;
     let attached: Attached = ctx.broker.connect(
@@ -272,7 +322,7 @@ async fn serve<R, W>(
 
     let mut properties = ConnAckProperties::default();
     if version.is_v5() {
-        properties.assigned_client_identifier = attached.assigned_client_id.clone();
+        properties.assigned_client_identifier = attached.assigned_client_id.clone().or(assigned);
         properties.receive_maximum = Some(settings.receive_maximum);
         properties.maximum_packet_size = Some(settings.max_packet_size);
         properties.topic_alias_maximum = Some(settings.topic_alias_maximum);
@@ -296,18 +346,22 @@ async fn serve<R, W>(
     encode(&Packet::ConnAck(ack), version, &mut wbuf);
 
     let id = ctx.registry.next_id();
+    let identity = Arc::new(identity);
+    let control = Arc::new(Control::default());
     ctx.registry.insert(ConnectionInfo {
         id,
         client_id: client_id.clone(),
-        username: username.clone(),
-        attributes: Default::default(),
+        username: identity.username.clone(),
+        attributes: identity.attributes.clone(),
         port: ctx.port,
         peer: ctx.peer,
         protocol: version,
         connected_at: std::time::SystemTime::now(),
         session: attached.session.clone(),
+        identity: identity.clone(),
+        control: control.clone(),
     });
-    let mut conn = inbound::Conn::new(ctx, version, &attached, outbound, session_expiry);
+    let mut conn = inbound::Conn::new(ctx, version, &attached, outbound, session_expiry, identity);
     let mut pending = Vec::new();
     attached.session.resend_inflight(&mut pending);
     conn.write_outgoing(&mut pending, &mut wbuf);
@@ -317,7 +371,7 @@ async fn serve<R, W>(
 
     let end = main_loop(
         &mut conn, &mut rd, &mut wr, &mut rbuf, &mut wbuf, &limits, keep_alive, &waker, &space,
-        &mut gate,
+        &mut gate, &control,
     )
     .await;
 
@@ -343,12 +397,15 @@ async fn serve<R, W>(
         }
     };
     ctx.registry.remove(id);
+    if let Some(authz) = &ctx.security.load().authz {
+        authz.forget(&client_id);
+    }
     ctx.broker
         .disconnect(session, attached.generation, how, Instant::now());
 }
 
 /// Refusals decided from CONNECT and the settings alone.
-fn refuse(connect: &Connect, settings: &ConnectionSettings) -> Option<ReasonCode> {
+fn refuse(connect: &Connect, settings: &ConnectionSettings, has_authn: bool) -> Option<ReasonCode> {
     if !connect.protocol.is_v5() && connect.client_id.is_empty() && !connect.clean_start {
         // [MQTT-3.1.3-8]: a v3.1.1 client with no identifier must ask for a clean session.
         return Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
@@ -361,11 +418,135 @@ fn refuse(connect: &Connect, settings: &ConnectionSettings) -> Option<ReasonCode
         // code 2, as Mosquitto's max_keepalive does.
         return Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
     }
-    if connect.properties.authentication_method.is_some() {
-        // No enhanced authentication method is configured.
+    if !has_authn && connect.properties.authentication_method.is_some() {
+        // No enhanced authentication method is configured on this port.
         return Some(ReasonCode::BAD_AUTHENTICATION_METHOD);
     }
     None
+}
+
+/// Answers CONNECT with a refusal and closes.
+async fn refuse_connect<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    version: ProtocolVersion,
+    reason: ReasonCode,
+) {
+    let mut out = BytesMut::new();
+    let ack = ConnAck {
+        session_present: false,
+        reason,
+        properties: ConnAckProperties::default(),
+    };
+    encode(&Packet::ConnAck(ack), version, &mut out);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = wr.write_all(&out).await;
+        let _ = wr.shutdown().await;
+    })
+    .await;
+}
+
+/// Runs the port's authentication for CONNECT (SPEC.md §7), including MQTT 5 enhanced
+/// authentication exchanges (AUTH 0x18), each answer awaited under the connect timeout. Without
+/// an authenticator every client is anonymous.
+async fn authenticate<R, W>(
+    security: &PortSecurity,
+    connect: &Connect,
+    ctx: &Context,
+    rd: &mut R,
+    wr: &mut W,
+    rbuf: &mut BytesMut,
+    limits: &DecodeLimits,
+) -> Result<Identity, (ReasonCode, String)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let Some(authn) = &security.authn else {
+        return Ok(authn::anonymous(
+            &connect.client_id,
+            connect.username.as_deref(),
+        ));
+    };
+    let request = ConnectRequest {
+        client_id: &connect.client_id,
+        username: connect.username.as_deref(),
+        password: connect.password.as_deref(),
+        auth_method: connect.properties.authentication_method.as_deref(),
+        auth_data: connect.properties.authentication_data.as_deref(),
+        client_chain: &ctx.client_chain,
+        peer: ctx.peer,
+        port: ctx.port,
+        protocol_v5: connect.protocol.is_v5(),
+    };
+    let mut outcome = authn.connect(&request).await;
+    loop {
+        let (method, data) = match outcome {
+            AuthnOutcome::Allowed(identity) => return Ok(identity),
+            AuthnOutcome::Denied { reason, why } => return Err((reason, why)),
+            AuthnOutcome::Continue { method, data } => (method, data),
+        };
+        if !connect.protocol.is_v5() {
+            return Err((
+                ReasonCode::NOT_AUTHORIZED,
+                "enhanced authentication needs MQTT 5".into(),
+            ));
+        }
+        let properties = AuthProperties {
+            authentication_method: Some(method),
+            authentication_data: data,
+            ..Default::default()
+        };
+        let mut out = BytesMut::new();
+        let challenge = Auth {
+            reason: ReasonCode::CONTINUE_AUTHENTICATION,
+            properties,
+        };
+        encode(&Packet::Auth(challenge), connect.protocol, &mut out);
+        if wr.write_all(&out).await.is_err() {
+            return Err((
+                ReasonCode::UNSPECIFIED_ERROR,
+                "connection lost during authentication".into(),
+            ));
+        }
+        let read = read_packet(rd, rbuf, Some(connect.protocol), limits);
+        let answer = match tokio::time::timeout(ctx.settings.connect_timeout, read).await {
+            Ok(Ok(Packet::Auth(answer))) => answer,
+            Ok(Ok(_)) => {
+                return Err((
+                    ReasonCode::PROTOCOL_ERROR,
+                    "expected AUTH during authentication".into(),
+                ));
+            }
+            Ok(Err(_)) => {
+                return Err((
+                    ReasonCode::MALFORMED_PACKET,
+                    "bad packet during authentication".into(),
+                ));
+            }
+            Err(_) => {
+                return Err((
+                    ReasonCode::NOT_AUTHORIZED,
+                    "authentication timed out".into(),
+                ));
+            }
+        };
+        let request = AuthRequest {
+            client_id: &connect.client_id,
+            username: connect.username.as_deref(),
+            auth_method: answer
+                .properties
+                .authentication_method
+                .as_deref()
+                .unwrap_or(""),
+            auth_data: answer.properties.authentication_data.as_deref(),
+            reason: answer.reason,
+            current: None,
+            client_chain: &ctx.client_chain,
+            peer: ctx.peer,
+            port: ctx.port,
+        };
+        outcome = authn.auth(&request).await;
+    }
 }
 
 async fn say_goodbye<W: AsyncWrite + Unpin>(
@@ -387,6 +568,11 @@ async fn say_goodbye<W: AsyncWrite + Unpin>(
         let _ = wr.shutdown().await;
     })
     .await;
+}
+
+/// A deadline that never comes, for timers that are not armed.
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400)
 }
 
 /// Sizes the read buffer to the traffic: small while a connection idles (most of an idle
@@ -436,6 +622,7 @@ async fn main_loop<R, W>(
     waker: &Arc<NotifyWake>,
     space: &Arc<NotifyWake>,
     gate: &mut durable::Gate,
+    control: &Control,
 ) -> End
 where
     R: AsyncRead + Unpin,
@@ -459,6 +646,9 @@ where
     let mut sizer = ReadSizer::default();
     // The gate wakes the task through the session waker once held output became durable.
     let durable_waker: Arc<dyn Wake> = waker.clone();
+    // The credential's expiry (SPEC.md §7.6), moved by re-authentication.
+    let expiry = tokio::time::sleep_until(conn.credential_deadline().unwrap_or_else(far_future));
+    tokio::pin!(expiry);
     loop {
         sizer.prepare(rbuf);
         // Persistence: release acknowledgements whose data is now durable; what this iteration
@@ -522,8 +712,16 @@ where
                 loop {
                     match decode(rbuf, Some(conn.version()), limits) {
                         Ok(Some(packet)) => {
-                            if let Flow::End(end) = conn.handle(packet, wbuf) {
-                                return end;
+                            match conn.handle(packet, wbuf) {
+                                Flow::Continue => {}
+                                Flow::End(end) => return end,
+                                Flow::Reauthenticate(auth) => {
+                                    if let Some(end) = conn.reauthenticate(auth, wbuf).await {
+                                        return end;
+                                    }
+                                    let deadline = conn.credential_deadline().unwrap_or_else(far_future);
+                                    expiry.as_mut().reset(deadline);
+                                }
                             }
                         }
                         Ok(None) => break,
@@ -542,6 +740,10 @@ where
                 }
             }
             _ = pause => paused_until = None,
+            reason = control.kicked() => return End::Server(reason, "disconnected by the broker"),
+            _ = &mut expiry, if conn.credential_deadline().is_some() => {
+                return End::Server(ReasonCode::NOT_AUTHORIZED, "credential expired");
+            }
             _ = &mut keepalive, if keep_alive > 0 => {
                 let due = last_read + grace;
                 if tokio::time::Instant::now() >= due {
