@@ -451,15 +451,19 @@ impl Conn {
         if routed.congested.is_some() {
             self.congested = routed.congested;
         }
+        // Every matching queue dropped it: never acknowledge it as delivered. v5 says 0x97;
+        // v3.1.1 acknowledgements carry no reason, so the connection closes unacknowledged and
+        // the client sends the message again after reconnecting.
+        if reason.is_error() && p.qos != QoS::AtMostOnce && !self.version.is_v5() {
+            return Flow::End(End::Server(reason, "every subscriber queue is full"));
+        }
         match (p.qos, p.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => self.ack(Packet::PubAck, id, reason, wbuf),
             (QoS::ExactlyOnce, Some(id)) => {
-                // A PUBREC error ends the flow; the client must not send PUBREL for it.
-                let reason = if reason.is_error() {
-                    ReasonCode::SUCCESS
-                } else {
-                    reason
-                };
+                if reason.is_error() {
+                    // An error PUBREC ends the flow: no PUBREL follows for this packet id.
+                    self.session.pubrel(id);
+                }
                 self.ack(Packet::PubRec, id, reason, wbuf);
             }
             _ => {}

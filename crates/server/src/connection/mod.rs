@@ -284,10 +284,17 @@ async fn serve<R, W>(
         _ => None,
     };
     let keep_alive = server_keep_alive.unwrap_or(connect.keep_alive);
+    // A v3.1.1 client states no Receive Maximum; the server's own (1024) bounds its window
+    // rather than 65,535 unacknowledged messages (docs/mqtt.md).
+    let default_receive_maximum = if version.is_v5() {
+        u16::MAX
+    } else {
+        settings.receive_maximum
+    };
     let client_receive_maximum = connect
         .properties
         .receive_maximum
-        .unwrap_or(u16::MAX)
+        .unwrap_or(default_receive_maximum)
         .min(settings.max_receive_maximum);
     let outbound = Outbound::new(
         version,

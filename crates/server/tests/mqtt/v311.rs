@@ -184,3 +184,39 @@ async fn dollar_topics_are_not_matched_by_leading_wildcards() {
         Received::Timeout
     );
 }
+
+#[tokio::test]
+async fn a_v311_publisher_is_disconnected_rather_than_acknowledged_when_every_queue_dropped() {
+    let settings = wardgate_core::BrokerSettings {
+        queue: wardgate_core::QueueLimits {
+            max_queued: 1,
+            congestion_threshold: 1,
+            overflow: wardgate_core::QueueOverflow::DropNew,
+        },
+        ..Default::default()
+    };
+    let b = TestBroker::with(settings, Default::default()).await;
+    let (mut sub, _) = RawClient::connect_with(b.tcp, connect_packet(V, "away", false)).await;
+    sub.subscribe("full/#", QoS::AtLeastOnce).await;
+    sub.drop_connection().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    assert!(matches!(
+        publ.publish("full/1", b"queued", QoS::AtLeastOnce, false, 1)
+            .await,
+        Some(Packet::PubAck(_))
+    ));
+    publ.send(&Packet::Publish(wardgate_testkit::client::publish_packet(
+        "full/2",
+        b"x",
+        QoS::AtLeastOnce,
+        false,
+        2,
+    )))
+    .await;
+    assert_eq!(
+        publ.recv().await,
+        Received::Closed,
+        "no PUBACK for a message nobody queued"
+    );
+}

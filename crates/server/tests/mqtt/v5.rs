@@ -378,3 +378,49 @@ async fn subscription_identifier_from_a_client_is_a_protocol_error() {
         other => panic!("expected DISCONNECT 0x82, got {other:?}"),
     }
 }
+
+/// A broker whose subscriber queues hold one message.
+async fn tiny_queues() -> TestBroker {
+    let settings = wardgate_core::BrokerSettings {
+        queue: wardgate_core::QueueLimits {
+            max_queued: 1,
+            congestion_threshold: 1,
+            overflow: wardgate_core::QueueOverflow::DropNew,
+        },
+        ..Default::default()
+    };
+    TestBroker::with(settings, Default::default()).await
+}
+
+#[tokio::test]
+async fn a_message_every_queue_dropped_is_not_acknowledged_as_delivered() {
+    let b = tiny_queues().await;
+    let mut sc = connect_packet(V, "away", true);
+    sc.properties.session_expiry_interval = Some(60);
+    let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
+    sub.subscribe("full/#", QoS::AtLeastOnce).await;
+    sub.drop_connection().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    let first = publ
+        .publish("full/1", b"queued", QoS::AtLeastOnce, false, 1)
+        .await;
+    assert!(
+        matches!(&first, Some(Packet::PubAck(a)) if a.reason == ReasonCode::SUCCESS),
+        "{first:?}"
+    );
+    let second = publ
+        .publish("full/2", b"dropped", QoS::AtLeastOnce, false, 2)
+        .await;
+    assert!(
+        matches!(&second, Some(Packet::PubAck(a)) if a.reason == ReasonCode::QUOTA_EXCEEDED),
+        "{second:?}"
+    );
+    let third = publ
+        .publish("full/3", b"dropped", QoS::ExactlyOnce, false, 3)
+        .await;
+    assert!(
+        matches!(&third, Some(Packet::PubRec(a)) if a.reason == ReasonCode::QUOTA_EXCEEDED),
+        "{third:?}"
+    );
+}
