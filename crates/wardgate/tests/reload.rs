@@ -120,3 +120,31 @@ async fn sighup_reloads() {
     assert!(!closed(a));
     drop(broker.kill());
 }
+
+/// A Kubernetes ConfigMap/Secret volume: files are symlinks through `..data`, which the kubelet
+/// swaps atomically to a new timestamped folder. The change must be picked up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubernetes_style_symlink_swap_is_picked_up() {
+    use std::os::unix::fs::symlink;
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("config");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let (a, b) = (free_port().expect("port"), free_port().expect("port"));
+    let version = |name: &str, ports: &[u16]| {
+        let folder = dir.join(name);
+        std::fs::create_dir(&folder).expect("mkdir version");
+        write_listener(&folder, ports);
+    };
+    version("..2026_11_22_01", &[a]);
+    symlink("..2026_11_22_01", dir.join("..data")).expect("..data");
+    symlink("..data/listener.yaml", dir.join("listener.yaml")).expect("file link");
+    let mut broker = start(&dir);
+    wait_for_port(a, Duration::from_secs(20)).expect("port a opens");
+
+    version("..2026_11_22_02", &[a, b]);
+    symlink("..2026_11_22_02", dir.join("..data_tmp")).expect("..data_tmp");
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("atomic swap");
+    wait_for_port(b, Duration::from_secs(10)).expect("port b opens after the swap");
+    assert!(!closed(a));
+    drop(broker.kill());
+}
