@@ -174,17 +174,20 @@ async fn handle(stream: TcpStream, peer: SocketAddr, port: Arc<PortShared>) {
         security: port.security.clone(),
     };
     let Some(tls) = &port.tls else {
-        return serve_protocol(stream, ctx, spec.protocol).await;
+        // Each path's future lives in its own allocation, so a plain TCP connection's task is
+        // not sized for the TLS and WebSocket paths.
+        return Box::pin(serve_protocol(stream, ctx, spec.protocol)).await;
     };
     // The handshake runs here, in the connection's own task, under the connect timeout: a slow
     // or broken client never holds up the accept loop.
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
-    match tokio::time::timeout(ctx.settings.connect_timeout, acceptor.accept(stream)).await {
+    let handshake = Box::pin(acceptor.accept(stream));
+    match tokio::time::timeout(ctx.settings.connect_timeout, handshake).await {
         Ok(Ok(stream)) => {
             if let Some(chain) = stream.get_ref().1.peer_certificates() {
                 ctx.client_chain = chain.iter().map(|c| c.clone().into_owned()).collect();
             }
-            serve_protocol(stream, ctx, spec.protocol).await;
+            Box::pin(serve_protocol(stream, ctx, spec.protocol)).await;
         }
         Ok(Err(e)) => info!(%peer, port = ctx.port, error = %e, "TLS handshake failed"),
         Err(_) => info!(%peer, port = ctx.port, "TLS handshake timed out"),
@@ -197,12 +200,14 @@ where
 {
     let peer = ctx.peer;
     match protocol {
-        PortProtocol::Mqtt => connection::run(stream, ctx).await,
+        PortProtocol::Mqtt => Box::pin(connection::run(stream, ctx)).await,
         PortProtocol::WebSockets => {
-            let upgrade =
-                tokio::time::timeout(ctx.settings.connect_timeout, crate::ws::accept(stream));
+            let upgrade = tokio::time::timeout(
+                ctx.settings.connect_timeout,
+                Box::pin(crate::ws::accept(stream)),
+            );
             match upgrade.await {
-                Ok(Ok(ws)) => connection::run(ws, ctx).await,
+                Ok(Ok(ws)) => Box::pin(connection::run(ws, ctx)).await,
                 // Port probes and plain HTTP requests end here; not worth an info line each.
                 Ok(Err(e)) => {
                     debug!(%peer, port = ctx.port, error = %e, "WebSocket upgrade failed")
