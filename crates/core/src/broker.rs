@@ -329,9 +329,10 @@ impl Broker {
                     st.stored = session_expiry > 0 || st.will.is_some();
                     st.persist_subs = session_expiry > 0;
                     // Switching a queue's persistence off takes a clean start (AIO).
-                    st.persist_queue = session_expiry > 0
+                    let persist_queue = session_expiry > 0
                         && (st.persist_queue
                             || persistence.persists_queue(&client_id, user_properties));
+                    session.set_persist_queue(&mut st, persist_queue);
                     if st.stored {
                         let record = session.record(&st);
                         let mut ops = vec![Op::Session(&record)];
@@ -689,6 +690,7 @@ impl Broker {
             };
             if self.store.is_some()
                 && delivery.qos != QoS::AtMostOnce
+                && t.session.queue_stored()
                 && let Some(seq) = t.session.reserve_seq()
             {
                 delivery.seq = seq;
@@ -1051,7 +1053,7 @@ impl Broker {
         }
         st.stored = false;
         st.persist_subs = false;
-        st.persist_queue = false;
+        session.set_persist_queue(&mut st, false);
         Some(store.write(&[Op::DropSession(session.id())]))
     }
 

@@ -187,6 +187,8 @@ pub struct Session {
     store: Option<Arc<dyn Store>>,
     /// The ticket of the last store write made on this session's behalf.
     ticket: AtomicU64,
+    /// A copy of `persist_queue`, read without the lock.
+    queue_stored: AtomicBool,
     pub(crate) state: Mutex<SessionState>,
 }
 
@@ -206,6 +208,7 @@ impl Session {
             stats,
             store,
             ticket: AtomicU64::new(0),
+            queue_stored: AtomicBool::new(false),
             state: Mutex::new(SessionState {
                 link: None,
                 subscriptions: HashMap::new(),
@@ -260,8 +263,10 @@ impl Session {
         self.store.as_ref()
     }
 
-    /// Writes `ops` on this session's behalf (call with the session's lock held, so the store
-    /// sees its changes in the order they happened).
+    /// Writes `ops` that what the connection sends next confirms (CONNACK, SUBACK, PUBCOMP, an
+    /// outgoing QoS 2 PUBLISH or PUBREL): the connection holds its output until they are
+    /// durable. Call with the session's lock held, so the store sees the session's changes in
+    /// the order they happened.
     pub(crate) fn write(&self, ops: &[Op<'_>]) {
         if ops.is_empty() {
             return;
@@ -270,6 +275,28 @@ impl Session {
             let ticket = store.write(ops);
             self.note_ticket(ticket);
         }
+    }
+
+    /// Writes `ops` that confirm nothing to the client (a dequeue after PUBACK, a drop, the
+    /// record of a session without a connection): the connection does not wait for them. If
+    /// they are lost in a crash, a message is delivered again (QoS 1) or its PUBREL resent.
+    pub(crate) fn write_background(&self, ops: &[Op<'_>]) {
+        if let Some(store) = &self.store
+            && !ops.is_empty()
+        {
+            store.write(ops);
+        }
+    }
+
+    /// Whether this session's QoS 1/2 queue is stored (lock-free, for the publish path).
+    pub(crate) fn queue_stored(&self) -> bool {
+        self.queue_stored.load(Ordering::Relaxed)
+    }
+
+    /// Sets the queue persistence flag (with the state's lock held).
+    pub(crate) fn set_persist_queue(&self, st: &mut SessionState, on: bool) {
+        st.persist_queue = on;
+        self.queue_stored.store(on, Ordering::Relaxed);
     }
 
     /// Records that this session's connection must wait for `ticket`.
@@ -301,7 +328,7 @@ impl Session {
         let st = self.state.lock();
         if st.stored {
             let record = self.record(&st);
-            self.write(&[Op::Session(&record)]);
+            self.write_background(&[Op::Session(&record)]);
         }
     }
 
@@ -318,7 +345,7 @@ impl Session {
         let mut st = self.state.lock();
         st.stored = true;
         st.persist_subs = record.expiry_interval > 0;
-        st.persist_queue = record.persist_queue;
+        self.set_persist_queue(&mut st, record.persist_queue);
         st.expiry_interval = record.expiry_interval;
         st.protocol = record.protocol;
         st.disconnected_at = Some(disconnected_at);
@@ -465,7 +492,7 @@ impl Session {
                     st.dropped += 1;
                     if delivery.seq != 0 {
                         // Written by its publisher already.
-                        self.write(&[Op::Dequeue {
+                        self.write_background(&[Op::Dequeue {
                             session: self.id,
                             seq: delivery.seq,
                         }]);
@@ -476,7 +503,7 @@ impl Session {
                     if let Some(old) = st.queue.pop_front()
                         && old.seq != 0
                     {
-                        self.write(&[Op::Dequeue {
+                        self.write_background(&[Op::Dequeue {
                             session: self.id,
                             seq: old.seq,
                         }]);
@@ -491,7 +518,7 @@ impl Session {
             // stored here, under this session's lock.
             delivery.seq = st.next_seq;
             st.next_seq += 1;
-            self.write(&[Op::Enqueue {
+            self.write_background(&[Op::Enqueue {
                 session: self.id,
                 seq: delivery.seq,
                 delivery: stored(&delivery),
@@ -634,7 +661,7 @@ impl Session {
         if let Some(done) = st.inflight.remove(pos)
             && done.delivery.seq != 0
         {
-            self.write(&[Op::Dequeue {
+            self.write_background(&[Op::Dequeue {
                 session: self.id,
                 seq: done.delivery.seq,
             }]);
@@ -736,7 +763,7 @@ impl Session {
                 seq: d.seq,
             })
             .collect();
-        self.write(&ops);
+        self.write_background(&ops);
         drop(ops);
         for d in &mut taken {
             d.seq = 0;
@@ -846,7 +873,11 @@ impl Session {
                     state: InflightState::AwaitPubRec,
                 }))
                 .collect();
-            self.write(&ops);
+            if sent.is_empty() {
+                self.write_background(&ops);
+            } else {
+                self.write(&ops);
+            }
         }
         st.dropped += dropped;
         if taken > 0 {

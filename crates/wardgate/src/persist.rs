@@ -92,6 +92,15 @@ pub(crate) fn stop_on_failure(store: Option<&Arc<DiskStore>>, shutdown: &Cancell
 pub(crate) fn close(store: Option<&Arc<DiskStore>>) {
     if let Some(store) = store {
         store.close();
-        info!("store flushed");
+        let stats = store.stats();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let (writes, syncs) = (load(&stats.writes), load(&stats.syncs));
+        info!(
+            writes,
+            fsyncs = syncs,
+            writes_per_fsync = writes.checked_div(syncs).unwrap_or(0),
+            avg_fsync_us = load(&stats.sync_micros).checked_div(syncs).unwrap_or(0),
+            "store flushed"
+        );
     }
 }

@@ -29,6 +29,8 @@ struct Manual {
     written: u64,
     durable: u64,
     waiters: Vec<(u64, Arc<dyn Wake>)>,
+    /// The sessions queued copies were stored for.
+    enqueued_for: Vec<u64>,
 }
 
 impl ManualStore {
@@ -49,8 +51,13 @@ impl ManualStore {
 }
 
 impl Store for ManualStore {
-    fn write(&self, _ops: &[Op<'_>]) -> Ticket {
+    fn write(&self, ops: &[Op<'_>]) -> Ticket {
         let mut st = self.state.lock();
+        for op in ops {
+            if let Op::Enqueue { session, .. } = op {
+                st.enqueued_for.push(session.0);
+            }
+        }
         st.written += 1;
         Ticket(st.written)
     }
@@ -75,13 +82,18 @@ impl Store for ManualStore {
 }
 
 async fn start() -> (TestBroker, Arc<ManualStore>) {
+    start_with(QueuePolicy {
+        mode: PolicyMode::All,
+        ..QueuePolicy::default()
+    })
+    .await
+}
+
+async fn start_with(queues: QueuePolicy) -> (TestBroker, Arc<ManualStore>) {
     let store = Arc::new(ManualStore::default());
     let settings = BrokerSettings {
         persistence: PersistenceSettings {
-            queues: QueuePolicy {
-                mode: PolicyMode::All,
-                ..QueuePolicy::default()
-            },
+            queues,
             ..PersistenceSettings::default()
         },
         ..BrokerSettings::default()
@@ -107,6 +119,17 @@ async fn persistent(b: &TestBroker, store: &ManualStore, client_id: &str) -> Raw
         other => panic!("expected CONNACK, got {other:?}"),
     }
     client
+}
+
+/// The next packet, making every write durable until it comes.
+async fn released(client: &mut RawClient, store: &ManualStore) -> Packet {
+    for _ in 0..100 {
+        store.release();
+        if let Received::Packet(p) = client.recv_within(Duration::from_millis(50)).await {
+            return p;
+        }
+    }
+    panic!("nothing arrived");
 }
 
 fn id(n: u16) -> PacketId {
@@ -239,4 +262,65 @@ async fn past_max_size_new_qos1_and_qos2_messages_get_0x97() {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::SUCCESS),
         other => panic!("expected PUBACK, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_v5_client_asks_for_a_persistent_queue_with_aio_persistence_true() {
+    let (b, store) = start_with(QueuePolicy {
+        mode: PolicyMode::Custom,
+        client_ids: vec!["listed-*".into()],
+        dynamic: true,
+    })
+    .await;
+    let mut ids = Vec::new();
+    for (client_id, ask) in [("asks", true), ("listed-1", false), ("plain", false)] {
+        let mut c = connect_packet(V, client_id, true);
+        c.properties.session_expiry_interval = Some(600);
+        if ask {
+            c.properties.user_properties = vec![("aio-persistence".to_owned(), "true".to_owned())];
+        }
+        let mut client = RawClient::open(b.tcp, V).await;
+        client.send(&Packet::Connect(Box::new(c))).await;
+        assert!(matches!(
+            released(&mut client, &store).await,
+            Packet::ConnAck(_)
+        ));
+        client
+            .send(&Packet::Subscribe(wardgate_protocol::Subscribe {
+                packet_id: id(1),
+                subscription_identifier: None,
+                user_properties: Vec::new(),
+                filters: vec![(
+                    wardgate_protocol::TopicFilter::new("dyn").expect("filter"),
+                    wardgate_protocol::SubscriptionOptions::new(QoS::AtLeastOnce),
+                )],
+            }))
+            .await;
+        assert!(matches!(
+            released(&mut client, &store).await,
+            Packet::SubAck(_)
+        ));
+        ids.push(b.broker.session(client_id).expect("session").id().0);
+        client.disconnect().await;
+    }
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "dyn-pub").await;
+    publ.send(&Packet::Publish(publish_packet(
+        "dyn",
+        b"m",
+        QoS::AtLeastOnce,
+        false,
+        1,
+    )))
+    .await;
+    assert!(matches!(
+        released(&mut publ, &store).await,
+        Packet::PubAck(_)
+    ));
+    let mut stored = store.state.lock().enqueued_for.clone();
+    stored.sort_unstable();
+    assert_eq!(
+        stored,
+        vec![ids[0], ids[1]],
+        "asked for, and listed; not the other"
+    );
 }
