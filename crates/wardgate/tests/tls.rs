@@ -88,6 +88,22 @@ fn make_ca_and_server(dir: &Path) {
     );
 }
 
+/// `wardgate create secret tls NAME` from `dir`'s server.crt/server.key into `config`.
+fn create_secret(name: &str, dir: &Path, config: &Path) {
+    let created = run(
+        Command::new(env!("CARGO_BIN_EXE_wardgate"))
+            .args(["create", "secret", "tls", name, "--cert"])
+            .arg(dir.join("server.crt"))
+            .arg("--key")
+            .arg(dir.join("server.key"))
+            .arg("-o")
+            .arg(config),
+        Duration::from_secs(20),
+    )
+    .expect("create runs");
+    assert!(created.success(), "{created}");
+}
+
 fn serve(config: &Path, data: &Path) -> Running {
     Running::spawn(
         Command::new("sh")
@@ -153,18 +169,7 @@ fn manual_secret_made_with_openssl_serves_mosquitto_over_tls() {
     let root = tempfile::tempdir().expect("tempdir");
     let config = root.path().join("config");
     make_ca_and_server(root.path());
-    let created = run(
-        Command::new(env!("CARGO_BIN_EXE_wardgate"))
-            .args(["create", "secret", "tls", "server-cert", "--cert"])
-            .arg(root.path().join("server.crt"))
-            .arg("--key")
-            .arg(root.path().join("server.key"))
-            .arg("-o")
-            .arg(&config),
-        Duration::from_secs(20),
-    )
-    .expect("create runs");
-    assert!(created.success(), "{created}");
+    create_secret("server-cert", root.path(), &config);
     let port = free_port().expect("port");
     std::fs::write(
         config.join("listener.yaml"),
@@ -248,18 +253,7 @@ fn a_port_awaiting_its_secret_starts_when_the_secret_appears() {
         "the waiting port does not accept"
     );
     let started = std::time::Instant::now();
-    let created = run(
-        Command::new(env!("CARGO_BIN_EXE_wardgate"))
-            .args(["create", "secret", "tls", "late-cert", "--cert"])
-            .arg(root.path().join("server.crt"))
-            .arg("--key")
-            .arg(root.path().join("server.key"))
-            .arg("-o")
-            .arg(&config),
-        Duration::from_secs(20),
-    )
-    .expect("create runs");
-    assert!(created.success(), "{created}");
+    create_secret("late-cert", root.path(), &config);
     if let Err(e) = wait_for_port(tls, Duration::from_secs(20)) {
         panic!(
             "the port did not start once the secret existed: {e}\n{}",

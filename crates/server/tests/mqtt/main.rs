@@ -7,3 +7,16 @@ mod malformed;
 mod transport;
 mod v311;
 mod v5;
+
+/// A broker whose subscriber queues hold one message.
+async fn tiny_queues() -> wardgate_testkit::broker::TestBroker {
+    let settings = wardgate_core::BrokerSettings {
+        queue: wardgate_core::QueueLimits {
+            max_queued: 1,
+            congestion_threshold: 1,
+            overflow: wardgate_core::QueueOverflow::DropNew,
+        },
+        ..Default::default()
+    };
+    wardgate_testkit::broker::TestBroker::with(settings, Default::default()).await
+}

@@ -187,15 +187,7 @@ async fn dollar_topics_are_not_matched_by_leading_wildcards() {
 
 #[tokio::test]
 async fn a_v311_publisher_is_disconnected_rather_than_acknowledged_when_every_queue_dropped() {
-    let settings = wardgate_core::BrokerSettings {
-        queue: wardgate_core::QueueLimits {
-            max_queued: 1,
-            congestion_threshold: 1,
-            overflow: wardgate_core::QueueOverflow::DropNew,
-        },
-        ..Default::default()
-    };
-    let b = TestBroker::with(settings, Default::default()).await;
+    let b = crate::tiny_queues().await;
     let (mut sub, _) = RawClient::connect_with(b.tcp, connect_packet(V, "away", false)).await;
     sub.subscribe("full/#", QoS::AtLeastOnce).await;
     sub.drop_connection().await;

@@ -379,22 +379,9 @@ async fn subscription_identifier_from_a_client_is_a_protocol_error() {
     }
 }
 
-/// A broker whose subscriber queues hold one message.
-async fn tiny_queues() -> TestBroker {
-    let settings = wardgate_core::BrokerSettings {
-        queue: wardgate_core::QueueLimits {
-            max_queued: 1,
-            congestion_threshold: 1,
-            overflow: wardgate_core::QueueOverflow::DropNew,
-        },
-        ..Default::default()
-    };
-    TestBroker::with(settings, Default::default()).await
-}
-
 #[tokio::test]
 async fn a_message_every_queue_dropped_is_not_acknowledged_as_delivered() {
-    let b = tiny_queues().await;
+    let b = crate::tiny_queues().await;
     let mut sc = connect_packet(V, "away", true);
     sc.properties.session_expiry_interval = Some(60);
     let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
