@@ -1,22 +1,27 @@
 //! The on-disk store: fjall (an LSM tree) in `<data-dir>/store`, one keyspace per kind of
-//! record, and a flusher thread that makes writes durable in groups.
+//! record, and one thread that writes and fsyncs in groups.
 //!
-//! Writes go to fjall's journal buffer and memtables without an fsync; each gets the next
-//! [`Ticket`] after it is in the journal. The flusher thread waits for writes, notes the last
-//! ticket, fsyncs the journal (`persist(SyncAll)`), publishes that ticket as durable and wakes
-//! whoever waits for it. Every write that arrives during an fsync is covered by the next one:
-//! under load, one fsync confirms many acknowledgements (group commit), and an idle broker does
-//! no fsync at all.
+//! [`DiskStore::write`] does no I/O: it encodes the ops, appends them to a pending list and takes
+//! the next [`Ticket`], under one short mutex (so ticket order is the order the writes are
+//! applied in). The flusher thread takes everything pending, reduces it to the final state of
+//! each key, commits that to fjall as one atomic batch, fsyncs the journal
+//! (`persist(SyncAll)`), publishes the last ticket it covered as durable and wakes whoever waits
+//! for it. Writes that arrive during an fsync form the next group: under load one fsync confirms
+//! many acknowledgements, and an idle broker does no fsync at all. Connection tasks never wait
+//! for the disk (fjall holds its journal lock for the whole fsync); they wait for a ticket.
+//!
+//! The pending list is bounded: past [`MAX_PENDING_BYTES`] a writer waits for the flusher to take
+//! it (backpressure on publishers, instead of unbounded memory when the disk is slow).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
+use bytes::{Bytes, BytesMut};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use parking_lot::{Condvar, Mutex};
 use tracing::{error, warn};
 use wardgate_core::Wake;
@@ -26,6 +31,9 @@ use crate::codec::{self, Clock};
 
 /// How often the flusher checks the store's size against `maxSize`, at most.
 const SIZE_CHECK: Duration = Duration::from_secs(1);
+
+/// Past this many bytes of encoded writes waiting for the flusher, writers wait for it.
+pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a [`DiskStore`] is opened with.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,7 +50,7 @@ pub struct Options {
 /// Counters of the flusher, for metrics and benchmarks.
 #[derive(Debug, Default)]
 pub struct FlushStats {
-    /// Writes appended.
+    /// Writes (calls of `Store::write`).
     pub writes: AtomicU64,
     /// Bytes of values written.
     pub bytes: AtomicU64,
@@ -52,6 +60,7 @@ pub struct FlushStats {
     pub sync_micros: AtomicU64,
 }
 
+/// The keyspaces, by [`Space`].
 struct Keyspaces {
     sessions: Keyspace,
     subscriptions: Keyspace,
@@ -59,6 +68,17 @@ struct Keyspaces {
     inflight: Keyspace,
     incoming: Keyspace,
     retained: Keyspace,
+}
+
+/// One of the keyspaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Space {
+    Sessions,
+    Subscriptions,
+    Queue,
+    Inflight,
+    Incoming,
+    Retained,
 }
 
 impl Keyspaces {
@@ -73,28 +93,54 @@ impl Keyspaces {
             retained: ks("retained")?,
         })
     }
+
+    fn get(&self, space: Space) -> &Keyspace {
+        match space {
+            Space::Sessions => &self.sessions,
+            Space::Subscriptions => &self.subscriptions,
+            Space::Queue => &self.queue,
+            Space::Inflight => &self.inflight,
+            Space::Incoming => &self.incoming,
+            Space::Retained => &self.retained,
+        }
+    }
+}
+
+/// One encoded change.
+enum Item {
+    /// Set (`Some`) or remove (`None`) one key.
+    Key(Space, Vec<u8>, Option<Bytes>),
+    /// Remove the session's record and every key it owns.
+    DropSession([u8; 8]),
+}
+
+/// Encoded writes waiting for the flusher, in ticket order.
+#[derive(Default)]
+struct Pending {
+    items: Vec<Item>,
+    bytes: usize,
+    /// The ticket of the last write in `items`.
+    last: u64,
+    stop: bool,
 }
 
 /// A waiter for a ticket to become durable.
 type Waiter = (u64, Arc<dyn Wake>);
 
-struct Flush {
-    waiters: Vec<Waiter>,
-    stop: bool,
-}
-
 type FailureHandler = Box<dyn FnOnce(String) + Send>;
 
 /// What the store and its flusher thread share.
 struct Shared {
-    written: AtomicU64,
     durable: AtomicU64,
     failed: AtomicBool,
     full: AtomicBool,
     max_size: u64,
     commit_delay: Duration,
-    flush: Mutex<Flush>,
+    pending: Mutex<Pending>,
+    /// Signalled when writes are pending (for the flusher) or taken (for blocked writers).
     work: Condvar,
+    room: Condvar,
+    waiters: Mutex<Vec<Waiter>>,
     on_failure: Mutex<Option<FailureHandler>>,
     stats: FlushStats,
 }
@@ -116,15 +162,14 @@ impl Shared {
 /// The fjall store.
 pub struct DiskStore {
     db: Database,
-    ks: Keyspaces,
     shared: Arc<Shared>,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    keyspaces: Arc<Keyspaces>,
 }
 
 impl std::fmt::Debug for DiskStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiskStore")
-            .field("written", &self.shared.written)
             .field("durable", &self.shared.durable)
             .finish_non_exhaustive()
     }
@@ -157,27 +202,25 @@ impl DiskStore {
         // Make the start's own clean-up durable before anything is acknowledged.
         db.persist(PersistMode::SyncAll)?;
         let shared = Arc::new(Shared {
-            written: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             full: AtomicBool::new(false),
             max_size: options.max_size,
             commit_delay: options.commit_delay,
-            flush: Mutex::new(Flush {
-                waiters: Vec::new(),
-                stop: false,
-            }),
+            pending: Mutex::new(Pending::default()),
             work: Condvar::new(),
+            room: Condvar::new(),
+            waiters: Mutex::new(Vec::new()),
             on_failure: Mutex::new(None),
             stats: FlushStats::default(),
         });
+        check_size(&shared, &db);
         let store = DiskStore {
             db,
-            ks,
             shared,
             flusher: Mutex::new(None),
+            keyspaces: Arc::new(ks),
         };
-        check_size(&store.shared, &store.db);
         Ok((store, recovered, report))
     }
 
@@ -185,9 +228,10 @@ impl DiskStore {
     pub(crate) fn start(&self) -> std::io::Result<()> {
         let shared = self.shared.clone();
         let db = self.db.clone();
+        let keyspaces = self.keyspaces.clone();
         let handle = std::thread::Builder::new()
             .name("wardgate-flush".into())
-            .spawn(move || flusher(&shared, &db))?;
+            .spawn(move || flusher(&shared, &db, &keyspaces))?;
         *self.flusher.lock() = Some(handle);
         Ok(())
     }
@@ -211,113 +255,109 @@ impl DiskStore {
     /// Makes everything written durable and stops the flusher (graceful shutdown).
     pub fn close(&self) {
         {
-            let mut flush = self.shared.flush.lock();
-            flush.stop = true;
+            let mut pending = self.shared.pending.lock();
+            pending.stop = true;
             self.shared.work.notify_all();
         }
         if let Some(handle) = self.flusher.lock().take() {
             let _ = handle.join();
         }
     }
+}
 
-    fn add(&self, batch: &mut OwnedWriteBatch, clock: Clock, op: &Op<'_>) -> fjall::Result<()> {
-        let ks = &self.ks;
-        let stats = &self.shared.stats;
-        let mut put = |keyspace: &Keyspace, key: &[u8], value: &[u8]| {
-            stats.bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
-            batch.insert(keyspace, key, value);
-        };
-        match *op {
-            Op::Session(record) => put(
-                &ks.sessions,
-                &codec::session_key(record.id),
-                &codec::session_value(clock, record),
-            ),
-            Op::DropSession(session) => {
-                let prefix = codec::session_key(session);
-                batch.remove(&ks.sessions, &prefix[..]);
-                for keyspace in [&ks.subscriptions, &ks.queue, &ks.inflight, &ks.incoming] {
-                    for item in keyspace.prefix(prefix) {
-                        batch.remove(keyspace, item.key()?);
-                    }
-                }
-            }
-            Op::Subscribe {
-                session,
-                filter,
-                entry,
-            } => put(
-                &ks.subscriptions,
-                &codec::sub_key(session, filter),
-                &codec::subscription_value(filter, entry),
-            ),
-            Op::Unsubscribe { session, filter } => {
-                batch.remove(&ks.subscriptions, codec::sub_key(session, filter));
-            }
-            Op::Enqueue {
-                session,
-                seq,
-                delivery,
-            } => put(
-                &ks.queue,
-                &codec::seq_key(session, seq),
-                &codec::queue_value(clock, &delivery),
-            ),
-            Op::Inflight {
-                session,
-                seq,
-                packet_id,
-                state,
-            } => put(
-                &ks.inflight,
-                &codec::seq_key(session, seq),
-                &codec::inflight_value(packet_id, state),
-            ),
-            Op::Dequeue { session, seq } => {
-                let key = codec::seq_key(session, seq);
-                batch.remove(&ks.queue, &key[..]);
-                batch.remove(&ks.inflight, &key[..]);
-            }
-            Op::IncomingQos2 { session, packet_id } => {
-                put(&ks.incoming, &codec::incoming_key(session, packet_id), &[])
-            }
-            Op::ReleaseQos2 { session, packet_id } => {
-                batch.remove(&ks.incoming, &codec::incoming_key(session, packet_id)[..]);
-            }
-            Op::Retain(message) => put(
-                &ks.retained,
-                message.topic.as_str().as_bytes(),
-                &codec::retained_value(clock, message),
-            ),
-            Op::ClearRetained(topic) => {
-                batch.remove(&ks.retained, topic.as_str().as_bytes());
-            }
+/// Encodes `op` (on the writer's thread, so the flusher only applies bytes).
+fn encode(op: &Op<'_>, clock: Clock, items: &mut Vec<Item>) -> usize {
+    let mut key = |space, key: &[u8], value: Option<BytesMut>| {
+        let len = key.len() + value.as_ref().map_or(0, BytesMut::len);
+        items.push(Item::Key(space, key.to_vec(), value.map(BytesMut::freeze)));
+        len
+    };
+    let bytes = |b: &[u8]| Some(BytesMut::from(b));
+    match *op {
+        Op::Session(record) => key(
+            Space::Sessions,
+            &codec::session_key(record.id),
+            Some(codec::session_value(clock, record)),
+        ),
+        Op::DropSession(session) => {
+            items.push(Item::DropSession(codec::session_key(session)));
+            8
         }
-        Ok(())
+        Op::Subscribe {
+            session,
+            filter,
+            entry,
+        } => key(
+            Space::Subscriptions,
+            &codec::sub_key(session, filter),
+            Some(codec::subscription_value(filter, entry)),
+        ),
+        Op::Unsubscribe { session, filter } => {
+            key(Space::Subscriptions, &codec::sub_key(session, filter), None)
+        }
+        Op::Enqueue {
+            session,
+            seq,
+            delivery,
+        } => key(
+            Space::Queue,
+            &codec::seq_key(session, seq),
+            Some(codec::queue_value(clock, &delivery)),
+        ),
+        Op::Inflight {
+            session,
+            seq,
+            packet_id,
+            state,
+        } => key(
+            Space::Inflight,
+            &codec::seq_key(session, seq),
+            bytes(&codec::inflight_value(packet_id, state)),
+        ),
+        Op::Dequeue { session, seq } => {
+            let k = codec::seq_key(session, seq);
+            key(Space::Queue, &k, None) + key(Space::Inflight, &k, None)
+        }
+        Op::IncomingQos2 { session, packet_id } => key(
+            Space::Incoming,
+            &codec::incoming_key(session, packet_id),
+            bytes(&[]),
+        ),
+        Op::ReleaseQos2 { session, packet_id } => key(
+            Space::Incoming,
+            &codec::incoming_key(session, packet_id),
+            None,
+        ),
+        Op::Retain(message) => key(
+            Space::Retained,
+            message.topic.as_str().as_bytes(),
+            Some(codec::retained_value(clock, message)),
+        ),
+        Op::ClearRetained(topic) => key(Space::Retained, topic.as_str().as_bytes(), None),
     }
 }
 
 impl Store for DiskStore {
     fn write(&self, ops: &[Op<'_>]) -> Ticket {
         let clock = Clock::now();
-        let mut batch = self.db.batch();
-        let mut result = Ok(());
+        let mut items = Vec::with_capacity(ops.len());
+        let mut bytes = 0;
         for op in ops {
-            result = self.add(&mut batch, clock, op);
-            if result.is_err() {
-                break;
-            }
+            bytes += encode(op, clock, &mut items);
         }
-        if let Err(e) = result.and_then(|()| batch.commit()) {
-            self.shared.fail("write", &e);
+        let stats = &self.shared.stats;
+        stats.writes.fetch_add(1, Ordering::Relaxed);
+        stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        let mut pending = self.shared.pending.lock();
+        while pending.bytes > MAX_PENDING_BYTES && !pending.stop {
+            self.shared.room.wait(&mut pending);
         }
-        self.shared.stats.writes.fetch_add(1, Ordering::Relaxed);
-        // The ticket is taken after the batch is in the journal: a flusher that sees it
-        // written fsyncs a journal that holds it (and every smaller ticket).
-        let ticket = self.shared.written.fetch_add(1, Ordering::AcqRel) + 1;
-        let _flush = self.shared.flush.lock();
+        pending.items.append(&mut items);
+        pending.bytes += bytes;
+        pending.last += 1;
+        let ticket = Ticket(pending.last);
         self.shared.work.notify_one();
-        Ticket(ticket)
+        ticket
     }
 
     fn durable(&self) -> Ticket {
@@ -329,13 +369,13 @@ impl Store for DiskStore {
             waker.wake();
             return;
         }
-        let mut flush = self.shared.flush.lock();
+        let mut waiters = self.shared.waiters.lock();
         // Checked again under the lock the flusher takes to wake waiters.
         if self.shared.durable.load(Ordering::Acquire) >= ticket.0 {
             waker.wake();
             return;
         }
-        flush.waiters.push((ticket.0, waker));
+        waiters.push((ticket.0, waker));
     }
 
     fn is_full(&self) -> bool {
@@ -349,52 +389,105 @@ impl Drop for DiskStore {
     }
 }
 
-/// The flusher thread: fsync whatever was written, publish it as durable, wake the waiters.
-fn flusher(shared: &Shared, db: &Database) {
+/// Applies one group of writes as one atomic fjall batch: each key's final state only (a
+/// message queued and acknowledged within the group never reaches the disk).
+fn apply(db: &Database, ks: &Keyspaces, items: Vec<Item>) -> fjall::Result<()> {
+    let mut last: HashMap<(Space, Vec<u8>), Option<Bytes>> = HashMap::with_capacity(items.len());
+    let mut order: Vec<(Space, Vec<u8>)> = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Item::Key(space, key, value) => {
+                let k = (space, key);
+                if last.insert(k.clone(), value).is_none() {
+                    order.push(k);
+                }
+            }
+            Item::DropSession(prefix) => {
+                // Everything the session owns: what is on disk and what is in this group.
+                let owned = [
+                    Space::Subscriptions,
+                    Space::Queue,
+                    Space::Inflight,
+                    Space::Incoming,
+                ];
+                for space in owned {
+                    for item in ks.get(space).prefix(prefix) {
+                        let k = (space, item.key()?.to_vec());
+                        if last.insert(k.clone(), None).is_none() {
+                            order.push(k);
+                        }
+                    }
+                }
+                for (k, value) in &mut last {
+                    if owned.contains(&k.0) && k.1.starts_with(&prefix) {
+                        *value = None;
+                    }
+                }
+                let k = (Space::Sessions, prefix.to_vec());
+                if last.insert(k.clone(), None).is_none() {
+                    order.push(k);
+                }
+            }
+        }
+    }
+    let mut batch = db.batch();
+    for k in order {
+        let keyspace = ks.get(k.0);
+        match last.remove(&k).flatten() {
+            Some(value) => batch.insert(keyspace, k.1, &value[..]),
+            None => batch.remove(keyspace, k.1),
+        }
+    }
+    batch.commit()
+}
+
+/// The flusher thread: apply what was written, fsync, publish it as durable, wake the waiters.
+fn flusher(shared: &Shared, db: &Database, ks: &Keyspaces) {
     let mut last_size_check = Instant::now();
+    let mut applied = 0u64;
     loop {
         {
-            let mut flush = shared.flush.lock();
-            while shared.written.load(Ordering::Acquire) <= shared.durable.load(Ordering::Acquire)
-                && !flush.stop
-            {
-                shared.work.wait(&mut flush);
+            let mut pending = shared.pending.lock();
+            while pending.last == applied && !pending.stop {
+                shared.work.wait(&mut pending);
             }
-            if flush.stop
-                && shared.written.load(Ordering::Acquire) <= shared.durable.load(Ordering::Acquire)
-            {
+            if pending.stop && pending.last == applied {
                 return;
             }
         }
         if !shared.commit_delay.is_zero() {
             std::thread::sleep(shared.commit_delay);
         }
-        let target = shared.written.load(Ordering::Acquire);
-        let started = Instant::now();
-        if let Err(e) = db.persist(PersistMode::SyncAll) {
-            shared.fail("fsync", &e);
+        let (items, target) = {
+            let mut pending = shared.pending.lock();
+            pending.bytes = 0;
+            shared.room.notify_all();
+            (std::mem::take(&mut pending.items), pending.last)
+        };
+        applied = target;
+        if shared.failed.load(Ordering::Acquire) {
+            continue;
         }
+        let started = Instant::now();
+        let result = apply(db, ks, items).and_then(|()| db.persist(PersistMode::SyncAll));
         shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
         shared.stats.sync_micros.fetch_add(
             u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        if shared.failed.load(Ordering::Acquire) {
+        if let Err(e) = result {
             // Nothing more becomes durable; waiters stay asleep (their connections end when
-            // the broker stops). Park until told to stop.
-            let mut flush = shared.flush.lock();
-            while !flush.stop {
-                shared.work.wait(&mut flush);
-            }
-            return;
+            // the broker stops, which the failure handler asks for).
+            shared.fail("write and fsync", &e);
+            continue;
         }
         shared.durable.store(target, Ordering::Release);
         let woken: Vec<Waiter> = {
-            let mut flush = shared.flush.lock();
-            let (due, later) = std::mem::take(&mut flush.waiters)
+            let mut waiters = shared.waiters.lock();
+            let (due, later) = std::mem::take(&mut *waiters)
                 .into_iter()
                 .partition(|(t, _)| *t <= target);
-            flush.waiters = later;
+            *waiters = later;
             due
         };
         for (_, waker) in woken {

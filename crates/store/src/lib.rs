@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use wardgate_core::Wake;
 use wardgate_core::store::{Op, Recovered, Store, Ticket};
 
-pub use disk::{DiskStore, FlushStats, Options};
+pub use disk::{DiskStore, FlushStats, MAX_PENDING_BYTES, Options};
 
 /// Errors opening the store.
 #[derive(Debug, thiserror::Error)]

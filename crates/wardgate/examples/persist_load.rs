@@ -88,6 +88,8 @@ async fn connect(addr: SocketAddr, id: &str, expiry: u32) -> RawClient {
 #[derive(Default)]
 struct Counters {
     acked: AtomicU64,
+    /// Acknowledgements with an error reason (0x97 past a limit, 0x10 without subscribers).
+    refused: AtomicU64,
     delivered: AtomicU64,
     latencies: Mutex<Vec<u32>>,
     measuring: AtomicBool,
@@ -167,10 +169,16 @@ async fn publisher(
         };
         match packet {
             Packet::PubAck(p) => {
+                if p.reason != ReasonCode::SUCCESS {
+                    counters.refused.fetch_add(1, Ordering::Relaxed);
+                }
                 acked(p.packet_id);
                 open -= 1;
             }
             Packet::PubRec(p) => {
+                if p.reason != ReasonCode::SUCCESS {
+                    counters.refused.fetch_add(1, Ordering::Relaxed);
+                }
                 acked(p.packet_id);
                 c.send(&Packet::PubRel(ack(p.packet_id))).await;
             }
@@ -240,7 +248,7 @@ async fn main() {
         _ => "-".into(),
     };
     println!(
-        "qos {} expiry {} pubs {} subs {} window {} payload {}: acked {:.0}/s delivered {:.0}/s ack latency p50 {:.2} ms p99 {:.2} ms broker cpu {cpu}",
+        "qos {} expiry {} pubs {} subs {} window {} payload {}: acked {:.0}/s delivered {:.0}/s ack latency p50 {:.2} ms p99 {:.2} ms broker cpu {cpu} (refused acks: {})",
         a.qos.as_u8(),
         a.expiry,
         a.publishers,
@@ -251,5 +259,6 @@ async fn main() {
         counters.delivered.load(Ordering::Relaxed) as f64 / elapsed,
         pct(0.5),
         pct(0.99),
+        counters.refused.load(Ordering::Relaxed),
     );
 }
