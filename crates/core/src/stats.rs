@@ -50,15 +50,14 @@ pub struct Drops {
     pub memory_budget: AtomicU64,
     /// A new QoS 0 message dropped: past 100% of the in-flight PUBLISH budget.
     pub memory_budget_qos0: AtomicU64,
-    /// A new QoS 1/2 message refused with 0x97: the store is past `persistence.maxSize`.
+    /// A new QoS 1/2 message refused with 0x97: the store is past `persistence.maxSize` (QoS 0
+    /// messages are not stored, so they still flow).
     pub store_full: AtomicU64,
-    /// A new QoS 0 message dropped: the store is past `persistence.maxSize`.
-    pub store_full_qos0: AtomicU64,
 }
 
 impl Drops {
     /// Every counter with its reason label, for metrics.
-    pub fn by_reason(&self) -> [(&'static str, u64); 9] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 8] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("queue_full", get(&self.queue_full)),
@@ -69,7 +68,6 @@ impl Drops {
             ("memory_budget", get(&self.memory_budget)),
             ("memory_budget_qos0", get(&self.memory_budget_qos0)),
             ("store_full", get(&self.store_full)),
-            ("store_full_qos0", get(&self.store_full_qos0)),
         ]
     }
 }
