@@ -145,7 +145,8 @@ fn init_logging(format: LogFormat) {
     use tracing_subscriber::util::SubscriberInitExt as _;
     let from_env = tracing_subscriber::EnvFilter::try_from_env("WARDGATE_LOG").ok();
     let overridden = from_env.is_some();
-    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(quiet_dependencies("info")));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
@@ -161,13 +162,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The store engine logs routine work at info on every start; keep it at warn unless the level
+/// names it.
+fn quiet_dependencies(level: &str) -> String {
+    if level.contains("fjall") || level.contains("lsm_tree") {
+        level.to_owned()
+    } else {
+        format!("{level},fjall=warn,lsm_tree=warn")
+    }
+}
+
 /// Applies the Broker's `diagnostics.logs.level` (filter syntax, e.g. `debug` or
 /// `info,wardgate_server=debug`), unless `WARDGATE_LOG` overrides it.
 fn apply_log_level(level: &str) {
     let Some(handle) = LOG_FILTER.get() else {
         return;
     };
-    match tracing_subscriber::EnvFilter::try_new(level) {
+    match tracing_subscriber::EnvFilter::try_new(quiet_dependencies(level)) {
         Ok(filter) => {
             let _ = handle.reload(filter);
         }
