@@ -387,17 +387,7 @@ impl Conn {
             } else {
                 ReasonCode::SUCCESS
             };
-            match (p.qos, p.packet_id) {
-                (QoS::AtLeastOnce, Some(id)) => self.ack(Packet::PubAck, id, reason, wbuf),
-                (QoS::ExactlyOnce, Some(id)) => {
-                    if reason.is_error() {
-                        // An error PUBREC ends the flow: no PUBREL follows for this packet id.
-                        self.session.pubrel(id);
-                    }
-                    self.ack(Packet::PubRec, id, reason, wbuf);
-                }
-                _ => {}
-            }
+            self.acknowledge_publish(p.qos, p.packet_id, reason, wbuf);
             return Flow::Continue;
         }
         // Admission (memory budget, store size; counted by the broker): a refused QoS 0
@@ -405,18 +395,10 @@ impl Conn {
         // so the connection closes unacknowledged and the client resends after reconnecting.
         if let Err(refusal) = self.broker.admit(p.qos, p.payload.len()) {
             let reason = refusal.reason_code();
-            match (p.qos, p.packet_id) {
-                (QoS::AtMostOnce, _) | (_, None) => {}
-                _ if !self.version.is_v5() => {
-                    return Flow::End(End::Server(reason, "quota exceeded"));
-                }
-                (QoS::AtLeastOnce, Some(id)) => self.ack(Packet::PubAck, id, reason, wbuf),
-                (QoS::ExactlyOnce, Some(id)) => {
-                    // An error PUBREC ends the flow: no PUBREL follows for this packet id.
-                    self.session.pubrel(id);
-                    self.ack(Packet::PubRec, id, reason, wbuf);
-                }
+            if p.qos != QoS::AtMostOnce && !self.version.is_v5() {
+                return Flow::End(End::Server(reason, "quota exceeded"));
             }
+            self.acknowledge_publish(p.qos, p.packet_id, reason, wbuf);
             return Flow::Continue;
         }
         let now = Instant::now();
@@ -457,18 +439,29 @@ impl Conn {
         if reason.is_error() && p.qos != QoS::AtMostOnce && !self.version.is_v5() {
             return Flow::End(End::Server(reason, "every subscriber queue is full"));
         }
-        match (p.qos, p.packet_id) {
+        self.acknowledge_publish(p.qos, p.packet_id, reason, wbuf);
+        Flow::Continue
+    }
+
+    /// PUBACK (QoS 1) or PUBREC (QoS 2) with `reason`; nothing for QoS 0. An error PUBREC ends
+    /// the QoS 2 flow, so its packet id is released (no PUBREL follows).
+    fn acknowledge_publish(
+        &self,
+        qos: QoS,
+        packet_id: Option<PacketId>,
+        reason: ReasonCode,
+        wbuf: &mut BytesMut,
+    ) {
+        match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => self.ack(Packet::PubAck, id, reason, wbuf),
             (QoS::ExactlyOnce, Some(id)) => {
                 if reason.is_error() {
-                    // An error PUBREC ends the flow: no PUBREL follows for this packet id.
                     self.session.pubrel(id);
                 }
                 self.ack(Packet::PubRec, id, reason, wbuf);
             }
             _ => {}
         }
-        Flow::Continue
     }
 
     fn on_subscribe(&mut self, s: Subscribe, wbuf: &mut BytesMut) -> Flow {
