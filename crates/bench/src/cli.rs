@@ -372,7 +372,7 @@ async fn run_case(
                 return RunResult::skipped(
                     broker,
                     case,
-                    "no TLS listener (Wardgate: issue 5; rumqttd: not set up by the tool)".into(),
+                    "no TLS listener (rumqttd: not set up by the tool)".into(),
                 );
             };
             let n = connection_budget(count, tool_nofile, target.pid);

@@ -139,9 +139,9 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
         .map_err(|e| Error::io(format!("chmod {}", path.display()), e))
 }
 
-/// Starts `kind` listening on 127.0.0.1:`port` (rumqttd: MQTT 5 on `port + 1`; Mosquitto: TLS on
-/// `port + 1` and TLS with client certificates on `port + 2`) and waits until it accepts
-/// connections.
+/// Starts `kind` listening on 127.0.0.1:`port` (rumqttd: MQTT 5 on `port + 1`; Mosquitto and
+/// Wardgate: TLS on `port + 1` and TLS with client certificates on `port + 2`) and waits until it
+/// accepts connections.
 pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
     let broker_err = |why: String| Error::Broker {
         name: kind.name().into(),
@@ -155,16 +155,48 @@ pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
     let mut cmd = Command::new(bins.of(kind));
     match kind {
         Kind::Wardgate => {
-            let listener = format!(
+            // The same three ports as Mosquitto's: plain, TLS, and TLS with X.509 client
+            // authentication (the certificate is verified against the bench CA).
+            let pki = Arc::new(Pki::generate()?);
+            let (tls_port, mtls_port) = (port + 1, port + 2);
+            let indent = |pem: &str| pem.trim_end().replace('\n', "\n    ");
+            let ns = "namespace: azure-iot-operations";
+            let resources = format!(
                 "apiVersion: mqttbroker.iotoperations.azure.com/v1\n\
                  kind: BrokerListener\n\
-                 metadata: {{name: default, namespace: azure-iot-operations}}\n\
+                 metadata: {{name: default, {ns}}}\n\
                  spec:\n  brokerRef: default\n  serviceName: bench\n  serviceType: ClusterIp\n  \
-                 ports:\n  - port: {port}\n    protocol: Mqtt\n"
+                 ports:\n  - port: {port}\n    protocol: Mqtt\n  \
+                 - port: {tls_port}\n    protocol: Mqtt\n    \
+                 tls: {{mode: Manual, manual: {{secretRef: bench-server}}}}\n  \
+                 - port: {mtls_port}\n    protocol: Mqtt\n    authenticationRef: bench-x509\n    \
+                 tls: {{mode: Manual, manual: {{secretRef: bench-server}}}}\n\
+                 ---\n\
+                 apiVersion: mqttbroker.iotoperations.azure.com/v1\n\
+                 kind: BrokerAuthentication\n\
+                 metadata: {{name: bench-x509, {ns}}}\n\
+                 spec:\n  authenticationMethods:\n  - method: X509\n    \
+                 x509Settings: {{trustedClientCaCert: bench-ca}}\n\
+                 ---\n\
+                 apiVersion: v1\nkind: Secret\ntype: kubernetes.io/tls\n\
+                 metadata: {{name: bench-server, {ns}}}\n\
+                 stringData:\n  tls.crt: |\n    {cert}\n  tls.key: |\n    {key}\n\
+                 ---\n\
+                 apiVersion: v1\nkind: ConfigMap\n\
+                 metadata: {{name: bench-ca, {ns}}}\n\
+                 data:\n  ca.crt: |\n    {ca}\n",
+                cert = indent(&pki.server_cert_pem),
+                key = indent(&pki.server_key_pem),
+                ca = indent(&pki.ca_pem),
             );
             let config = d.join("config");
             std::fs::create_dir_all(&config).map_err(|e| Error::io("config dir", e))?;
-            write(&config, "listener.yaml", &listener)?;
+            write(&config, "listener.yaml", &resources)?;
+            tls = Some(TlsTarget {
+                server_auth: SocketAddr::from((Ipv4Addr::LOCALHOST, tls_port)),
+                mutual: SocketAddr::from((Ipv4Addr::LOCALHOST, mtls_port)),
+                pki,
+            });
             cmd.arg("serve")
                 .arg("--config")
                 .arg(&config)

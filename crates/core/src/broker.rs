@@ -563,10 +563,14 @@ impl Broker {
             }
         }
         let mut targets: Vec<Target> = Vec::new();
+        // Within one filter's entry a session subscribes once; only several matching entries
+        // can name a session twice (overlapping subscriptions, merged in `deliver`).
+        let mut entries = 0;
         {
             let index = self.index.read();
             let origin = message.origin;
             index.for_each_match(message.topic.as_str(), |entry| {
+                entries += usize::from(!entry.subscribers.is_empty());
                 for sub in &entry.subscribers {
                     if sub.options.no_local && Some(sub.session.id()) == origin {
                         continue;
@@ -596,7 +600,7 @@ impl Broker {
             });
         }
         let mut held = Vec::new();
-        let mut result = self.deliver(&message, targets, &mut held);
+        let mut result = self.deliver(&message, targets, entries > 1, &mut held);
         if let Some(store) = &self.store {
             let incoming = from.and_then(|(session, packet_id)| {
                 let id = packet_id.filter(|_| message.qos == QoS::ExactlyOnce)?;
@@ -647,6 +651,7 @@ impl Broker {
         &self,
         message: &Arc<Message>,
         mut targets: Vec<Target>,
+        overlapping: bool,
         held: &mut Vec<(Arc<Session>, Delivery)>,
     ) -> RouteResult {
         let mut result = RouteResult::default();
@@ -656,7 +661,7 @@ impl Broker {
         let charge = self
             .budget
             .charge((message.payload.len() + message.topic.as_str().len()) as u64);
-        if targets.len() > 1 {
+        if overlapping && targets.len() > 1 {
             // Overlapping subscriptions of one session: one copy, highest QoS, every identifier
             // [MQTT-3.3.4-2, 3.3.4-3]. Shared deliveries stay separate copies.
             targets.sort_by_key(|t| (t.session.id(), t.shared.is_some()));

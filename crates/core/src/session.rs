@@ -22,6 +22,36 @@ use crate::store::{Op, SessionRecord, Store, StoredDelivery, Ticket};
 /// stuck subscriber cannot slow the others; its queue fills and drops by its overflow policy.
 pub const STALLED_AFTER: Duration = Duration::from_secs(1);
 
+/// Hashes a packet id with one multiplication (Fibonacci hashing), spreading the 16 bits over
+/// the whole word as the hash table wants; SipHash cost ~8% of the CPU in QoS 1/2 fan-out.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PacketIdHash;
+
+impl std::hash::BuildHasher for PacketIdHash {
+    type Hasher = PacketIdHasher;
+    fn build_hasher(&self) -> PacketIdHasher {
+        PacketIdHasher(0)
+    }
+}
+
+/// The hasher of [`PacketIdHash`].
+#[derive(Debug)]
+pub(crate) struct PacketIdHasher(u64);
+
+impl std::hash::Hasher for PacketIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u16(&mut self, id: u16) {
+        self.0 = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// A broker-unique session number (never reused while the process runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
@@ -147,12 +177,14 @@ pub(crate) struct SessionState {
     link: Option<Link>,
     pub(crate) subscriptions: HashMap<TopicFilter, SubscriptionEntry>,
     queue: VecDeque<Delivery>,
+    /// Outbound QoS 1/2 flows in the order they were sent (the order of redelivery).
     inflight: VecDeque<Inflight>,
-    inflight_ids: HashSet<u16>,
+    /// The packet ids of `inflight`, for allocating a free one.
+    inflight_ids: HashSet<u16, PacketIdHash>,
     next_packet_id: u16,
     /// The client's Receive Maximum: how many QoS 1/2 PUBLISH may be unacknowledged.
     send_quota: u16,
-    incoming_qos2: HashSet<u16>,
+    incoming_qos2: HashSet<u16, PacketIdHash>,
     pub(crate) expiry_interval: u32,
     pub(crate) protocol: ProtocolVersion,
     pub(crate) will: Option<Will>,
@@ -214,10 +246,10 @@ impl Session {
                 subscriptions: HashMap::new(),
                 queue: VecDeque::new(),
                 inflight: VecDeque::new(),
-                inflight_ids: HashSet::new(),
+                inflight_ids: HashSet::default(),
                 next_packet_id: 1,
                 send_quota: u16::MAX,
-                incoming_qos2: HashSet::new(),
+                incoming_qos2: HashSet::default(),
                 expiry_interval: 0,
                 protocol,
                 will: None,
@@ -628,7 +660,8 @@ impl Session {
             return false;
         }
         let mut st = self.state.lock();
-        match st.inflight.iter_mut().find(|f| f.packet_id == packet_id) {
+        let found = st.inflight_position(packet_id);
+        match found.and_then(|pos| st.inflight.get_mut(pos)) {
             Some(f) if f.state == InflightState::AwaitPubRec => {
                 f.state = InflightState::AwaitPubComp;
                 if f.delivery.seq != 0 {
@@ -652,7 +685,7 @@ impl Session {
 
     fn complete(&self, packet_id: PacketId, expected: InflightState) -> bool {
         let mut st = self.state.lock();
-        let Some(pos) = st.inflight.iter().position(|f| f.packet_id == packet_id) else {
+        let Some(pos) = st.inflight_position(packet_id) else {
             return false;
         };
         if st.inflight[pos].state != expected {
@@ -773,6 +806,29 @@ impl Session {
 }
 
 impl SessionState {
+    /// Where the flow with `packet_id` sits in `inflight`. Packet ids are allocated in sequence
+    /// and acknowledgements mostly come in order, so the id's distance from the first flow's id
+    /// is almost always its position (one less after the ids wrapped past 0, which is never
+    /// used); a scan covers the rest (ids skipped while in use, restored or re-queued flows).
+    fn inflight_position(&self, packet_id: PacketId) -> Option<usize> {
+        let first = self.inflight.front()?.packet_id.get();
+        let distance = usize::from(packet_id.get().wrapping_sub(first));
+        let at = |pos: usize| {
+            self.inflight
+                .get(pos)
+                .is_some_and(|f| f.packet_id == packet_id)
+        };
+        if at(distance) {
+            return Some(distance);
+        }
+        if let Some(pos) = distance.checked_sub(1)
+            && at(pos)
+        {
+            return Some(pos);
+        }
+        self.inflight.iter().position(|f| f.packet_id == packet_id)
+    }
+
     fn allocate_packet_id(&mut self) -> PacketId {
         loop {
             let candidate = self.next_packet_id;

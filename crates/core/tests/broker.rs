@@ -510,3 +510,48 @@ fn sys_topics_are_published_retained() {
     let hash = broker.subscribe(&s.session, &filter("#"), opts(QoS::AtMostOnce), None, now);
     assert_eq!(hash.retained_sent, 0, "# does not see $SYS");
 }
+
+/// Outbound QoS 2 flows are found by packet id whatever order the acknowledgements come in,
+/// also across the wrap from 65,535 to 1 (0 is never used) and with ids skipped while in use.
+#[test]
+fn acknowledgements_find_their_flow_across_the_packet_id_wrap_and_out_of_order() {
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let mut p = params("sub", true, 0, None);
+    p.receive_maximum = 8;
+    let sub = broker.connect(p, now);
+    broker.subscribe(
+        &sub.session,
+        &filter("t"),
+        opts(QoS::ExactlyOnce),
+        None,
+        now,
+    );
+    let id = |n: u16| PacketId::new(n).expect("non-zero");
+    // Id 65,533 stays in flight the whole time, so the allocator must skip it after the wrap.
+    for n in 1..=65_533u16 {
+        broker.publish(msg("t", "x", QoS::ExactlyOnce, false));
+        assert_eq!(drain(&sub.session)[0].2, Some(n));
+        if n != 65_533 {
+            assert!(sub.session.pubrec(id(n), true));
+            assert!(sub.session.pubcomp(id(n)));
+        }
+    }
+    for _ in 0..5 {
+        broker.publish(msg("t", "y", QoS::ExactlyOnce, false));
+    }
+    let ids: Vec<Option<u16>> = drain(&sub.session).iter().map(|d| d.2).collect();
+    assert_eq!(ids, [Some(65_534), Some(65_535), Some(1), Some(2), Some(3)]);
+    for n in [2, 65_535, 1, 3, 65_534, 65_533] {
+        assert!(sub.session.pubrec(id(n), true), "PUBREC {n}");
+    }
+    assert!(!sub.session.pubcomp(id(4)), "no flow has id 4");
+    for n in [65_533, 1, 3, 65_535, 2, 65_534] {
+        assert!(sub.session.pubcomp(id(n)), "PUBCOMP {n}");
+        assert!(!sub.session.pubcomp(id(n)), "PUBCOMP {n} twice");
+    }
+    assert_eq!(sub.session.inflight_len(), 0);
+    // Allocation goes on in sequence: 4 follows 3.
+    broker.publish(msg("t", "z", QoS::ExactlyOnce, false));
+    assert_eq!(drain(&sub.session)[0].2, Some(4));
+}

@@ -82,7 +82,8 @@ pub fn broker_settings(broker: &model::Broker) -> BrokerSettings {
     BrokerSettings {
         queue: QueueLimits {
             max_queued,
-            congestion_threshold: defaults.congestion_threshold.min(max_queued),
+            // Below the limit, so publishers slow down before a live subscriber's queue drops.
+            congestion_threshold: defaults.congestion_threshold.min(max_queued / 2),
             overflow: match limits.subscriber_queue_limit.strategy {
                 QueueStrategy::DropOldest => QueueOverflow::DropOldest,
                 QueueStrategy::None => QueueOverflow::DropNew,

@@ -186,6 +186,11 @@ impl Conn {
         self.session.kicked(self.generation).is_some()
     }
 
+    /// Whether a PUBLISH since the last [`Conn::take_congested`] found a queue congested.
+    pub(super) fn is_congested(&self) -> bool {
+        self.congested.is_some()
+    }
+
     pub(super) fn take_congested(&mut self) -> Option<Arc<Session>> {
         self.congested.take()
     }

@@ -658,7 +658,48 @@ where
     let mut expiry = conn
         .credential_deadline()
         .map(|at| Box::pin(tokio::time::sleep_until(at)));
+    // Bytes read and not decoded yet. Backpressure: decoding stops after a PUBLISH that found a
+    // live subscriber's queue congested; the rest waits in `rbuf`, and the socket is not read,
+    // until that queue has room again (or `congestion_wait` passed). So a publisher adds at most
+    // one message to a congested queue per pause, whatever it had pipelined, and a slow but
+    // live subscriber slows its publishers instead of overflowing (stalled ones do not: see
+    // `STALLED_AFTER`).
+    let mut undecoded = false;
     loop {
+        if undecoded && paused_until.is_none() {
+            undecoded = false;
+            let from = wbuf.len();
+            loop {
+                match decode(rbuf, Some(conn.version()), limits) {
+                    Ok(Some(packet)) => {
+                        match conn.handle(packet, wbuf) {
+                            Flow::Continue => {}
+                            Flow::End(end) => return end,
+                            Flow::Reauthenticate(auth) => {
+                                // Boxed: a webhook call's future is large and rare.
+                                if let Some(end) = Box::pin(conn.reauthenticate(auth, wbuf)).await {
+                                    return end;
+                                }
+                                expiry = conn
+                                    .credential_deadline()
+                                    .map(|at| Box::pin(tokio::time::sleep_until(at)));
+                            }
+                        }
+                        if conn.is_congested() {
+                            undecoded = true;
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        debug!(error = %e, "malformed packet");
+                        return End::Server(e.reason_code(), "malformed packet");
+                    }
+                }
+            }
+            // Persistence: PUBACK/PUBREC/PUBCOMP/SUBACK wait for what they confirm.
+            gate.hold(wbuf, from);
+        }
         sizer.prepare(rbuf);
         // Persistence: release acknowledgements whose data is now durable; what this iteration
         // writes is held (in order) while the session's last store write is not.
@@ -675,8 +716,13 @@ where
         {
             paused_until = Some(tokio::time::Instant::now() + settings.congestion_wait);
         }
-        let reading =
-            paused_until.is_none() && wbuf.len() + gate.held_bytes() < settings.write_hard_limit;
+        if undecoded && paused_until.is_none() {
+            // The queue had room again by now: go on decoding.
+            continue;
+        }
+        let reading = !undecoded
+            && paused_until.is_none()
+            && wbuf.len() + gate.held_bytes() < settings.write_hard_limit;
         // Boxed only while paused, so the loop does not carry a timer it rarely needs.
         let pause = async {
             match paused_until {
@@ -712,41 +758,15 @@ where
                     }
                 }
             },
-            r = rd.read_buf(rbuf), if reading => {
-                match r {
-                    Ok(0) | Err(_) => return End::Lost,
-                    Ok(n) => {
-                        stats.bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                        last_read = tokio::time::Instant::now();
-                        sizer.observe(n);
-                    }
+            r = rd.read_buf(rbuf), if reading => match r {
+                Ok(0) | Err(_) => return End::Lost,
+                Ok(n) => {
+                    stats.bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    last_read = tokio::time::Instant::now();
+                    sizer.observe(n);
+                    undecoded = true;
                 }
-                let from = wbuf.len();
-                loop {
-                    match decode(rbuf, Some(conn.version()), limits) {
-                        Ok(Some(packet)) => {
-                            match conn.handle(packet, wbuf) {
-                                Flow::Continue => {}
-                                Flow::End(end) => return end,
-                                Flow::Reauthenticate(auth) => {
-                                    // Boxed: a webhook call's future is large and rare.
-                                    if let Some(end) = Box::pin(conn.reauthenticate(auth, wbuf)).await {
-                                        return end;
-                                    }
-                                    expiry = conn.credential_deadline().map(|at| Box::pin(tokio::time::sleep_until(at)));
-                                }
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            debug!(error = %e, "malformed packet");
-                            return End::Server(e.reason_code(), "malformed packet");
-                        }
-                    }
-                }
-                // Persistence: PUBACK/PUBREC/PUBCOMP/SUBACK wait for what they confirm.
-                gate.hold(wbuf, from);
-            }
+            },
             _ = waker.0.notified() => {
                 if conn.kicked() {
                     return End::TakenOver;
@@ -758,6 +778,10 @@ where
                 return End::Server(ReasonCode::NOT_AUTHORIZED, "credential expired");
             }
             _ = &mut keepalive, if keep_alive > 0 => {
+                // Packets waiting in `rbuf` (backpressure) count as heard from the client.
+                if undecoded {
+                    last_read = tokio::time::Instant::now();
+                }
                 let due = last_read + grace;
                 if tokio::time::Instant::now() >= due {
                     return End::Server(ReasonCode::KEEP_ALIVE_TIMEOUT, "keep alive timeout");

@@ -216,6 +216,51 @@ async fn subscriber_queue_limit_none_drops_new() {
     assert_eq!(drops.queue_full.load(Ordering::Relaxed), 2);
 }
 
+/// A live subscriber slower than its publisher slows the publisher down (backpressure) instead of
+/// overflowing its queue: a v3.1.1 publisher that pipelines 1,000 QoS 1 messages at once, into a
+/// queue of 100, gets every PUBACK, and the subscriber gets every message, in order. (Before,
+/// the publisher's whole read was routed at once, the queue dropped, and a v3.1.1 publisher,
+/// which has no reason codes, was disconnected.)
+#[tokio::test]
+async fn a_slow_live_subscriber_slows_its_publisher_and_nothing_is_dropped() {
+    let b = broker("  advanced:\n    clients:\n      subscriberQueueLimit:\n        length: 100\n        strategy: None\n").await;
+    const N: u16 = 1_000;
+    let (mut sub, _) = RawClient::connect(b.tcp, V5, "slow-sub").await;
+    sub.subscribe("bp", QoS::AtLeastOnce).await;
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < usize::from(N) {
+            let p = sub.publish_received().await;
+            got.push(u16::from_be_bytes([p.payload[0], p.payload[1]]));
+            sub.puback(p.packet_id.expect("QoS 1")).await;
+            if got.len() % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        got
+    });
+    let (mut publ, _) = RawClient::connect(b.tcp, V3, "fast-pub").await;
+    let mut burst = bytes::BytesMut::new();
+    for i in 1..=N {
+        let p = publish_packet("bp", &i.to_be_bytes(), QoS::AtLeastOnce, false, i);
+        wardgate_protocol::encode(&Packet::Publish(p), V3, &mut burst);
+    }
+    publ.send_bytes(&burst).await;
+    for i in 1..=N {
+        match publ.recv().await {
+            Received::Packet(Packet::PubAck(ack)) => assert_eq!(ack.packet_id.get(), i),
+            other => panic!("PUBACK {i} of {N}: got {other:?}"),
+        }
+    }
+    let got = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the subscriber gets everything")
+        .expect("reader");
+    assert_eq!(got, (1..=N).collect::<Vec<_>>());
+    let drops = &b.broker.stats().drops;
+    assert_eq!(drops.queue_full.load(Ordering::Relaxed), 0);
+}
+
 #[tokio::test]
 async fn v311_persistent_sessions_get_the_session_expiry_cap() {
     let b = broker("  advanced:\n    clients:\n      maxSessionExpirySeconds: 1\n").await;
