@@ -2,7 +2,7 @@
 //! ports, run until SIGINT/SIGTERM, then shut down gracefully.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -105,6 +105,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // ---- Diagnostics (issue 9). End. ----
 
     let mut seen = fingerprint(&args.config);
+    let mut renewals = RenewalTimer::default();
     let mut poll = tokio::time::interval(CONFIG_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -119,9 +120,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     reload(&args, &mut supervisor);
                 }
             },
-            _ = renewal(supervisor.next_renewal()) => {
-                info!("renewing certificates");
-                supervisor.refresh();
+            _ = sleep_until(renewals.wake(supervisor.next_renewal())) => {
+                if renewals.is_due() {
+                    info!("renewing certificates");
+                    supervisor.refresh();
+                }
+                renewals.attempted(supervisor.next_renewal());
             }
             _ = poll.tick(), if !args.config.is_empty() => {
                 let now = fingerprint(&args.config);
@@ -150,19 +154,60 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sleeps until `at` (never, without one). Renewal deadlines far ahead are re-checked hourly, so
-/// a clock change cannot strand them.
-async fn renewal(at: Option<std::time::SystemTime>) {
-    match at {
-        None => std::future::pending().await,
-        Some(at) => {
-            // A renewal that keeps failing is retried every 30 s, not in a busy loop.
-            let wait = at
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            tokio::time::sleep(wait.clamp(Duration::from_secs(30), Duration::from_secs(3600)))
-                .await;
+/// When to act on the next certificate renewal. The wake-up is kept across turns of the serve
+/// loop, which the config poll turns every second: a wait recomputed at each turn (with a floor)
+/// would never end.
+#[derive(Debug, Default)]
+struct RenewalTimer {
+    /// The renewal deadline the wake-up was planned for.
+    due: Option<SystemTime>,
+    /// When to wake up.
+    wake: Option<tokio::time::Instant>,
+}
+
+impl RenewalTimer {
+    /// A renewal that keeps failing is retried this often, not in a busy loop.
+    const RETRY: Duration = Duration::from_secs(30);
+    /// Deadlines far ahead are re-checked this often, so that a clock change cannot strand them.
+    const RECHECK: Duration = Duration::from_secs(3600);
+
+    /// The wake-up for the supervisor's next renewal `due`: planned anew when `due` changed
+    /// (a reload, a renewal), else kept.
+    fn wake(&mut self, due: Option<SystemTime>) -> Option<tokio::time::Instant> {
+        if due != self.due {
+            self.plan(due, Duration::ZERO);
         }
+        self.wake
+    }
+
+    /// Whether the planned deadline has come (else the wake-up was a re-check).
+    fn is_due(&self) -> bool {
+        self.due.is_some_and(|due| due <= SystemTime::now())
+    }
+
+    /// After waking, with the supervisor's next renewal `due`: a deadline that is still past
+    /// failed to renew and is retried later.
+    fn attempted(&mut self, due: Option<SystemTime>) {
+        self.plan(due, Self::RETRY);
+    }
+
+    fn plan(&mut self, due: Option<SystemTime>, past_due: Duration) {
+        self.due = due;
+        self.wake = due.map(|at| {
+            let wait = match at.duration_since(SystemTime::now()) {
+                Ok(left) => left.min(Self::RECHECK),
+                Err(_) => past_due,
+            };
+            tokio::time::Instant::now() + wait
+        });
+    }
+}
+
+/// Sleeps until `wake` (never, without one).
+async fn sleep_until(wake: Option<tokio::time::Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
