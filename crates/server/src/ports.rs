@@ -246,11 +246,23 @@ fn handshake_failure(first: &[u8], error: &std::io::Error) -> String {
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     {
-        Some(rustls::Error::AlertReceived(alert)) => format!(
-            "the client refused the handshake (alert {alert:?}); if it rejected the server \
-             certificate, check that it trusts the issuing CA (--cafile) and dials a name or \
-             address among the certificate's SANs (`wardgate cert inspect FILE --host NAME`)"
-        ),
+        Some(rustls::Error::AlertReceived(alert)) => {
+            use rustls::AlertDescription as A;
+            match alert {
+                A::CertificateExpired => format!(
+                    "the client rejected the server certificate as expired or not yet valid \
+                     (alert {alert:?}): renew it, or check the clocks"
+                ),
+                // Clients say UnknownCA or BadCertificate, but OpenSSL-based ones (mosquitto)
+                // end a hostname mismatch with InternalError: name the usual causes for all.
+                _ => format!(
+                    "the client ended the handshake (alert {alert:?}), most often because it \
+                     rejects the server certificate: check that it trusts the issuing CA \
+                     (--cafile) and dials a name or address among the certificate's SANs \
+                     (`wardgate cert inspect FILE --host NAME`)"
+                ),
+            }
+        }
         Some(rustls::Error::InvalidCertificate(e)) => {
             format!("the client certificate was rejected ({e:?})")
         }
@@ -282,6 +294,63 @@ where
                 }
                 Err(_) => info!(%peer, port = ctx.port, "WebSocket upgrade timed out"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::handshake_failure;
+    use rustls::AlertDescription;
+
+    fn tls_error(e: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn a_failed_handshake_is_explained_from_the_first_bytes_and_the_error() {
+        let corrupt = || {
+            tls_error(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType,
+            ))
+        };
+        let cases: [(&[u8], std::io::Error, &str); 6] = [
+            (
+                b"\x10\x10\x00\x04MQTT",
+                corrupt(),
+                "plain MQTT CONNECT to a TLS port",
+            ),
+            (b"GET /mqtt", corrupt(), "plain HTTP request to a TLS port"),
+            (
+                b"\x9b\x01",
+                corrupt(),
+                "does not speak TLS (it sent 9b 01 first",
+            ),
+            (
+                b"\x16\x03\x01",
+                tls_error(rustls::Error::AlertReceived(
+                    AlertDescription::CertificateExpired,
+                )),
+                "rejected the server certificate as expired",
+            ),
+            (
+                b"\x16\x03\x01",
+                tls_error(rustls::Error::AlertReceived(
+                    AlertDescription::InternalError,
+                )),
+                "alert InternalError), most often because it rejects the server certificate",
+            ),
+            (
+                b"\x16\x03\x01",
+                tls_error(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer,
+                )),
+                "the client certificate was rejected (UnknownIssuer)",
+            ),
+        ];
+        for (first, error, want) in cases {
+            let why = handshake_failure(first, &error);
+            assert!(why.contains(want), "{first:?}: {why}");
         }
     }
 }
