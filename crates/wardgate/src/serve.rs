@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use wardgate_config::model::Model;
+use wardgate_security::pki::store;
 use wardgate_security::tls::TlsContext;
 use wardgate_server::{PortProtocol, PortState, Status, Supervisor};
 
@@ -275,31 +276,41 @@ fn print_banner(args: &ServeArgs, status: &Status, trust_bundle: &std::path::Pat
             println!("  {:<40} {}", spec.name, port.state);
             continue;
         }
-        let scheme = match spec.protocol {
-            PortProtocol::Mqtt => "mqtt",
-            PortProtocol::WebSockets => "ws",
+        let scheme = match (spec.protocol, port.tls) {
+            (PortProtocol::Mqtt, false) => "mqtt",
+            (PortProtocol::Mqtt, true) => "mqtts",
+            (PortProtocol::WebSockets, false) => "ws",
+            (PortProtocol::WebSockets, true) => "wss",
         };
         let shown: Vec<String> = addrs.iter().map(|a| format!("{scheme}://{a}")).collect();
         println!("  {:<40} {}", spec.name, shown.join("  "));
     }
-    let mut listening = status
-        .ports
-        .values()
-        .filter(|p| p.state == PortState::Listening);
-    if let Some(spec) = listening
-        .find(|p| p.spec.protocol == PortProtocol::Mqtt)
-        .map(|p| &p.spec)
-    {
+    // A plain MQTT port if there is one; else a TLS one, with the CA clients need.
+    let mqtt = || {
+        status
+            .ports
+            .values()
+            .filter(|p| p.state == PortState::Listening && p.spec.protocol == PortProtocol::Mqtt)
+    };
+    if let Some(port) = mqtt().find(|p| !p.tls).or_else(|| mqtt().next()) {
+        let target = if port.tls {
+            let quickstart = port
+                .certificates
+                .last()
+                .is_some_and(|c| c.issuer.common_name() == Some(store::QUICKSTART_CA_COMMON_NAME));
+            let ca = if quickstart {
+                trust_bundle.display().to_string()
+            } else {
+                "YOUR_CA.crt".to_owned()
+            };
+            format!("-h localhost -p {} --cafile {ca}", port.spec.port)
+        } else {
+            format!("-h 127.0.0.1 -p {}", port.spec.port)
+        };
         println!();
         println!("Try it:");
-        println!(
-            "  mosquitto_sub -h 127.0.0.1 -p {} -t 'demo/#' -v",
-            spec.port
-        );
-        println!(
-            "  mosquitto_pub -h 127.0.0.1 -p {} -t demo/hello -m 'hi'",
-            spec.port
-        );
+        println!("  mosquitto_sub {target} -t 'demo/#' -v");
+        println!("  mosquitto_pub {target} -t demo/hello -m 'hi'");
     }
     println!();
     println!(

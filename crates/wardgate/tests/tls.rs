@@ -50,6 +50,20 @@ fn automatic_certificate_from_the_quickstart_ca_and_the_trust_bundle() {
     let data = root.path().join("data");
     let mut broker = serve(&config, &data);
     let bundle = data.join("trust-bundle").join("ca.crt");
+    // The banner shows the TLS scheme, and how to try it with the trust bundle.
+    broker
+        .wait_for_line("the port in the banner", Duration::from_secs(60), |l| {
+            l.contains(&format!("mqtts://127.0.0.1:{port}"))
+        })
+        .expect("the port is shown as mqtts://");
+    broker
+        .wait_for_line("the Try it line", Duration::from_secs(10), |l| {
+            l.contains(&format!(
+                "mosquitto_pub -h localhost -p {port} --cafile {}",
+                bundle.display()
+            ))
+        })
+        .expect("Try it names the trust bundle");
     broker
         .wait_for_line(
             "the banner with the trust bundle",
