@@ -360,3 +360,42 @@ impl Signals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RenewalTimer;
+    use std::time::{Duration, SystemTime};
+    use tokio::time::Instant;
+
+    /// How far ahead `wake` is, rounded to seconds.
+    fn secs_ahead(wake: Option<Instant>) -> Option<u64> {
+        wake.map(|w| {
+            (w.saturating_duration_since(Instant::now()) + Duration::from_millis(500)).as_secs()
+        })
+    }
+
+    #[test]
+    fn renewals_wake_when_due_keep_their_wake_up_and_retry_failures_every_30_s() {
+        let mut timer = RenewalTimer::default();
+        assert_eq!(timer.wake(None), None, "nothing automatic: never");
+        let due = SystemTime::now() + Duration::from_secs(10);
+        let wake = timer.wake(Some(due));
+        assert_eq!(secs_ahead(wake), Some(10));
+        assert!(!timer.is_due());
+        // The serve loop turns every second: the wake-up stays where it was.
+        assert_eq!(timer.wake(Some(due)), wake);
+        // Past due and still the next renewal after an attempt: it failed, retry in 30 s.
+        let past = SystemTime::now() - Duration::from_secs(1);
+        timer.attempted(Some(past));
+        assert_eq!(secs_ahead(timer.wake(Some(past))), Some(30));
+        assert!(timer.is_due());
+        // A deadline that changed (renewed, reloaded) is planned anew; a past one at once.
+        let later = SystemTime::now() + Duration::from_secs(100);
+        assert_eq!(secs_ahead(timer.wake(Some(later))), Some(100));
+        let overdue = SystemTime::now() - Duration::from_secs(5);
+        assert_eq!(secs_ahead(timer.wake(Some(overdue))), Some(0));
+        // Far ahead: re-checked within the hour.
+        let far = SystemTime::now() + Duration::from_secs(10 * 3600);
+        assert_eq!(secs_ahead(timer.wake(Some(far))), Some(3600));
+    }
+}
