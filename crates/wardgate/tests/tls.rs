@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use support::tls::{
     automatic_port, create_secret, file_serial, key_and_request, make_ca, make_ca_and_server,
-    make_expired_server, make_server, manual_port, publish, quickstart_port, serve, sign,
+    make_expired_server, make_server, manual_port, publish, quickstart_port, serve, sign, sign_by,
     tls_round_trip, write_listener,
 };
 use wardgate_testkit::process::{self, free_port, run, wait_for_port};
@@ -359,4 +359,52 @@ fn an_expired_manual_certificate_is_served_with_a_warning() {
             l.contains("the client rejected the server certificate as expired")
         })
         .expect("the broker logs why the client left");
+}
+
+/// `seeds/002_…`'s openssl recipe as written signs the intermediate CA without extensions (an
+/// X.509 v1 certificate that no client accepts as a CA): the port is not opened, and the log
+/// names the certificate, says why clients reject it and gives the fix.
+#[test]
+fn the_seed_002_recipe_as_written_is_refused_with_the_fix() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path();
+    let config = dir.join("config");
+    make_ca(dir);
+    key_and_request(dir, "inter", "/CN=AIO42 Intermediate CA 1");
+    // As the seed does: `openssl x509 -req` with no -extfile.
+    sign_by(dir, "inter", "ca", false);
+    key_and_request(dir, "chain", "/CN=mqtts-endpoint");
+    std::fs::write(dir.join("chain.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write ext");
+    sign_by(dir, "chain", "inter", true);
+    let chain = std::fs::read_to_string(dir.join("chain.crt")).expect("leaf")
+        + &std::fs::read_to_string(dir.join("inter.crt")).expect("intermediate");
+    std::fs::write(dir.join("chain.crt"), chain).expect("write chain");
+    create_secret("broker-server-cert", dir, "chain", &config);
+    let (plain, tls) = (free_port().expect("port"), free_port().expect("port"));
+    write_listener(
+        &config,
+        &format!(
+            "  - port: {plain}\n    protocol: Mqtt\n{}",
+            manual_port(tls, "broker-server-cert")
+        ),
+    );
+    let mut broker = serve(&config, &dir.join("data"));
+    let line = broker
+        .wait_for_line("the refusal", Duration::from_secs(30), |l| {
+            l.contains("port not opened") && l.contains(&format!("port={tls}"))
+        })
+        .expect("the TLS port is not opened");
+    for needed in [
+        "Secret/broker-server-cert: tls.crt: certificate 2 of 2 (CN = AIO42 Intermediate CA 1) is not a CA certificate",
+        "invalid CA certificate",
+        "basicConstraints=critical,CA:TRUE",
+        "wardgate cert intermediate",
+    ] {
+        assert!(line.contains(needed), "{needed:?} missing from: {line}");
+    }
+    wait_for_port(plain, Duration::from_secs(10)).expect("the plain port serves");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", tls)).is_err(),
+        "the TLS port is not opened"
+    );
 }

@@ -135,26 +135,38 @@ fn request(dir: &Path, name: &str, san: &str) {
 /// Signs `<name>.csr` with `ca.crt` and the extensions in `<name>.ext`: `<name>.crt`, valid for
 /// a day.
 pub(crate) fn sign(dir: &Path, name: &str) {
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.crt"),
-        ],
-        dir,
+    sign_by(dir, name, "ca", true);
+}
+
+/// Signs `<name>.csr` with `<ca>.crt`/`<ca>.key`, with the extensions in `<name>.ext` or (as
+/// `seeds/002_…`'s recipe signs its intermediate CA) none: `<name>.crt`, valid for a day.
+pub(crate) fn sign_by(dir: &Path, name: &str, ca: &str, extensions: bool) {
+    let (csr, ca_crt, ca_key, ext, out) = (
+        format!("{name}.csr"),
+        format!("{ca}.crt"),
+        format!("{ca}.key"),
+        format!("{name}.ext"),
+        format!("{name}.crt"),
     );
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_crt,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        &out,
+    ];
+    if extensions {
+        args.extend(["-extfile", &ext]);
+    }
+    openssl(&args, dir);
 }
 
 /// A server certificate `<name>.crt` (+ `<name>.key`) for `san`, signed by `ca.crt`.
