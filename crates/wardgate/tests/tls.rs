@@ -28,6 +28,19 @@ fn manual_secret_made_with_openssl_serves_mosquitto_over_tls() {
     let _broker = serve(&config, &root.path().join("data"));
     wait_for_port(port, Duration::from_secs(30)).expect("the TLS port opens");
     tls_round_trip(port, &root.path().join("ca.crt"), "localhost");
+    // TLS 1.2 and 1.3 are both served.
+    for version in ["tlsv1.2", "tlsv1.3"] {
+        let out = publish(
+            port,
+            &root.path().join("ca.crt"),
+            "localhost",
+            &["--tls-version", version, "-d", "-t", "x", "-m", "y"],
+        );
+        assert!(
+            out.success() && out.stdout.contains("received CONNACK (0)"),
+            "{version}: {out}"
+        );
+    }
     // A client that does not trust the CA is refused by its own TLS check, as it should be.
     let untrusted = publish(
         port,
