@@ -9,10 +9,12 @@
 //   node mqttjs_journeys.js pubsub --url ws://127.0.0.1:8080/mqtt --protocol-version 5
 //   node mqttjs_journeys.js pubsub --pub-url ws://127.0.0.1:8080/mqtt --sub-url mqtt://127.0.0.1:1883
 //   node mqttjs_journeys.js retained --url mqtt://127.0.0.1:1883 --protocol-version 4
+//   node mqttjs_journeys.js pubsub --url wss://localhost:8443/mqtt --ca trust-bundle/ca.crt
 'use strict';
 
 const { parseArgs } = require('node:util');
 const crypto = require('node:crypto');
+const fs = require('node:fs');
 const mqtt = require('mqtt');
 
 function emit(fields) {
@@ -41,6 +43,8 @@ async function connect(opts, name, url) {
     connectTimeout: opts.stepTimeoutMs,
     reconnectPeriod: 0,
     keepalive: 30,
+    // mqtts:// and wss://: trust only this CA (the server certificate is verified as usual).
+    ...(opts.ca ? { ca: fs.readFileSync(opts.ca) } : {}),
   });
   const received = [];
   client.on('message', (topic, payload, packet) => {
@@ -150,6 +154,7 @@ function parseOptions(argv) {
       'sub-url': { type: 'string' },
       'protocol-version': { type: 'string', default: '5' },
       topic: { type: 'string' },
+      ca: { type: 'string' },
       qos: { type: 'string', default: '0,1,2' },
       count: { type: 'string', default: '3' },
       quiet: { type: 'string', default: '0.5' },
@@ -168,6 +173,7 @@ function parseOptions(argv) {
     subUrl: values['sub-url'] || url,
     protocolVersion: Number(values['protocol-version']),
     topic: values.topic,
+    ca: values.ca,
     qos: values.qos.split(',').map(Number),
     count: Number(values.count),
     quietMs: Number(values.quiet) * 1000,

@@ -180,17 +180,97 @@ async fn handle(stream: TcpStream, peer: SocketAddr, port: Arc<PortShared>) {
     };
     // The handshake runs here, in the connection's own task, under the connect timeout: a slow
     // or broken client never holds up the accept loop.
+    let timeout = ctx.settings.connect_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    // The first bytes, left in the socket for the handshake, tell a client that does not speak
+    // TLS (plain MQTT, HTTP) from a broken TLS client in the log line.
+    let mut first = [0u8; 8];
+    let first = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        Ok(Ok(n)) => &first[..n],
+        Ok(Err(e)) => {
+            return debug!(%peer, port = ctx.port, error = %e, "connection lost before the TLS handshake");
+        }
+        Err(_) => {
+            return info!(%peer, port = ctx.port, timeout_s = timeout.as_secs(),
+                "TLS handshake timed out: the client sent nothing; the connection is closed");
+        }
+    };
+    if first.is_empty() {
+        // Port probes end here; not worth an info line each.
+        return debug!(%peer, port = ctx.port, "connection closed before the TLS handshake");
+    }
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
     let handshake = Box::pin(acceptor.accept(stream));
-    match tokio::time::timeout(ctx.settings.connect_timeout, handshake).await {
+    match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(stream)) => {
             if let Some(chain) = stream.get_ref().1.peer_certificates() {
                 ctx.client_chain = chain.iter().map(|c| c.clone().into_owned()).collect();
             }
             Box::pin(serve_protocol(stream, ctx, spec.protocol)).await;
         }
-        Ok(Err(e)) => info!(%peer, port = ctx.port, error = %e, "TLS handshake failed"),
-        Err(_) => info!(%peer, port = ctx.port, "TLS handshake timed out"),
+        Ok(Err(e)) => {
+            let why = handshake_failure(first, &e);
+            info!(%peer, port = ctx.port, error = %e, "TLS handshake failed: {why}");
+        }
+        Err(_) => info!(%peer, port = ctx.port, timeout_s = timeout.as_secs(),
+            "TLS handshake timed out: the client started it and stalled; the connection is closed"),
+    }
+}
+
+/// Why a TLS handshake failed, in words a user can act on. `first` holds the first bytes the
+/// client sent: a TLS client starts with a handshake record (0x16).
+fn handshake_failure(first: &[u8], error: &std::io::Error) -> String {
+    const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+    const MQTT_CONNECT: u8 = 0x10;
+    match first.first() {
+        Some(&MQTT_CONNECT) => {
+            return "the client sent a plain MQTT CONNECT to a TLS port; it must connect with TLS \
+                    (mosquitto: --cafile CA_FILE; MQTT.js: mqtts:// or wss://)"
+                .to_owned();
+        }
+        Some(&TLS_HANDSHAKE_RECORD) => {}
+        _ if first.starts_with(b"GET ") => {
+            return "the client sent a plain HTTP request to a TLS port; it must connect with TLS \
+                    (wss:// instead of ws://)"
+                .to_owned();
+        }
+        _ => {
+            let hex: Vec<String> = first.iter().map(|b| format!("{b:02x}")).collect();
+            return format!(
+                "the client does not speak TLS (it sent {} first, not a TLS handshake)",
+                hex.join(" ")
+            );
+        }
+    }
+    match error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::AlertReceived(alert)) => {
+            use rustls::AlertDescription as A;
+            match alert {
+                A::CertificateExpired => format!(
+                    "the client rejected the server certificate as expired or not yet valid \
+                     (alert {alert:?}): renew it, or check the clocks"
+                ),
+                // Clients say UnknownCA or BadCertificate, but OpenSSL-based ones (mosquitto)
+                // end a hostname mismatch with InternalError: name the usual causes for all.
+                _ => format!(
+                    "the client ended the handshake (alert {alert:?}), most often because it \
+                     rejects the server certificate: check that it trusts the issuing CA \
+                     (--cafile) and dials a name or address among the certificate's SANs \
+                     (`wardgate cert inspect FILE --host NAME`)"
+                ),
+            }
+        }
+        Some(rustls::Error::InvalidCertificate(e)) => {
+            format!("the client certificate was rejected ({e:?})")
+        }
+        Some(rustls::Error::PeerIncompatible(e)) => {
+            format!("the client offers no TLS version or cipher suite in common ({e:?})")
+        }
+        Some(e) => e.to_string(),
+        None => error.to_string(),
     }
 }
 
@@ -214,6 +294,63 @@ where
                 }
                 Err(_) => info!(%peer, port = ctx.port, "WebSocket upgrade timed out"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::handshake_failure;
+    use rustls::AlertDescription;
+
+    fn tls_error(e: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn a_failed_handshake_is_explained_from_the_first_bytes_and_the_error() {
+        let corrupt = || {
+            tls_error(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType,
+            ))
+        };
+        let cases: [(&[u8], std::io::Error, &str); 6] = [
+            (
+                b"\x10\x10\x00\x04MQTT",
+                corrupt(),
+                "plain MQTT CONNECT to a TLS port",
+            ),
+            (b"GET /mqtt", corrupt(), "plain HTTP request to a TLS port"),
+            (
+                b"\x9b\x01",
+                corrupt(),
+                "does not speak TLS (it sent 9b 01 first",
+            ),
+            (
+                b"\x16\x03\x01",
+                tls_error(rustls::Error::AlertReceived(
+                    AlertDescription::CertificateExpired,
+                )),
+                "rejected the server certificate as expired",
+            ),
+            (
+                b"\x16\x03\x01",
+                tls_error(rustls::Error::AlertReceived(
+                    AlertDescription::InternalError,
+                )),
+                "alert InternalError), most often because it rejects the server certificate",
+            ),
+            (
+                b"\x16\x03\x01",
+                tls_error(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer,
+                )),
+                "the client certificate was rejected (UnknownIssuer)",
+            ),
+        ];
+        for (first, error, want) in cases {
+            let why = handshake_failure(first, &error);
+            assert!(why.contains(want), "{first:?}: {why}");
         }
     }
 }

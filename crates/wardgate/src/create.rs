@@ -87,8 +87,13 @@ pub(crate) fn run(cmd: CreateCommand) -> anyhow::Result<()> {
         Some(dir) => {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            let path = dir.join(format!("{kind}-{name}.yaml"));
-            std::fs::write(&path, yaml)
+            let file = format!("{kind}-{name}.yaml");
+            let path = dir.join(&file);
+            // Written aside and renamed: a broker polling the folder (a replaced Secret is
+            // picked up within a second) never reads half a file. Hidden files are not read.
+            let aside = dir.join(format!(".{file}.tmp"));
+            std::fs::write(&aside, yaml)
+                .and_then(|()| std::fs::rename(&aside, &path))
                 .with_context(|| format!("cannot write {}", path.display()))?;
             println!("{}", path.display());
         }

@@ -162,14 +162,17 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// The store engine logs routine work at info on every start; keep it at warn unless the level
-/// names it.
+/// Dependencies kept quieter than the level unless it names them: the store engine logs routine
+/// work at info on every start; rustls warns about every client that sends an IP address as SNI
+/// (mosquitto dialling an IP does), and the broker logs why a handshake failed itself.
 fn quiet_dependencies(level: &str) -> String {
-    if level.contains("fjall") || level.contains("lsm_tree") {
-        level.to_owned()
-    } else {
-        format!("{level},fjall=warn,lsm_tree=warn")
+    let mut filter = level.to_owned();
+    for (target, quiet) in [("fjall", "warn"), ("lsm_tree", "warn"), ("rustls", "error")] {
+        if !level.contains(target) {
+            filter.push_str(&format!(",{target}={quiet}"));
+        }
     }
+    filter
 }
 
 /// Applies the Broker's `diagnostics.logs.level` (filter syntax, e.g. `debug` or

@@ -2,12 +2,13 @@
 //! ports, run until SIGINT/SIGTERM, then shut down gracefully.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use wardgate_config::model::Model;
+use wardgate_security::pki::store;
 use wardgate_security::tls::TlsContext;
 use wardgate_server::{PortProtocol, PortState, Status, Supervisor};
 
@@ -105,6 +106,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // ---- Diagnostics (issue 9). End. ----
 
     let mut seen = fingerprint(&args.config);
+    let mut renewals = RenewalTimer::default();
     let mut poll = tokio::time::interval(CONFIG_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -119,9 +121,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     reload(&args, &mut supervisor);
                 }
             },
-            _ = renewal(supervisor.next_renewal()) => {
-                info!("renewing certificates");
-                supervisor.refresh();
+            _ = sleep_until(renewals.wake(supervisor.next_renewal())) => {
+                if renewals.is_due() {
+                    info!("renewing certificates");
+                    supervisor.refresh();
+                }
+                renewals.attempted(supervisor.next_renewal());
             }
             _ = poll.tick(), if !args.config.is_empty() => {
                 let now = fingerprint(&args.config);
@@ -150,19 +155,60 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sleeps until `at` (never, without one). Renewal deadlines far ahead are re-checked hourly, so
-/// a clock change cannot strand them.
-async fn renewal(at: Option<std::time::SystemTime>) {
-    match at {
-        None => std::future::pending().await,
-        Some(at) => {
-            // A renewal that keeps failing is retried every 30 s, not in a busy loop.
-            let wait = at
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            tokio::time::sleep(wait.clamp(Duration::from_secs(30), Duration::from_secs(3600)))
-                .await;
+/// When to act on the next certificate renewal. The wake-up is kept across turns of the serve
+/// loop, which the config poll turns every second: a wait recomputed at each turn (with a floor)
+/// would never end.
+#[derive(Debug, Default)]
+struct RenewalTimer {
+    /// The renewal deadline the wake-up was planned for.
+    due: Option<SystemTime>,
+    /// When to wake up.
+    wake: Option<tokio::time::Instant>,
+}
+
+impl RenewalTimer {
+    /// A renewal that keeps failing is retried this often, not in a busy loop.
+    const RETRY: Duration = Duration::from_secs(30);
+    /// Deadlines far ahead are re-checked this often, so that a clock change cannot strand them.
+    const RECHECK: Duration = Duration::from_secs(3600);
+
+    /// The wake-up for the supervisor's next renewal `due`: planned anew when `due` changed
+    /// (a reload, a renewal), else kept.
+    fn wake(&mut self, due: Option<SystemTime>) -> Option<tokio::time::Instant> {
+        if due != self.due {
+            self.plan(due, Duration::ZERO);
         }
+        self.wake
+    }
+
+    /// Whether the planned deadline has come (else the wake-up was a re-check).
+    fn is_due(&self) -> bool {
+        self.due.is_some_and(|due| due <= SystemTime::now())
+    }
+
+    /// After waking, with the supervisor's next renewal `due`: a deadline that is still past
+    /// failed to renew and is retried later.
+    fn attempted(&mut self, due: Option<SystemTime>) {
+        self.plan(due, Self::RETRY);
+    }
+
+    fn plan(&mut self, due: Option<SystemTime>, past_due: Duration) {
+        self.due = due;
+        self.wake = due.map(|at| {
+            let wait = match at.duration_since(SystemTime::now()) {
+                Ok(left) => left.min(Self::RECHECK),
+                Err(_) => past_due,
+            };
+            tokio::time::Instant::now() + wait
+        });
+    }
+}
+
+/// Sleeps until `wake` (never, without one).
+async fn sleep_until(wake: Option<tokio::time::Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -230,31 +276,41 @@ fn print_banner(args: &ServeArgs, status: &Status, trust_bundle: &std::path::Pat
             println!("  {:<40} {}", spec.name, port.state);
             continue;
         }
-        let scheme = match spec.protocol {
-            PortProtocol::Mqtt => "mqtt",
-            PortProtocol::WebSockets => "ws",
+        let scheme = match (spec.protocol, port.tls) {
+            (PortProtocol::Mqtt, false) => "mqtt",
+            (PortProtocol::Mqtt, true) => "mqtts",
+            (PortProtocol::WebSockets, false) => "ws",
+            (PortProtocol::WebSockets, true) => "wss",
         };
         let shown: Vec<String> = addrs.iter().map(|a| format!("{scheme}://{a}")).collect();
         println!("  {:<40} {}", spec.name, shown.join("  "));
     }
-    let mut listening = status
-        .ports
-        .values()
-        .filter(|p| p.state == PortState::Listening);
-    if let Some(spec) = listening
-        .find(|p| p.spec.protocol == PortProtocol::Mqtt)
-        .map(|p| &p.spec)
-    {
+    // A plain MQTT port if there is one; else a TLS one, with the CA clients need.
+    let mqtt = || {
+        status
+            .ports
+            .values()
+            .filter(|p| p.state == PortState::Listening && p.spec.protocol == PortProtocol::Mqtt)
+    };
+    if let Some(port) = mqtt().find(|p| !p.tls).or_else(|| mqtt().next()) {
+        let target = if port.tls {
+            let quickstart = port
+                .certificates
+                .last()
+                .is_some_and(|c| c.issuer.common_name() == Some(store::QUICKSTART_CA_COMMON_NAME));
+            let ca = if quickstart {
+                trust_bundle.display().to_string()
+            } else {
+                "YOUR_CA.crt".to_owned()
+            };
+            format!("-h localhost -p {} --cafile {ca}", port.spec.port)
+        } else {
+            format!("-h 127.0.0.1 -p {}", port.spec.port)
+        };
         println!();
         println!("Try it:");
-        println!(
-            "  mosquitto_sub -h 127.0.0.1 -p {} -t 'demo/#' -v",
-            spec.port
-        );
-        println!(
-            "  mosquitto_pub -h 127.0.0.1 -p {} -t demo/hello -m 'hi'",
-            spec.port
-        );
+        println!("  mosquitto_sub {target} -t 'demo/#' -v");
+        println!("  mosquitto_pub {target} -t demo/hello -m 'hi'");
     }
     println!();
     println!(
@@ -302,5 +358,44 @@ impl Signals {
             _ = self.int.recv() => Signal::Stop,
             _ = self.hup.recv() => Signal::Reload,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RenewalTimer;
+    use std::time::{Duration, SystemTime};
+    use tokio::time::Instant;
+
+    /// How far ahead `wake` is, rounded to seconds.
+    fn secs_ahead(wake: Option<Instant>) -> Option<u64> {
+        wake.map(|w| {
+            (w.saturating_duration_since(Instant::now()) + Duration::from_millis(500)).as_secs()
+        })
+    }
+
+    #[test]
+    fn renewals_wake_when_due_keep_their_wake_up_and_retry_failures_every_30_s() {
+        let mut timer = RenewalTimer::default();
+        assert_eq!(timer.wake(None), None, "nothing automatic: never");
+        let due = SystemTime::now() + Duration::from_secs(10);
+        let wake = timer.wake(Some(due));
+        assert_eq!(secs_ahead(wake), Some(10));
+        assert!(!timer.is_due());
+        // The serve loop turns every second: the wake-up stays where it was.
+        assert_eq!(timer.wake(Some(due)), wake);
+        // Past due and still the next renewal after an attempt: it failed, retry in 30 s.
+        let past = SystemTime::now() - Duration::from_secs(1);
+        timer.attempted(Some(past));
+        assert_eq!(secs_ahead(timer.wake(Some(past))), Some(30));
+        assert!(timer.is_due());
+        // A deadline that changed (renewed, reloaded) is planned anew; a past one at once.
+        let later = SystemTime::now() + Duration::from_secs(100);
+        assert_eq!(secs_ahead(timer.wake(Some(later))), Some(100));
+        let overdue = SystemTime::now() - Duration::from_secs(5);
+        assert_eq!(secs_ahead(timer.wake(Some(overdue))), Some(0));
+        // Far ahead: re-checked within the hour.
+        let far = SystemTime::now() + Duration::from_secs(10 * 3600);
+        assert_eq!(secs_ahead(timer.wake(Some(far))), Some(3600));
     }
 }

@@ -2,24 +2,16 @@
 //! certificates made by `wardgate cert`, the Secret and ConfigMap made by `wardgate create`, the
 //! tutorial's policies (`examples/tls-x509-abac/policies.yaml`) and mosquitto clients.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use support::tls::wardgate;
 use wardgate_testkit::process::{
     Running, free_port, mosquitto_pub, mosquitto_sub, repo_root, run, wait_for_port,
 };
-
-fn wardgate(args: &[&str], dir: &Path) {
-    let out = run(
-        Command::new(env!("CARGO_BIN_EXE_wardgate"))
-            .args(args)
-            .current_dir(dir),
-        Duration::from_secs(60),
-    )
-    .expect("wardgate runs");
-    assert!(out.success(), "wardgate {args:?}: {out}");
-}
 
 /// The tutorial's certificates: Contoso (server side) and Fabrikam (devices).
 fn certificates(dir: &Path) {

@@ -216,16 +216,13 @@ impl TlsContext {
                     namespace: &self.namespace,
                 };
                 let r = automatic::resolve(&ctx, model, listener, a);
-                let mut state = self.state.lock();
-                match &r {
-                    Ok(s) => {
-                        if let Some(at) = s.renew_at {
-                            state.renewals.insert(key, at);
-                        }
-                    }
-                    Err(_) => {
-                        state.renewals.remove(&key);
-                    }
+                // On failure a port that served keeps serving its certificate (an issuer or CA
+                // Secret gone, a full disk): its renewal stays due, so that it is retried.
+                if let Ok(ServerCert {
+                    renew_at: Some(at), ..
+                }) = &r
+                {
+                    self.state.lock().renewals.insert(key, *at);
                 }
                 r
             }
@@ -263,7 +260,8 @@ impl TlsContext {
 
     /// The earliest instant an automatic certificate resolved here is due for renewal (for one
     /// issued by the quickstart CA, at the latest when the CA is due for rotation): call
-    /// `resolve` again for its port then. `None` when no automatic certificate is in use.
+    /// `resolve` again for its port then. A renewal that failed stays due, in the past, until a
+    /// `resolve` succeeds or the port is gone. `None` when no automatic certificate is in use.
     pub fn next_renewal(&self) -> Option<SystemTime> {
         self.state.lock().renewals.values().min().copied()
     }

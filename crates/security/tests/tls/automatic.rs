@@ -393,6 +393,36 @@ async fn a_certificate_is_renewed_when_due() {
     ctx.forget("lb", 8883);
 }
 
+/// A renewal that fails (here the issuer has gone from the configuration; the server keeps
+/// serving the certificate it has) stays due, so that the server retries it.
+#[tokio::test]
+async fn a_failed_renewal_stays_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path());
+    let mut model = Model::defaults();
+    let mut a = automatic(IssuerKind::ClusterIssuer, QUICKSTART);
+    // Due in about 2 s (see a_certificate_is_renewed_when_due).
+    a.duration = Duration::from_secs(62);
+    a.renew_before = Duration::from_secs(60);
+    let port = automatic_port(a);
+    let l = listener(port.clone());
+    // In the model, or the port's renewal is pruned as gone.
+    model.listeners.push(l.clone());
+    ready(ctx.resolve(&model, &l, &port));
+    let due = ctx.next_renewal().unwrap();
+    let issuers = std::mem::take(&mut model.issuers);
+    assert!(matches!(
+        ctx.resolve(&model, &l, &port),
+        TlsOutcome::AwaitingIssuer { .. }
+    ));
+    assert_eq!(ctx.next_renewal(), Some(due), "still due after failing");
+    model.issuers = issuers;
+    let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(1100)).await;
+    ready(ctx.resolve(&model, &l, &port));
+    assert!(ctx.next_renewal().unwrap() > due, "renewed: due later");
+}
+
 #[test]
 fn a_quickstart_ca_near_its_end_is_rotated_and_both_stay_trusted() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,11 @@
 //! A `wardgate serve` process for the persistence and limits tests: its config folder (listener
 //! `default` on a free loopback port, plus a Broker resource), its data dir, and restarts on the
-//! same folders after a SIGKILL or a graceful stop.
+//! same folders after a SIGKILL or a graceful stop. [`tls`]: certificates, Secrets and TLS
+//! clients for the TLS tests.
 
 #![allow(dead_code)] // each test binary uses a different part
+
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
