@@ -1,123 +1,28 @@
-//! The X.509 + ABAC tutorial of the seeds (003) end to end, with its exact outcomes, using
-//! certificates made by `wardgate cert`, the Secret and ConfigMap made by `wardgate create`, the
-//! tutorial's policies (`examples/tls-x509-abac/policies.yaml`) and mosquitto clients.
-
-mod support;
+//! The X.509 + ABAC tutorial of the seeds (003) end to end, with its exact outcomes: the folder
+//! `examples/tls-x509-abac/make-certs.sh` makes (certificates by `wardgate cert`, the Secret and
+//! ConfigMap by `wardgate create`, the tutorial's policies) served by `wardgate serve`, and
+//! mosquitto clients.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::tls::wardgate;
 use wardgate_testkit::process::{
     Running, free_port, mosquitto_pub, mosquitto_sub, repo_root, run, wait_for_port,
 };
 
-/// The tutorial's certificates: Contoso (server side) and Fabrikam (devices).
-fn certificates(dir: &Path) {
-    wardgate(
-        &[
-            "cert",
-            "ca",
-            "--cn",
-            "Contoso Root CA",
-            "--out-cert",
-            "contoso_root_ca.crt",
-            "--out-key",
-            "contoso_root_ca.key",
-        ],
-        dir,
-    );
-    wardgate(
-        &[
-            "cert",
-            "intermediate",
-            "--cn",
-            "Contoso Intermediate CA 1",
-            "--ca-cert",
-            "contoso_root_ca.crt",
-            "--ca-key",
-            "contoso_root_ca.key",
-            "--out-cert",
-            "contoso_intermediate_ca.crt",
-            "--out-key",
-            "contoso_intermediate_ca.key",
-        ],
-        dir,
-    );
-    wardgate(
-        &[
-            "cert",
-            "server",
-            "--cn",
-            "mqtts-endpoint",
-            "--san",
-            "localhost",
-            "--san",
-            "127.0.0.1",
-            "--bundle",
-            "--ca-cert",
-            "contoso_intermediate_ca.crt",
-            "--ca-key",
-            "contoso_intermediate_ca.key",
-            "--out-cert",
-            "mqtts-endpoint.crt",
-            "--out-key",
-            "mqtts-endpoint.key",
-        ],
-        dir,
-    );
-    wardgate(
-        &[
-            "cert",
-            "ca",
-            "--cn",
-            "Fabrikam Root CA",
-            "--out-cert",
-            "fabrikam_root_ca.crt",
-            "--out-key",
-            "fabrikam_root_ca.key",
-        ],
-        dir,
-    );
-    wardgate(
-        &[
-            "cert",
-            "intermediate",
-            "--cn",
-            "Fabrikam Intermediate CA 1",
-            "--ca-cert",
-            "fabrikam_root_ca.crt",
-            "--ca-key",
-            "fabrikam_root_ca.key",
-            "--out-cert",
-            "fabrikam_intermediate_ca.crt",
-            "--out-key",
-            "fabrikam_intermediate_ca.key",
-        ],
-        dir,
-    );
-    for device in ["thermostat", "heater", "lightbulb"] {
-        let (crt, key) = (format!("{device}.crt"), format!("{device}.key"));
-        wardgate(
-            &[
-                "cert",
-                "client",
-                "--cn",
-                device,
-                "--bundle",
-                "--ca-cert",
-                "fabrikam_intermediate_ca.crt",
-                "--ca-key",
-                "fabrikam_intermediate_ca.key",
-                "--out-cert",
-                &crt,
-                "--out-key",
-                &key,
-            ],
-            dir,
-        );
-    }
+/// The tutorial's certificates (Contoso server chain, Fabrikam device chain), Secret, ConfigMap
+/// and policies, made by the example's own script with this build's `wardgate`.
+fn make_example(dir: &Path) {
+    let out = run(
+        Command::new("bash")
+            .arg(repo_root().join("examples/tls-x509-abac/make-certs.sh"))
+            .arg(dir)
+            .env("WARDGATE", env!("CARGO_BIN_EXE_wardgate")),
+        Duration::from_secs(120),
+    )
+    .expect("make-certs.sh runs");
+    assert!(out.success(), "make-certs.sh: {out}");
 }
 
 struct Device<'a> {
@@ -173,38 +78,10 @@ impl Device<'_> {
 fn the_x509_abac_tutorial_gives_its_exact_outcomes() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path();
-    certificates(dir);
+    make_example(dir);
     let config: PathBuf = dir.join("config");
-    wardgate(
-        &[
-            "create",
-            "secret",
-            "tls",
-            "broker-server-cert",
-            "--cert",
-            "mqtts-endpoint.crt",
-            "--key",
-            "mqtts-endpoint.key",
-            "-o",
-            "config",
-        ],
-        dir,
-    );
-    wardgate(
-        &[
-            "create",
-            "configmap",
-            "fabrikam-ca",
-            "--from-file=client_ca.pem=fabrikam_root_ca.crt",
-            "-o",
-            "config",
-        ],
-        dir,
-    );
     let port = free_port().expect("port");
-    let policies =
-        std::fs::read_to_string(repo_root().join("examples/tls-x509-abac/policies.yaml"))
-            .expect("example");
+    let policies = std::fs::read_to_string(config.join("policies.yaml")).expect("example");
     std::fs::write(
         config.join("policies.yaml"),
         policies.replace("port: 8883", &format!("port: {port}")),
