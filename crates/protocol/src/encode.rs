@@ -7,11 +7,11 @@
 use bytes::{BufMut, BytesMut};
 
 use crate::packet::{
-    Auth, ConnAck, Connect, Disconnect, Packet, PubAck, Publish, SubAck, Subscribe, UnsubAck,
-    Unsubscribe,
+    Auth, ConnAck, Connect, Disconnect, Packet, PubAck, Publish, PublishProperties, SubAck,
+    Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::property::{EncodeProperties, put_properties, section_len};
-use crate::types::{ProtocolVersion, QoS, ReasonCode};
+use crate::types::{PacketId, ProtocolVersion, QoS, ReasonCode};
 use crate::wire::{bin_len, put_bin, put_str, put_varint, str_len, varint_len};
 
 /// The sizes an encoder needs before writing: the remaining length and the property lengths
@@ -106,21 +106,68 @@ fn put_header(out: &mut BytesMut, first: u8, layout: Layout) {
 
 // ---- PUBLISH -----------------------------------------------------------------------------------
 
+/// A PUBLISH as borrowed parts: what [`encode_publish_parts`] writes without the caller building
+/// a [`Publish`] (a broker sends one message to many subscribers; building one per subscriber
+/// clones and drops the topic and payload handles, atomics on lines they all share).
+#[derive(Debug, Clone, Copy)]
+pub struct PublishParts<'a> {
+    /// DUP (ignored at QoS 0).
+    pub dup: bool,
+    /// QoS.
+    pub qos: QoS,
+    /// RETAIN.
+    pub retain: bool,
+    /// The topic; empty when a topic alias stands for it.
+    pub topic: &'a str,
+    /// The packet id (QoS 1/2).
+    pub packet_id: Option<PacketId>,
+    /// MQTT 5 properties; `None` is an empty property section (ignored for 3.1.1).
+    pub properties: Option<&'a PublishProperties>,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+impl<'a> PublishParts<'a> {
+    /// The parts of `p`.
+    pub fn of(p: &'a Publish) -> Self {
+        Self {
+            dup: p.dup,
+            qos: p.qos,
+            retain: p.retain,
+            topic: p.topic.as_deref().unwrap_or_default(),
+            packet_id: p.packet_id,
+            properties: Some(&p.properties),
+            payload: &p.payload,
+        }
+    }
+
+    /// The size of the encoded PUBLISH.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
+        self.layout(version.is_v5()).total()
+    }
+
+    fn layout(&self, v5: bool) -> Layout {
+        let properties = match self.properties {
+            Some(props) if v5 => props.encoded_len(),
+            _ => 0,
+        };
+        let mut remaining = str_len(self.topic) + self.payload.len();
+        if self.qos != QoS::AtMostOnce {
+            remaining += 2;
+        }
+        if v5 {
+            remaining += section_len(properties);
+        }
+        Layout {
+            remaining,
+            properties,
+            will_properties: 0,
+        }
+    }
+}
+
 fn publish_layout(p: &Publish, v5: bool) -> Layout {
-    let properties = if v5 { p.properties.encoded_len() } else { 0 };
-    let topic = p.topic.as_deref().unwrap_or_default();
-    let mut remaining = str_len(topic) + p.payload.len();
-    if p.qos != QoS::AtMostOnce {
-        remaining += 2;
-    }
-    if v5 {
-        remaining += section_len(properties);
-    }
-    Layout {
-        remaining,
-        properties,
-        will_properties: 0,
-    }
+    PublishParts::of(p).layout(v5)
 }
 
 /// Fast path for the broker's hot loop: encode a PUBLISH without building a Packet.
@@ -128,20 +175,32 @@ fn publish_layout(p: &Publish, v5: bool) -> Layout {
 /// The packet identifier is written iff QoS > 0 (0 if the caller left it out), and DUP is
 /// cleared for QoS 0 [MQTT-3.3.1-2], so the output is always a parseable packet.
 pub fn encode_publish(publish: &Publish, version: ProtocolVersion, out: &mut BytesMut) {
+    encode_publish_parts(&PublishParts::of(publish), version, out);
+}
+
+/// Encodes a PUBLISH from borrowed parts, as [`encode_publish`] does.
+pub fn encode_publish_parts(
+    parts: &PublishParts<'_>,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+) {
     let v5 = version.is_v5();
-    let layout = publish_layout(publish, v5);
-    let qos = publish.qos;
-    let dup = publish.dup && qos != QoS::AtMostOnce;
-    let first = 0x30 | (u8::from(dup) << 3) | (qos.as_u8() << 1) | u8::from(publish.retain);
+    let layout = parts.layout(v5);
+    let qos = parts.qos;
+    let dup = parts.dup && qos != QoS::AtMostOnce;
+    let first = 0x30 | (u8::from(dup) << 3) | (qos.as_u8() << 1) | u8::from(parts.retain);
     put_header(out, first, layout);
-    put_str(out, publish.topic.as_deref().unwrap_or_default());
+    put_str(out, parts.topic);
     if qos != QoS::AtMostOnce {
-        out.put_u16(publish.packet_id.map_or(0, |id| id.get()));
+        out.put_u16(parts.packet_id.map_or(0, |id| id.get()));
     }
     if v5 {
-        put_properties(out, &publish.properties, layout.properties);
+        match parts.properties {
+            Some(props) => put_properties(out, props, layout.properties),
+            None => put_varint(out, 0),
+        }
     }
-    out.put_slice(&publish.payload);
+    out.put_slice(parts.payload);
 }
 
 // ---- CONNECT / CONNACK -------------------------------------------------------------------------

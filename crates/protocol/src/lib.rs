@@ -29,7 +29,9 @@ mod types;
 mod wire;
 
 pub use decode::{DecodeLimits, MAX_PACKET_SIZE, decode, peek_size};
-pub use encode::{encode, encode_publish, encoded_len, encoded_publish_len};
+pub use encode::{
+    PublishParts, encode, encode_publish, encode_publish_parts, encoded_len, encoded_publish_len,
+};
 pub use error::DecodeError;
 pub use packet::{
     AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties,

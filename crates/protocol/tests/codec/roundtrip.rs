@@ -5,8 +5,8 @@ use bytes::BytesMut;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use wardgate_protocol::{
-    DecodeLimits, Packet, ProtocolVersion, decode, encode, encode_publish, encoded_len,
-    encoded_publish_len,
+    DecodeLimits, Packet, ProtocolVersion, PublishParts, decode, encode, encode_publish,
+    encode_publish_parts, encoded_len, encoded_publish_len,
 };
 
 use crate::strategies::*;
@@ -87,6 +87,25 @@ proptest! {
         let mut general = BytesMut::new();
         encode(&Packet::Publish(p), version, &mut general);
         prop_assert_eq!(fast, general);
+    }
+
+    /// Borrowed parts encode as the packet does; no properties is an empty property section.
+    #[test]
+    fn publish_parts_encode_as_the_packet(mut p in publish(V5), v5 in any::<bool>(), bare in any::<bool>()) {
+        let version = if v5 { V5 } else { V311 };
+        if bare {
+            p.properties = Default::default();
+        }
+        let mut parts = PublishParts::of(&p);
+        if bare {
+            parts.properties = None;
+        }
+        let mut out = BytesMut::new();
+        encode_publish_parts(&parts, version, &mut out);
+        prop_assert_eq!(out.len(), parts.encoded_len(version));
+        let mut general = BytesMut::new();
+        encode(&Packet::Publish(p.clone()), version, &mut general);
+        prop_assert_eq!(out, general);
     }
 
     /// A stream of packets cut at arbitrary points decodes to the same packets in order.

@@ -8,8 +8,8 @@ use std::time::Instant;
 use bytes::BytesMut;
 use wardgate_core::{Delivery, Outgoing};
 use wardgate_protocol::{
-    AckProperties, Packet, PacketId, ProtocolVersion, PubAck, Publish, PublishProperties,
-    ReasonCode, TopicName, encode, encode_publish, encoded_len,
+    AckProperties, Packet, PacketId, ProtocolVersion, PubAck, PublishParts, PublishProperties,
+    ReasonCode, TopicName, encode, encode_publish_parts,
 };
 
 /// Per-connection outbound encoding state.
@@ -40,36 +40,42 @@ impl Outbound {
         let Some(max) = self.max_packet_size else {
             return true;
         };
-        let publish = self.publish(d, None, false, now, false);
-        encoded_len(&Packet::Publish(publish), self.version) <= max as usize
+        let properties = self.properties(d, now, None);
+        let parts = parts(
+            d,
+            d.message.topic.as_str(),
+            None,
+            false,
+            properties.as_ref(),
+        );
+        parts.encoded_len(self.version) <= max as usize
     }
 
-    fn publish(
+    /// The properties `d` goes out with to this client, when it has any (MQTT 5 only): the
+    /// message's own, its remaining expiry, the subscription identifiers and the topic alias.
+    fn properties(
         &self,
         d: &Delivery,
-        packet_id: Option<PacketId>,
-        dup: bool,
         now: Instant,
-        _aliased: bool,
-    ) -> Publish {
-        let msg = &d.message;
-        let properties = if self.version.is_v5() {
-            let mut p = msg.properties.clone();
-            p.message_expiry_interval = msg.remaining_expiry(now);
-            p.subscription_identifiers = d.subscription_ids.clone();
-            p
-        } else {
-            PublishProperties::default()
-        };
-        Publish {
-            dup,
-            qos: d.qos,
-            retain: d.retain,
-            topic: Some(msg.topic.clone()),
-            packet_id,
-            properties,
-            payload: msg.payload.clone(),
+        alias: Option<u16>,
+    ) -> Option<PublishProperties> {
+        if !self.version.is_v5() {
+            return None;
         }
+        let msg = &d.message;
+        let expiry = msg.remaining_expiry(now);
+        if msg.properties.is_empty()
+            && expiry.is_none()
+            && d.subscription_ids.is_empty()
+            && alias.is_none()
+        {
+            return None;
+        }
+        let mut p = msg.properties.clone();
+        p.message_expiry_interval = expiry;
+        p.subscription_identifiers = d.subscription_ids.clone();
+        p.topic_alias = alias;
+        Some(p)
     }
 
     /// Encodes one outgoing packet.
@@ -80,19 +86,23 @@ impl Outbound {
                 packet_id,
                 dup,
             } => {
-                let mut publish = self.publish(&delivery, packet_id, dup, now, true);
+                let name = &delivery.message.topic;
+                let mut topic = name.as_str();
+                let mut alias = None;
                 if self.alias_max > 0 {
-                    let topic = &delivery.message.topic;
-                    if let Some(&alias) = self.aliases.get(topic) {
-                        publish.topic = None;
-                        publish.properties.topic_alias = Some(alias);
+                    if let Some(&known) = self.aliases.get(name) {
+                        topic = "";
+                        alias = Some(known);
                     } else if self.aliases.len() < usize::from(self.alias_max) {
-                        let alias = self.aliases.len() as u16 + 1;
-                        self.aliases.insert(topic.clone(), alias);
-                        publish.properties.topic_alias = Some(alias);
+                        let new = self.aliases.len() as u16 + 1;
+                        self.aliases.insert(name.clone(), new);
+                        alias = Some(new);
                     }
                 }
-                encode_publish(&publish, self.version, wbuf);
+                // Encoded from the delivery's parts: no `Publish` per subscriber.
+                let properties = self.properties(&delivery, now, alias);
+                let parts = parts(&delivery, topic, packet_id, dup, properties.as_ref());
+                encode_publish_parts(&parts, self.version, wbuf);
             }
             Outgoing::PubRel(packet_id) => {
                 let rel = PubAck {
@@ -103,5 +113,24 @@ impl Outbound {
                 encode(&Packet::PubRel(rel), self.version, wbuf);
             }
         }
+    }
+}
+
+/// The PUBLISH parts of `d`, sent under `topic` (empty when an alias stands for it).
+fn parts<'a>(
+    d: &'a Delivery,
+    topic: &'a str,
+    packet_id: Option<PacketId>,
+    dup: bool,
+    properties: Option<&'a PublishProperties>,
+) -> PublishParts<'a> {
+    PublishParts {
+        dup,
+        qos: d.qos,
+        retain: d.retain,
+        topic,
+        packet_id,
+        properties,
+        payload: &d.message.payload,
     }
 }
