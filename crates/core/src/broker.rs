@@ -933,6 +933,21 @@ impl Broker {
         self.retained.read().len()
     }
 
+    /// Payload bytes of the retained messages.
+    pub fn retained_bytes(&self) -> usize {
+        self.retained.read().bytes()
+    }
+
+    /// Wills held by sessions (of live connections, or waiting for their delay): how many, and
+    /// their payload bytes. Visits every session; meant for scrapes, not the publish path.
+    pub fn wills(&self) -> (usize, usize) {
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        sessions
+            .iter()
+            .filter_map(|s| s.will_bytes())
+            .fold((0, 0), |(n, bytes), b| (n + 1, bytes + b))
+    }
+
     /// Caps a Message Expiry Interval at the broker's maximum.
     pub fn cap_message_expiry(&self, interval: Option<u32>) -> Option<u32> {
         match (interval, self.settings.load().max_message_expiry) {

@@ -95,6 +95,8 @@ pub struct PortStatus {
     pub tls: bool,
     /// The certificate chain it serves, leaf first (TLS ports that are Listening).
     pub certificates: Vec<CertificateInfo>,
+    /// The CAs it trusts for client certificates (`trustedClientCaCert`), if it asks for them.
+    pub client_cas: Vec<CertificateInfo>,
 }
 
 /// What the supervisor shares with status readers.
@@ -106,6 +108,10 @@ pub struct Status {
     pub last_reload_error: Option<String>,
     /// Successful reloads since start.
     pub reloads: u64,
+    /// Reloads refused since start (the configuration failed to load or validate).
+    pub reload_failures: u64,
+    /// The configuration running now (for the admin API's `explain`).
+    pub model: Option<Arc<Model>>,
 }
 
 struct RunningPort {
@@ -118,6 +124,8 @@ struct RunningPort {
     tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     /// The served certificates, for status.
     certificates: Vec<CertificateInfo>,
+    /// The trusted client CAs, for status.
+    client_cas: Vec<CertificateInfo>,
     /// Authentication and authorization; swapped in place when their resources change.
     security: Option<Arc<ArcSwap<PortSecurity>>>,
 }
@@ -132,6 +140,7 @@ impl RunningPort {
             local_addrs: Vec::new(),
             tls: None,
             certificates: Vec::new(),
+            client_cas: Vec::new(),
             security: None,
         }
     }
@@ -221,7 +230,9 @@ impl Supervisor {
 
     /// Records a refused reload (the running configuration stays).
     pub fn reload_refused(&self, error: String) {
-        self.status.write().last_reload_error = Some(error);
+        let mut status = self.status.write();
+        status.last_reload_error = Some(error);
+        status.reload_failures += 1;
     }
 
     /// Applies `model`: Broker settings for new sessions and connections, then the ports as a
@@ -289,6 +300,7 @@ impl Supervisor {
                         Ok(Some(port_tls)) => {
                             swap.store(port_tls.config.clone());
                             running.certificates = port_tls.certificates;
+                            running.client_cas = port_tls.client_cas;
                         }
                         Ok(None) => {}
                         Err(state) => warn!(
@@ -357,9 +369,13 @@ impl Supervisor {
             Ok(bound) => {
                 let token = self.shutdown.child_token();
                 let local_addrs = bound.local_addrs();
-                let (tls, certificates) = match port_tls {
-                    Some(t) => (Some(Arc::new(ArcSwap::new(t.config))), t.certificates),
-                    None => (None, Vec::new()),
+                let (tls, certificates, client_cas) = match port_tls {
+                    Some(t) => (
+                        Some(Arc::new(ArcSwap::new(t.config))),
+                        t.certificates,
+                        t.client_cas,
+                    ),
+                    None => (None, Vec::new(), Vec::new()),
                 };
                 bound.serve(
                     self.broker.clone(),
@@ -378,6 +394,7 @@ impl Supervisor {
                     local_addrs,
                     tls,
                     certificates,
+                    client_cas,
                     security: Some(security),
                 }
             }
@@ -397,10 +414,12 @@ impl Supervisor {
                     local_addrs: r.local_addrs.clone(),
                     tls: r.planned.config.tls.is_some(),
                     certificates: r.certificates.clone(),
+                    client_cas: r.client_cas.clone(),
                 };
                 (*n, s)
             })
             .collect();
+        status.model = self.model.clone().map(Arc::new);
         status.last_reload_error = None;
         status.reloads += 1;
     }

@@ -76,6 +76,7 @@ async fn start(options: Options) -> Fixture {
                 local_addrs: vec![mqtt],
                 tls: false,
                 certificates: Vec::new(),
+                client_cas: Vec::new(),
             },
         );
         s.reloads = 1;
@@ -164,12 +165,17 @@ async fn readyz_follows_the_port_states() {
     assert_eq!(code, 200, "{body:?}");
     assert!(body.ready && body.reasons.is_empty());
 
-    // A port waiting for its Secret is not a failure: it opens when the Secret appears.
+    // A port waiting for its Secret does not serve yet: not ready, and why.
     f.set_state(PortState::AwaitingSecret(
         "Secret `tls` does not exist".into(),
     ));
     let (code, body) = f.readyz().await;
-    assert_eq!(code, 200, "{body:?}");
+    assert_eq!(code, 503, "{body:?}");
+    assert!(!body.ready);
+    assert!(
+        body.reasons[0].contains("AwaitingSecret: Secret `tls` does not exist"),
+        "{body:?}"
+    );
     let ports = body
         .checks
         .iter()

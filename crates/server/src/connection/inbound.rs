@@ -19,6 +19,7 @@ use wardgate_security::authz::{Authorizer, Decision};
 
 use super::outbound::Outbound;
 use super::{ConnectionSettings, Context, End};
+use crate::registry::CategoryStats;
 use crate::security::PortSecurity;
 
 /// Whether the connection goes on after a packet.
@@ -51,6 +52,8 @@ pub(super) struct Conn {
     client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
     peer: std::net::SocketAddr,
     port: u16,
+    /// The counters of the client's metric category.
+    category: Arc<CategoryStats>,
 }
 
 impl Conn {
@@ -78,6 +81,7 @@ impl Conn {
             client_chain: ctx.client_chain.clone(),
             peer: ctx.peer,
             port: ctx.port,
+            category: Arc::default(),
         }
     }
 
@@ -213,6 +217,17 @@ impl Conn {
         true
     }
 
+    /// Counts the connection's traffic in `category` (its `metriccategory`).
+    pub(super) fn with_category(mut self, category: Arc<CategoryStats>) -> Self {
+        self.category = category;
+        self
+    }
+
+    /// The counters of the client's metric category.
+    pub(super) fn category(&self) -> &CategoryStats {
+        &self.category
+    }
+
     pub(super) fn write_outgoing(&mut self, pending: &mut Vec<Outgoing>, wbuf: &mut BytesMut) {
         if pending.is_empty() {
             return;
@@ -229,6 +244,7 @@ impl Conn {
             .stats()
             .messages_sent
             .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        CategoryStats::add(&self.category.publishes_sent, sent);
     }
 
     /// Handles one packet from the client.
@@ -423,6 +439,7 @@ impl Conn {
         let routed = self
             .broker
             .publish_from(&self.session, p.packet_id, message);
+        CategoryStats::add(&self.category.publishes_received, 1);
         let reason = if routed.delivered > 0 {
             ReasonCode::SUCCESS
         } else if routed.dropped > 0 {

@@ -22,7 +22,7 @@ use wardgate_protocol::{
 
 use self::inbound::Flow;
 use self::outbound::Outbound;
-use crate::registry::{ConnectionInfo, Control, Registry};
+use crate::registry::{CategoryStats, ConnectionInfo, Control, Registry};
 use crate::security::PortSecurity;
 use arc_swap::ArcSwap;
 use wardgate_protocol::{Auth, AuthProperties};
@@ -358,6 +358,7 @@ async fn serve<R, W>(
     encode(&Packet::ConnAck(ack), version, &mut wbuf);
 
     let id = ctx.registry.next_id();
+    let (category, category_stats) = ctx.registry.category(&connect_properties.user_properties);
     let identity = Arc::new(identity);
     let control = Arc::new(Control::default());
     ctx.registry.insert(ConnectionInfo {
@@ -372,8 +373,10 @@ async fn serve<R, W>(
         session: attached.session.clone(),
         identity: identity.clone(),
         control: control.clone(),
+        category,
     });
-    let mut conn = inbound::Conn::new(ctx, version, &attached, outbound, session_expiry, identity);
+    let mut conn = inbound::Conn::new(ctx, version, &attached, outbound, session_expiry, identity)
+        .with_category(category_stats);
     let mut pending = Vec::new();
     attached.session.resend_inflight(&mut pending);
     conn.write_outgoing(&mut pending, &mut wbuf);
@@ -701,6 +704,7 @@ where
                 Ok(0) | Err(_) => return End::Lost,
                 Ok(n) => {
                     stats.bytes_sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    CategoryStats::add(&conn.category().bytes_sent, n as u64);
                     if wbuf.is_empty() {
                         if wr.flush().await.is_err() {
                             return End::Lost;
@@ -717,6 +721,7 @@ where
                     Ok(0) | Err(_) => return End::Lost,
                     Ok(n) => {
                         stats.bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        CategoryStats::add(&conn.category().bytes_received, n as u64);
                         last_read = tokio::time::Instant::now();
                         sizer.observe(n);
                     }
