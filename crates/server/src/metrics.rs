@@ -42,7 +42,8 @@ pub struct QosLabels {
     pub qos: u8,
 }
 
-/// Authentication outcomes. The security layer increments these; until it exists they stay 0.
+/// Authentication outcomes. The connection tasks increment them (through the connection
+/// [`Registry`], whose handles share their values with these).
 #[derive(Debug, Clone, Default)]
 pub struct AuthenticationMetrics {
     /// `wardgate_authentication_successes_total` (AIO `aio_broker_authentication_successes`).
@@ -51,7 +52,8 @@ pub struct AuthenticationMetrics {
     pub failures: Counter,
 }
 
-/// Authorization decisions. The security layer increments these; until it exists they stay 0.
+/// Authorization decisions. The connection tasks increment them (through the connection
+/// [`Registry`]).
 #[derive(Debug, Clone, Default)]
 pub struct AuthorizationMetrics {
     /// `wardgate_authorization_allow_total` (AIO `aio_broker_authorization_allow`).
@@ -111,9 +113,9 @@ impl Default for SelfCheckMetrics {
 /// `admin::certificates`).
 pub struct Metrics {
     registry: Mutex<PromRegistry>,
-    /// Authentication outcomes (the security layer increments them).
+    /// Authentication outcomes (the connection tasks increment them).
     pub authentication: AuthenticationMetrics,
-    /// Authorization decisions (the security layer increments them).
+    /// Authorization decisions (the connection tasks increment them).
     pub authorization: AuthorizationMetrics,
     /// The self-check's results.
     pub selfcheck: SelfCheckMetrics,
@@ -134,9 +136,19 @@ impl Default for Metrics {
 impl Metrics {
     /// Metrics with the pushed handles registered and no scrape-time collector yet.
     pub fn new() -> Self {
+        Self::with_security(
+            AuthenticationMetrics::default(),
+            AuthorizationMetrics::default(),
+        )
+    }
+
+    /// [`Metrics::new`] exporting the given authentication and authorization counters (the
+    /// connection registry's, which the connection tasks increment).
+    fn with_security(
+        authentication: AuthenticationMetrics,
+        authorization: AuthorizationMetrics,
+    ) -> Self {
         let mut registry = PromRegistry::with_prefix("wardgate");
-        let authentication = AuthenticationMetrics::default();
-        let authorization = AuthorizationMetrics::default();
         let selfcheck = SelfCheckMetrics::default();
         registry.register(
             "authentication_successes",
@@ -230,7 +242,10 @@ impl Metrics {
         registry: Arc<Registry>,
         started: SystemTime,
     ) -> Arc<Self> {
-        let metrics = Self::new();
+        let metrics = Self::with_security(
+            registry.authentication.clone(),
+            registry.authorization.clone(),
+        );
         metrics.register_collector(Box::new(StateCollector {
             broker,
             status,

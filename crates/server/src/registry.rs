@@ -14,6 +14,8 @@ use wardgate_protocol::ProtocolVersion;
 use wardgate_protocol::ReasonCode;
 use wardgate_security::authn::Identity;
 
+use crate::metrics::{AuthenticationMetrics, AuthorizationMetrics};
+
 /// A connection's number, unique for the process's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnectionId(pub u64);
@@ -106,9 +108,16 @@ impl CategoryStats {
     }
 }
 
-/// Live connections, by id, and the metric categories seen.
+/// Live connections, by id, the metric categories seen, and the security outcomes the
+/// connection tasks count (`/metrics` exports them).
 #[derive(Debug, Default)]
 pub struct Registry {
+    /// Authentication outcomes of this broker's connections (CONNECT and re-authentication on
+    /// ports with a BrokerAuthentication).
+    pub authentication: AuthenticationMetrics,
+    /// Authorization decisions on ports with a BrokerAuthorization (CONNECT, each PUBLISH,
+    /// each SUBSCRIBE filter).
+    pub authorization: AuthorizationMetrics,
     next: AtomicU64,
     connections: RwLock<BTreeMap<ConnectionId, ConnectionInfo>>,
     categories: RwLock<BTreeMap<Arc<str>, Arc<CategoryStats>>>,
@@ -152,6 +161,22 @@ impl Registry {
     /// Whether no connection is live.
     pub fn is_empty(&self) -> bool {
         self.connections.read().is_empty()
+    }
+
+    /// Counts an authentication outcome.
+    pub fn count_authentication(&self, success: bool) {
+        match success {
+            true => self.authentication.successes.inc(),
+            false => self.authentication.failures.inc(),
+        };
+    }
+
+    /// Counts an authorization decision.
+    pub fn count_authorization(&self, allowed: bool) {
+        match allowed {
+            true => self.authorization.allow.inc(),
+            false => self.authorization.deny.inc(),
+        };
     }
 
     /// The category a client's CONNECT user properties name (the first `metriccategory`), and

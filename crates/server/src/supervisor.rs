@@ -235,6 +235,12 @@ impl Supervisor {
         status.reload_failures += 1;
     }
 
+    /// Records a reload whose configuration loaded and equals the running one (a refused
+    /// change was undone): the previous refusal no longer stands.
+    pub fn reload_unchanged(&self) {
+        self.status.write().last_reload_error = None;
+    }
+
     /// Applies `model`: Broker settings for new sessions and connections, then the ports as a
     /// difference from what runs now.
     pub fn apply(&mut self, model: Model) {

@@ -382,7 +382,13 @@ async fn the_api_is_read_only() {
 #[tokio::test]
 async fn metrics_count_the_workload() {
     let f = start(Options::default()).await;
-    let (mut sub, _) = RawClient::connect(f.mqtt, ProtocolVersion::V5, "sub").await;
+    // The subscriber names its metric category; the publisher names none.
+    let mut connect = connect_packet(ProtocolVersion::V5, "sub", true);
+    connect
+        .properties
+        .user_properties
+        .push(("metriccategory".into(), "dashboards".into()));
+    let (mut sub, _) = RawClient::connect_with(f.mqtt, connect).await;
     sub.subscribe("t/#", QoS::AtLeastOnce).await;
     let (mut publisher, _) = RawClient::connect(f.mqtt, ProtocolVersion::V311, "pub").await;
     for i in 1..=5u16 {
@@ -407,6 +413,33 @@ async fn metrics_count_the_workload() {
     assert_eq!(m("wardgate_publishes_received_total"), 6.0);
     assert_eq!(m("wardgate_publishes_sent_total"), 6.0);
     assert_eq!(m("wardgate_store_retained_messages"), 1.0);
+    assert_eq!(m("wardgate_store_retained_bytes"), 1.0);
+    assert_eq!(m("wardgate_store_will_messages"), 0.0);
+    // By metriccategory: the publisher's 6 messages are uncategorized, the subscriber's 6
+    // deliveries are "dashboards"; the bytes are whole packets.
+    let uncategorized = "{category=\"uncategorized\"}";
+    let dashboards = "{category=\"dashboards\"}";
+    let per = |family: &str, labels: &str| m(&format!("wardgate_category_{family}{labels}"));
+    assert_eq!(per("publishes_received_total", uncategorized), 6.0);
+    assert_eq!(per("publishes_sent_total", uncategorized), 0.0);
+    assert_eq!(per("publishes_received_total", dashboards), 0.0);
+    assert_eq!(per("publishes_sent_total", dashboards), 6.0);
+    assert_eq!(per("connected_sessions", dashboards), 1.0);
+    assert_eq!(per("connected_sessions", uncategorized), 1.0);
+    // Bytes: at least the publisher's six PUBLISH packets (14 bytes each for "t/x" + "hello"
+    // at QoS 1, 18 for "t/retained" + "r"); the categories add up to the broker's totals.
+    assert!(
+        per("bytes_received_total", uncategorized) >= 5.0 * 14.0 + 17.0,
+        "{text}"
+    );
+    assert_eq!(
+        per("bytes_received_total", uncategorized) + per("bytes_received_total", dashboards),
+        m("wardgate_bytes_received_total")
+    );
+    assert_eq!(
+        per("bytes_sent_total", uncategorized) + per("bytes_sent_total", dashboards),
+        m("wardgate_bytes_sent_total")
+    );
     assert_eq!(m("wardgate_total_subscriptions"), 1.0);
     assert_eq!(m("wardgate_total_sessions"), 2.0);
     assert_eq!(m("wardgate_connections_total"), 2.0);
@@ -470,9 +503,42 @@ async fn metrics_count_the_workload() {
     );
     assert_eq!(sample(&text, "wardgate_offline_sessions"), Some(1.0));
 
-    f.status.write().last_reload_error = Some("bad YAML".into());
+    // A will (12 bytes) held by a live connection.
+    let mut with_will = connect_packet(ProtocolVersion::V5, "has-will", true);
+    with_will.will = Some(wardgate_protocol::Will {
+        topic: wardgate_protocol::TopicName::new("t/will").expect("topic"),
+        payload: bytes::Bytes::from_static(b"gone offline"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let (will_client, _) = RawClient::connect_with(f.mqtt, with_will).await;
+    let text = f.metrics().await;
+    assert_eq!(sample(&text, "wardgate_store_will_messages"), Some(1.0));
+    assert_eq!(sample(&text, "wardgate_store_will_bytes"), Some(12.0));
+    will_client.disconnect().await;
+    // A normal DISCONNECT discards the will.
+    let mut held = Some(1.0);
+    for _ in 0..100 {
+        held = sample(&f.metrics().await, "wardgate_store_will_messages");
+        if held == Some(0.0) {
+            break;
+        }
+        settle().await;
+    }
+    assert_eq!(held, Some(0.0));
+
+    {
+        let mut status = f.status.write();
+        status.last_reload_error = Some("bad YAML".into());
+        status.reload_failures = 2;
+    }
     let text = f.metrics().await;
     assert_eq!(sample(&text, "wardgate_config_reload_failing"), Some(1.0));
+    assert_eq!(
+        sample(&text, "wardgate_config_reload_failures_total"),
+        Some(2.0)
+    );
     f.set_state(PortState::Failed("x".into()));
     let text = f.metrics().await;
     assert_eq!(

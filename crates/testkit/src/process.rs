@@ -862,6 +862,28 @@ impl Drop for Broker {
     }
 }
 
+/// `<wardgate_exe> serve --config <config> --data-dir <data>` (with `--admin-addr
+/// 127.0.0.1:<admin>` when given), without `WARDGATE_LOG` from the test's environment, so that
+/// the configuration decides the logs.
+pub fn serve_command(
+    wardgate_exe: &Path,
+    config: &Path,
+    data: &Path,
+    admin: Option<u16>,
+) -> Command {
+    let mut cmd = Command::new(wardgate_exe);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("WARDGATE_LOG");
+    if let Some(port) = admin {
+        cmd.arg("--admin-addr").arg(format!("127.0.0.1:{port}"));
+    }
+    cmd
+}
+
 /// The BrokerListener that opens the three ports, as a user would write it. It replaces the
 /// built-in `default` listener and is ClusterIp, so every port listens on loopback only.
 pub fn listener_yaml(ports: BrokerPorts) -> String {

@@ -192,6 +192,7 @@ fn reload(args: &ServeArgs, supervisor: &mut Supervisor) {
             }
             if supervisor.model() == Some(&model) {
                 info!("configuration unchanged");
+                supervisor.reload_unchanged();
                 return;
             }
             supervisor.apply(model);

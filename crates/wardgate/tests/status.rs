@@ -9,7 +9,7 @@ use std::time::Duration;
 use wardgate_protocol::{ProtocolVersion, QoS};
 use wardgate_server::admin::client::AdminClient;
 use wardgate_testkit::client::RawClient;
-use wardgate_testkit::process::{Output, Running, free_port, run, wait_for_port};
+use wardgate_testkit::process::{Output, Running, free_port, run, serve_command, wait_for_port};
 
 const START: Duration = Duration::from_secs(30);
 
@@ -38,17 +38,8 @@ fn automatic_tls_port(port: u16) -> String {
 }
 
 fn serve(config: &Path, data: &Path, admin: Option<u16>) -> Running {
-    let mut cmd = wardgate();
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .env_remove("WARDGATE_LOG");
-    if let Some(port) = admin {
-        cmd.arg("--admin-addr").arg(format!("127.0.0.1:{port}"));
-    }
-    Running::spawn(&mut cmd).expect("start wardgate serve")
+    let exe = Path::new(env!("CARGO_BIN_EXE_wardgate"));
+    Running::spawn(&mut serve_command(exe, config, data, admin)).expect("start wardgate serve")
 }
 
 fn status(admin: u16) -> Output {

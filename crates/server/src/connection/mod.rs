@@ -235,7 +235,12 @@ async fn serve<R, W>(
         connect.client_id.clone_from(&id);
         assigned = Some(id);
     }
-    tracing::Span::current().record("client_id", connect.client_id.as_str());
+    // Recorded once: a field recorded twice shows twice in text logs. An empty v3.1.1 client ID
+    // is recorded once the broker has assigned one (below).
+    let recorded = !connect.client_id.is_empty();
+    if recorded {
+        tracing::Span::current().record("client_id", connect.client_id.as_str());
+    }
 
     if let Some(reason) = refuse(&connect, settings, security.authn.is_some()) {
         info!(reason = reason.0, "connection refused");
@@ -249,8 +254,14 @@ async fn serve<R, W>(
     ))
     .await
     {
-        Ok(identity) => identity,
+        Ok(identity) => {
+            if security.authn.is_some() {
+                ctx.registry.count_authentication(true);
+            }
+            identity
+        }
         Err((reason, why)) => {
+            ctx.registry.count_authentication(false);
             info!(reason = reason.0, %why, username = connect.username.as_deref().unwrap_or(""), "authentication failed");
             refuse_connect(&mut wr, version, reason).await;
             return;
@@ -267,6 +278,7 @@ async fn serve<R, W>(
                 })
             }
         };
+        ctx.registry.count_authorization(denied.is_none());
         if let Some(why) = denied {
             info!(username = identity.username.as_deref().unwrap_or(""), %why, action = "connect", "authorization denied");
             refuse_connect(&mut wr, version, ReasonCode::NOT_AUTHORIZED).await;
@@ -329,7 +341,9 @@ async fn serve<R, W>(
         Instant::now(),
     );
     let client_id = attached.session.client_id().clone();
-    tracing::Span::current().record("client_id", &*client_id);
+    if !recorded {
+        tracing::Span::current().record("client_id", &*client_id);
+    }
     info!(version = ?version, clean_start, session_present = attached.session_present, keep_alive, "client connected");
 
     let mut properties = ConnAckProperties::default();
