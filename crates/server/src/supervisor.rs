@@ -100,7 +100,7 @@ pub struct PortStatus {
 }
 
 /// What the supervisor shares with status readers.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Status {
     /// Every configured port, by port number.
     pub ports: BTreeMap<u16, PortStatus>,
@@ -110,8 +110,20 @@ pub struct Status {
     pub reloads: u64,
     /// Reloads refused since start (the configuration failed to load or validate).
     pub reload_failures: u64,
-    /// The configuration running now (for the admin API's `explain`).
+    /// The configuration running now (for the admin API's `explain`). It holds Secrets: never
+    /// log it (`Debug` leaves it out).
     pub model: Option<Arc<Model>>,
+}
+
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Status")
+            .field("ports", &self.ports)
+            .field("last_reload_error", &self.last_reload_error)
+            .field("reloads", &self.reloads)
+            .field("reload_failures", &self.reload_failures)
+            .finish_non_exhaustive()
+    }
 }
 
 struct RunningPort {

@@ -626,7 +626,16 @@ async fn readyz_waits_for_a_secret_and_the_served_certificates_are_reported() {
         ),
     )
     .expect("write listener");
-    let mut broker = serve(&config, &root.path().join("data"), admin);
+    // The Broker asks for JSON logs; `--log-format text` wins (asserted on the logs below).
+    std::fs::write(
+        config.join("broker.yaml"),
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  diagnostics:\n    logs:\n      format: Json\n",
+    )
+    .expect("write broker");
+    let exe = Path::new(env!("CARGO_BIN_EXE_wardgate"));
+    let mut cmd = serve_command(exe, &config, &root.path().join("data"), Some(admin));
+    let mut broker =
+        Running::spawn(cmd.args(["--log-format", "text"])).expect("start wardgate serve");
     wait_for_port(admin, START).expect("admin port");
     wait_for_port(old, START).expect("the expired certificate is served anyway");
     let api = AdminClient::new(([127, 0, 0, 1], admin).into());
@@ -767,8 +776,8 @@ async fn readyz_waits_for_a_secret_and_the_served_certificates_are_reported() {
         "{row}"
     );
 
-    // Text logs (the default): the connection span names peer, port and client ID; open and
-    // close are at info.
+    // Text logs (`--log-format text` over the Broker's Json): the connection span names peer,
+    // port and client ID; open and close are at info.
     let mut plain_pub = Command::new(mosquitto_pub().expect("mosquitto_pub"));
     plain_pub.args([
         "-h",
