@@ -351,6 +351,16 @@ async fn errors_are_json_and_say_nothing_internal() {
         .await
         .expect("bundle");
     assert_eq!(r.status, 404);
+
+    // explain needs a running configuration; a malformed query is a 400 that says why.
+    let (code, err): (u16, dto::Error) = f.json("/api/v1/explain?connect").await;
+    assert_eq!(
+        (code, err.error.as_str()),
+        (404, "no configuration is running yet")
+    );
+    let (code, err): (u16, dto::Error) = f.json("/api/v1/explain?connect&port=99999").await;
+    assert_eq!(code, 400);
+    assert_eq!(err.error, "port \"99999\" is not a port number");
 }
 
 #[tokio::test]
@@ -539,6 +549,9 @@ async fn metrics_count_the_workload() {
         sample(&text, "wardgate_config_reload_failures_total"),
         Some(2.0)
     );
+    let (_, listeners): (u16, dto::Listeners) = f.json("/api/v1/listeners").await;
+    assert_eq!(listeners.reload_failures, 2);
+    assert_eq!(listeners.last_reload_error.as_deref(), Some("bad YAML"));
     f.set_state(PortState::Failed("x".into()));
     let text = f.metrics().await;
     assert_eq!(
