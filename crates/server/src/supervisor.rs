@@ -181,16 +181,21 @@ impl fmt::Debug for Supervisor {
 
 impl Supervisor {
     /// A supervisor with no ports yet; `shutdown` closes everything.
+    /// It also adds the per-port client counts to the broker's `$SYS` topics.
     pub fn new(broker: Arc<Broker>, shutdown: CancellationToken) -> Self {
+        let status = Arc::new(RwLock::new(Status::default()));
+        let registry = Arc::new(Registry::default());
+        let (s, r) = (status.clone(), registry.clone());
+        broker.set_sys_source(Arc::new(move || per_port_sys_topics(&s.read(), &r)));
         Self {
             broker,
             settings: Arc::new(ArcSwap::from_pointee(ConnectionSettings::default())),
             shutdown,
             ports: BTreeMap::new(),
             model: None,
-            status: Arc::new(RwLock::new(Status::default())),
+            status,
             public: None,
-            registry: Arc::new(Registry::default()),
+            registry,
             tls: None,
         }
     }
@@ -441,6 +446,22 @@ impl Supervisor {
         status.last_reload_error = None;
         status.reloads += 1;
     }
+}
+
+/// `$SYS/broker/clients/port/<port>/connected`: the clients connected to each configured port
+/// (0 for a port that does not listen).
+pub fn per_port_sys_topics(status: &Status, registry: &Registry) -> Vec<(String, String)> {
+    let connected = registry.per_port();
+    status
+        .ports
+        .keys()
+        .map(|port| {
+            (
+                format!("$SYS/broker/clients/port/{port}/connected"),
+                connected.get(port).copied().unwrap_or(0).to_string(),
+            )
+        })
+        .collect()
 }
 
 fn log_state(spec: &PortSpec, state: &PortState) {

@@ -675,3 +675,59 @@ async fn readyz_fails_after_three_failed_selfchecks_and_recovers() {
         Some(1.0)
     );
 }
+
+/// `$SYS/broker/clients/port/<port>/connected`, from a supervisor's ports and connections.
+#[tokio::test(flavor = "multi_thread")]
+async fn sys_topics_count_the_clients_of_each_port() {
+    let (a, b) = (
+        wardgate_testkit::process::free_port().expect("port"),
+        wardgate_testkit::process::free_port().expect("port"),
+    );
+    let yaml = format!(
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {a}\n    protocol: Mqtt\n  - port: {b}\n    protocol: Mqtt\n"
+    );
+    let model = wardgate_config::load_str("listener.yaml", &yaml)
+        .expect("valid")
+        .model;
+    let broker = Arc::new(Broker::new(BrokerSettings::default()));
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let mut supervisor = wardgate_server::Supervisor::new(broker.clone(), shutdown.clone());
+    supervisor.apply(model);
+    // The configuration says 10 s; a test cannot wait that long for each update.
+    broker.update_settings(BrokerSettings {
+        sys_interval: Duration::from_millis(100),
+        ..(*broker.settings()).clone()
+    });
+    tokio::spawn(wardgate_server::run_ticker(
+        broker.clone(),
+        shutdown.clone(),
+    ));
+
+    let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let (_on_a, _) = RawClient::connect(addr(a), ProtocolVersion::V5, "on-a").await;
+    let (mut watcher, _) = RawClient::connect(addr(b), ProtocolVersion::V5, "watcher").await;
+    watcher
+        .subscribe("$SYS/broker/clients/port/+/connected", QoS::AtMostOnce)
+        .await;
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.get(&a).map(String::as_str) != Some("1")
+        || seen.get(&b).map(String::as_str) != Some("1")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "per-port counts never reached 1 and 1: {seen:?}"
+        );
+        let p = watcher.publish_received().await;
+        let topic = p.topic.expect("a topic, not an alias");
+        let port: u16 = topic
+            .as_str()
+            .trim_start_matches("$SYS/broker/clients/port/")
+            .trim_end_matches("/connected")
+            .parse()
+            .expect("a port number");
+        seen.insert(port, String::from_utf8_lossy(&p.payload).into_owned());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}

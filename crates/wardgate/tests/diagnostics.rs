@@ -244,10 +244,15 @@ async fn a_workload_of_real_clients_shows_in_metrics_logs_and_explain() {
     wait_for_port(port, START).expect("MQTT port");
     wait_for_port(admin, START).expect("admin port");
     let api = AdminClient::new(([127, 0, 0, 1], admin).into());
-    let (_, retained_before) = api
-        .get_json::<dto::Retained>("/api/v1/retained")
-        .await
-        .expect("retained");
+    // The `$SYS` topics are retained from the first tick on: count them once they exist.
+    let retained_before = eventually("the first $SYS update", || async {
+        let (_, r) = api
+            .get_json::<dto::Retained>("/api/v1/retained")
+            .await
+            .ok()?;
+        (r.count > 0).then_some(r)
+    })
+    .await;
 
     // A persistent session subscribed at QoS 0, then gone: QoS 0 copies for it are dropped.
     let mut away = Command::new(mosquitto_sub().expect("mosquitto_sub"));
