@@ -168,6 +168,20 @@ pub struct Broker {
     next_session: AtomicU64,
     started: Instant,
     last_sys: Mutex<Option<Instant>>,
+    sys_source: Mutex<Option<SysSource>>,
+}
+
+/// More `$SYS` topics and payloads, computed at each `$SYS` interval by whoever knows them (the
+/// server: per-port client counts).
+pub type SysTopics = dyn Fn() -> Vec<(String, String)> + Send + Sync;
+
+#[derive(Clone)]
+struct SysSource(Arc<SysTopics>);
+
+impl std::fmt::Debug for SysSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SysSource")
+    }
 }
 
 struct Target {
@@ -202,7 +216,14 @@ impl Broker {
             next_session: AtomicU64::new(1),
             started: Instant::now(),
             last_sys: Mutex::new(None),
+            sys_source: Mutex::new(None),
         }
+    }
+
+    /// Publishes `source`'s topics (retained, QoS 0) with the broker's own `$SYS/broker/...`
+    /// statistics at every `$SYS` interval. Replaces an earlier source.
+    pub fn set_sys_source(&self, source: Arc<SysTopics>) {
+        *self.sys_source.lock() = Some(SysSource(source));
     }
 
     /// The broker's current settings.
@@ -782,7 +803,12 @@ impl Broker {
             due
         };
         if due {
-            for (topic, payload) in self.stats.sys_topics(now.duration_since(self.started)) {
+            let mut topics = self.stats.sys_topics(now.duration_since(self.started));
+            let source = self.sys_source.lock().clone();
+            if let Some(source) = source {
+                topics.extend((source.0)());
+            }
+            for (topic, payload) in topics {
                 if let Ok(topic) = TopicName::new(topic.as_str()) {
                     self.publish(Message {
                         topic,
@@ -936,6 +962,21 @@ impl Broker {
     /// Number of retained messages.
     pub fn retained_count(&self) -> usize {
         self.retained.read().len()
+    }
+
+    /// Payload bytes of the retained messages.
+    pub fn retained_bytes(&self) -> usize {
+        self.retained.read().bytes()
+    }
+
+    /// Wills held by sessions (of live connections, or waiting for their delay): how many, and
+    /// their payload bytes. Visits every session; meant for scrapes, not the publish path.
+    pub fn wills(&self) -> (usize, usize) {
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        sessions
+            .iter()
+            .filter_map(|s| s.will_bytes())
+            .fold((0, 0), |(n, bytes), b| (n + 1, bytes + b))
     }
 
     /// Caps a Message Expiry Interval at the broker's maximum.

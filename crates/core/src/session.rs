@@ -278,6 +278,16 @@ impl Session {
         &self.client_id
     }
 
+    /// The payload size of the will this session holds (set by its connection, or waiting for
+    /// its delay), if any.
+    pub fn will_bytes(&self) -> Option<usize> {
+        let st = self.state.lock();
+        st.will
+            .as_ref()
+            .or(st.pending_will.as_ref().map(|(_, w)| w))
+            .map(|w| w.payload.len())
+    }
+
     /// Whether a connection is attached (lock-free; used by shared-subscription selection).
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)

@@ -42,7 +42,8 @@ pub struct QosLabels {
     pub qos: u8,
 }
 
-/// Authentication outcomes. The security layer increments these; until it exists they stay 0.
+/// Authentication outcomes. The connection tasks increment them (through the connection
+/// [`Registry`], whose handles share their values with these).
 #[derive(Debug, Clone, Default)]
 pub struct AuthenticationMetrics {
     /// `wardgate_authentication_successes_total` (AIO `aio_broker_authentication_successes`).
@@ -51,7 +52,8 @@ pub struct AuthenticationMetrics {
     pub failures: Counter,
 }
 
-/// Authorization decisions. The security layer increments these; until it exists they stay 0.
+/// Authorization decisions. The connection tasks increment them (through the connection
+/// [`Registry`]).
 #[derive(Debug, Clone, Default)]
 pub struct AuthorizationMetrics {
     /// `wardgate_authorization_allow_total` (AIO `aio_broker_authorization_allow`).
@@ -111,9 +113,9 @@ impl Default for SelfCheckMetrics {
 /// `admin::certificates`).
 pub struct Metrics {
     registry: Mutex<PromRegistry>,
-    /// Authentication outcomes (the security layer increments them).
+    /// Authentication outcomes (the connection tasks increment them).
     pub authentication: AuthenticationMetrics,
-    /// Authorization decisions (the security layer increments them).
+    /// Authorization decisions (the connection tasks increment them).
     pub authorization: AuthorizationMetrics,
     /// The self-check's results.
     pub selfcheck: SelfCheckMetrics,
@@ -134,9 +136,19 @@ impl Default for Metrics {
 impl Metrics {
     /// Metrics with the pushed handles registered and no scrape-time collector yet.
     pub fn new() -> Self {
+        Self::with_security(
+            AuthenticationMetrics::default(),
+            AuthorizationMetrics::default(),
+        )
+    }
+
+    /// [`Metrics::new`] exporting the given authentication and authorization counters (the
+    /// connection registry's, which the connection tasks increment).
+    fn with_security(
+        authentication: AuthenticationMetrics,
+        authorization: AuthorizationMetrics,
+    ) -> Self {
         let mut registry = PromRegistry::with_prefix("wardgate");
-        let authentication = AuthenticationMetrics::default();
-        let authorization = AuthorizationMetrics::default();
         let selfcheck = SelfCheckMetrics::default();
         registry.register(
             "authentication_successes",
@@ -230,7 +242,10 @@ impl Metrics {
         registry: Arc<Registry>,
         started: SystemTime,
     ) -> Arc<Self> {
-        let metrics = Self::new();
+        let metrics = Self::with_security(
+            registry.authentication.clone(),
+            registry.authorization.clone(),
+        );
         metrics.register_collector(Box::new(StateCollector {
             broker,
             status,
@@ -306,18 +321,38 @@ fn gauge(
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-fn gauge_family<L: EncodeLabelSet>(
+/// One family of constant series: `make` turns each value into its metric.
+fn const_family<L: EncodeLabelSet, V: Copy, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: &[(L, V)],
+    make: impl Fn(V) -> M,
+    metric_type: prometheus_client::metrics::MetricType,
+) -> Result<(), fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (labels, value) in series {
+        make(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+/// A gauge family (`wardgate_<name>{labels}`), one series per entry.
+pub(crate) fn gauge_family<L: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     series: &[(L, i64)],
 ) -> Result<(), fmt::Error> {
-    let mut family =
-        encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
-    for (labels, value) in series {
-        ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
-    }
-    Ok(())
+    use prometheus_client::metrics::MetricType;
+    const_family(
+        encoder,
+        name,
+        help,
+        series,
+        ConstGauge::new,
+        MetricType::Gauge,
+    )
 }
 
 fn as_i64(v: u64) -> i64 {
@@ -403,6 +438,25 @@ impl Collector for StateCollector {
         )?;
         gauge(
             e,
+            "store_retained_bytes",
+            "Payload bytes of the retained messages held",
+            as_i64(self.broker.retained_bytes() as u64),
+        )?;
+        let (wills, will_bytes) = self.broker.wills();
+        gauge(
+            e,
+            "store_will_messages",
+            "Will messages held: set by connected clients, or waiting for their delay",
+            as_i64(wills as u64),
+        )?;
+        gauge(
+            e,
+            "store_will_bytes",
+            "Payload bytes of the will messages held",
+            as_i64(will_bytes as u64),
+        )?;
+        gauge(
+            e,
             "total_subscriptions",
             "Subscriptions in the subscription index",
             as_i64(load(&stats.subscriptions)),
@@ -454,6 +508,71 @@ impl Collector for StateCollector {
             load(&stats.clients_total),
         )?;
 
+        // By metric category (the CONNECT user property `metriccategory`).
+        let mut categories = self.registry.categories();
+        if !categories
+            .iter()
+            .any(|(name, _)| &**name == crate::registry::UNCATEGORIZED)
+        {
+            categories.push((
+                Arc::from(crate::registry::UNCATEGORIZED),
+                Arc::new(crate::registry::CategoryStats::default()),
+            ));
+        }
+        categories.sort_by(|a, b| a.0.cmp(&b.0));
+        type Pick = fn(&crate::registry::CategoryStats) -> &AtomicU64;
+        let families: [(&str, &str, Pick); 4] = [
+            (
+                "category_publishes_received",
+                "PUBLISH packets received from clients and routed, by the clients' metriccategory",
+                |c| &c.publishes_received,
+            ),
+            (
+                "category_publishes_sent",
+                "PUBLISH packets sent to clients, by the clients' metriccategory",
+                |c| &c.publishes_sent,
+            ),
+            (
+                "category_bytes_received",
+                "Bytes read from clients, by the clients' metriccategory",
+                |c| &c.bytes_received,
+            ),
+            (
+                "category_bytes_sent",
+                "Bytes written to clients, by the clients' metriccategory",
+                |c| &c.bytes_sent,
+            ),
+        ];
+        for (name, help, pick) in families {
+            let series: Vec<_> = categories
+                .iter()
+                .map(|(category, c)| ([("category", category.to_string())], load(pick(c))))
+                .collect();
+            const_family(
+                e,
+                name,
+                help,
+                &series,
+                ConstCounter::new,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+        }
+        let mut connected: std::collections::BTreeMap<&str, i64> =
+            categories.iter().map(|(name, _)| (&**name, 0)).collect();
+        for c in &connections {
+            *connected.entry(&*c.category).or_default() += 1;
+        }
+        let series: Vec<_> = connected
+            .into_iter()
+            .map(|(name, n)| ([("category", name)], n))
+            .collect();
+        gauge_family(
+            e,
+            "category_connected_sessions",
+            "Client connections, by metriccategory",
+            &series,
+        )?;
+
         // Ports and configuration.
         let status = self.status.read();
         let mut per_port: std::collections::BTreeMap<u16, i64> = Default::default();
@@ -497,6 +616,12 @@ impl Collector for StateCollector {
             "config_reloads",
             "Configuration reloads applied since start (the initial load not counted)",
             status.reloads.saturating_sub(1),
+        )?;
+        counter(
+            e,
+            "config_reload_failures",
+            "Configuration reloads refused since start (the files failed to load or validate; the previous configuration runs)",
+            status.reload_failures,
         )?;
         gauge(
             e,

@@ -95,10 +95,12 @@ pub struct PortStatus {
     pub tls: bool,
     /// The certificate chain it serves, leaf first (TLS ports that are Listening).
     pub certificates: Vec<CertificateInfo>,
+    /// The CAs it trusts for client certificates (`trustedClientCaCert`), if it asks for them.
+    pub client_cas: Vec<CertificateInfo>,
 }
 
 /// What the supervisor shares with status readers.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Status {
     /// Every configured port, by port number.
     pub ports: BTreeMap<u16, PortStatus>,
@@ -106,6 +108,22 @@ pub struct Status {
     pub last_reload_error: Option<String>,
     /// Successful reloads since start.
     pub reloads: u64,
+    /// Reloads refused since start (the configuration failed to load or validate).
+    pub reload_failures: u64,
+    /// The configuration running now (for the admin API's `explain`). It holds Secrets: never
+    /// log it (`Debug` leaves it out).
+    pub model: Option<Arc<Model>>,
+}
+
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Status")
+            .field("ports", &self.ports)
+            .field("last_reload_error", &self.last_reload_error)
+            .field("reloads", &self.reloads)
+            .field("reload_failures", &self.reload_failures)
+            .finish_non_exhaustive()
+    }
 }
 
 struct RunningPort {
@@ -118,6 +136,8 @@ struct RunningPort {
     tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     /// The served certificates, for status.
     certificates: Vec<CertificateInfo>,
+    /// The trusted client CAs, for status.
+    client_cas: Vec<CertificateInfo>,
     /// Authentication and authorization; swapped in place when their resources change.
     security: Option<Arc<ArcSwap<PortSecurity>>>,
 }
@@ -132,6 +152,7 @@ impl RunningPort {
             local_addrs: Vec::new(),
             tls: None,
             certificates: Vec::new(),
+            client_cas: Vec::new(),
             security: None,
         }
     }
@@ -160,16 +181,21 @@ impl fmt::Debug for Supervisor {
 
 impl Supervisor {
     /// A supervisor with no ports yet; `shutdown` closes everything.
+    /// It also adds the per-port client counts to the broker's `$SYS` topics.
     pub fn new(broker: Arc<Broker>, shutdown: CancellationToken) -> Self {
+        let status = Arc::new(RwLock::new(Status::default()));
+        let registry = Arc::new(Registry::default());
+        let (s, r) = (status.clone(), registry.clone());
+        broker.set_sys_source(Arc::new(move || per_port_sys_topics(&s.read(), &r)));
         Self {
             broker,
             settings: Arc::new(ArcSwap::from_pointee(ConnectionSettings::default())),
             shutdown,
             ports: BTreeMap::new(),
             model: None,
-            status: Arc::new(RwLock::new(Status::default())),
+            status,
             public: None,
-            registry: Arc::new(Registry::default()),
+            registry,
             tls: None,
         }
     }
@@ -221,7 +247,15 @@ impl Supervisor {
 
     /// Records a refused reload (the running configuration stays).
     pub fn reload_refused(&self, error: String) {
-        self.status.write().last_reload_error = Some(error);
+        let mut status = self.status.write();
+        status.last_reload_error = Some(error);
+        status.reload_failures += 1;
+    }
+
+    /// Records a reload whose configuration loaded and equals the running one (a refused
+    /// change was undone): the previous refusal no longer stands.
+    pub fn reload_unchanged(&self) {
+        self.status.write().last_reload_error = None;
     }
 
     /// Applies `model`: Broker settings for new sessions and connections, then the ports as a
@@ -289,6 +323,7 @@ impl Supervisor {
                         Ok(Some(port_tls)) => {
                             swap.store(port_tls.config.clone());
                             running.certificates = port_tls.certificates;
+                            running.client_cas = port_tls.client_cas;
                         }
                         Ok(None) => {}
                         Err(state) => warn!(
@@ -357,9 +392,13 @@ impl Supervisor {
             Ok(bound) => {
                 let token = self.shutdown.child_token();
                 let local_addrs = bound.local_addrs();
-                let (tls, certificates) = match port_tls {
-                    Some(t) => (Some(Arc::new(ArcSwap::new(t.config))), t.certificates),
-                    None => (None, Vec::new()),
+                let (tls, certificates, client_cas) = match port_tls {
+                    Some(t) => (
+                        Some(Arc::new(ArcSwap::new(t.config))),
+                        t.certificates,
+                        t.client_cas,
+                    ),
+                    None => (None, Vec::new(), Vec::new()),
                 };
                 bound.serve(
                     self.broker.clone(),
@@ -378,6 +417,7 @@ impl Supervisor {
                     local_addrs,
                     tls,
                     certificates,
+                    client_cas,
                     security: Some(security),
                 }
             }
@@ -397,13 +437,31 @@ impl Supervisor {
                     local_addrs: r.local_addrs.clone(),
                     tls: r.planned.config.tls.is_some(),
                     certificates: r.certificates.clone(),
+                    client_cas: r.client_cas.clone(),
                 };
                 (*n, s)
             })
             .collect();
+        status.model = self.model.clone().map(Arc::new);
         status.last_reload_error = None;
         status.reloads += 1;
     }
+}
+
+/// `$SYS/broker/clients/port/<port>/connected`: the clients connected to each configured port
+/// (0 for a port that does not listen).
+pub fn per_port_sys_topics(status: &Status, registry: &Registry) -> Vec<(String, String)> {
+    let connected = registry.per_port();
+    status
+        .ports
+        .keys()
+        .map(|port| {
+            (
+                format!("$SYS/broker/clients/port/{port}/connected"),
+                connected.get(port).copied().unwrap_or(0).to_string(),
+            )
+        })
+        .collect()
 }
 
 fn log_state(spec: &PortSpec, state: &PortState) {

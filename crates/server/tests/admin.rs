@@ -76,6 +76,7 @@ async fn start(options: Options) -> Fixture {
                 local_addrs: vec![mqtt],
                 tls: false,
                 certificates: Vec::new(),
+                client_cas: Vec::new(),
             },
         );
         s.reloads = 1;
@@ -164,12 +165,17 @@ async fn readyz_follows_the_port_states() {
     assert_eq!(code, 200, "{body:?}");
     assert!(body.ready && body.reasons.is_empty());
 
-    // A port waiting for its Secret is not a failure: it opens when the Secret appears.
+    // A port waiting for its Secret does not serve yet: not ready, and why.
     f.set_state(PortState::AwaitingSecret(
         "Secret `tls` does not exist".into(),
     ));
     let (code, body) = f.readyz().await;
-    assert_eq!(code, 200, "{body:?}");
+    assert_eq!(code, 503, "{body:?}");
+    assert!(!body.ready);
+    assert!(
+        body.reasons[0].contains("AwaitingSecret: Secret `tls` does not exist"),
+        "{body:?}"
+    );
     let ports = body
         .checks
         .iter()
@@ -345,6 +351,16 @@ async fn errors_are_json_and_say_nothing_internal() {
         .await
         .expect("bundle");
     assert_eq!(r.status, 404);
+
+    // explain needs a running configuration; a malformed query is a 400 that says why.
+    let (code, err): (u16, dto::Error) = f.json("/api/v1/explain?connect").await;
+    assert_eq!(
+        (code, err.error.as_str()),
+        (404, "no configuration is running yet")
+    );
+    let (code, err): (u16, dto::Error) = f.json("/api/v1/explain?connect&port=99999").await;
+    assert_eq!(code, 400);
+    assert_eq!(err.error, "port \"99999\" is not a port number");
 }
 
 #[tokio::test]
@@ -376,7 +392,13 @@ async fn the_api_is_read_only() {
 #[tokio::test]
 async fn metrics_count_the_workload() {
     let f = start(Options::default()).await;
-    let (mut sub, _) = RawClient::connect(f.mqtt, ProtocolVersion::V5, "sub").await;
+    // The subscriber names its metric category; the publisher names none.
+    let mut connect = connect_packet(ProtocolVersion::V5, "sub", true);
+    connect
+        .properties
+        .user_properties
+        .push(("metriccategory".into(), "dashboards".into()));
+    let (mut sub, _) = RawClient::connect_with(f.mqtt, connect).await;
     sub.subscribe("t/#", QoS::AtLeastOnce).await;
     let (mut publisher, _) = RawClient::connect(f.mqtt, ProtocolVersion::V311, "pub").await;
     for i in 1..=5u16 {
@@ -401,6 +423,33 @@ async fn metrics_count_the_workload() {
     assert_eq!(m("wardgate_publishes_received_total"), 6.0);
     assert_eq!(m("wardgate_publishes_sent_total"), 6.0);
     assert_eq!(m("wardgate_store_retained_messages"), 1.0);
+    assert_eq!(m("wardgate_store_retained_bytes"), 1.0);
+    assert_eq!(m("wardgate_store_will_messages"), 0.0);
+    // By metriccategory: the publisher's 6 messages are uncategorized, the subscriber's 6
+    // deliveries are "dashboards"; the bytes are whole packets.
+    let uncategorized = "{category=\"uncategorized\"}";
+    let dashboards = "{category=\"dashboards\"}";
+    let per = |family: &str, labels: &str| m(&format!("wardgate_category_{family}{labels}"));
+    assert_eq!(per("publishes_received_total", uncategorized), 6.0);
+    assert_eq!(per("publishes_sent_total", uncategorized), 0.0);
+    assert_eq!(per("publishes_received_total", dashboards), 0.0);
+    assert_eq!(per("publishes_sent_total", dashboards), 6.0);
+    assert_eq!(per("connected_sessions", dashboards), 1.0);
+    assert_eq!(per("connected_sessions", uncategorized), 1.0);
+    // Bytes: at least the publisher's six PUBLISH packets (14 bytes each for "t/x" + "hello"
+    // at QoS 1, 18 for "t/retained" + "r"); the categories add up to the broker's totals.
+    assert!(
+        per("bytes_received_total", uncategorized) >= 5.0 * 14.0 + 17.0,
+        "{text}"
+    );
+    assert_eq!(
+        per("bytes_received_total", uncategorized) + per("bytes_received_total", dashboards),
+        m("wardgate_bytes_received_total")
+    );
+    assert_eq!(
+        per("bytes_sent_total", uncategorized) + per("bytes_sent_total", dashboards),
+        m("wardgate_bytes_sent_total")
+    );
     assert_eq!(m("wardgate_total_subscriptions"), 1.0);
     assert_eq!(m("wardgate_total_sessions"), 2.0);
     assert_eq!(m("wardgate_connections_total"), 2.0);
@@ -464,9 +513,45 @@ async fn metrics_count_the_workload() {
     );
     assert_eq!(sample(&text, "wardgate_offline_sessions"), Some(1.0));
 
-    f.status.write().last_reload_error = Some("bad YAML".into());
+    // A will (12 bytes) held by a live connection.
+    let mut with_will = connect_packet(ProtocolVersion::V5, "has-will", true);
+    with_will.will = Some(wardgate_protocol::Will {
+        topic: wardgate_protocol::TopicName::new("t/will").expect("topic"),
+        payload: bytes::Bytes::from_static(b"gone offline"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let (will_client, _) = RawClient::connect_with(f.mqtt, with_will).await;
+    let text = f.metrics().await;
+    assert_eq!(sample(&text, "wardgate_store_will_messages"), Some(1.0));
+    assert_eq!(sample(&text, "wardgate_store_will_bytes"), Some(12.0));
+    will_client.disconnect().await;
+    // A normal DISCONNECT discards the will.
+    let mut held = Some(1.0);
+    for _ in 0..100 {
+        held = sample(&f.metrics().await, "wardgate_store_will_messages");
+        if held == Some(0.0) {
+            break;
+        }
+        settle().await;
+    }
+    assert_eq!(held, Some(0.0));
+
+    {
+        let mut status = f.status.write();
+        status.last_reload_error = Some("bad YAML".into());
+        status.reload_failures = 2;
+    }
     let text = f.metrics().await;
     assert_eq!(sample(&text, "wardgate_config_reload_failing"), Some(1.0));
+    assert_eq!(
+        sample(&text, "wardgate_config_reload_failures_total"),
+        Some(2.0)
+    );
+    let (_, listeners): (u16, dto::Listeners) = f.json("/api/v1/listeners").await;
+    assert_eq!(listeners.reload_failures, 2);
+    assert_eq!(listeners.last_reload_error.as_deref(), Some("bad YAML"));
     f.set_state(PortState::Failed("x".into()));
     let text = f.metrics().await;
     assert_eq!(
@@ -589,4 +674,60 @@ async fn readyz_fails_after_three_failed_selfchecks_and_recovers() {
         sample(&f.metrics().await, "wardgate_selfcheck_passing"),
         Some(1.0)
     );
+}
+
+/// `$SYS/broker/clients/port/<port>/connected`, from a supervisor's ports and connections.
+#[tokio::test(flavor = "multi_thread")]
+async fn sys_topics_count_the_clients_of_each_port() {
+    let (a, b) = (
+        wardgate_testkit::process::free_port().expect("port"),
+        wardgate_testkit::process::free_port().expect("port"),
+    );
+    let yaml = format!(
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {a}\n    protocol: Mqtt\n  - port: {b}\n    protocol: Mqtt\n"
+    );
+    let model = wardgate_config::load_str("listener.yaml", &yaml)
+        .expect("valid")
+        .model;
+    let broker = Arc::new(Broker::new(BrokerSettings::default()));
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let mut supervisor = wardgate_server::Supervisor::new(broker.clone(), shutdown.clone());
+    supervisor.apply(model);
+    // The configuration says 10 s; a test cannot wait that long for each update.
+    broker.update_settings(BrokerSettings {
+        sys_interval: Duration::from_millis(100),
+        ..(*broker.settings()).clone()
+    });
+    tokio::spawn(wardgate_server::run_ticker(
+        broker.clone(),
+        shutdown.clone(),
+    ));
+
+    let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let (_on_a, _) = RawClient::connect(addr(a), ProtocolVersion::V5, "on-a").await;
+    let (mut watcher, _) = RawClient::connect(addr(b), ProtocolVersion::V5, "watcher").await;
+    watcher
+        .subscribe("$SYS/broker/clients/port/+/connected", QoS::AtMostOnce)
+        .await;
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.get(&a).map(String::as_str) != Some("1")
+        || seen.get(&b).map(String::as_str) != Some("1")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "per-port counts never reached 1 and 1: {seen:?}"
+        );
+        let p = watcher.publish_received().await;
+        let topic = p.topic.expect("a topic, not an alias");
+        let port: u16 = topic
+            .as_str()
+            .trim_start_matches("$SYS/broker/clients/port/")
+            .trim_end_matches("/connected")
+            .parse()
+            .expect("a port number");
+        seen.insert(port, String::from_utf8_lossy(&p.payload).into_owned());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
 }

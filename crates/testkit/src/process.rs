@@ -27,6 +27,10 @@ pub const PYTHON_ENV: &str = "WARDGATE_PYTHON";
 /// Environment variable naming the `node_modules` folder that holds the npm `mqtt` package.
 pub const NODE_MODULES_ENV: &str = "WARDGATE_NODE_MODULES";
 
+/// Environment variable naming the folder where every process the tests start leaves a copy of
+/// its output (default `<repo>/target/test-logs`); `scripts/test` greps it for secrets.
+pub const LOG_DIR_ENV: &str = "WARDGATE_TEST_LOG_DIR";
+
 /// How long a broker may take from spawn to accepting TCP on every port.
 const BROKER_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of the broker's log a dropped guard prints (the tail, for failing tests).
@@ -251,6 +255,8 @@ impl fmt::Debug for Running {
 
 impl Running {
     /// Starts `cmd` with no standard input and both outputs captured.
+    /// A broker's outputs (`wardgate serve`, directly or through `sh -c`) are also copied to a
+    /// file in [`log_dir`].
     pub fn spawn(cmd: &mut Command) -> Result<Running, Error> {
         let command = describe(cmd);
         let mut child = cmd
@@ -259,15 +265,24 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(io_error(format!("starting `{command}`")))?;
+        let log = is_broker(cmd)
+            .then(|| log_copy(&command, child.id()))
+            .flatten();
         let (tx, stdout) = mpsc::channel();
         if let Some(out) = child.stdout.take() {
-            read_lines(out, tx);
+            read_lines(out, tx, log.clone());
         }
         let stderr = child.stderr.take().map(|mut err| {
             thread::spawn(move || {
                 let mut text = Vec::new();
+                let mut chunk = [0u8; 8192];
                 // A read error ends the capture; what was read so far is kept.
-                let _ = err.read_to_end(&mut text);
+                while let Ok(n @ 1..) = err.read(&mut chunk) {
+                    text.extend_from_slice(&chunk[..n]);
+                    if let Some(log) = &log {
+                        log.write(&chunk[..n]);
+                    }
+                }
                 String::from_utf8_lossy(&text).into_owned()
             })
         });
@@ -401,16 +416,77 @@ impl Drop for Running {
     }
 }
 
-fn read_lines(out: ChildStdout, tx: mpsc::Sender<String>) {
-    // Detached: it ends when the process closes its output or the receiver is dropped.
+fn read_lines(out: ChildStdout, tx: mpsc::Sender<String>, log: Option<LogCopy>) {
+    // Detached: it ends when the process closes its output. The log copy goes on after the
+    // receiver is dropped, so that it has everything the process printed.
     thread::spawn(move || {
+        let mut forwarding = true;
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
+            if let Some(log) = &log {
+                log.write(format!("{line}\n").as_bytes());
+            }
+            if forwarding && tx.send(line).is_err() {
+                forwarding = false;
+                if log.is_none() {
+                    break;
+                }
             }
         }
     });
+}
+
+/// Whether `cmd` runs `wardgate serve` (or `mosquitto`, the differential broker).
+fn is_broker(cmd: &Command) -> bool {
+    let program = Path::new(cmd.get_program());
+    program.file_name().is_some_and(|n| n == "mosquitto")
+        || cmd.get_args().any(|a| {
+            let a = a.to_string_lossy();
+            a == "serve" || a.contains("\" serve ") || a.contains(" serve --")
+        })
+}
+
+/// The folder that collects a copy of every test broker's output: `$WARDGATE_TEST_LOG_DIR`,
+/// else `<repo>/target/test-logs`.
+pub fn log_dir() -> PathBuf {
+    std::env::var_os(LOG_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-logs"))
+}
+
+/// A file in [`log_dir`] that both output readers of one process append to.
+#[derive(Clone)]
+struct LogCopy(std::sync::Arc<Mutex<File>>);
+
+impl LogCopy {
+    fn write(&self, bytes: &[u8]) {
+        use std::io::Write as _;
+        // A log copy that cannot be written is lost; the test itself goes on.
+        let _ = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .write_all(bytes);
+    }
+}
+
+/// Opens `<log_dir>/<program>-<pid>.log` (appending: pids are reused) with the command line
+/// first. `None` when the folder cannot be written.
+fn log_copy(command: &str, pid: u32) -> Option<LogCopy> {
+    let dir = log_dir();
+    fs::create_dir_all(&dir).ok()?;
+    let program = command.split_whitespace().next().unwrap_or("process");
+    let name = Path::new(program)
+        .file_name()
+        .map_or_else(|| "process".into(), |n| n.to_string_lossy().into_owned());
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}-{pid}.log")))
+        .ok()?;
+    let log = LogCopy(std::sync::Arc::new(Mutex::new(file)));
+    log.write(format!("$ {command}\n").as_bytes());
+    Some(log)
 }
 
 fn wait_finished<T>(handle: &JoinHandle<T>, deadline: Instant) -> bool {
@@ -766,6 +842,11 @@ impl Drop for Broker {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+        // The log lives in the temporary folder: keep a copy with the others.
+        let copy = log_dir().join(format!("broker-{}.log", self.child.id()));
+        if fs::create_dir_all(log_dir()).is_ok() {
+            let _ = fs::copy(&self.log, copy);
+        }
         // Shown by the test runner only for a failing test.
         eprintln!(
             "--- {:?} on {:?} ({}), log tail:\n{}",
@@ -779,6 +860,28 @@ impl Drop for Broker {
             self.log_tail()
         );
     }
+}
+
+/// `<wardgate_exe> serve --config <config> --data-dir <data>` (with `--admin-addr
+/// 127.0.0.1:<admin>` when given), without `WARDGATE_LOG` from the test's environment, so that
+/// the configuration decides the logs.
+pub fn serve_command(
+    wardgate_exe: &Path,
+    config: &Path,
+    data: &Path,
+    admin: Option<u16>,
+) -> Command {
+    let mut cmd = Command::new(wardgate_exe);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("WARDGATE_LOG");
+    if let Some(port) = admin {
+        cmd.arg("--admin-addr").arg(format!("127.0.0.1:{port}"));
+    }
+    cmd
 }
 
 /// The BrokerListener that opens the three ports, as a user would write it. It replaces the

@@ -69,9 +69,9 @@ struct ServeArgs {
     /// are always loopback).
     #[arg(long, value_name = "IP")]
     bind: Option<std::net::IpAddr>,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// Log format (overrides the Broker's diagnostics.logs.format; default text).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,7 +84,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            init_logging(args.log_format);
+            // Logging starts once the configuration is read (serve.rs): its format and level
+            // come from the Broker resource.
             match serve::run(args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -133,21 +134,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// The log filter installed by `init_logging`, while the configuration may still set it.
-static LOG_FILTER: std::sync::OnceLock<
-    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
-> = std::sync::OnceLock::new();
-
-/// Logs to stderr at `info`, or at `WARDGATE_LOG` (filter syntax) when set, which then also
-/// overrides the Broker's `diagnostics.logs.level` (see [`apply_log_level`]).
-fn init_logging(format: LogFormat) {
+/// Logs to stderr in `format` at `level` (filter syntax, from the Broker's
+/// `diagnostics.logs.level`), or at `WARDGATE_LOG` when set. Called once, by `serve`.
+fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let from_env = tracing_subscriber::EnvFilter::try_from_env("WARDGATE_LOG").ok();
-    let overridden = from_env.is_some();
-    let filter =
-        from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(quiet_dependencies("info")));
-    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let (filter, invalid) = match EnvFilter::try_from_env("WARDGATE_LOG") {
+        Ok(filter) => (filter, None),
+        Err(_) => match EnvFilter::try_new(quiet_dependencies(level)) {
+            Ok(filter) => (filter, None),
+            Err(e) => (EnvFilter::new(quiet_dependencies("info")), Some(e)),
+        },
+    };
     let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr)
@@ -157,8 +156,8 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => registry.with(fmt).init(),
         LogFormat::Json => registry.with(fmt.json()).init(),
     }
-    if !overridden {
-        let _ = LOG_FILTER.set(handle);
+    if let Some(e) = invalid {
+        tracing::warn!(level, error = %e, "diagnostics.logs.level is not a valid filter; logging at info");
     }
 }
 
@@ -173,20 +172,4 @@ fn quiet_dependencies(level: &str) -> String {
         }
     }
     filter
-}
-
-/// Applies the Broker's `diagnostics.logs.level` (filter syntax, e.g. `debug` or
-/// `info,wardgate_server=debug`), unless `WARDGATE_LOG` overrides it.
-fn apply_log_level(level: &str) {
-    let Some(handle) = LOG_FILTER.get() else {
-        return;
-    };
-    match tracing_subscriber::EnvFilter::try_new(quiet_dependencies(level)) {
-        Ok(filter) => {
-            let _ = handle.reload(filter);
-        }
-        Err(e) => {
-            tracing::warn!(level, error = %e, "diagnostics.logs.level is not a valid filter; logging at info")
-        }
-    }
 }

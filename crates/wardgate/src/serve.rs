@@ -28,8 +28,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
-    let model = load_model(&args)?;
-    crate::apply_log_level(&model.broker.diagnostics.log_level); // diagnostics.logs.level (issue 9)
+    let (model, warnings) = load_model(&args)?;
+    // diagnostics.logs (issue 9): `--log-format` wins over the Broker's format. Both apply at
+    // start only; a reload does not change them.
+    let format = args
+        .log_format
+        .unwrap_or(match model.broker.diagnostics.log_format {
+            wardgate_config::model::enums::LogFormat::Text => crate::LogFormat::Text,
+            wardgate_config::model::enums::LogFormat::Json => crate::LogFormat::Json,
+        });
+    crate::init_logging(format, &model.broker.diagnostics.log_level);
+    for warning in &warnings {
+        warn!("{warning}");
+    }
     // ---- Persistence (issue 8): the store in <data-dir>/store, restored into the broker. ----
     let (broker, store) = crate::persist::open(&args.data_dir, &model.broker)?;
     let shutdown = CancellationToken::new();
@@ -65,15 +76,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Loopback unless --admin-addr says otherwise. A busy admin port is not fatal: MQTT matters
     // more than its dashboard. Reloads change neither the admin address nor the self-check.
     {
-        use wardgate_server::admin::{AdminState, serve_admin};
+        use wardgate_server::admin::{AdminState, ServedCertificates, serve_admin};
         use wardgate_server::metrics::Metrics;
         use wardgate_server::selfcheck::{SelfCheck, SelfCheckSettings};
         let started = std::time::SystemTime::now();
         let registry = supervisor.registry();
         let metrics =
             Metrics::for_broker(broker.clone(), status.clone(), registry.clone(), started);
+        let certificates = ServedCertificates::new(status.clone(), Some(tls.clone()));
         let mut state = AdminState::new(broker.clone(), status.clone(), registry, metrics.clone())
-            .with_started(started);
+            .with_started(started)
+            .with_trust_bundle(tls.trust_bundle_path())
+            .with_certificates(Arc::new(certificates));
         let config = supervisor.model().map(|m| m.broker.clone());
         match config.as_ref().and_then(SelfCheckSettings::from_config) {
             Some(settings) => {
@@ -218,8 +232,15 @@ const CONFIG_POLL: Duration = Duration::from_secs(1);
 /// Re-reads the configuration and applies it, or keeps the running one if it is invalid.
 fn reload(args: &ServeArgs, supervisor: &mut Supervisor) {
     match load_model(args) {
-        Ok(model) if supervisor.model() == Some(&model) => info!("configuration unchanged"),
-        Ok(model) => {
+        Ok((model, warnings)) => {
+            for warning in &warnings {
+                warn!("{warning}");
+            }
+            if supervisor.model() == Some(&model) {
+                info!("configuration unchanged");
+                supervisor.reload_unchanged();
+                return;
+            }
             supervisor.apply(model);
             info!("configuration reloaded");
         }
@@ -248,16 +269,15 @@ fn fingerprint(paths: &[std::path::PathBuf]) -> u64 {
     hasher.finish()
 }
 
-/// The configuration to serve: the files given, or the quickstart.
-fn load_model(args: &ServeArgs) -> anyhow::Result<Model> {
+/// The configuration to serve (the files given, or the quickstart) and its warnings.
+fn load_model(args: &ServeArgs) -> anyhow::Result<(Model, Vec<String>)> {
+    let mut warnings = Vec::new();
     let mut model = if args.config.is_empty() {
         Model::quickstart()
     } else {
         let loaded = wardgate_config::load(&args.config)
             .map_err(|errors| anyhow::anyhow!("invalid configuration:\n{errors}"))?;
-        for warning in &loaded.warnings {
-            warn!("{warning}");
-        }
+        warnings.extend(loaded.warnings.iter().map(|w| w.to_string()));
         loaded.model
     };
     if args.add_insecure_listener {
@@ -265,7 +285,7 @@ fn load_model(args: &ServeArgs) -> anyhow::Result<Model> {
             .add_insecure_listener()
             .map_err(|errors| anyhow::anyhow!("invalid configuration:\n{errors}"))?;
     }
-    Ok(model)
+    Ok((model, warnings))
 }
 
 fn print_banner(args: &ServeArgs, status: &Status, trust_bundle: &std::path::Path) {

@@ -281,6 +281,7 @@ mod tests {
                     },
                 ],
                 reloads: 0,
+                reload_failures: 0,
                 last_reload_error: None,
             },
             certificates: dto::Certificates {
@@ -294,6 +295,7 @@ mod tests {
                     not_before: "2026-01-01T00:00:00Z".into(),
                     not_after: "2026-01-31T00:00:00Z".into(),
                     source: "Secret/tls".into(),
+                    expired: false,
                 }],
             },
             clients: dto::Clients {

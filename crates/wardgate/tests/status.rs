@@ -9,7 +9,7 @@ use std::time::Duration;
 use wardgate_protocol::{ProtocolVersion, QoS};
 use wardgate_server::admin::client::AdminClient;
 use wardgate_testkit::client::RawClient;
-use wardgate_testkit::process::{Output, Running, free_port, run, wait_for_port};
+use wardgate_testkit::process::{Output, Running, free_port, run, serve_command, wait_for_port};
 
 const START: Duration = Duration::from_secs(30);
 
@@ -19,24 +19,27 @@ fn wardgate() -> Command {
 
 /// One BrokerListener named `default` (it replaces the built-in default listener), ClusterIp.
 fn write_listener(dir: &Path, port: u16) {
+    write_listener_with(dir, port, "");
+}
+
+/// [`write_listener`] with more ports (YAML list items, indented by two spaces).
+fn write_listener_with(dir: &Path, port: u16, more_ports: &str) {
     let yaml = format!(
-        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: default\n  serviceType: ClusterIp\n  ports:\n  - port: {port}\n    protocol: Mqtt\n"
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: default\n  serviceType: ClusterIp\n  ports:\n  - port: {port}\n    protocol: Mqtt\n{more_ports}"
     );
     std::fs::write(dir.join("listener.yaml"), yaml).expect("write listener");
 }
 
+/// A port with an automatic certificate from the quickstart CA.
+fn automatic_tls_port(port: u16) -> String {
+    format!(
+        "  - port: {port}\n    protocol: Mqtt\n    tls:\n      mode: Automatic\n      certManagerCertificateSpec:\n        issuerRef:\n          group: cert-manager.io\n          kind: ClusterIssuer\n          name: azure-iot-operations-aio-certificate-issuer\n"
+    )
+}
+
 fn serve(config: &Path, data: &Path, admin: Option<u16>) -> Running {
-    let mut cmd = wardgate();
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .env_remove("WARDGATE_LOG");
-    if let Some(port) = admin {
-        cmd.arg("--admin-addr").arg(format!("127.0.0.1:{port}"));
-    }
-    Running::spawn(&mut cmd).expect("start wardgate serve")
+    let exe = Path::new(env!("CARGO_BIN_EXE_wardgate"));
+    Running::spawn(&mut serve_command(exe, config, data, admin)).expect("start wardgate serve")
 }
 
 fn status(admin: u16) -> Output {
@@ -84,10 +87,15 @@ async fn status_shows_ports_and_clients_of_a_running_broker() {
     let root = tempfile::tempdir().expect("tempdir");
     let config = root.path().join("config");
     std::fs::create_dir(&config).expect("mkdir");
-    let (mqtt, admin) = (free_port().expect("port"), free_port().expect("port"));
-    write_listener(&config, mqtt);
-    let mut broker = serve(&config, &root.path().join("data"), Some(admin));
+    let admin = free_port().expect("port");
+    // Ports are listed by number: the MQTT port first.
+    let (a, b) = (free_port().expect("port"), free_port().expect("port"));
+    let (mqtt, tls) = (a.min(b), a.max(b));
+    write_listener_with(&config, mqtt, &automatic_tls_port(tls));
+    let data = root.path().join("data");
+    let mut broker = serve(&config, &data, Some(admin));
     wait_for_port(mqtt, START).expect("MQTT port");
+    wait_for_port(tls, START).expect("TLS port");
     wait_for_port(admin, START).expect("admin port");
 
     let (mut client, _) = RawClient::connect(
@@ -107,7 +115,7 @@ async fn status_shows_ports_and_clients_of_a_running_broker() {
         .split_whitespace()
         .find(|w| {
             w.parse::<std::net::SocketAddr>()
-                .is_ok_and(|a| a.port() != mqtt)
+                .is_ok_and(|a| a.port() != mqtt && a.port() != tls)
         })
         .expect("the client's peer address")
         .to_string();
@@ -115,20 +123,27 @@ async fn status_shows_ports_and_clients_of_a_running_broker() {
         &out.stdout,
         &[
             (format!(" [::1]:{mqtt}"), ""),
+            (format!(" [::1]:{tls}"), ""),
             (peer, "<peer>"),
             (format!("127.0.0.1:{admin}"), "<admin>"),
+            (data.display().to_string(), "<data>"),
             (mqtt.to_string(), "<mqtt>"),
+            (tls.to_string(), "<tls>"),
             (env!("CARGO_PKG_VERSION").to_string(), "<version>"),
         ],
     );
     let expected = "\
 Wardgate <version> at <admin>: ready (started <time>)
 
-Ports (1):
+Ports (2):
 PORT LISTENER PROTOCOL STATE CLIENTS ADDRESSES / REASON
 <mqtt> default Mqtt Listening 1 127.0.0.1:<mqtt>
+<tls> default Mqtt Listening 0 127.0.0.1:<tls>
 
-Certificates: none
+Certificates (2):
+USED BY SUBJECT NOT AFTER EXPIRES SOURCE
+BrokerListener/default:<tls> CN = default-frontend-server-<tls> <time> in 29 days issued by ClusterIssuer/azure-iot-operations-aio-certificate-issuer
+trust bundle O = Wardgate, CN = Wardgate Quickstart Root CA - Not for Production <time> in 364 days quickstart CA (<data>/trust-bundle/ca.crt)
 
 Clients: 1 connected
 CLIENT ID USERNAME PORT VERSION PEER CONNECTED SINCE SUBS QUEUED

@@ -177,6 +177,11 @@ impl TlsContext {
         self.layout.trust_bundle.clone()
     }
 
+    /// The quickstart CA's certificate as it is now: the first certificate of the trust bundle.
+    pub fn quickstart_ca(&self) -> CertificateInfo {
+        self.state.lock().quickstart.signer.info().clone()
+    }
+
     /// The crypto provider of every configuration made here (aws-lc-rs).
     pub fn provider(&self) -> &Arc<CryptoProvider> {
         &self.provider

@@ -77,6 +77,7 @@ pub(super) async fn listeners(State(state): AppState) -> Json<dto::Listeners> {
     Json(dto::Listeners {
         ports,
         reloads: status.reloads.saturating_sub(1),
+        reload_failures: status.reload_failures,
         last_reload_error: status.last_reload_error.clone(),
     })
 }

@@ -1,20 +1,26 @@
-//! Certificates in the admin API and metrics: the plug-point the TLS layer fills.
+//! Certificates in the admin API and metrics.
 //!
-//! Extension point: the TLS layer implements [`CertificateSource`] over whatever it loaded or
-//! issued and hands it to [`AdminState::with_certificates`](super::AdminState::with_certificates).
-//! That one call makes `GET /api/v1/certificates` list them, `wardgate status` print them, and
-//! `/metrics` export `wardgate_certificate_expiry_timestamp_seconds` for each. Until then the list
-//! is empty.
+//! A [`CertificateSource`] handed to
+//! [`AdminState::with_certificates`](super::AdminState::with_certificates) makes
+//! `GET /api/v1/certificates` list its certificates, `wardgate status` print them, and
+//! `/metrics` export `wardgate_certificate_expiry_timestamp_seconds` and
+//! `wardgate_certificate_expired` for each. [`ServedCertificates`] is the broker's: what the
+//! TLS ports serve (as the supervisor last resolved them: manual Secrets, automatic
+//! certificates), the client CAs they trust, and the quickstart CA of the trust bundle.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use parking_lot::RwLock;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::DescriptorEncoder;
 
 use super::dto;
+use crate::metrics::gauge_family;
+use crate::supervisor::Status;
+use wardgate_security::pki::CertificateInfo;
+use wardgate_security::tls::TlsContext;
 
 /// One certificate, as the TLS layer describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +45,32 @@ pub struct CertificateReport {
     pub source: String,
 }
 
+impl CertificateReport {
+    /// The report of `info`, used by `used_by` (on `port`).
+    pub fn from_info(info: &CertificateInfo, used_by: String, port: Option<u16>) -> Self {
+        CertificateReport {
+            used_by,
+            port,
+            subject: info.subject.to_string(),
+            sans: info.sans.iter().map(|s| s.to_string()).collect(),
+            issuer: info.issuer.to_string(),
+            serial: info.serial.clone(),
+            not_before: info.not_before,
+            not_after: info.not_after,
+            source: info.source.clone(),
+        }
+    }
+
+    /// Whether it has expired at `now`.
+    pub fn expired_at(&self, now: SystemTime) -> bool {
+        now > self.not_after
+    }
+}
+
 impl From<&CertificateReport> for dto::Certificate {
     fn from(c: &CertificateReport) -> Self {
         dto::Certificate {
+            expired: c.expired_at(SystemTime::now()),
             used_by: c.used_by.clone(),
             port: c.port,
             subject: c.subject.clone(),
@@ -62,7 +91,58 @@ pub trait CertificateSource: Send + Sync + 'static {
     fn certificates(&self) -> Vec<CertificateReport>;
 }
 
-/// Exports `wardgate_certificate_expiry_timestamp_seconds{used_by, port, subject, source}`.
+/// The broker's certificates: each TLS port's served chain (leaf first) and trusted client
+/// CAs, from the supervisor's status (refreshed whenever it resolves a port: start, reload,
+/// renewal), then the quickstart CA (the trust bundle). Nothing is re-read per request.
+pub struct ServedCertificates {
+    status: Arc<RwLock<Status>>,
+    tls: Option<Arc<TlsContext>>,
+}
+
+impl ServedCertificates {
+    /// The certificates of the ports in `status`, and of `tls`'s quickstart CA when given.
+    pub fn new(status: Arc<RwLock<Status>>, tls: Option<Arc<TlsContext>>) -> Self {
+        Self { status, tls }
+    }
+}
+
+impl fmt::Debug for ServedCertificates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServedCertificates")
+    }
+}
+
+impl CertificateSource for ServedCertificates {
+    fn certificates(&self) -> Vec<CertificateReport> {
+        let mut out = Vec::new();
+        for (n, p) in &self.status.read().ports {
+            for info in &p.certificates {
+                out.push(CertificateReport::from_info(
+                    info,
+                    p.spec.name.clone(),
+                    Some(*n),
+                ));
+            }
+            for info in &p.client_cas {
+                let used_by = format!("{} client CA", p.spec.name);
+                out.push(CertificateReport::from_info(info, used_by, Some(*n)));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            let mut ca = CertificateReport::from_info(
+                &tls.quickstart_ca(),
+                "trust bundle".to_string(),
+                None,
+            );
+            ca.source = format!("quickstart CA ({})", tls.trust_bundle_path().display());
+            out.push(ca);
+        }
+        out
+    }
+}
+
+/// Exports `wardgate_certificate_expiry_timestamp_seconds` and `wardgate_certificate_expired`
+/// (1 past notAfter), each `{used_by, port, subject, serial, source}`.
 pub(super) struct CertificateCollector(pub(super) Arc<dyn CertificateSource>);
 
 impl fmt::Debug for CertificateCollector {
@@ -73,25 +153,41 @@ impl fmt::Debug for CertificateCollector {
 
 impl Collector for CertificateCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let mut family = encoder.encode_descriptor(
+        let now = SystemTime::now();
+        let series: Vec<_> = self
+            .0
+            .certificates()
+            .into_iter()
+            .map(|c| {
+                let not_after = c
+                    .not_after
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                let expired = i64::from(c.expired_at(now));
+                let labels = [
+                    ("used_by", c.used_by),
+                    ("port", c.port.map(|p| p.to_string()).unwrap_or_default()),
+                    ("subject", c.subject),
+                    ("serial", c.serial),
+                    ("source", c.source),
+                ];
+                (labels, not_after, expired)
+            })
+            .collect();
+        let expiry: Vec<_> = series.iter().map(|(l, t, _)| (l.clone(), *t)).collect();
+        gauge_family(
+            &mut encoder,
             "certificate_expiry_timestamp_seconds",
             "When each certificate in use expires (notAfter), in seconds since the Unix epoch",
-            None,
-            ConstGauge::new(0i64).metric_type(),
+            &expiry,
         )?;
-        for c in self.0.certificates() {
-            let not_after = c
-                .not_after
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-            let labels = [
-                ("used_by", c.used_by),
-                ("port", c.port.map(|p| p.to_string()).unwrap_or_default()),
-                ("subject", c.subject),
-                ("source", c.source),
-            ];
-            ConstGauge::new(not_after).encode(family.encode_family(&labels)?)?;
-        }
+        let expired: Vec<_> = series.into_iter().map(|(l, _, x)| (l, x)).collect();
+        gauge_family(
+            &mut encoder,
+            "certificate_expired",
+            "1 for a certificate in use past its notAfter, 0 otherwise",
+            &expired,
+        )?;
         Ok(())
     }
 }

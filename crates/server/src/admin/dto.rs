@@ -52,6 +52,9 @@ pub struct Listeners {
     pub ports: Vec<Port>,
     /// Configuration reloads applied since start (the initial load not counted).
     pub reloads: u64,
+    /// Configuration reloads refused since start.
+    #[serde(default)]
+    pub reload_failures: u64,
     /// Why the latest reload was refused, while the previous configuration keeps running.
     #[serde(default)]
     pub last_reload_error: Option<String>,
@@ -183,6 +186,59 @@ pub struct Certificate {
     pub not_after: String,
     /// Where it comes from (`Secret/<name>`, `Issuer/<name>`, a file, ...).
     pub source: String,
+    /// Whether it is past its notAfter now.
+    #[serde(default)]
+    pub expired: bool,
+}
+
+/// `GET /api/v1/explain`: what `wardgate explain` answers, against the running configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    /// The action explained (`connect`, `publish on "t"`, `subscribe to "f"`).
+    pub action: String,
+    /// Whether it is allowed on every port examined (and there was one).
+    pub allowed: bool,
+    /// One entry per port examined.
+    pub ports: Vec<PortExplanation>,
+    /// Anything else worth saying (e.g. no such port).
+    pub notes: Vec<String>,
+    /// The whole answer as `wardgate explain` prints it.
+    pub text: String,
+}
+
+/// The explanation for one port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortExplanation {
+    /// The BrokerListener.
+    pub listener: String,
+    /// The port.
+    pub port: u16,
+    /// Whether the action is allowed on this port.
+    pub allowed: bool,
+    /// How authentication goes, line by line.
+    pub authentication: Vec<String>,
+    /// The identity authorization decides from; absent when authentication denies.
+    #[serde(default)]
+    pub identity: Option<ExplainedIdentity>,
+    /// How authorization goes, line by line.
+    pub authorization: Vec<String>,
+}
+
+/// Who authentication says the client is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExplainedIdentity {
+    /// The method (`X509`, `UsernamePassword`, ...).
+    pub method: String,
+    /// The client ID.
+    pub client_id: String,
+    /// The username, if any.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Authorization attributes.
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// The body of every error response.

@@ -12,15 +12,16 @@
 //!   implements [`ReadinessCheck`] and is added with [`AdminState::with_check`].
 //! - **Certificates**: the TLS layer implements [`CertificateSource`] and calls
 //!   [`AdminState::with_certificates`] (API listing, `wardgate status`, expiry metric).
-//! - **More endpoints** (the security layer's `explain`): build an `axum::Router` with its own
-//!   state, routes under `/api/v1/...`, and add it with [`AdminState::with_routes`]; it is merged
-//!   into the same server. Keep such routes read-only and return [`dto::Error`] bodies.
+//! - **More endpoints**: build an `axum::Router` with its own state, routes under
+//!   `/api/v1/...`, and add it with [`AdminState::with_routes`]; it is merged into the same
+//!   server. Keep such routes read-only and return [`dto::Error`] bodies.
 //! - **Metrics**: see [`crate::metrics`].
 
 mod api;
 pub mod certificates;
 pub mod client;
 pub mod dto;
+mod explain;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wardgate_core::Broker;
 
-pub use certificates::{CertificateReport, CertificateSource};
+pub use certificates::{CertificateReport, CertificateSource, ServedCertificates};
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -76,8 +77,9 @@ pub struct AdminState {
     pub trust_bundle: Option<PathBuf>,
     /// When the broker started.
     pub started: SystemTime,
-    /// Whether a port waiting for a Secret, Issuer or ConfigMap counts as ready (it is not a
-    /// failure: the port opens when the resource appears). Default true.
+    /// Whether a port waiting for a Secret, Issuer or ConfigMap counts as ready. Default false:
+    /// the port does not serve yet, so the broker is not ready (it becomes ready by itself when
+    /// the resource appears and the port opens).
     pub waiting_ports_are_ready: bool,
     checks: Vec<Arc<dyn ReadinessCheck>>,
     certificates: Option<Arc<dyn CertificateSource>>,
@@ -112,7 +114,7 @@ impl AdminState {
             metrics,
             trust_bundle: None,
             started: SystemTime::now(),
-            waiting_ports_are_ready: true,
+            waiting_ports_are_ready: false,
             checks: Vec::new(),
             certificates: None,
             routes: Vec::new(),
@@ -166,6 +168,7 @@ pub fn router(mut state: AdminState) -> Router {
         .route("/api/v1/retained", get(api::retained))
         .route("/api/v1/certificates", get(api::certificates))
         .route("/api/v1/trust-bundle", get(api::trust_bundle))
+        .route("/api/v1/explain", get(explain::explain_route))
         .fallback(api::not_found)
         .with_state(Arc::new(state));
     for routes in extra {
@@ -188,6 +191,8 @@ pub async fn serve_admin(
 /// An admin API error: a status and a message safe to show. Internal details go to the log.
 #[derive(Debug)]
 pub enum ApiError {
+    /// 400 with what is wrong with the request (it names only what the caller sent).
+    BadRequest(String),
     /// 404 with what was not found.
     NotFound(&'static str),
     /// 500; the detail is logged, never sent.
@@ -197,6 +202,7 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
+            ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what.to_string()),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "admin API request failed");

@@ -19,6 +19,7 @@ use wardgate_security::authz::{Authorizer, Decision};
 
 use super::outbound::Outbound;
 use super::{ConnectionSettings, Context, End};
+use crate::registry::{CategoryStats, Registry};
 use crate::security::PortSecurity;
 
 /// Whether the connection goes on after a packet.
@@ -51,6 +52,10 @@ pub(super) struct Conn {
     client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
     peer: std::net::SocketAddr,
     port: u16,
+    /// The counters of the client's metric category.
+    category: Arc<CategoryStats>,
+    /// Where authentication and authorization outcomes are counted.
+    registry: Arc<Registry>,
 }
 
 impl Conn {
@@ -78,6 +83,8 @@ impl Conn {
             client_chain: ctx.client_chain.clone(),
             peer: ctx.peer,
             port: ctx.port,
+            category: Arc::default(),
+            registry: ctx.registry.clone(),
         }
     }
 
@@ -126,6 +133,7 @@ impl Conn {
         };
         let (reason, method, data) = match authn.auth(&request).await {
             AuthnOutcome::Allowed(new) => {
+                self.registry.count_authentication(true);
                 let method = new.enhanced_method().map(str::to_string);
                 self.identity = Arc::new(new);
                 (ReasonCode::SUCCESS, method, None)
@@ -134,6 +142,7 @@ impl Conn {
                 (ReasonCode::CONTINUE_AUTHENTICATION, Some(method), data)
             }
             AuthnOutcome::Denied { reason, why } => {
+                self.registry.count_authentication(false);
                 tracing::info!(reason = reason.0, %why, "re-authentication failed");
                 return Some(End::Server(reason, "re-authentication failed"));
             }
@@ -218,6 +227,17 @@ impl Conn {
         true
     }
 
+    /// Counts the connection's traffic in `category` (its `metriccategory`).
+    pub(super) fn with_category(mut self, category: Arc<CategoryStats>) -> Self {
+        self.category = category;
+        self
+    }
+
+    /// The counters of the client's metric category.
+    pub(super) fn category(&self) -> &CategoryStats {
+        &self.category
+    }
+
     pub(super) fn write_outgoing(&mut self, pending: &mut Vec<Outgoing>, wbuf: &mut BytesMut) {
         if pending.is_empty() {
             return;
@@ -234,6 +254,7 @@ impl Conn {
             .stats()
             .messages_sent
             .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        CategoryStats::add(&self.category.publishes_sent, sent);
     }
 
     /// Handles one packet from the client.
@@ -383,9 +404,14 @@ impl Conn {
         // Authorization (SPEC.md §8.4): v5 gets 0x87 on PUBACK/PUBREC; v3.1.1 gets a success
         // acknowledgement (it has no way to say no) and the message is dropped, as AIO and
         // Mosquitto do.
-        if let Some(authz) = self.authorizer()
-            && let Decision::Deny { why } = authz.publish(&self.identity, topic.as_str())
-        {
+        let decision = self
+            .authorizer()
+            .map(|authz| authz.publish(&self.identity, topic.as_str()));
+        if let Some(decision) = &decision {
+            self.registry
+                .count_authorization(matches!(decision, Decision::Allow { .. }));
+        }
+        if let Some(Decision::Deny { why }) = decision {
             self.log_denial("publish", topic.as_str(), &why);
             let reason = if self.version.is_v5() {
                 ReasonCode::NOT_AUTHORIZED
@@ -428,6 +454,7 @@ impl Conn {
         let routed = self
             .broker
             .publish_from(&self.session, p.packet_id, message);
+        CategoryStats::add(&self.category.publishes_received, 1);
         let reason = if routed.delivered > 0 {
             ReasonCode::SUCCESS
         } else if routed.dropped > 0 {
@@ -478,9 +505,12 @@ impl Conn {
             .map(|(filter, options)| match filter.shared() {
                 Err(_) => ReasonCode::TOPIC_FILTER_INVALID,
                 Ok(_)
-                    if let Some(Decision::Deny { why }) = authz
-                        .as_ref()
-                        .map(|a| a.subscribe(&self.identity, filter.as_str())) =>
+                    if let Some(Decision::Deny { why }) = authz.as_ref().map(|a| {
+                        let decision = a.subscribe(&self.identity, filter.as_str());
+                        self.registry
+                            .count_authorization(matches!(decision, Decision::Allow { .. }));
+                        decision
+                    }) =>
                 {
                     // SUBACK 0x87 (v5); the encoder writes 0x80 for v3.1.1.
                     self.log_denial("subscribe", filter.as_str(), &why);

@@ -22,7 +22,7 @@ use wardgate_protocol::{
 
 use self::inbound::Flow;
 use self::outbound::Outbound;
-use crate::registry::{ConnectionInfo, Control, Registry};
+use crate::registry::{CategoryStats, ConnectionInfo, Control, Registry};
 use crate::security::PortSecurity;
 use arc_swap::ArcSwap;
 use wardgate_protocol::{Auth, AuthProperties};
@@ -235,7 +235,12 @@ async fn serve<R, W>(
         connect.client_id.clone_from(&id);
         assigned = Some(id);
     }
-    tracing::Span::current().record("client_id", connect.client_id.as_str());
+    // Recorded once: a field recorded twice shows twice in text logs. An empty v3.1.1 client ID
+    // is recorded once the broker has assigned one (below).
+    let recorded = !connect.client_id.is_empty();
+    if recorded {
+        tracing::Span::current().record("client_id", connect.client_id.as_str());
+    }
 
     if let Some(reason) = refuse(&connect, settings, security.authn.is_some()) {
         info!(reason = reason.0, "connection refused");
@@ -249,8 +254,14 @@ async fn serve<R, W>(
     ))
     .await
     {
-        Ok(identity) => identity,
+        Ok(identity) => {
+            if security.authn.is_some() {
+                ctx.registry.count_authentication(true);
+            }
+            identity
+        }
         Err((reason, why)) => {
+            ctx.registry.count_authentication(false);
             info!(reason = reason.0, %why, username = connect.username.as_deref().unwrap_or(""), "authentication failed");
             refuse_connect(&mut wr, version, reason).await;
             return;
@@ -267,6 +278,7 @@ async fn serve<R, W>(
                 })
             }
         };
+        ctx.registry.count_authorization(denied.is_none());
         if let Some(why) = denied {
             info!(username = identity.username.as_deref().unwrap_or(""), %why, action = "connect", "authorization denied");
             refuse_connect(&mut wr, version, ReasonCode::NOT_AUTHORIZED).await;
@@ -329,7 +341,9 @@ async fn serve<R, W>(
         Instant::now(),
     );
     let client_id = attached.session.client_id().clone();
-    tracing::Span::current().record("client_id", &*client_id);
+    if !recorded {
+        tracing::Span::current().record("client_id", &*client_id);
+    }
     info!(version = ?version, clean_start, session_present = attached.session_present, keep_alive, "client connected");
 
     let mut properties = ConnAckProperties::default();
@@ -358,6 +372,7 @@ async fn serve<R, W>(
     encode(&Packet::ConnAck(ack), version, &mut wbuf);
 
     let id = ctx.registry.next_id();
+    let (category, category_stats) = ctx.registry.category(&connect_properties.user_properties);
     let identity = Arc::new(identity);
     let control = Arc::new(Control::default());
     ctx.registry.insert(ConnectionInfo {
@@ -372,8 +387,10 @@ async fn serve<R, W>(
         session: attached.session.clone(),
         identity: identity.clone(),
         control: control.clone(),
+        category,
     });
-    let mut conn = inbound::Conn::new(ctx, version, &attached, outbound, session_expiry, identity);
+    let mut conn = inbound::Conn::new(ctx, version, &attached, outbound, session_expiry, identity)
+        .with_category(category_stats);
     let mut pending = Vec::new();
     attached.session.resend_inflight(&mut pending);
     conn.write_outgoing(&mut pending, &mut wbuf);
@@ -747,6 +764,7 @@ where
                 Ok(0) | Err(_) => return End::Lost,
                 Ok(n) => {
                     stats.bytes_sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    CategoryStats::add(&conn.category().bytes_sent, n as u64);
                     if wbuf.is_empty() {
                         if wr.flush().await.is_err() {
                             return End::Lost;
@@ -762,6 +780,7 @@ where
                 Ok(0) | Err(_) => return End::Lost,
                 Ok(n) => {
                     stats.bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    CategoryStats::add(&conn.category().bytes_received, n as u64);
                     last_read = tokio::time::Instant::now();
                     sizer.observe(n);
                     undecoded = true;
