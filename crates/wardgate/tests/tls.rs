@@ -10,16 +10,10 @@ use wardgate_testkit::process::{
     Running, free_port, mosquitto_pub, mosquitto_sub, run, wait_for_port,
 };
 
-const LISTENER_HEAD: &str = "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n";
+mod support;
+use support::openssl;
 
-fn openssl(args: &[&str], dir: &Path) {
-    let out = run(
-        Command::new("openssl").args(args).current_dir(dir),
-        Duration::from_secs(30),
-    )
-    .expect("openssl runs");
-    assert!(out.success(), "{out}");
-}
+const LISTENER_HEAD: &str = "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n";
 
 /// A CA and a server certificate for localhost/127.0.0.1 signed by it, as the seeds' openssl
 /// recipes make them.

@@ -10,16 +10,8 @@ use wardgate_testkit::process::{
     Running, free_port, mosquitto_pub, mosquitto_sub, repo_root, run, wait_for_port,
 };
 
-fn wardgate(args: &[&str], dir: &Path) {
-    let out = run(
-        Command::new(env!("CARGO_BIN_EXE_wardgate"))
-            .args(args)
-            .current_dir(dir),
-        Duration::from_secs(60),
-    )
-    .expect("wardgate runs");
-    assert!(out.success(), "wardgate {args:?}: {out}");
-}
+mod support;
+use support::wardgate;
 
 /// The tutorial's certificates: Contoso (server side) and Fabrikam (devices).
 fn certificates(dir: &Path) {
