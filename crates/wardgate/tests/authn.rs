@@ -3,7 +3,7 @@
 //! against a JWKS ConfigMap, the example custom authentication server
 //! (`examples/custom-auth-server`, real HTTPS with certificates made by `wardgate cert`),
 //! re-authentication with AUTH 0x19, the order of methods, and X.509 with mosquitto's
-//! `--cert/--key`.
+//! `--cert/--key` (chains made by `wardgate cert` and by openssl).
 //!
 //! Re-authentication uses the testkit's `RawClient`: neither mosquitto_pub/sub nor Paho
 //! (paho-mqtt 2.2 has no way to send an AUTH packet) can re-authenticate.
@@ -461,14 +461,20 @@ impl AuthServer {
 }
 
 /// The example server's users: alice (password `alice-pw`, attributes via=custom), bob (refused
-/// with 138, banned).
+/// with 138, banned), dave (his credential expires 3 s after each authentication).
 fn custom_users(dir: &Path) {
     let file = dir.join("users.toml");
     passwd(&file, "alice", "alice-pw", &["via=custom"]);
     passwd(&file, "bob", "bob-pw", &[]);
+    passwd(&file, "dave", "dave-pw", &[]);
     let users = std::fs::read_to_string(&file).expect("users");
-    let users = users.replacen("[bob]\n", "[bob]\ndeny_reason = 138\n", 1);
-    assert!(users.contains("deny_reason"), "{users}");
+    let users = users
+        .replacen("[bob]\n", "[bob]\ndeny_reason = 138\n", 1)
+        .replacen("[dave]\n", "[dave]\nexpiry_seconds = 3\n", 1);
+    assert!(
+        users.contains("deny_reason") && users.contains("expiry_seconds"),
+        "{users}"
+    );
     std::fs::write(&file, users).expect("users");
 }
 
@@ -632,6 +638,22 @@ fn the_custom_authentication_server_decides() {
         &["-u", "bob", "-P", "bob-pw", "-t", "c/x", "-m", "x"],
     );
     assert!(out.contains("received CONNACK (138)"), "{out}");
+    // The server's `expiry`: at it, DISCONNECT 0x87 (135), then the close.
+    let mut args = base("dave");
+    args.extend(["-u", "dave", "-P", "dave-pw", "-t", "c/#", "-W", "30"].map(String::from));
+    let mut dave = mosquitto_sub_running(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    dave.wait_for_line("the SUBACK", WAIT, |l| l.contains("Subscribed (mid: 1)"))
+        .expect("dave connects");
+    let started = std::time::Instant::now();
+    let disconnect = dave
+        .wait_for_line("the DISCONNECT", WAIT, |l| l.contains("DISCONNECT ("))
+        .expect("DISCONNECT at expiry");
+    assert_eq!(disconnect, "Received DISCONNECT (135)");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 
     let log = server.stop();
     let statuses: Vec<&str> = log
@@ -641,7 +663,7 @@ fn the_custom_authentication_server_decides() {
         .collect();
     assert_eq!(
         statuses,
-        ["422", "200", "200", "403", "403"],
+        ["422", "200", "200", "403", "403", "200"],
         "the first request got 422 and was retried:\n{log}"
     );
 }
@@ -767,29 +789,160 @@ spec:
     );
 }
 
+/// A device chain made with openssl as the seeds' recipes do: root `OpenSSL Root CA`,
+/// intermediate `OpenSSL Intermediate CA` (CA:TRUE, keyCertSign), client `device2` (clientAuth);
+/// `device2.crt` holds the leaf then the intermediate, as a client presents it.
+fn openssl_device_chain(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let request = |cn: &str, name: &str| {
+        let (subj, key, csr) = (
+            format!("/CN={cn}"),
+            format!("{name}.key"),
+            format!("{name}.csr"),
+        );
+        let args = [
+            &["req"][..],
+            &ec,
+            &["-subj", &subj, "-keyout", &key, "-out", &csr],
+        ];
+        openssl(&args.concat(), dir);
+    };
+    let sign = |name: &str, ca: &str, ext: &str, out: &str| {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).expect("extensions");
+        let (csr, ca_crt, ca_key) = (
+            format!("{name}.csr"),
+            format!("{ca}.crt"),
+            format!("{ca}.key"),
+        );
+        let ext = format!("{name}.ext");
+        openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_crt,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                out,
+            ],
+            dir,
+        );
+    };
+    let root = ["-x509", "-days", "2", "-subj", "/CN=OpenSSL Root CA"];
+    let out = ["-keyout", "ossl-root.key", "-out", "ossl-root.crt"];
+    openssl(&[&["req"][..], &root, &ec, &out].concat(), dir);
+    request("OpenSSL Intermediate CA", "ossl-int");
+    sign(
+        "ossl-int",
+        "ossl-root",
+        "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n",
+        "ossl-int.crt",
+    );
+    request("device2", "device2");
+    sign(
+        "device2",
+        "ossl-int",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        "device2-leaf.crt",
+    );
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("certificate");
+    let bundle = read("device2-leaf.crt") + &read("ossl-int.crt");
+    std::fs::write(dir.join("device2.crt"), bundle).expect("bundle");
+}
+
 #[test]
-fn an_x509_only_port_refuses_untrusted_and_missing_client_certificates() {
+fn an_x509_port_takes_openssl_and_wardgate_chains_and_refuses_untrusted_or_missing_ones() {
     let (mut node, dir) = tls_node();
+    openssl_device_chain(&dir);
+    // Both device roots are trusted: one ConfigMap, one PEM per key.
+    wardgate(
+        &[
+            "create",
+            "configmap",
+            "device-roots",
+            "--from-file=wardgate.pem=device-ca.crt",
+            "--from-file=openssl.pem=ossl-root.crt",
+            "-o",
+            "config",
+        ],
+        &dir,
+    );
     node.write_config(
         "x509.yaml",
-        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: x509\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: X509\n    x509Settings:\n      trustedClientCaCert: device-ca\n",
+        r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata:
+  name: x509
+  namespace: azure-iot-operations
+spec:
+  authenticationMethods:
+  - method: X509
+    x509Settings:
+      trustedClientCaCert: device-roots
+      authorizationAttributes:
+        openssl-made:
+          subject: "CN = OpenSSL Intermediate CA"
+          attributes: {maker: openssl}
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata:
+  name: devices
+  namespace: azure-iot-operations
+spec:
+  authorizationPolicies:
+    rules:
+    - principals: {usernames: [device1]}
+      brokerResources: [{method: Connect}, {method: Publish, topics: [x509/wardgate]}]
+    - principals: {attributes: [{maker: openssl}]}
+      brokerResources: [{method: Connect}, {method: Publish, topics: [x509/openssl]}]
+"#,
     );
     node.write_config(
         "listener.yaml",
-        &listener(node.port, "x509", None, Some("server-cert")),
+        &listener(node.port, "x509", Some("devices"), Some("server-cert")),
     );
     node.start();
     let base = |id: &str| tls_v5(&dir, node.port, id);
     let topic = ["-q", "1", "-t", "x509/t", "-m", "m"];
 
+    // device1 (`wardgate cert`) by its CN; device2 (openssl) by its intermediate's attribute.
+    let to = |t: &'static str| ["-q", "1", "-t", t, "-m", "m"];
     let out = publish(
-        &[base("device1"), client_cert(&dir, "device1")].concat(),
-        &topic,
+        &[base("d1"), client_cert(&dir, "device1")].concat(),
+        &to("x509/wardgate"),
     );
     assert!(
         out.contains("received CONNACK (0)") && accepted(&out),
         "{out}"
     );
+    let out = publish(
+        &[base("d2"), client_cert(&dir, "device2")].concat(),
+        &to("x509/openssl"),
+    );
+    assert!(
+        out.contains("received CONNACK (0)") && accepted(&out),
+        "{out}"
+    );
+    let out = publish(
+        &[base("d2"), client_cert(&dir, "device2")].concat(),
+        &to("x509/wardgate"),
+    );
+    assert!(out.contains("received PUBACK (Mid: 1, RC:135)"), "{out}");
     // A certificate from a CA the port does not trust: the handshake fails, no CONNACK.
     let out = publish(
         &[base("stranger"), client_cert(&dir, "stranger")].concat(),
