@@ -1,6 +1,6 @@
 //! Authentication end to end through `wardgate serve` (SPEC.md §7), with real clients and real
 //! credentials: service-account tokens signed here with keys made by openssl and verified
-//! against a JWKS ConfigMap, the example custom authentication server
+//! against a JWKS ConfigMap (rotated live), the example custom authentication server
 //! (`examples/custom-auth-server`, real HTTPS with certificates made by `wardgate cert`),
 //! re-authentication with AUTH 0x19, the order of methods, and X.509 with mosquitto's
 //! `--cert/--key` (chains made by `wardgate cert` and by openssl).
@@ -169,8 +169,18 @@ fn sat_setup(node: &Node) -> (TokenKey, TokenKey) {
     let dir = node.root();
     let rsa = TokenKey::new(dir, "rsa-1", true);
     let ec = TokenKey::new(dir, "ec-1", false);
-    let jwks = json!({"keys": [rsa.jwk, ec.jwk]});
-    std::fs::write(dir.join("jwks.json"), jwks.to_string()).expect("jwks");
+    write_jwks(node, &[&rsa, &ec]);
+    node.write_config(
+        "sat-auth.yaml",
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: sat-auth\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: ServiceAccountToken\n    serviceAccountTokenSettings:\n      audiences: [aio-internal]\n      issuerKeysConfigMap: cluster-jwks\n",
+    );
+    (rsa, ec)
+}
+
+/// (Re)writes the ConfigMap `cluster-jwks` with the public keys of `keys`.
+fn write_jwks(node: &Node, keys: &[&TokenKey]) {
+    let jwks = json!({"keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>()});
+    std::fs::write(node.root().join("jwks.json"), jwks.to_string()).expect("jwks");
     wardgate(
         &[
             "create",
@@ -180,13 +190,8 @@ fn sat_setup(node: &Node) -> (TokenKey, TokenKey) {
             "-o",
             "config",
         ],
-        dir,
+        node.root(),
     );
-    node.write_config(
-        "sat-auth.yaml",
-        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: sat-auth\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: ServiceAccountToken\n    serviceAccountTokenSettings:\n      audiences: [aio-internal]\n      issuerKeysConfigMap: cluster-jwks\n",
-    );
-    (rsa, ec)
 }
 
 /// mosquitto client arguments for MQTT v5 enhanced authentication with `method` and `data`.
@@ -288,6 +293,16 @@ fn service_account_tokens_are_verified_against_the_jwks_config_map() {
     }
 }
 
+/// A RawClient connected with a K8S-SAT `token`; the CONNACK must be a success.
+async fn connect_sat(addr: std::net::SocketAddr, id: &str, token: String) -> RawClient {
+    let mut c = connect_packet(ProtocolVersion::V5, id, true);
+    c.properties.authentication_method = Some("K8S-SAT".into());
+    c.properties.authentication_data = Some(Bytes::from(token));
+    let (client, ack) = RawClient::connect_with(addr, c).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS, "{id}");
+    client
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reauthentication_with_auth_keeps_the_connection_past_the_first_expiry() {
     let mut node = Node::empty();
@@ -298,12 +313,6 @@ async fn reauthentication_with_auth_keeps_the_connection_past_the_first_expiry()
     );
     node.start();
     let addr = node.addr();
-    let connect = |id: &str, token: String| {
-        let mut c = connect_packet(ProtocolVersion::V5, id, true);
-        c.properties.authentication_method = Some("K8S-SAT".into());
-        c.properties.authentication_data = Some(Bytes::from(token));
-        c
-    };
     let auth = |token: String| {
         Packet::Auth(Auth {
             reason: ReasonCode::REAUTHENTICATE,
@@ -316,15 +325,9 @@ async fn reauthentication_with_auth_keeps_the_connection_past_the_first_expiry()
     };
     // `renewing` holds a token that expires in 5 s and sends a fresh one at once; `lapsing`'s
     // expires in 8 s and is never renewed; `refused` re-authenticates with an expired token.
-    let (mut renewing, ack) =
-        RawClient::connect_with(addr, connect("renewing", rsa.token("aio-internal", 5))).await;
-    assert_eq!(ack.reason, ReasonCode::SUCCESS);
-    let (mut lapsing, ack) =
-        RawClient::connect_with(addr, connect("lapsing", ec.token("aio-internal", 8))).await;
-    assert_eq!(ack.reason, ReasonCode::SUCCESS);
-    let (mut refused, ack) =
-        RawClient::connect_with(addr, connect("refused", ec.token("aio-internal", 600))).await;
-    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    let mut renewing = connect_sat(addr, "renewing", rsa.token("aio-internal", 5)).await;
+    let mut lapsing = connect_sat(addr, "lapsing", ec.token("aio-internal", 8)).await;
+    let mut refused = connect_sat(addr, "refused", ec.token("aio-internal", 600)).await;
 
     renewing.send(&auth(rsa.token("aio-internal", 600))).await;
     match renewing.packet().await {
@@ -358,6 +361,57 @@ async fn reauthentication_with_auth_keeps_the_connection_past_the_first_expiry()
         Packet::PingResp,
         "the re-authenticated client is still connected"
     );
+    drop(node.kill());
+}
+
+/// SAT CONNECT arguments for mosquitto_pub on `port` with `token`, publishing one message.
+fn sat_publish(port: u16, id: &str, token: &str) -> String {
+    let port = port.to_string();
+    let head = [
+        "-V", "mqttv5", "-d", "-p", &port, "-i", id, "-t", "sat/x", "-m", "m",
+    ];
+    mosquitto_pub_output(&[&head[..], &enhanced("K8S-SAT", token)].concat())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_jwks_applies_to_new_connections_and_connected_clients_stay() {
+    let mut node = Node::empty();
+    let (rsa, ec) = sat_setup(&node);
+    write_jwks(&node, &[&rsa]);
+    node.write_config(
+        "listener.yaml",
+        &listener(node.port, "sat-auth", None, None),
+    );
+    node.start();
+    let mut connected = connect_sat(node.addr(), "connected", rsa.token("aio-internal", 600)).await;
+    let out = sat_publish(node.port, "ec-before", &ec.token("aio-internal", 600));
+    assert!(
+        out.contains("received CONNACK (135)"),
+        "ec-1 is not in the JWKS yet: {out}"
+    );
+
+    // The key rotates: ec-1 in, rsa-1 out. The folder is watched; poll until it applies.
+    write_jwks(&node, &[&ec]);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let out = sat_publish(node.port, "ec-after", &ec.token("aio-internal", 600));
+        if out.contains("received CONNACK (0)") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new JWKS never applied: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = sat_publish(node.port, "rsa-after", &rsa.token("aio-internal", 600));
+    assert!(
+        out.contains("received CONNACK (135)"),
+        "rsa-1 was removed: {out}"
+    );
+    // The client authenticated before keeps its connection.
+    connected.send(&Packet::PingReq).await;
+    assert_eq!(connected.packet().await, Packet::PingResp);
     drop(node.kill());
 }
 
