@@ -735,6 +735,51 @@ fn the_custom_authentication_server_decides() {
     );
 }
 
+/// A burst of clients connecting at once (a broker restart, a fleet coming back online): each
+/// CONNECT is one HTTPS request to the custom server, and none may wait past the 5 s timeout
+/// (the example server once kept Python's default listen backlog of 5).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_connections_through_the_custom_server_all_pass() {
+    let (mut node, dir) = tls_node();
+    custom_users(&dir);
+    let server = AuthServer::start(&dir, &["--client-ca", "broker-client-ca.crt"]);
+    node.write_config(
+        "custom.yaml",
+        &format!(
+            "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: custom\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n{}",
+            custom_method(server.port)
+        ),
+    );
+    node.write_config("listener.yaml", &listener(node.port, "custom", None, None));
+    node.start();
+    let addr = node.addr();
+    let started = std::time::Instant::now();
+    let clients = (0..200).map(|i| {
+        tokio::spawn(async move {
+            let mut c = connect_packet(ProtocolVersion::V5, &format!("burst-{i}"), true);
+            c.username = Some("alice".into());
+            c.password = Some(Bytes::from_static(b"alice-pw"));
+            RawClient::connect_with(addr, c).await
+        })
+    });
+    let mut refused = Vec::new();
+    let mut connected = Vec::new();
+    for (i, client) in clients.collect::<Vec<_>>().into_iter().enumerate() {
+        let (client, ack) = client.await.expect("the client task");
+        if ack.reason != ReasonCode::SUCCESS {
+            refused.push((i, ack.reason));
+        }
+        connected.push(client);
+    }
+    assert!(
+        refused.is_empty(),
+        "refused after {:?}: {refused:?}",
+        started.elapsed()
+    );
+    drop(connected);
+    drop(server.stop());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Method order, X.509
 
