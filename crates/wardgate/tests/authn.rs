@@ -754,7 +754,7 @@ async fn a_burst_of_connections_through_the_custom_server_all_pass() {
     node.start();
     let addr = node.addr();
     let started = std::time::Instant::now();
-    let clients = (0..200).map(|i| {
+    let clients = (0..100).map(|i| {
         tokio::spawn(async move {
             let mut c = connect_packet(ProtocolVersion::V5, &format!("burst-{i}"), true);
             c.username = Some("alice".into());
