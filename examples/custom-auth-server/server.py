@@ -180,6 +180,9 @@ def main() -> None:
     if args.client_ca:
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(args.client_ca)
+    # Python's default listen backlog is 5: a burst of clients connecting at once (each CONNECT is
+    # a request) would overflow it and wait in SYN retries past the broker's 5 s timeout.
+    ThreadingHTTPServer.request_queue_size = 1024
     httpd = ThreadingHTTPServer((args.host, args.port), Handler)
     httpd.daemon_threads = True
     # The handshake happens on first read, in the request thread: a slow client blocks no one.

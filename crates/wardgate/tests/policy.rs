@@ -1,44 +1,23 @@
-//! A live authorization change (SPEC.md §4.5, §8): users authenticated by username and password
-//! (hashes made by `wardgate passwd`), a policy edited while they are connected; only the client
-//! that lost a subscription is disconnected with 0x87, the others stay connected and keep
-//! receiving. Denials on the wire: CONNACK 0x86 for a bad password, PUBACK 0x87, SUBACK 0x87.
+//! Authorization through `wardgate serve` (SPEC.md §8), users authenticated by username and
+//! password (hashes made by `wardgate passwd`).
+//!
+//! A live authorization change (SPEC.md §4.5): a policy edited while the users are connected;
+//! only the client that lost a subscription is disconnected with 0x87, the others stay connected
+//! and keep receiving. Denials on the wire (SPEC.md §8.4) with mosquitto clients in MQTT 3.1.1 and
+//! 5: CONNECT and the will topic, PUBLISH at QoS 0, 1 and 2, SUBSCRIBE; a denied message is never
+//! delivered.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use wardgate_protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
 use wardgate_testkit::client::{RawClient, Received, connect_packet};
 use wardgate_testkit::process::{Running, free_port, wait_for_port};
 
-const V: ProtocolVersion = ProtocolVersion::V5;
+mod support;
+use support::{Node, mosquitto_pub_output, mosquitto_sub_running, passwd, passwords_secret};
 
-fn passwd(dir: &Path, user: &str, password: &str, attr: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wardgate"))
-        .args([
-            "passwd",
-            user,
-            "--password-stdin",
-            "--iterations",
-            "1000",
-            "--attr",
-            attr,
-            "--file",
-        ])
-        .arg(dir.join("passwords.toml"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("wardgate passwd");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write");
-    assert!(child.wait().expect("wait").success());
-}
+const V: ProtocolVersion = ProtocolVersion::V5;
 
 fn policy(subscribe_for_heaters: &str) -> String {
     format!(
@@ -83,16 +62,16 @@ async fn a_policy_edit_disconnects_only_the_clients_that_lost_access() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("config");
     std::fs::create_dir(&dir).expect("mkdir");
-    passwd(root.path(), "heater1", "h1-secret", "role=heater");
-    passwd(root.path(), "heater2", "h2-secret", "role=heater");
-    passwd(root.path(), "sensor", "s-secret", "role=sensor");
-    let toml = std::fs::read_to_string(root.path().join("passwords.toml")).expect("passwords");
+    let passwords = root.path().join("passwords.toml");
+    passwd(&passwords, "heater1", "h1-secret", &["role=heater"]);
+    passwd(&passwords, "heater2", "h2-secret", &["role=heater"]);
+    passwd(&passwords, "sensor", "s-secret", &["role=sensor"]);
     let port = free_port().expect("port");
-    let indented: String = toml.lines().map(|l| format!("    {l}\n")).collect();
     std::fs::write(
         dir.join("auth.yaml"),
         format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: passwords\nstringData:\n  passwords.toml: |\n{indented}---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: users\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: UsernamePassword\n    usernamePasswordSettings:\n      secretRef: passwords\n---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {port}\n    protocol: Mqtt\n    authenticationRef: users\n    authorizationRef: policy\n"
+            "{}---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: users\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: UsernamePassword\n    usernamePasswordSettings:\n      secretRef: passwords\n---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {port}\n    protocol: Mqtt\n    authenticationRef: users\n    authorizationRef: policy\n",
+            passwords_secret("passwords", &passwords)
         ),
     )
     .expect("write auth");
@@ -137,7 +116,7 @@ async fn a_policy_edit_disconnects_only_the_clients_that_lost_access() {
             .reasons,
         vec![ReasonCode::GRANTED_QOS_1]
     );
-    // Denials on the wire: SUBACK 0x87, PUBACK 0x87.
+    // Denials on the wire: SUBACK 0x87, PUBACK 0x87, PUBREC 0x87.
     assert_eq!(
         heater2
             .subscribe("telemetry/#", QoS::AtLeastOnce)
@@ -152,6 +131,13 @@ async fn a_policy_edit_disconnects_only_the_clients_that_lost_access() {
         Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::NOT_AUTHORIZED),
         other => panic!("expected PUBACK 0x87, got {other:?}"),
     }
+    match sensor
+        .publish("alerts/fire", b"x", QoS::ExactlyOnce, false, 2)
+        .await
+    {
+        Some(Packet::PubRec(a)) => assert_eq!(a.reason, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected PUBREC 0x87, got {other:?}"),
+    }
 
     // Heaters lose alerts/#: heater1 (subscribed to it) goes, heater2 stays and keeps receiving.
     std::fs::write(
@@ -164,7 +150,7 @@ async fn a_policy_edit_disconnects_only_the_clients_that_lost_access() {
         other => panic!("expected DISCONNECT 0x87 for heater1, got {other:?}"),
     }
     sensor
-        .publish("telemetry/temperature", b"21.5", QoS::AtLeastOnce, false, 2)
+        .publish("telemetry/temperature", b"21.5", QoS::AtLeastOnce, false, 3)
         .await;
     assert_eq!(
         &heater2.publish_received().await.payload[..],
@@ -178,4 +164,189 @@ async fn a_policy_edit_disconnects_only_the_clients_that_lost_access() {
         "the sensor stayed connected"
     );
     drop(broker.kill());
+}
+
+/// Writers may publish and subscribe under `allowed/`; the watcher may subscribe to everything;
+/// the outsider has a password but no Connect grant.
+const DENIALS_POLICY: &str = r##"apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata:
+  name: denials
+  namespace: azure-iot-operations
+spec:
+  authorizationPolicies:
+    cache: Enabled
+    rules:
+    - principals: {attributes: [{role: writer}]}
+      brokerResources:
+      - method: Connect
+      - {method: Publish, topics: ["allowed/#"]}
+      - {method: Subscribe, topics: ["allowed/#"]}
+    - principals: {usernames: [watcher]}
+      brokerResources:
+      - method: Connect
+      - {method: Subscribe, topics: ["#"]}
+"##;
+
+/// mosquitto_pub `-V version -d` on `port` as `user`, then `more`; everything it printed.
+fn as_user(port: &str, version: &str, user: &str, password: &str, more: &[&str]) -> String {
+    let id = format!("{user}-{version}");
+    let mut args = vec![
+        "-V", version, "-d", "-p", port, "-i", &id, "-u", user, "-P", password,
+    ];
+    args.extend(more);
+    mosquitto_pub_output(&args)
+}
+
+#[test]
+fn denials_on_the_wire_for_each_packet_and_protocol_version() {
+    let mut node = Node::empty();
+    let passwords = node.root().join("passwords.toml");
+    passwd(&passwords, "writer", "w-secret", &["role=writer"]);
+    passwd(&passwords, "watcher", "v-secret", &["role=watcher"]);
+    passwd(&passwords, "outsider", "o-secret", &["role=outsider"]);
+    node.write_config("passwords.yaml", &passwords_secret("passwords", &passwords));
+    node.write_config("policy.yaml", DENIALS_POLICY);
+    node.write_config(
+        "auth.yaml",
+        &format!(
+            "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: users\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: UsernamePassword\n    usernamePasswordSettings:\n      secretRef: passwords\n---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {}\n    protocol: Mqtt\n    authenticationRef: users\n    authorizationRef: denials\n",
+            node.port
+        ),
+    );
+    node.start();
+    let port = node.port.to_string();
+    let wait = Duration::from_secs(20);
+
+    // The watcher sees every message the broker routes.
+    let mut watcher = mosquitto_sub_running(&[
+        "-V", "mqttv5", "-p", &port, "-i", "watcher", "-u", "watcher", "-P", "v-secret", "-q", "2",
+        "-v", "-t", "#", "-W", "60",
+    ]);
+    // MQTT 3.1.1 acknowledges a denied publish as a success; MQTT 5 says 0x87 (135).
+    for (version, refused, denied_ack, denied_sub) in
+        [("mqttv311", 5, 0, 128), ("mqttv5", 135, 135, 135)]
+    {
+        let outsider = |more: &[&str]| as_user(&port, version, "outsider", "o-secret", more);
+        let out = outsider(&["-t", "allowed/x", "-m", "x"]);
+        assert!(
+            out.contains(&format!("received CONNACK ({refused})")),
+            "{out}"
+        );
+
+        let writer = |more: &[&str]| as_user(&port, version, "writer", "w-secret", more);
+        // The will topic is checked at CONNECT, as a publish.
+        let will = [
+            "--will-topic",
+            "denied/will",
+            "--will-payload",
+            "denied-will",
+        ];
+        let out = writer(&[&will[..], &["-t", "allowed/x", "-m", "x"]].concat());
+        assert!(
+            out.contains(&format!("received CONNACK ({refused})")),
+            "{out}"
+        );
+
+        let out = writer(&[
+            "-q",
+            "0",
+            "-t",
+            "denied/q0",
+            "-m",
+            &format!("denied-{version}-q0"),
+        ]);
+        assert!(out.contains("received CONNACK (0)"), "{out}");
+        let out = writer(&[
+            "-q",
+            "1",
+            "-t",
+            "denied/q1",
+            "-m",
+            &format!("denied-{version}-q1"),
+        ]);
+        assert!(
+            out.contains(&format!("received PUBACK (Mid: 1, RC:{denied_ack})")),
+            "{out}"
+        );
+        let out = writer(&[
+            "-q",
+            "2",
+            "-t",
+            "denied/q2",
+            "-m",
+            &format!("denied-{version}-q2"),
+        ]);
+        // mosquitto prints no reason code with PUBREC; in MQTT 5 it reports 0x87 by name and
+        // ends the flow there (no PUBREL after a failure code).
+        assert!(out.contains("received PUBREC (Mid: 1)"), "{out}");
+        if denied_ack == 0 {
+            assert!(
+                out.contains("received PUBCOMP"),
+                "the flow completes: {out}"
+            );
+            assert!(!out.contains("failed"), "{out}");
+        } else {
+            assert!(out.contains("Publish 1 failed: Not authorized"), "{out}");
+            assert!(!out.contains("sending PUBREL"), "{out}");
+        }
+
+        // One SUBSCRIBE, two filters: the allowed one granted (QoS 1), the other refused.
+        let mut sub = mosquitto_sub_running(&[
+            "-V",
+            version,
+            "-d",
+            "-p",
+            &port,
+            "-i",
+            "writer-sub",
+            "-u",
+            "writer",
+            "-P",
+            "w-secret",
+            "-q",
+            "1",
+            "-t",
+            "allowed/sub",
+            "-t",
+            "denied/#",
+            "-W",
+            "30",
+        ]);
+        let suback = sub
+            .wait_for_line("the SUBACK", wait, |l| l.contains("Subscribed (mid: 1):"))
+            .expect("SUBACK");
+        assert!(
+            suback.ends_with(&format!("Subscribed (mid: 1): 1, {denied_sub}")),
+            "{suback}"
+        );
+        drop(sub);
+
+        let out = writer(&[
+            "-q",
+            "1",
+            "-t",
+            "allowed/marker",
+            "-m",
+            &format!("marker-{version}"),
+        ]);
+        assert!(out.contains("received PUBACK (Mid: 1, RC:0)"), "{out}");
+        watcher
+            .wait_for_line("the allowed message", wait, |l| {
+                l == format!("allowed/marker marker-{version}")
+            })
+            .expect("the watcher receives what is allowed");
+    }
+    // Published before the markers, the denied messages would have arrived before them.
+    assert!(
+        !watcher.seen().iter().any(|l| l.contains("denied")),
+        "a denied message was delivered: {:?}",
+        watcher.seen()
+    );
+    drop(watcher);
+    let log = node.kill().stdout;
+    assert!(
+        log.contains("denied/q1") && log.contains("denied/will"),
+        "denials are logged with the topic:\n{log}"
+    );
 }

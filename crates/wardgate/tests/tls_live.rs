@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use support::tls::{
     Conversation, create_secret, file_serial, log_line, make_ca, make_ca_and_server, make_server,
     manual_port, publish, quickstart_port, serve, served_serial, tls_round_trip,
-    wait_for_new_serial, wardgate, write_listener,
+    wait_for_new_serial, write_listener,
 };
+use support::wardgate;
 use wardgate_testkit::process::{free_port, wait_for_port};
 
 /// Rotation without dropping anyone: a subscriber and a publisher keep exchanging QoS 1

@@ -1,18 +1,22 @@
-//! A `wardgate serve` process for the persistence and limits tests: its config folder (listener
-//! `default` on a free loopback port, plus a Broker resource), its data dir, and restarts on the
-//! same folders after a SIGKILL or a graceful stop. [`tls`]: certificates, Secrets and TLS
-//! clients for the TLS tests.
+//! A `wardgate serve` process for the end-to-end tests: its config folder (listener `default`
+//! on a free loopback port, plus a Broker resource, or files the test writes), its data dir, and
+//! restarts on the same folders after a SIGKILL or a graceful stop. Also the command-line tools
+//! the tests prepare with (`wardgate cert`/`create`/`passwd`, openssl) and mosquitto clients.
+//! [`tls`]: certificates, Secrets and TLS clients for the TLS tests.
 
 #![allow(dead_code)] // each test binary uses a different part
 
 pub(crate) mod tls;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use wardgate_testkit::process::{Output, Running, free_port, wait_for_port};
+use wardgate_testkit::process::{
+    Output, Running, free_port, mosquitto_pub, mosquitto_sub, run, wait_for_port,
+};
 
 /// How long a start may take (a restart replays the store first).
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -31,13 +35,8 @@ impl Node {
     /// Writes the configuration: the Broker `spec` body (indented by two spaces; empty for
     /// none) and listener `default` on a free port.
     pub(crate) fn new(broker_spec: &str) -> Node {
-        let root = tempfile::Builder::new()
-            .prefix("wardgate-store-")
-            .tempdir()
-            .expect("tempdir");
-        let port = free_port().expect("free port");
-        let config = root.path().join("config");
-        std::fs::create_dir(&config).expect("mkdir config");
+        let node = Node::empty();
+        let (port, config) = (node.port, node.config_dir());
         std::fs::write(
             config.join("listener.yaml"),
             format!(
@@ -54,12 +53,33 @@ impl Node {
             )
             .expect("write broker");
         }
+        node
+    }
+
+    /// An empty config folder and a free port for the test to write its own listener with
+    /// (name it `default` with serviceType ClusterIp: loopback only).
+    pub(crate) fn empty() -> Node {
+        let root = tempfile::Builder::new()
+            .prefix("wardgate-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::create_dir(root.path().join("config")).expect("mkdir config");
         Node {
             root,
-            port,
+            port: free_port().expect("free port"),
             running: None,
             past: Vec::new(),
         }
+    }
+
+    /// The folder given to `--config`.
+    pub(crate) fn config_dir(&self) -> PathBuf {
+        self.root.path().join("config")
+    }
+
+    /// Writes `text` to `name` in the config folder.
+    pub(crate) fn write_config(&self, name: &str, text: &str) {
+        std::fs::write(self.config_dir().join(name), text).expect("write config file");
     }
 
     /// The data dir given to `--data-dir`.
@@ -155,4 +175,90 @@ impl Node {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS")
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tools
+
+/// Runs `wardgate ARGS` in `dir`; the test fails if it fails.
+pub(crate) fn wardgate(args: &[&str], dir: &Path) -> Output {
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_wardgate"))
+            .args(args)
+            .current_dir(dir),
+        Duration::from_secs(60),
+    )
+    .expect("wardgate runs");
+    assert!(out.success(), "wardgate {args:?}: {out}");
+    out
+}
+
+/// Runs `openssl ARGS` in `dir`; the test fails if it fails.
+pub(crate) fn openssl(args: &[&str], dir: &Path) -> Output {
+    let out = run(
+        Command::new("openssl").args(args).current_dir(dir),
+        Duration::from_secs(30),
+    )
+    .expect("openssl runs");
+    assert!(out.success(), "{out}");
+    out
+}
+
+/// Adds `user` to the passwords file `file` with `wardgate passwd` (1,000 iterations: fast
+/// tests), with attributes `k=v`.
+pub(crate) fn passwd(file: &Path, user: &str, password: &str, attrs: &[&str]) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wardgate"));
+    cmd.args(["passwd", user, "--password-stdin", "--iterations", "1000"]);
+    for a in attrs {
+        cmd.args(["--attr", a]);
+    }
+    let mut child = cmd
+        .arg("--file")
+        .arg(file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("wardgate passwd");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write");
+    assert!(
+        child.wait().expect("wait").success(),
+        "wardgate passwd {user}"
+    );
+}
+
+/// An Opaque Secret `name` whose key `passwords.toml` holds the file `file` (for
+/// `usernamePasswordSettings.secretRef`).
+pub(crate) fn passwords_secret(name: &str, file: &Path) -> String {
+    let toml = std::fs::read_to_string(file).expect("passwords file");
+    let indented: String = toml.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\nstringData:\n  passwords.toml: |\n{indented}"
+    )
+}
+
+/// Runs `mosquitto_pub ARGS` (20 s at most) and returns everything it printed, both streams:
+/// with `-d` the packets it received, and the connection error if any.
+pub(crate) fn mosquitto_pub_output(args: &[&str]) -> String {
+    let out = run(
+        Command::new(mosquitto_pub().expect("mosquitto_pub")).args(args),
+        Duration::from_secs(20),
+    )
+    .expect("mosquitto_pub runs");
+    format!("{out}")
+}
+
+/// Starts `mosquitto_sub ARGS`, line-buffered so each line arrives while it runs.
+pub(crate) fn mosquitto_sub_running(args: &[&str]) -> Running {
+    Running::spawn(
+        Command::new("stdbuf")
+            .arg("-oL")
+            .arg(mosquitto_sub().expect("mosquitto_sub"))
+            .args(args),
+    )
+    .expect("start mosquitto_sub")
 }

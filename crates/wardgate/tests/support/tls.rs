@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::openssl;
 use wardgate_testkit::process::{Output, Running, mosquitto_pub, mosquitto_sub, run};
 
 /// A BrokerListener named `default` (ClusterIp: loopback only) with `ports` (YAML list items,
@@ -50,29 +51,6 @@ pub(crate) fn automatic_port(
 /// [`automatic_port`] from the built-in ClusterIssuer (the quickstart CA).
 pub(crate) fn quickstart_port(port: u16, protocol: &str, extra: &str) -> String {
     automatic_port(port, protocol, "ClusterIssuer", QUICKSTART_ISSUER, extra)
-}
-
-/// Runs `openssl ARGS` in `dir`; it must succeed.
-pub(crate) fn openssl(args: &[&str], dir: &Path) {
-    let out = run(
-        Command::new("openssl").args(args).current_dir(dir),
-        Duration::from_secs(30),
-    )
-    .expect("openssl runs");
-    assert!(out.success(), "{out}");
-}
-
-/// Runs `wardgate ARGS` in `dir`; it must succeed.
-pub(crate) fn wardgate(args: &[&str], dir: &Path) -> Output {
-    let out = run(
-        Command::new(env!("CARGO_BIN_EXE_wardgate"))
-            .args(args)
-            .current_dir(dir),
-        Duration::from_secs(60),
-    )
-    .expect("wardgate runs");
-    assert!(out.success(), "wardgate {args:?}: {out}");
-    out
 }
 
 /// A root CA made by openssl (EC P-256, `CA:TRUE` as `req -x509` writes it): `ca.crt`, `ca.key`.
