@@ -341,7 +341,7 @@ impl Broker {
                 let mut st = session.state.lock();
                 st.protocol = params.protocol;
                 st.expiry_interval = session_expiry;
-                st.will = params.will;
+                st.will = params.will.map(Box::new);
                 // A reconnection within the will delay cancels the will [MQTT-3.1.3-9].
                 let pending = st.pending_will.take();
                 if self.store.is_some() {
@@ -419,7 +419,7 @@ impl Broker {
             if let Some(e) = update {
                 st.expiry_interval = e.min(self.settings.load().max_session_expiry);
             }
-            let will = st.will.take();
+            let will = st.will.take().map(|w| *w);
             let will = if matches!(how, Disconnect::Normal { .. }) {
                 None
             } else {
@@ -433,7 +433,7 @@ impl Broker {
                 self.publish_will(will, Some(session.id()), now);
             } else {
                 let at = now + Duration::from_secs(u64::from(delay.min(expiry)));
-                session.state.lock().pending_will = Some((at, will));
+                session.state.lock().pending_will = Some(Box::new((at, will)));
             }
         }
         self.redistribute_shared(session, now);
@@ -892,7 +892,7 @@ impl Broker {
                 self.drop_stored(&session);
                 continue;
             }
-            session.state.lock().pending_will = due;
+            session.state.lock().pending_will = due.map(Box::new);
             for (filter, entry) in &r.subscriptions {
                 self.index_insert(&session, filter, *entry);
             }

@@ -187,9 +187,9 @@ pub(crate) struct SessionState {
     incoming_qos2: HashSet<u16, PacketIdHash>,
     pub(crate) expiry_interval: u32,
     pub(crate) protocol: ProtocolVersion,
-    pub(crate) will: Option<Will>,
+    pub(crate) will: Option<Box<Will>>,
     /// A will waiting for its delay after the connection dropped.
-    pub(crate) pending_will: Option<(Instant, Will)>,
+    pub(crate) pending_will: Option<Box<(Instant, Will)>>,
     /// When the session was left without a connection.
     pub(crate) disconnected_at: Option<Instant>,
     space_waiters: Vec<Arc<dyn Wake>>,
@@ -284,8 +284,8 @@ impl Session {
         let st = self.state.lock();
         st.will
             .as_ref()
-            .or(st.pending_will.as_ref().map(|(_, w)| w))
             .map(|w| w.payload.len())
+            .or(st.pending_will.as_ref().map(|p| p.1.payload.len()))
     }
 
     /// Whether a connection is attached (lock-free; used by shared-subscription selection).
@@ -349,8 +349,8 @@ impl Session {
     /// The session's record as it is now.
     pub(crate) fn record(&self, st: &SessionState) -> SessionRecord {
         let (will, will_due) = match (&st.will, &st.pending_will) {
-            (Some(w), _) => (Some(w.clone()), None),
-            (None, Some((at, w))) => (Some(w.clone()), Some(*at)),
+            (Some(w), _) => (Some(Will::clone(w)), None),
+            (None, Some(p)) => (Some(p.1.clone()), Some(p.0)),
             (None, None) => (None, None),
         };
         SessionRecord {
@@ -436,7 +436,7 @@ impl Session {
         kick_reason: wardgate_protocol::ReasonCode,
     ) -> (u64, Option<Will>) {
         let mut st = self.state.lock();
-        let old_will = st.will.take();
+        let old_will = st.will.take().map(|w| *w);
         if let Some(old) = st.link.as_mut() {
             old.kick = Some(kick_reason);
             old.waker.wake();
@@ -465,8 +465,8 @@ impl Session {
             old.waker.wake();
         }
         self.connected.store(false, Ordering::Release);
-        let pending = st.pending_will.take().map(|(_, w)| w);
-        st.will.take().or(pending)
+        let pending = st.pending_will.take().map(|p| p.1);
+        st.will.take().map(|w| *w).or(pending)
     }
 
     /// Decides what periodic maintenance this session needs at `now`.
@@ -482,12 +482,12 @@ impl Session {
             && now.duration_since(since)
                 >= std::time::Duration::from_secs(u64::from(st.expiry_interval));
         if expired {
-            return SessionEntryCheck::Expired(st.pending_will.take().map(|(_, w)| w));
+            return SessionEntryCheck::Expired(st.pending_will.take().map(|p| p.1));
         }
-        if st.pending_will.as_ref().is_some_and(|(at, _)| now >= *at)
-            && let Some((_, will)) = st.pending_will.take()
+        if st.pending_will.as_ref().is_some_and(|p| now >= p.0)
+            && let Some(pending) = st.pending_will.take()
         {
-            return SessionEntryCheck::WillDue(will);
+            return SessionEntryCheck::WillDue(pending.1);
         }
         SessionEntryCheck::Alive
     }
