@@ -16,7 +16,7 @@ pub use broker::{
 };
 pub use message::{Delivery, Message, SharedRef};
 pub use session::{
-    Enqueued, InflightState, Outgoing, QueueLimits, QueueOverflow, Session, SessionId,
+    Enqueued, InflightState, Outgoing, QueueLimits, QueueOverflow, Session, SessionId, Sink,
     SubscriptionEntry, Wake,
 };
 pub use stats::{Drops, Stats};

@@ -138,6 +138,36 @@ pub enum Outgoing {
     PubRel(PacketId),
 }
 
+/// Where [`Session::drain_into`] puts the messages it takes: the connection encodes each one
+/// straight from the session's queue or in-flight entry, so no delivery is cloned for it (a clone
+/// is two reference-count round trips on lines every subscriber of the message shares).
+pub trait Sink {
+    /// Whether `d` can be sent (the client's Maximum Packet Size); a delivery that cannot is
+    /// dropped and counted.
+    fn fits(&self, d: &Delivery) -> bool;
+    /// Writes `d` as a new PUBLISH (`packet_id` set for QoS 1/2).
+    fn publish(&mut self, d: &Delivery, packet_id: Option<PacketId>);
+}
+
+/// The [`Sink`] of [`Session::drain`]: copies of the deliveries, for callers that want them.
+struct Collect<'a, F> {
+    fits: F,
+    out: &'a mut Vec<Outgoing>,
+}
+
+impl<F: Fn(&Delivery) -> bool> Sink for Collect<'_, F> {
+    fn fits(&self, d: &Delivery) -> bool {
+        (self.fits)(d)
+    }
+    fn publish(&mut self, d: &Delivery, packet_id: Option<PacketId>) {
+        self.out.push(Outgoing::Publish {
+            delivery: d.clone(),
+            packet_id,
+            dup: false,
+        });
+    }
+}
+
 /// What [`Session::check_expiry`] found.
 #[derive(Debug)]
 pub(crate) enum SessionEntryCheck {
@@ -603,10 +633,10 @@ impl Session {
         &self,
         now: Instant,
         max: usize,
-        fits: impl FnMut(&Delivery) -> bool,
+        fits: impl Fn(&Delivery) -> bool,
         out: &mut Vec<Outgoing>,
     ) -> u64 {
-        self.drain_locked(&mut self.state.lock(), now, max, fits, out)
+        self.drain_locked(&mut self.state.lock(), now, max, &mut Collect { fits, out })
     }
 
     /// [`Session::drain`] for connection `generation` only: a connection that has been taken
@@ -617,14 +647,26 @@ impl Session {
         generation: u64,
         now: Instant,
         max: usize,
-        fits: impl FnMut(&Delivery) -> bool,
+        fits: impl Fn(&Delivery) -> bool,
         out: &mut Vec<Outgoing>,
+    ) -> Option<u64> {
+        self.drain_into(generation, now, max, &mut Collect { fits, out })
+    }
+
+    /// [`Session::drain_attached`] into `sink`, which encodes each message while the session's
+    /// lock is held, from the entry the session keeps (no copy of the delivery).
+    pub fn drain_into(
+        &self,
+        generation: u64,
+        now: Instant,
+        max: usize,
+        sink: &mut impl Sink,
     ) -> Option<u64> {
         let mut st = self.state.lock();
         if st.link.as_ref().is_none_or(|l| l.generation != generation) {
             return None;
         }
-        Some(self.drain_locked(&mut st, now, max, fits, out))
+        Some(self.drain_locked(&mut st, now, max, sink))
     }
 
     /// Whether queued messages remain that the inflight window would allow to send now.
@@ -863,8 +905,7 @@ impl Session {
         st: &mut SessionState,
         now: Instant,
         max: usize,
-        mut fits: impl FnMut(&Delivery) -> bool,
-        out: &mut Vec<Outgoing>,
+        sink: &mut impl Sink,
     ) -> u64 {
         let stats = &self.stats;
         let mut dropped = 0;
@@ -882,7 +923,7 @@ impl Session {
             let Some(delivery) = st.queue.pop_front() else {
                 break;
             };
-            if delivery.message.is_expired(now) || !fits(&delivery) {
+            if delivery.message.is_expired(now) || !sink.fits(&delivery) {
                 let counter = if delivery.message.is_expired(now) {
                     &stats.drops.expired
                 } else {
@@ -897,11 +938,7 @@ impl Session {
             }
             taken += 1;
             if delivery.qos == QoS::AtMostOnce {
-                out.push(Outgoing::Publish {
-                    delivery,
-                    packet_id: None,
-                    dup: false,
-                });
+                sink.publish(&delivery, None);
                 continue;
             }
             let packet_id = st.allocate_packet_id();
@@ -914,15 +951,11 @@ impl Session {
                 InflightState::AwaitPubRec
             };
             st.inflight_ids.insert(packet_id.get());
+            sink.publish(&delivery, Some(packet_id));
             st.inflight.push_back(Inflight {
                 packet_id,
-                delivery: delivery.clone(),
-                state,
-            });
-            out.push(Outgoing::Publish {
                 delivery,
-                packet_id: Some(packet_id),
-                dup: false,
+                state,
             });
         }
         if !gone.is_empty() || !sent.is_empty() {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
-use wardgate_core::{Attached, Broker, Disconnect, Message, Outgoing, Session};
+use wardgate_core::{Attached, Broker, Delivery, Disconnect, Message, Outgoing, Session, Sink};
 use wardgate_protocol::{
     AckProperties, Packet, PacketId, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, SubAck,
     Subscribe, TopicName, UnsubAck, Unsubscribe, encode,
@@ -204,26 +204,33 @@ impl Conn {
         self.congested.take()
     }
 
-    /// Moves what the session's queue allows into the write buffer. Returns false when this
-    /// connection no longer owns the session (taken over).
-    pub(super) fn pump(&mut self, pending: &mut Vec<Outgoing>, wbuf: &mut BytesMut) -> bool {
-        let now = Instant::now();
-        let outbound = &self.outbound;
-        let drained = self.session.drain_attached(
-            self.generation,
-            now,
-            256,
-            |d| outbound.fits(d, now),
-            pending,
-        );
+    /// Moves what the session's queue allows into the write buffer, encoding each message from
+    /// the session's own entry (no copy). Returns false when this connection no longer owns the
+    /// session (taken over).
+    pub(super) fn pump(&mut self, wbuf: &mut BytesMut) -> bool {
+        let mut sink = Writer {
+            outbound: &mut self.outbound,
+            now: Instant::now(),
+            wbuf,
+            sent: 0,
+        };
+        let drained = self
+            .session
+            .drain_into(self.generation, sink.now, 256, &mut sink);
+        let sent = sink.sent;
         let Some(dropped) = drained else { return false };
+        let stats = self.broker.stats();
         if dropped > 0 {
-            self.broker
-                .stats()
+            stats
                 .publish_dropped
                 .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
         }
-        self.write_outgoing(pending, wbuf);
+        if sent > 0 {
+            stats
+                .messages_sent
+                .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+            CategoryStats::add(&self.category.publishes_sent, sent);
+        }
         true
     }
 
@@ -556,5 +563,25 @@ impl Conn {
         };
         encode(&Packet::UnsubAck(ack), self.version, wbuf);
         Flow::Continue
+    }
+}
+
+/// The [`Sink`] the connection drains its session into: encodes each PUBLISH for this client.
+struct Writer<'a> {
+    outbound: &'a mut Outbound,
+    now: Instant,
+    wbuf: &'a mut BytesMut,
+    sent: u64,
+}
+
+impl Sink for Writer<'_> {
+    fn fits(&self, d: &Delivery) -> bool {
+        self.outbound.fits(d, self.now)
+    }
+
+    fn publish(&mut self, d: &Delivery, packet_id: Option<PacketId>) {
+        self.outbound
+            .write_publish(d, packet_id, false, self.now, self.wbuf);
+        self.sent += 1;
     }
 }

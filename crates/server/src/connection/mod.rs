@@ -681,7 +681,6 @@ where
     });
     tokio::pin!(keepalive);
     let mut paused_until: Option<tokio::time::Instant> = None;
-    let mut pending = Vec::new();
     let mut sizer = ReadSizer::default();
     // The gate wakes the task through the session waker once held output became durable.
     let durable_waker: Arc<dyn Wake> = waker.clone();
@@ -737,9 +736,7 @@ where
         // writes is held (in order) while the session's last store write is not.
         gate.release(wbuf, &durable_waker);
         let from = wbuf.len();
-        if wbuf.len() + gate.held_bytes() < settings.write_soft_limit
-            && !conn.pump(&mut pending, wbuf)
-        {
+        if wbuf.len() + gate.held_bytes() < settings.write_soft_limit && !conn.pump(wbuf) {
             return End::TakenOver;
         }
         gate.hold(wbuf, from);

@@ -78,6 +78,34 @@ impl Outbound {
         Some(p)
     }
 
+    /// Encodes `d` as a PUBLISH for this client: topic alias, remaining expiry, subscription
+    /// identifiers, all from the delivery's parts.
+    pub(super) fn write_publish(
+        &mut self,
+        d: &Delivery,
+        packet_id: Option<PacketId>,
+        dup: bool,
+        now: Instant,
+        wbuf: &mut BytesMut,
+    ) {
+        let name = &d.message.topic;
+        let mut topic = name.as_str();
+        let mut alias = None;
+        if self.alias_max > 0 {
+            if let Some(&known) = self.aliases.get(name) {
+                topic = "";
+                alias = Some(known);
+            } else if self.aliases.len() < usize::from(self.alias_max) {
+                let new = self.aliases.len() as u16 + 1;
+                self.aliases.insert(name.clone(), new);
+                alias = Some(new);
+            }
+        }
+        let properties = self.properties(d, now, alias);
+        let parts = parts(d, topic, packet_id, dup, properties.as_ref());
+        encode_publish_parts(&parts, self.version, wbuf);
+    }
+
     /// Encodes one outgoing packet.
     pub(super) fn write(&mut self, out: Outgoing, now: Instant, wbuf: &mut BytesMut) {
         match out {
@@ -85,25 +113,7 @@ impl Outbound {
                 delivery,
                 packet_id,
                 dup,
-            } => {
-                let name = &delivery.message.topic;
-                let mut topic = name.as_str();
-                let mut alias = None;
-                if self.alias_max > 0 {
-                    if let Some(&known) = self.aliases.get(name) {
-                        topic = "";
-                        alias = Some(known);
-                    } else if self.aliases.len() < usize::from(self.alias_max) {
-                        let new = self.aliases.len() as u16 + 1;
-                        self.aliases.insert(name.clone(), new);
-                        alias = Some(new);
-                    }
-                }
-                // Encoded from the delivery's parts: no `Publish` per subscriber.
-                let properties = self.properties(&delivery, now, alias);
-                let parts = parts(&delivery, topic, packet_id, dup, properties.as_ref());
-                encode_publish_parts(&parts, self.version, wbuf);
-            }
+            } => self.write_publish(&delivery, packet_id, dup, now, wbuf),
             Outgoing::PubRel(packet_id) => {
                 let rel = PubAck {
                     packet_id,
