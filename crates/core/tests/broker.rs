@@ -511,22 +511,27 @@ fn sys_topics_are_published_retained() {
     assert_eq!(hash.retained_sent, 0, "# does not see $SYS");
 }
 
+/// A clean session `sub` with Receive Maximum `window`, subscribed to `t` at `qos`.
+fn subscriber_of_t(
+    broker: &Broker,
+    window: u16,
+    qos: QoS,
+    now: Instant,
+) -> wardgate_core::Attached {
+    let mut p = params("sub", true, 0, None);
+    p.receive_maximum = window;
+    let sub = broker.connect(p, now);
+    broker.subscribe(&sub.session, &filter("t"), opts(qos), None, now);
+    sub
+}
+
 /// Outbound QoS 2 flows are found by packet id whatever order the acknowledgements come in,
 /// also across the wrap from 65,535 to 1 (0 is never used) and with ids skipped while in use.
 #[test]
 fn acknowledgements_find_their_flow_across_the_packet_id_wrap_and_out_of_order() {
     let broker = Broker::new(BrokerSettings::default());
     let now = Instant::now();
-    let mut p = params("sub", true, 0, None);
-    p.receive_maximum = 8;
-    let sub = broker.connect(p, now);
-    broker.subscribe(
-        &sub.session,
-        &filter("t"),
-        opts(QoS::ExactlyOnce),
-        None,
-        now,
-    );
+    let sub = subscriber_of_t(&broker, 8, QoS::ExactlyOnce, now);
     let id = |n: u16| PacketId::new(n).expect("non-zero");
     // Id 65,533 stays in flight the whole time, so the allocator must skip it after the wrap.
     for n in 1..=65_533u16 {
@@ -554,4 +559,50 @@ fn acknowledgements_find_their_flow_across_the_packet_id_wrap_and_out_of_order()
     // Allocation goes on in sequence: 4 follows 3.
     broker.publish(msg("t", "z", QoS::ExactlyOnce, false));
     assert_eq!(drain(&sub.session)[0].2, Some(4));
+}
+
+/// A connection drains into a `Sink` that encodes from the session's own entries; the sink says
+/// when its write buffer is full, and draining stops there (the rest stays queued, in order).
+#[test]
+fn draining_stops_when_the_sink_is_full() {
+    struct Buffer {
+        got: Vec<(String, Option<u16>)>,
+        room: usize,
+    }
+    impl wardgate_core::Sink for Buffer {
+        fn fits(&self, _: &wardgate_core::Delivery) -> bool {
+            true
+        }
+        fn publish(&mut self, d: &wardgate_core::Delivery, packet_id: Option<PacketId>) {
+            let payload = String::from_utf8_lossy(&d.message.payload).into_owned();
+            self.got.push((payload, packet_id.map(PacketId::get)));
+        }
+        fn has_room(&self) -> bool {
+            self.got.len() < self.room
+        }
+    }
+    let broker = Broker::new(BrokerSettings::default());
+    let now = Instant::now();
+    let sub = subscriber_of_t(&broker, 100, QoS::AtLeastOnce, now);
+    for payload in ["a", "b", "c", "d", "e"] {
+        broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+    }
+    let mut sink = Buffer {
+        got: Vec::new(),
+        room: 3,
+    };
+    let dropped = sub.session.drain_into(sub.generation, now, 256, &mut sink);
+    assert_eq!(dropped, Some(0));
+    let first: Vec<(String, Option<u16>)> = ["a", "b", "c"]
+        .iter()
+        .zip(1..)
+        .map(|(p, id)| (p.to_string(), Some(id)))
+        .collect();
+    assert_eq!(sink.got, first);
+    assert_eq!(sub.session.queued_len(), 2);
+    assert_eq!(sub.session.inflight_len(), 3);
+    sink.room = 10;
+    sub.session.drain_into(sub.generation, now, 256, &mut sink);
+    assert_eq!(sink.got.len(), 5);
+    assert_eq!(sink.got[4], ("e".to_string(), Some(5)));
 }

@@ -211,6 +211,7 @@ impl Conn {
         let mut sink = Writer {
             outbound: &mut self.outbound,
             now: Instant::now(),
+            limit: self.settings.write_soft_limit,
             wbuf,
             sent: 0,
         };
@@ -570,6 +571,8 @@ impl Conn {
 struct Writer<'a> {
     outbound: &'a mut Outbound,
     now: Instant,
+    /// The write buffer's soft limit: no more messages once it is reached.
+    limit: usize,
     wbuf: &'a mut BytesMut,
     sent: u64,
 }
@@ -583,5 +586,9 @@ impl Sink for Writer<'_> {
         self.outbound
             .write_publish(d, packet_id, false, self.now, self.wbuf);
         self.sent += 1;
+    }
+
+    fn has_room(&self) -> bool {
+        self.wbuf.len() < self.limit
     }
 }
