@@ -22,6 +22,7 @@ use wardgate_testkit::client::{RawClient, Received, connect_packet};
 use wardgate_testkit::process::{Running, repo_root};
 
 mod support;
+use support::tls::{key_and_request, sign_by};
 use support::{
     Node, mosquitto_pub_output, mosquitto_sub_running, openssl, passwd, passwords_secret, wardgate,
 };
@@ -904,6 +905,7 @@ spec:
 /// intermediate `OpenSSL Intermediate CA` (CA:TRUE, keyCertSign), client `device2` (clientAuth);
 /// `device2.crt` holds the leaf then the intermediate, as a client presents it.
 fn openssl_device_chain(dir: &Path) {
+    let root = ["-x509", "-days", "2", "-subj", "/CN=OpenSSL Root CA"];
     let ec = [
         "-newkey",
         "ec",
@@ -911,67 +913,29 @@ fn openssl_device_chain(dir: &Path) {
         "ec_paramgen_curve:P-256",
         "-nodes",
     ];
-    let request = |cn: &str, name: &str| {
-        let (subj, key, csr) = (
-            format!("/CN={cn}"),
-            format!("{name}.key"),
-            format!("{name}.csr"),
-        );
-        let args = [
-            &["req"][..],
-            &ec,
-            &["-subj", &subj, "-keyout", &key, "-out", &csr],
-        ];
-        openssl(&args.concat(), dir);
-    };
-    let sign = |name: &str, ca: &str, ext: &str, out: &str| {
-        std::fs::write(dir.join(format!("{name}.ext")), ext).expect("extensions");
-        let (csr, ca_crt, ca_key) = (
-            format!("{name}.csr"),
-            format!("{ca}.crt"),
-            format!("{ca}.key"),
-        );
-        let ext = format!("{name}.ext");
-        openssl(
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &ca_crt,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-                "-out",
-                out,
-            ],
-            dir,
-        );
-    };
-    let root = ["-x509", "-days", "2", "-subj", "/CN=OpenSSL Root CA"];
     let out = ["-keyout", "ossl-root.key", "-out", "ossl-root.crt"];
     openssl(&[&["req"][..], &root, &ec, &out].concat(), dir);
-    request("OpenSSL Intermediate CA", "ossl-int");
+    // `<name>.csr` signed by `<ca>` with the extensions `ext`: `<name>.crt`.
+    let sign = |name: &str, subject: &str, ca: &str, ext: &str| {
+        key_and_request(dir, name, subject);
+        std::fs::write(dir.join(format!("{name}.ext")), ext).expect("extensions");
+        sign_by(dir, name, ca, true);
+    };
     sign(
         "ossl-int",
+        "/CN=OpenSSL Intermediate CA",
         "ossl-root",
         "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n",
-        "ossl-int.crt",
     );
-    request("device2", "device2");
     sign(
         "device2",
+        "/CN=device2",
         "ossl-int",
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-        "device2-leaf.crt",
     );
+    // As a client presents it: the leaf, then the intermediate.
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("certificate");
-    let bundle = read("device2-leaf.crt") + &read("ossl-int.crt");
+    let bundle = read("device2.crt") + &read("ossl-int.crt");
     std::fs::write(dir.join("device2.crt"), bundle).expect("bundle");
 }
 

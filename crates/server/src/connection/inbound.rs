@@ -220,18 +220,13 @@ impl Conn {
             .drain_into(self.generation, sink.now, 256, &mut sink);
         let sent = sink.sent;
         let Some(dropped) = drained else { return false };
-        let stats = self.broker.stats();
         if dropped > 0 {
-            stats
+            self.broker
+                .stats()
                 .publish_dropped
                 .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
         }
-        if sent > 0 {
-            stats
-                .messages_sent
-                .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
-            CategoryStats::add(&self.category.publishes_sent, sent);
-        }
+        self.count_sent(sent);
         true
     }
 
@@ -258,11 +253,18 @@ impl Conn {
             }
             self.outbound.write(out, now, wbuf);
         }
-        self.broker
-            .stats()
-            .messages_sent
-            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
-        CategoryStats::add(&self.category.publishes_sent, sent);
+        self.count_sent(sent);
+    }
+
+    /// Counts `sent` PUBLISH packets written to the client (broker-wide and in its category).
+    fn count_sent(&self, sent: u64) {
+        if sent > 0 {
+            self.broker
+                .stats()
+                .messages_sent
+                .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+            CategoryStats::add(&self.category.publishes_sent, sent);
+        }
     }
 
     /// Handles one packet from the client.
