@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::task::Waker;
+use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::{Mutex, RwLock};
-use tokio::sync::Notify;
-use wardgate_core::Session;
+use futures_util::task::AtomicWaker;
+use parking_lot::RwLock;
+use wardgate_core::{Session, Wake};
 use wardgate_protocol::ProtocolVersion;
 use wardgate_protocol::ReasonCode;
 use wardgate_security::authn::Identity;
@@ -25,13 +27,6 @@ pub struct ConnectionId(pub u64);
 pub struct ConnectionInfo {
     /// Its number.
     pub id: ConnectionId,
-    /// The MQTT client identifier (assigned or sent).
-    pub client_id: Arc<str>,
-    /// The user name the client is known by (CONNECT's, or the certificate CN once X.509
-    /// authentication exists).
-    pub username: Option<String>,
-    /// Authorization attributes from authentication.
-    pub attributes: BTreeMap<String, String>,
     /// The port it connected to.
     pub port: u16,
     /// The client's address.
@@ -42,7 +37,8 @@ pub struct ConnectionInfo {
     pub connected_at: SystemTime,
     /// The session, for subscriptions and queue depth.
     pub session: Arc<Session>,
-    /// Who authentication says the client is (what authorization decides from).
+    /// Who authentication says the client is (what authorization decides from): its user name
+    /// (CONNECT's, or the certificate's CN) and attributes.
     pub identity: Arc<Identity>,
     /// Lets the broker end the connection with a reason (policy changes).
     pub control: Arc<Control>,
@@ -50,28 +46,98 @@ pub struct ConnectionInfo {
     pub category: Arc<str>,
 }
 
-/// A handle to end a live connection from outside its task.
+impl ConnectionInfo {
+    /// The MQTT client identifier (assigned or sent).
+    pub fn client_id(&self) -> &Arc<str> {
+        self.session.client_id()
+    }
+}
+
+/// A live connection's wake-up: what happened since its task last looked, and the waker of that
+/// task. The core (queued messages, a takeover, a durable store write), a congested queue that has
+/// room again, and the broker ending the connection all set a bit here and wake the task, which
+/// needs no stored future (and no memory) per thing it waits for.
 #[derive(Debug, Default)]
 pub struct Control {
-    notify: Notify,
-    reason: Mutex<Option<ReasonCode>>,
+    events: AtomicU8,
+    reason: AtomicU8,
+    waker: AtomicWaker,
+    /// When the client's keep-alive runs out, in [`clock_ms`] (0: no keep-alive). The registry
+    /// watches every connection's deadline ([`Registry::watch_keep_alive`]), so no connection
+    /// needs a timer of its own.
+    keep_alive_due: AtomicU64,
 }
 
 impl Control {
+    /// The session's queue has work, or the session was taken over, or a store write the
+    /// connection waits for is durable.
+    pub const QUEUE: u8 = 1;
+    /// A congested queue the connection's publisher waited for has room again.
+    pub const SPACE: u8 = 2;
+    /// The broker ends the connection ([`Control::kick`]).
+    pub const KICK: u8 = 4;
+    /// The keep-alive deadline passed.
+    pub const KEEP_ALIVE: u8 = 8;
+
     /// Asks the connection to send DISCONNECT `reason` (v5) and close.
     pub fn kick(&self, reason: ReasonCode) {
-        *self.reason.lock() = Some(reason);
-        self.notify.notify_one();
+        self.reason.store(reason.0, Ordering::Release);
+        self.signal(Self::KICK);
     }
 
-    /// Waits until [`Control::kick`] is called; returns its reason.
-    pub async fn kicked(&self) -> ReasonCode {
-        loop {
-            if let Some(reason) = *self.reason.lock() {
-                return reason;
-            }
-            self.notify.notified().await;
-        }
+    /// Records `event` and wakes the connection's task.
+    pub fn signal(&self, event: u8) {
+        self.events.fetch_or(event, Ordering::AcqRel);
+        self.waker.wake();
+    }
+
+    /// Makes `waker` the one [`Control::signal`] wakes, then takes the events recorded since
+    /// the last call (registering first, so no event is missed between the two).
+    pub fn take(&self, waker: &Waker) -> u8 {
+        self.waker.register(waker);
+        self.events.swap(0, Ordering::AcqRel)
+    }
+
+    /// Moves the keep-alive deadline to `due` ([`clock_ms`]).
+    pub fn set_keep_alive_due(&self, due: u64) {
+        self.keep_alive_due.store(due, Ordering::Relaxed);
+    }
+
+    /// The keep-alive deadline ([`clock_ms`]; 0: none).
+    pub fn keep_alive_due(&self) -> u64 {
+        self.keep_alive_due.load(Ordering::Relaxed)
+    }
+
+    /// The reason of the last [`Control::kick`].
+    pub fn kick_reason(&self) -> ReasonCode {
+        ReasonCode(self.reason.load(Ordering::Acquire))
+    }
+}
+
+/// The core wakes a connection through its session waker: that is its [`Control`].
+impl Wake for Control {
+    fn wake(&self) {
+        self.signal(Self::QUEUE);
+    }
+}
+
+/// Milliseconds since the process first asked: the clock of keep-alive deadlines.
+pub fn clock_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How often the keep-alive deadlines are looked at: a client that went quiet is disconnected
+/// within this much after 1.5 times its keep-alive.
+const KEEP_ALIVE_TICK: Duration = Duration::from_millis(250);
+
+/// The waker handed to a congested session: room there wakes the publisher's connection.
+pub(crate) struct SpaceWake(pub(crate) Arc<Control>);
+
+impl Wake for SpaceWake {
+    fn wake(&self) {
+        self.0.signal(Control::SPACE);
     }
 }
 
@@ -119,6 +185,8 @@ pub struct Registry {
     /// each SUBSCRIBE filter).
     pub authorization: AuthorizationMetrics,
     next: AtomicU64,
+    /// Whether the keep-alive watch runs.
+    watching: AtomicBool,
     connections: RwLock<BTreeMap<ConnectionId, ConnectionInfo>>,
     categories: RwLock<BTreeMap<Arc<str>, Arc<CategoryStats>>>,
 }
@@ -127,6 +195,32 @@ impl Registry {
     /// A fresh connection number.
     pub fn next_id(&self) -> ConnectionId {
         ConnectionId(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Starts (once) the keep-alive watch: a task that wakes every connection whose keep-alive
+    /// deadline passed, for as long as the registry lives.
+    pub fn watch_keep_alive(self: &Arc<Self>) {
+        if self.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let registry = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEEP_ALIVE_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(registry) = registry.upgrade() else {
+                    return;
+                };
+                let now = clock_ms();
+                for c in registry.connections.read().values() {
+                    let due = c.control.keep_alive_due();
+                    if due != 0 && now >= due {
+                        c.control.signal(Control::KEEP_ALIVE);
+                    }
+                }
+            }
+        });
     }
 
     /// Records a connection after CONNACK.

@@ -370,10 +370,10 @@ impl Supervisor {
             if let Recheck::Disconnect { why } =
                 authz.recheck(&conn.identity, filters.iter().map(|f| f.as_str()))
             {
-                info!(port, client_id = %conn.client_id, %why, "authorization changed: disconnecting");
+                info!(port, client_id = %conn.client_id(), %why, "authorization changed: disconnecting");
                 conn.control.kick(ReasonCode::NOT_AUTHORIZED);
             } else {
-                authz.forget(&conn.client_id);
+                authz.forget(conn.client_id());
             }
         }
     }

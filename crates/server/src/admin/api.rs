@@ -101,13 +101,13 @@ fn subscriptions(session: &Session) -> Vec<dto::Subscription> {
 
 fn connected_client(c: &ConnectionInfo) -> dto::Client {
     dto::Client {
-        client_id: c.client_id.to_string(),
+        client_id: c.client_id().to_string(),
         connected: true,
-        username: c.username.clone(),
+        username: c.identity.username.clone(),
         port: Some(c.port),
         peer: Some(c.peer.to_string()),
         protocol_version: Some(mqtt_version_label(c.protocol).to_string()),
-        attributes: c.attributes.clone(),
+        attributes: c.identity.attributes.clone(),
         connected_since: Some(dto::rfc3339(c.connected_at)),
         subscriptions: subscriptions(&c.session),
         queued: c.session.queued_len(),
@@ -139,7 +139,7 @@ pub(super) async fn client(
         .snapshot()
         .into_iter()
         .rev()
-        .find(|c| *c.client_id == *id);
+        .find(|c| **c.client_id() == *id);
     if let Some(c) = live {
         return Ok(Json(connected_client(&c)));
     }

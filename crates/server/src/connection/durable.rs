@@ -17,9 +17,14 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use wardgate_core::{Session, Store, Ticket, Wake};
 
-/// Output waiting for the store.
-pub(super) struct Gate {
-    store: Option<Arc<dyn Store>>,
+use crate::registry::Control;
+
+/// Output waiting for the store. Without persistence it is empty (one pointer: every idle
+/// connection keeps one).
+pub(super) struct Gate(Option<Box<Held>>);
+
+struct Held {
+    store: Arc<dyn Store>,
     session: Arc<Session>,
     held: VecDeque<(Ticket, BytesMut)>,
     held_bytes: usize,
@@ -29,63 +34,66 @@ pub(super) struct Gate {
 
 impl Gate {
     pub(super) fn new(session: &Arc<Session>) -> Gate {
-        Gate {
-            store: session.store().cloned(),
-            session: session.clone(),
-            held: VecDeque::new(),
-            held_bytes: 0,
-            waiting: None,
-        }
+        Gate(session.store().map(|store| {
+            Box::new(Held {
+                store: store.clone(),
+                session: session.clone(),
+                held: VecDeque::new(),
+                held_bytes: 0,
+                waiting: None,
+            })
+        }))
     }
 
     /// Bytes held back (they count towards the output buffer's limits).
     pub(super) fn held_bytes(&self) -> usize {
-        self.held_bytes
+        self.0.as_ref().map_or(0, |g| g.held_bytes)
     }
 
     /// Takes what was written to `wbuf` from `from` on, if it must wait: the session's last
     /// store write is not durable yet, or earlier output is still held.
     pub(super) fn hold(&mut self, wbuf: &mut BytesMut, from: usize) {
-        let Some(store) = &self.store else { return };
+        let Some(g) = &mut self.0 else { return };
         if wbuf.len() <= from {
             return;
         }
-        let mut need = self.session.ticket();
-        if self.held.is_empty() && store.durable() >= need {
+        let mut need = g.session.ticket();
+        if g.held.is_empty() && g.store.durable() >= need {
             return;
         }
-        if let Some((last, _)) = self.held.back() {
+        if let Some((last, _)) = g.held.back() {
             need = need.max(*last);
         }
         let chunk = wbuf.split_off(from);
-        self.held_bytes += chunk.len();
-        match self.held.back_mut() {
+        g.held_bytes += chunk.len();
+        match g.held.back_mut() {
             Some((last, bytes)) if *last == need => bytes.extend_from_slice(&chunk),
-            _ => self.held.push_back((need, chunk)),
+            _ => g.held.push_back((need, chunk)),
         }
     }
 
     /// Moves what became durable to `wbuf`, and asks the store to wake `waker` when the next
     /// held chunk is.
-    pub(super) fn release(&mut self, wbuf: &mut BytesMut, waker: &Arc<dyn Wake>) {
-        let Some(store) = &self.store else { return };
-        if self.held.is_empty() {
+    pub(super) fn release(&mut self, wbuf: &mut BytesMut, waker: &Arc<Control>) {
+        let Some(g) = &mut self.0 else { return };
+        if g.held.is_empty() {
             return;
         }
-        let durable = store.durable();
-        while let Some((ticket, _)) = self.held.front()
+        let durable = g.store.durable();
+        while let Some((ticket, _)) = g.held.front()
             && *ticket <= durable
         {
-            if let Some((_, chunk)) = self.held.pop_front() {
-                self.held_bytes -= chunk.len();
+            if let Some((_, chunk)) = g.held.pop_front() {
+                g.held_bytes -= chunk.len();
                 wbuf.extend_from_slice(&chunk);
             }
         }
-        if let Some((ticket, _)) = self.held.front()
-            && self.waiting != Some(*ticket)
+        if let Some((ticket, _)) = g.held.front()
+            && g.waiting != Some(*ticket)
         {
-            self.waiting = Some(*ticket);
-            store.wait_durable(*ticket, waker.clone());
+            g.waiting = Some(*ticket);
+            g.store
+                .wait_durable(*ticket, waker.clone() as Arc<dyn Wake>);
         }
     }
 }

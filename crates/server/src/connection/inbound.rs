@@ -19,7 +19,7 @@ use wardgate_security::authz::{Authorizer, Decision};
 
 use super::outbound::Outbound;
 use super::{ConnectionSettings, Context, End};
-use crate::registry::{CategoryStats, Registry};
+use crate::registry::{CategoryStats, ConnectionId, Registry};
 use crate::security::PortSecurity;
 
 /// Whether the connection goes on after a packet.
@@ -189,6 +189,17 @@ impl Conn {
 
     pub(super) fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
+    }
+
+    /// Forgets the connection (registry, authorization's per-client state) and detaches its
+    /// session.
+    pub(super) fn detach(&self, id: ConnectionId, how: Disconnect) {
+        self.registry.remove(id);
+        if let Some(authz) = &self.security.load().authz {
+            authz.forget(self.session.client_id());
+        }
+        self.broker
+            .disconnect(&self.session, self.generation, how, Instant::now());
     }
 
     pub(super) fn kicked(&self) -> bool {

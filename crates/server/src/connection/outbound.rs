@@ -17,7 +17,13 @@ pub(super) struct Outbound {
     version: ProtocolVersion,
     max_packet_size: Option<u32>,
     alias_max: u16,
-    aliases: HashMap<TopicName, u16>,
+    /// The aliases given so far; allocated once the first one is (most clients take none, and
+    /// an empty map is 48 bytes in every connection).
+    #[expect(
+        clippy::box_collection,
+        reason = "8 bytes in idle connections instead of 48"
+    )]
+    aliases: Option<Box<HashMap<TopicName, u16>>>,
 }
 
 impl Outbound {
@@ -31,7 +37,7 @@ impl Outbound {
             version,
             max_packet_size,
             alias_max,
-            aliases: HashMap::new(),
+            aliases: None,
         }
     }
 
@@ -92,12 +98,13 @@ impl Outbound {
         let mut topic = name.as_str();
         let mut alias = None;
         if self.alias_max > 0 {
-            if let Some(&known) = self.aliases.get(name) {
+            let aliases = self.aliases.get_or_insert_default();
+            if let Some(&known) = aliases.get(name) {
                 topic = "";
                 alias = Some(known);
-            } else if self.aliases.len() < usize::from(self.alias_max) {
-                let new = self.aliases.len() as u16 + 1;
-                self.aliases.insert(name.clone(), new);
+            } else if aliases.len() < usize::from(self.alias_max) {
+                let new = aliases.len() as u16 + 1;
+                aliases.insert(name.clone(), new);
                 alias = Some(new);
             }
         }

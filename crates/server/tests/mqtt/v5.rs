@@ -354,7 +354,7 @@ async fn registry_lists_live_connections() {
     let (c, _) = RawClient::connect(b.tcp, V, "listed").await;
     let live = b.registry.snapshot();
     assert_eq!(live.len(), 1);
-    assert_eq!(&*live[0].client_id, "listed");
+    assert_eq!(&**live[0].client_id(), "listed");
     assert_eq!(live[0].port, b.tcp.port());
     c.disconnect().await;
     for _ in 0..50 {
