@@ -52,6 +52,9 @@ pub struct RunResult {
     pub softirq_cpu_pct: Option<f64>,
     /// End-to-end latency of deliveries in the window.
     pub latency: Option<Percentiles>,
+    /// Latency cases run in rounds: every round's p99 in ms (this record is the median round).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub round_p99_ms: Vec<f64>,
     /// Broker peak RSS in bytes.
     pub broker_peak_rss: Option<u64>,
     /// Messages acknowledged (QoS 0: written) over the run.
@@ -101,6 +104,7 @@ impl RunResult {
             other_cpu_pct: None,
             softirq_cpu_pct: None,
             latency: None,
+            round_p99_ms: Vec::new(),
             broker_peak_rss: None,
             published_total: 0,
             delivered_total: 0,
