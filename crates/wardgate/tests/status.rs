@@ -60,7 +60,13 @@ fn normalize(text: &str, replacements: &[(String, &str)]) -> String {
         let words: Vec<String> = line
             .split_whitespace()
             .map(|w| {
-                let is_time = w.len() >= 20 && w.contains('T') && w.ends_with(['Z', ')']);
+                // RFC 3339 times, e.g. `2026-11-22T10:02:50Z` or `(2026-11-22T10:02:50Z)`; not a
+                // path such as the temporary data dir's, whose random name may hold a `T`.
+                let stamp = w.trim_start_matches('(');
+                let is_time = w.len() >= 20
+                    && stamp.starts_with(|c: char| c.is_ascii_digit())
+                    && w.contains('T')
+                    && w.ends_with(['Z', ')']);
                 if is_time {
                     if w.ends_with(')') {
                         "<time>)".to_string()
