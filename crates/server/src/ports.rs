@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use wardgate_core::Broker;
+use wardgate_protocol::ReasonCode;
 
 use crate::ServerError;
 use crate::connection::{self, ConnectionSettings, Transport};
@@ -138,9 +139,20 @@ async fn accept_loop(listener: TcpListener, port: Arc<PortShared>) {
     if let Ok(addr) = listener.local_addr() {
         debug!(port = spec.port, %addr, protocol = ?spec.protocol, listener = %spec.name, "accepting");
     }
+    // The port as connections know it (for port 0, in tests, the one the OS chose).
+    let number = match spec.port {
+        0 => listener.local_addr().map_or(0, |a| a.port()),
+        p => p,
+    };
     loop {
         let accepted = tokio::select! {
-            _ = port.shutdown.cancelled() => return,
+            _ = port.shutdown.cancelled() => {
+                // Attached connections wait for no token of their own (every idle connection
+                // would keep one): the port ends them. One that attaches after this sees the
+                // token cancelled itself.
+                port.registry.kick_port(number, ReasonCode::SERVER_SHUTTING_DOWN);
+                return;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {

@@ -228,6 +228,16 @@ impl Registry {
         self.connections.write().insert(info.id, info);
     }
 
+    /// Ends (through [`Control::kick`]) every connection of `port`: the port closes or the
+    /// broker shuts down.
+    pub fn kick_port(&self, port: u16, reason: ReasonCode) {
+        for c in self.connections.read().values() {
+            if c.port == port {
+                c.control.kick(reason);
+            }
+        }
+    }
+
     /// Forgets a connection that ended.
     pub fn remove(&self, id: ConnectionId) {
         self.connections.write().remove(&id);

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use wardgate_core::{Attached, Broker, Delivery, Disconnect, Message, Outgoing, Session, Sink};
 use wardgate_protocol::{
@@ -38,7 +37,6 @@ fn protocol_error(why: &'static str) -> Flow {
 pub(super) struct Conn {
     broker: Arc<Broker>,
     settings: Arc<ConnectionSettings>,
-    shutdown: CancellationToken,
     version: ProtocolVersion,
     session: Arc<Session>,
     generation: u64,
@@ -70,7 +68,6 @@ impl Conn {
         Self {
             broker: ctx.broker.clone(),
             settings: ctx.settings.clone(),
-            shutdown: ctx.shutdown.clone(),
             version,
             session: attached.session.clone(),
             generation: attached.generation,
@@ -185,10 +182,6 @@ impl Conn {
 
     pub(super) fn broker(&self) -> &Arc<Broker> {
         &self.broker
-    }
-
-    pub(super) fn shutdown(&self) -> &CancellationToken {
-        &self.shutdown
     }
 
     /// Forgets the connection (registry, authorization's per-client state) and detaches its

@@ -4,12 +4,14 @@
 //! ([`Live`]) whose loop is polled by hand, not an `async fn` with a `select!`: an `async fn`
 //! keeps its arguments twice, pads its states to the largest one, and holds one stored future
 //! per thing it waits for (each shutdown, wake-up and kick listener), about 2.7 KB per connection
-//! in all. Here the wake-ups are bits in the connection's [`Control`], the socket is polled
-//! directly, and an idle plain-TCP connection keeps no read or write buffer.
+//! in all. Here the wake-ups are bits in the connection's [`Control`] (a port that closes kicks
+//! its connections through the registry; the registry watches keep-alive deadlines), the socket is
+//! polled directly, and an idle plain-TCP connection keeps no read or write buffer.
 //!
-//! The loop does what the `select!` it replaced did, in the same order on each pass: shutdown,
-//! the broker's kicks and the session's wake-ups, the timers, then the work (decode what was
-//! read, release what became durable, take from the session's queue), then writing and reading.
+//! The loop does what the `select!` it replaced did, in the same order on each pass: the broker's
+//! kicks (shutdown included) and the session's wake-ups, the timers, then the work (decode what
+//! was read, release what became durable, take from the session's queue), then writing and
+//! reading.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,7 +21,6 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::{Instrument, Span, debug, info};
 use wardgate_core::Disconnect;
 use wardgate_protocol::{Auth, DecodeLimits, ReasonCode, decode};
@@ -160,7 +161,6 @@ pub(crate) struct Live<S> {
     write_size: usize,
     control: Arc<Control>,
     id: ConnectionId,
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Keep-alive: 1.5 times the interval [MQTT-3.1.2-24], in milliseconds (0: none). Each read
     /// moves the deadline in the [`Control`]; the registry's watch signals when it passed.
     keep_alive_grace: u64,
@@ -187,7 +187,6 @@ impl<S: Transport> Live<S> {
         let expiry = credential_timer(&conn);
         Self {
             stream,
-            shutdown: Box::pin(conn.shutdown().clone().cancelled_owned()),
             conn,
             rbuf: settled.rbuf,
             wbuf: settled.wbuf,
@@ -208,12 +207,6 @@ impl<S: Transport> Live<S> {
 
     /// Runs passes of the loop until the connection must wait, end, or re-authenticate.
     fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
-        if self.shutdown.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Step::End(End::Server(
-                ReasonCode::SERVER_SHUTTING_DOWN,
-                "server shutting down",
-            )));
-        }
         for _ in 0..PASSES_PER_POLL {
             match self.pass(cx) {
                 Pass::Again => {}
@@ -234,10 +227,13 @@ impl<S: Transport> Live<S> {
         let mut progress = false;
         let events = self.control.take(cx.waker());
         if events & Control::KICK != 0 {
-            return Pass::Step(Step::End(End::Server(
-                self.control.kick_reason(),
-                "disconnected by the broker",
-            )));
+            let reason = self.control.kick_reason();
+            let why = if reason == ReasonCode::SERVER_SHUTTING_DOWN {
+                "server shutting down"
+            } else {
+                "disconnected by the broker"
+            };
+            return Pass::Step(Step::End(End::Server(reason, why)));
         }
         if events & Control::QUEUE != 0 {
             if self.conn.kicked() {

@@ -1,7 +1,7 @@
 //! One task per connection: read CONNECT under a timeout and attach the session (in a future of
 //! its own, freed once attached), then serve the attached connection ([`live`]): socket reads and
-//! writes, the session's queue, the keep-alive deadline and shutdown, polled by hand so that an
-//! idle connection keeps only what it needs.
+//! writes, the session's queue, the keep-alive deadline and kicks (shutdown included), polled by
+//! hand so that an idle connection keeps only what it needs.
 
 mod durable;
 mod inbound;
@@ -83,7 +83,8 @@ pub struct Context {
     pub port: u16,
     /// The client's address.
     pub peer: SocketAddr,
-    /// Cancelled on shutdown.
+    /// Cancelled when the port closes: ends connections still connecting (attached ones are
+    /// ended through the registry, [`Registry::kick_port`]).
     pub shutdown: CancellationToken,
     /// Where the connection registers itself once connected.
     pub registry: Arc<Registry>,
@@ -431,6 +432,10 @@ async fn serve<S: Transport>(
         control: control.clone(),
         category,
     });
+    if ctx.shutdown.is_cancelled() {
+        // The port closed while this client connected; its accept loop has ended the others.
+        control.kick(ReasonCode::SERVER_SHUTTING_DOWN);
+    }
     let mut conn = inbound::Conn::new(ctx, version, &attached, outbound, session_expiry, identity)
         .with_category(category_stats);
     let mut pending = Vec::new();
