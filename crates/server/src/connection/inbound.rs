@@ -163,6 +163,7 @@ impl Conn {
     }
 
     fn log_denial(&self, action: &'static str, target: &str, why: &str) {
+        let _span = self.span().entered();
         tracing::info!(
             username = self.identity.username.as_deref().unwrap_or(""),
             action,
@@ -170,6 +171,12 @@ impl Conn {
             why,
             "authorization denied"
         );
+    }
+
+    /// The `conn` span of the connection's log events, made for each (see `live::Task`).
+    pub(super) fn span(&self) -> tracing::Span {
+        let client_id: &str = self.session.client_id();
+        tracing::info_span!("conn", peer = %self.peer, port = self.port, client_id)
     }
 
     pub(super) fn version(&self) -> ProtocolVersion {
@@ -277,6 +284,7 @@ impl Conn {
             Packet::Publish(p) => self.on_publish(p, wbuf),
             Packet::PubAck(ack) => {
                 if !self.session.puback(ack.packet_id) {
+                    let _span = self.span().entered();
                     debug!(
                         packet_id = ack.packet_id.get(),
                         "PUBACK for an unknown packet id"

@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::time::{Instant, Sleep};
-use tracing::{Instrument, Span, debug, info};
+use tracing::{Instrument, debug, info};
 use wardgate_core::Disconnect;
 use wardgate_protocol::{Auth, DecodeLimits, ReasonCode, decode};
 
@@ -37,8 +37,11 @@ const PASSES_PER_POLL: usize = 32;
 const WRITE_MIN: usize = 256;
 
 /// A connection's task: attaching (its own allocation, freed once attached), then serving.
+///
+/// It keeps no tracing span: with logs at `info` a span costs a connection ~430 bytes (the
+/// subscriber's slot, its extension map and the formatted fields), so the `conn` span is made
+/// again for each of the connection's few log events ([`Conn::span`]), which print as before.
 pub(crate) struct Task<S> {
-    span: Span,
     state: State<S>,
 }
 
@@ -49,7 +52,7 @@ type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
     reason = "serving is what the task is for; the other states are short and boxed"
 )]
 enum State<S> {
-    Attaching(Boxed<Option<(Live<S>, Span)>>),
+    Attaching(Boxed<Option<Live<S>>>),
     Serving(Live<S>),
     /// Re-authentication awaits the authenticator (a webhook call, perhaps): rare, boxed.
     Reauthenticating(Boxed<(Live<S>, Option<End>)>),
@@ -59,9 +62,8 @@ enum State<S> {
 }
 
 impl<S: Transport> Task<S> {
-    pub(super) fn new(attach: Boxed<Option<(Live<S>, Span)>>) -> Self {
+    pub(super) fn new(attach: Boxed<Option<Live<S>>>) -> Self {
         Self {
-            span: Span::none(),
             state: State::Attaching(attach),
         }
     }
@@ -77,17 +79,10 @@ impl<S: Transport> Future for Task<S> {
                 State::Attaching(attach) => match attach.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(None) => this.state = State::Done,
-                    Poll::Ready(Some((live, span))) => {
-                        this.span = span;
-                        this.state = State::Serving(live);
-                    }
+                    Poll::Ready(Some(live)) => this.state = State::Serving(live),
                 },
                 State::Serving(live) => {
-                    let step = {
-                        let _entered = this.span.enter();
-                        live.poll_serve(cx)
-                    };
-                    let step = match step {
+                    let step = match live.poll_serve(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(step) => step,
                     };
@@ -96,10 +91,13 @@ impl<S: Transport> Future for Task<S> {
                         unreachable!("serving")
                     };
                     this.state = match step {
-                        Step::End(end) => this.ending(live, end),
-                        Step::Reauthenticate(auth) => State::Reauthenticating(Box::pin(
-                            live.reauthenticate(auth).instrument(this.span.clone()),
-                        )),
+                        Step::End(end) => Self::ending(live, end),
+                        Step::Reauthenticate(auth) => {
+                            let span = live.conn.span();
+                            State::Reauthenticating(Box::pin(
+                                live.reauthenticate(auth).instrument(span),
+                            ))
+                        }
                     };
                 }
                 State::Reauthenticating(reauth) => {
@@ -109,7 +107,7 @@ impl<S: Transport> Future for Task<S> {
                     };
                     this.state = match end {
                         None => State::Serving(live),
-                        Some(end) => this.ending(live, end),
+                        Some(end) => Self::ending(live, end),
                     };
                 }
                 State::Ending(ending) => match ending.as_mut().poll(cx) {
@@ -123,8 +121,9 @@ impl<S: Transport> Future for Task<S> {
 }
 
 impl<S: Transport> Task<S> {
-    fn ending(&self, live: Live<S>, end: End) -> State<S> {
-        State::Ending(Box::pin(live.finish(end).instrument(self.span.clone())))
+    fn ending(live: Live<S>, end: End) -> State<S> {
+        let span = live.conn.span();
+        State::Ending(Box::pin(live.finish(end).instrument(span)))
     }
 }
 
@@ -348,6 +347,7 @@ impl<S: Transport> Live<S> {
                 }
                 Ok(None) => return None,
                 Err(e) => {
+                    let _span = self.conn.span().entered();
                     debug!(error = %e, "malformed packet");
                     return Some(Step::End(End::Server(e.reason_code(), "malformed packet")));
                 }

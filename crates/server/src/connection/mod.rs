@@ -146,7 +146,7 @@ pub(crate) fn run<S: Transport>(stream: S, ctx: Context) -> Task<S> {
 
 /// Reads CONNECT, authenticates and attaches the session; `None` when the connection ended
 /// before that.
-async fn attach<S: Transport>(mut stream: S, ctx: Context) -> Option<(Live<S>, tracing::Span)> {
+async fn attach<S: Transport>(mut stream: S, ctx: Context) -> Option<Live<S>> {
     let mut rbuf = BytesMut::with_capacity(ReadSizer::MIN);
     let limits = DecodeLimits {
         max_packet_size: ctx.settings.max_packet_size,
@@ -178,17 +178,17 @@ async fn attach<S: Transport>(mut stream: S, ctx: Context) -> Option<(Live<S>, t
         }
         Ok(Ok(connect)) => connect,
     };
-    // The client ID is recorded once known (it may be assigned by the broker).
+    // The client ID is recorded once known (it may be assigned by the broker). The attached
+    // connection makes the same span for its own events (`inbound::Conn::span`).
     let span = tracing::info_span!(
         "conn",
         peer = %ctx.peer,
         port = ctx.port,
         client_id = tracing::field::Empty
     );
-    let live = serve(connect, stream, rbuf, limits, &ctx)
-        .instrument(span.clone())
-        .await?;
-    Some((live, span))
+    serve(connect, stream, rbuf, limits, &ctx)
+        .instrument(span)
+        .await
 }
 
 /// Takes the CONNECT out of its box, freeing the box now: the box of a value moved out of it in an
