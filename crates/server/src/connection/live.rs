@@ -61,14 +61,6 @@ enum State<S> {
     Done,
 }
 
-impl<S: Transport> Task<S> {
-    pub(super) fn new(attach: Boxed<Option<Live<S>>>) -> Self {
-        Self {
-            state: State::Attaching(attach),
-        }
-    }
-}
-
 impl<S: Transport> Future for Task<S> {
     type Output = ();
 
@@ -86,18 +78,16 @@ impl<S: Transport> Future for Task<S> {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(step) => step,
                     };
-                    let State::Serving(live) = std::mem::replace(&mut this.state, State::Done)
-                    else {
-                        unreachable!("serving")
-                    };
-                    this.state = match step {
-                        Step::End(end) => Self::ending(live, end),
-                        Step::Reauthenticate(auth) => {
+                    this.state = match (std::mem::replace(&mut this.state, State::Done), step) {
+                        (State::Serving(live), Step::End(end)) => Self::ending(live, end),
+                        (State::Serving(live), Step::Reauthenticate(auth)) => {
                             let span = live.conn.span();
                             State::Reauthenticating(Box::pin(
                                 live.reauthenticate(auth).instrument(span),
                             ))
                         }
+                        // Not reached: the state is the one just polled.
+                        (other, _) => other,
                     };
                 }
                 State::Reauthenticating(reauth) => {
@@ -121,6 +111,12 @@ impl<S: Transport> Future for Task<S> {
 }
 
 impl<S: Transport> Task<S> {
+    pub(super) fn new(attach: Boxed<Option<Live<S>>>) -> Self {
+        Self {
+            state: State::Attaching(attach),
+        }
+    }
+
     fn ending(live: Live<S>, end: End) -> State<S> {
         let span = live.conn.span();
         State::Ending(Box::pin(live.finish(end).instrument(span)))
