@@ -91,10 +91,14 @@ impl Control {
         self.waker.wake();
     }
 
-    /// Makes `waker` the one [`Control::signal`] wakes, then takes the events recorded since
-    /// the last call (registering first, so no event is missed between the two).
-    pub fn take(&self, waker: &Waker) -> u8 {
+    /// Makes `waker` the one [`Control::signal`] wakes. Register before [`Control::take`], so
+    /// that no event is missed between the two.
+    pub fn register(&self, waker: &Waker) {
         self.waker.register(waker);
+    }
+
+    /// Takes the events recorded since the last call.
+    pub fn take(&self) -> u8 {
         self.events.swap(0, Ordering::AcqRel)
     }
 

@@ -175,8 +175,9 @@ impl Conn {
 
     /// The `conn` span of the connection's log events, made for each (see `live::Task`).
     pub(super) fn span(&self) -> tracing::Span {
-        let client_id: &str = self.session.client_id();
-        tracing::info_span!("conn", peer = %self.peer, port = self.port, client_id)
+        let span = super::conn_span(self.peer, self.port);
+        span.record("client_id", &**self.session.client_id());
+        span
     }
 
     pub(super) fn version(&self) -> ProtocolVersion {

@@ -202,6 +202,9 @@ impl<S: Transport> Live<S> {
 
     /// Runs passes of the loop until the connection must wait, end, or re-authenticate.
     fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        // Once per poll: an event after this wakes the task, and one that comes while this poll
+        // still runs is either taken by a later pass or polls the task again.
+        self.control.register(cx.waker());
         for _ in 0..PASSES_PER_POLL {
             match self.pass(cx) {
                 Pass::Again => {}
@@ -220,7 +223,7 @@ impl<S: Transport> Live<S> {
     /// One turn of the loop. `Again` when anything happened (another pass may find more).
     fn pass(&mut self, cx: &mut Context<'_>) -> Pass {
         let mut progress = false;
-        let events = self.control.take(cx.waker());
+        let events = self.control.take();
         if events & Control::KICK != 0 {
             let reason = self.control.kick_reason();
             let why = if reason == ReasonCode::SERVER_SHUTTING_DOWN {

@@ -178,17 +178,18 @@ async fn attach<S: Transport>(mut stream: S, ctx: Context) -> Option<Live<S>> {
         }
         Ok(Ok(connect)) => connect,
     };
-    // The client ID is recorded once known (it may be assigned by the broker). The attached
-    // connection makes the same span for its own events (`inbound::Conn::span`).
-    let span = tracing::info_span!(
-        "conn",
-        peer = %ctx.peer,
-        port = ctx.port,
-        client_id = tracing::field::Empty
-    );
+    // The client ID is recorded once known (it may be assigned by the broker).
+    let span = conn_span(ctx.peer, ctx.port);
     serve(connect, stream, rbuf, limits, &ctx)
         .instrument(span)
         .await
+}
+
+/// The span of a connection's log events, `conn{peer=… port=… client_id=…}`; `client_id` is
+/// recorded once known. The connect phase keeps one; the attached connection makes one for each
+/// event (`inbound::Conn::span`).
+fn conn_span(peer: SocketAddr, port: u16) -> tracing::Span {
+    tracing::info_span!("conn", peer = %peer, port, client_id = tracing::field::Empty)
 }
 
 /// Takes the CONNECT out of its box, freeing the box now: the box of a value moved out of it in an
