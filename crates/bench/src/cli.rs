@@ -125,9 +125,10 @@ struct CommonArgs {
     /// Longest wait for acknowledgements and deliveries after the window, seconds.
     #[arg(long, default_value_t = 10.0)]
     drain: f64,
-    /// Total rate of the latency scenario when Mosquitto's maximum is not known (msg/s).
-    #[arg(long, default_value_t = 20_000.0)]
-    latency_rate: f64,
+    /// Total rate of the latency scenario (msg/s). Without it: half of Mosquitto's maximum in
+    /// the same p2p case of this run, else half of this broker's own (the p2p case runs first).
+    #[arg(long)]
+    latency_rate: Option<f64>,
     /// Rounds of each latency case (the brokers take turns in each round): each broker's
     /// reported run is its round with the median p99, as one 2 s window on a shared 2-core
     /// machine can be 2x off either way. Losses count over all rounds.
@@ -197,7 +198,10 @@ impl CommonArgs {
             connections: self.connections,
             tls_connections: self.tls_connections,
         };
-        Ok(with_latency_baselines(matrix.cases()))
+        Ok(match self.latency_rate {
+            Some(_) => matrix.cases(),
+            None => with_latency_baselines(matrix.cases()),
+        })
     }
 
     fn load_options(&self, nonce: String) -> LoadOptions {
@@ -308,10 +312,11 @@ fn baseline_id(case: &Case) -> Option<String> {
 }
 
 /// The rate of a latency case: half of Mosquitto's maximum in the same p2p case, else half of
-/// this broker's own, else the fallback.
-fn latency_rate(case: &Case, results: &[RunResult], broker: &str, fallback: f64) -> f64 {
+/// this broker's own, else (that case failed) 20,000 msg/s.
+fn latency_rate(case: &Case, results: &[RunResult], broker: &str) -> f64 {
+    const FALLBACK: f64 = 20_000.0;
     let Some(id) = baseline_id(case) else {
-        return fallback;
+        return FALLBACK;
     };
     let max_of = |b: &str| {
         results
@@ -322,7 +327,7 @@ fn latency_rate(case: &Case, results: &[RunResult], broker: &str, fallback: f64)
     };
     max_of("mosquitto")
         .or_else(|| max_of(broker))
-        .map_or(fallback, |r| r / 2.0)
+        .map_or(FALLBACK, |r| r / 2.0)
 }
 
 /// Raises this process's open-file limit to the hard limit and returns it.
@@ -408,8 +413,11 @@ async fn run_case(
         }
         _ => {
             let mut opts = common.load_options(nonce);
-            let rate = matches!(case.shape, Shape::Latency { .. })
-                .then(|| latency_rate(case, results, broker, common.latency_rate));
+            let rate = matches!(case.shape, Shape::Latency { .. }).then(|| {
+                common
+                    .latency_rate
+                    .unwrap_or_else(|| latency_rate(case, results, broker))
+            });
             opts.rate = rate;
             match load::run(case, target, &opts).await {
                 Ok(o) => RunResult::from_load(broker, case, rate, &o),

@@ -21,9 +21,11 @@ use crate::tls::Pki;
 use crate::wire::{Client, PublishTemplate, instant_at, now_ns};
 
 mod publisher;
+mod schedule;
 mod subscriber;
 
 use self::publisher::{PubJob, publisher};
+use self::schedule::Schedule;
 use self::subscriber::subscriber;
 
 /// A broker's TLS listeners and the PKI their certificates come from.
@@ -323,7 +325,9 @@ pub async fn run(case: &Case, target: &Target, opts: &LoadOptions) -> Result<Loa
 
     let mut pubs: Vec<JoinHandle<Result<PubReport>>> = Vec::new();
     let expects: Vec<Expect> = topo.publishers.iter().map(|p| p.expect).collect();
-    let per_publisher_rate = opts.rate.map(|r| r / topo.publishers.len().max(1) as f64);
+    let schedule = opts
+        .rate
+        .map(|r| Arc::new(Schedule::new(r, topo.publishers.len())));
     let fanout_of = |e: Expect| match e {
         Expect::One(_) => 1,
         Expect::All => topo.groups as u64,
@@ -338,7 +342,7 @@ pub async fn run(case: &Case, target: &Target, opts: &LoadOptions) -> Result<Loa
     for (index, spec) in topo.publishers.into_iter().enumerate() {
         let ready = ready_tx.clone();
         let (stop, window, connecting) = (pub_stop.clone(), window_rx.clone(), connecting.clone());
-        let pacing = pacing.clone();
+        let (pacing, schedule) = (pacing.clone(), schedule.clone());
         let (case, opts) = (*case, opts.clone());
         pubs.push(tokio::spawn(async move {
             let client = async {
@@ -362,7 +366,7 @@ pub async fn run(case: &Case, target: &Target, opts: &LoadOptions) -> Result<Loa
                 template,
                 qos: case.qos,
                 inflight: opts.inflight,
-                rate: per_publisher_rate,
+                schedule,
                 drain: opts.drain,
                 pacing,
             };
@@ -378,6 +382,7 @@ pub async fn run(case: &Case, target: &Target, opts: &LoadOptions) -> Result<Loa
     let to = from + opts.duration.as_nanos() as u64;
     let window = Window { start, from, to };
     let _ = window_tx.send(Some(window));
+    let pacer = schedule.map(|s| s.start(start, pub_stop.clone()));
 
     tokio::time::sleep_until(instant_at(from).into()).await;
     let broker_cpu0 = target.pid.and_then(procfs::cpu_seconds);
@@ -391,6 +396,9 @@ pub async fn run(case: &Case, target: &Target, opts: &LoadOptions) -> Result<Loa
     let window_s = (now_ns() - wall0) as f64 / 1e9;
 
     pub_stop.cancel();
+    if let Some(pacer) = pacer {
+        let _ = tokio::task::spawn_blocking(move || pacer.join()).await;
+    }
     let mut pub_reports = Vec::with_capacity(pubs.len());
     let mut first_error = None;
     for p in pubs {

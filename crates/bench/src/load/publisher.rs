@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wardgate_protocol::{DecodeLimits, Packet, PacketId, PubAck, QoS, decode, encode};
 
+use super::schedule::Schedule;
 use super::{Pacing, PubReport, Window, wait_window};
 use crate::error::{Error, Result};
 use crate::seq::SeqSet;
@@ -21,8 +22,8 @@ pub(super) struct PubJob {
     pub(super) template: PublishTemplate,
     pub(super) qos: QoS,
     pub(super) inflight: u16,
-    /// Messages per second of this publisher, or as fast as possible.
-    pub(super) rate: Option<f64>,
+    /// The fixed-rate timetable, or as fast as possible.
+    pub(super) schedule: Option<Arc<Schedule>>,
     pub(super) drain: Duration,
     /// QoS 0 at full speed: the end-to-end window.
     pub(super) pacing: Option<Arc<Pacing>>,
@@ -33,25 +34,21 @@ const MAX_BATCH: u64 = 64;
 const BATCH_BYTES: usize = 32 * 1024;
 
 impl PubJob {
-    /// How many messages may be written now: the rate's backlog or a full batch.
+    /// How many messages may be written now: the schedule's backlog or a full batch.
     fn due(&self, start: u64, seq: u32) -> u64 {
         let batch = MAX_BATCH.min((BATCH_BYTES / self.template.len()).max(1) as u64);
-        match self.rate {
+        match &self.schedule {
             None => batch,
-            Some(r) => {
-                let elapsed = now_ns().saturating_sub(start) as f64 / 1e9;
-                ((elapsed * r) as u64)
-                    .saturating_sub(u64::from(seq))
-                    .min(batch)
-            }
+            Some(s) => s.due(start, self.index, seq, now_ns(), batch),
         }
     }
 
-    /// When the next message is due at the fixed rate.
-    fn next_due(&self, start: u64, seq: u32) -> tokio::time::Instant {
-        let r = self.rate.unwrap_or(1.0).max(1e-3);
-        let at = start + ((f64::from(seq) + 1.0) / r * 1e9) as u64;
-        instant_at(at).into()
+    /// Resolves when another message falls due (never without a schedule).
+    async fn next_due(&self) {
+        match &self.schedule {
+            Some(s) => s.wait(self.index).await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -91,7 +88,7 @@ async fn publish_qos0(
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep_until(job.next_due(w.start, seq)) => continue,
+                _ = job.next_due() => continue,
             }
         }
         if let Some(p) = &job.pacing {
@@ -181,8 +178,10 @@ async fn publish_acked(
                 seq += 1;
             }
         }
-        let waiting_for_rate =
-            job.rate.is_some() && stopping.is_none() && c.wbuf.is_empty() && pending.len() < window;
+        let waiting_for_rate = job.schedule.is_some()
+            && stopping.is_none()
+            && c.wbuf.is_empty()
+            && pending.len() < window;
         if c.rbuf.capacity() - c.rbuf.len() < 4096 {
             c.rbuf.reserve(16 * 1024);
         }
@@ -205,7 +204,7 @@ async fn publish_acked(
                     return Err(Error::Protocol("the broker closed a publisher".into()));
                 }
             }
-            _ = tokio::time::sleep_until(job.next_due(w.start, seq)), if waiting_for_rate => continue,
+            _ = job.next_due(), if waiting_for_rate => continue,
         }
         let in_window = w.contains(now_ns());
         loop {
