@@ -557,8 +557,40 @@ impl Session {
     }
 
     /// Offers a delivery. Wakes the attached connection when queued.
-    pub fn enqueue(&self, mut delivery: Delivery) -> Enqueued {
+    pub fn enqueue(&self, delivery: Delivery) -> Enqueued {
         let mut st = self.state.lock();
+        let was_empty = st.queue.is_empty();
+        let enqueued = self.enqueue_locked(&mut st, delivery);
+        self.wake_if_filled(&st, was_empty);
+        enqueued
+    }
+
+    /// [`Session::enqueue`] for several deliveries (one publisher's run of messages, in
+    /// order) under one lock and with at most one wake-up; `each` gets every outcome in order.
+    pub fn enqueue_many(
+        &self,
+        deliveries: impl IntoIterator<Item = Delivery>,
+        mut each: impl FnMut(Enqueued),
+    ) {
+        let mut st = self.state.lock();
+        let was_empty = st.queue.is_empty();
+        for delivery in deliveries {
+            each(self.enqueue_locked(&mut st, delivery));
+        }
+        self.wake_if_filled(&st, was_empty);
+    }
+
+    /// Wakes the attached connection when the queue, empty before, has messages now.
+    fn wake_if_filled(&self, st: &SessionState, was_empty: bool) {
+        if was_empty
+            && !st.queue.is_empty()
+            && let Some(link) = &st.link
+        {
+            link.waker.wake();
+        }
+    }
+
+    fn enqueue_locked(&self, st: &mut SessionState, mut delivery: Delivery) -> Enqueued {
         if st.link.is_none() && delivery.qos == QoS::AtMostOnce {
             st.dropped += 1;
             return Enqueued::DroppedOffline;
@@ -602,14 +634,10 @@ impl Session {
                 delivery: stored(&delivery),
             }]);
         }
-        let was_empty = st.queue.is_empty();
         st.queue.push_back(delivery);
         let congested = st.link.is_some()
             && st.queue.len() > st.limits.congestion_threshold
             && st.last_drain.elapsed() < STALLED_AFTER;
-        if was_empty && let Some(link) = &st.link {
-            link.waker.wake();
-        }
         Enqueued::Queued {
             congested,
             dropped_oldest,
@@ -741,27 +769,31 @@ impl Session {
         }
     }
 
+    /// Ends an outbound flow. The connection that received the acknowledgement drains the
+    /// queue next (the window has room now), so nothing is woken; the delivery is dropped after
+    /// the lock is released (its message's reference count is shared with every other copy).
     fn complete(&self, packet_id: PacketId, expected: InflightState) -> bool {
-        let mut st = self.state.lock();
-        let Some(pos) = st.inflight_position(packet_id) else {
-            return false;
+        let done = {
+            let mut st = self.state.lock();
+            let Some(pos) = st.inflight_position(packet_id) else {
+                return false;
+            };
+            if st.inflight[pos].state != expected {
+                return false;
+            }
+            let done = st.inflight.remove(pos);
+            if let Some(done) = &done
+                && done.delivery.seq != 0
+            {
+                self.write_background(&[Op::Dequeue {
+                    session: self.id,
+                    seq: done.delivery.seq,
+                }]);
+            }
+            st.inflight_ids.remove(&packet_id.get());
+            done
         };
-        if st.inflight[pos].state != expected {
-            return false;
-        }
-        if let Some(done) = st.inflight.remove(pos)
-            && done.delivery.seq != 0
-        {
-            self.write_background(&[Op::Dequeue {
-                session: self.id,
-                seq: done.delivery.seq,
-            }]);
-        }
-        st.inflight_ids.remove(&packet_id.get());
-        let wake = st.queue.front().is_some();
-        if wake && let Some(link) = &st.link {
-            link.waker.wake();
-        }
+        drop(done);
         true
     }
 

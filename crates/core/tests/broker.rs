@@ -606,3 +606,78 @@ fn draining_stops_when_the_sink_is_full() {
     assert_eq!(sink.got.len(), 5);
     assert_eq!(sink.got[4], ("e".to_string(), Some(5)));
 }
+
+/// `publish_run` as the connection uses it: in order, per-message results, and the same
+/// outcome as routing the messages one by one (overlaps merged, queue limits, retained and
+/// other-topic messages in the middle, shared groups still round-robin per message).
+#[test]
+fn a_run_of_messages_is_routed_as_one_by_one() {
+    let settings = BrokerSettings {
+        queue: QueueLimits {
+            max_queued: 4,
+            congestion_threshold: 100,
+            overflow: QueueOverflow::DropNew,
+        },
+        ..BrokerSettings::default()
+    };
+    let broker = Broker::new(settings);
+    let now = Instant::now();
+    let connect = |id: &str| {
+        let mut p = params(id, true, 0, None);
+        p.receive_maximum = 100;
+        broker.connect(p, now)
+    };
+    let (publisher, a, b) = (connect("pub"), connect("a"), connect("b"));
+    broker.subscribe(&a.session, &filter("t"), opts(QoS::AtLeastOnce), None, now);
+    // b subscribes twice (overlapping): one copy of each message, at the higher QoS.
+    broker.subscribe(&b.session, &filter("t"), opts(QoS::AtMostOnce), None, now);
+    broker.subscribe(&b.session, &filter("#"), opts(QoS::AtLeastOnce), None, now);
+    let run = [
+        msg("t", "0", QoS::AtLeastOnce, false),
+        msg("t", "1", QoS::AtLeastOnce, false),
+        msg("t", "2", QoS::AtLeastOnce, true),
+        msg("u", "3", QoS::AtLeastOnce, false),
+        msg("t", "4", QoS::AtLeastOnce, false),
+        msg("t", "5", QoS::AtLeastOnce, false),
+    ];
+    let mut results = Vec::new();
+    broker.publish_run(
+        &publisher.session,
+        run.into_iter().map(|m| (m, None)),
+        &mut results,
+    );
+    let delivered: Vec<(usize, usize)> = results.iter().map(|r| (r.delivered, r.dropped)).collect();
+    // Four fit each queue: "5" finds both full ("3" went to b only, so b is full at "4").
+    assert_eq!(delivered, [(2, 0), (2, 0), (2, 0), (1, 0), (1, 1), (0, 2)]);
+    let payloads = |s: &wardgate_core::Session| -> Vec<(String, QoS)> {
+        drain(s).into_iter().map(|(p, q, _, _)| (p, q)).collect()
+    };
+    let q1 = |p: &str| (p.to_string(), QoS::AtLeastOnce);
+    assert_eq!(payloads(&a.session), [q1("0"), q1("1"), q1("2"), q1("4")]);
+    assert_eq!(payloads(&b.session), [q1("0"), q1("1"), q1("2"), q1("3")]);
+    assert_eq!(
+        broker.retained_count(),
+        1,
+        "the retained message in the run"
+    );
+
+    // Shared groups pick a member per message, in a run as one by one.
+    let (m, n) = (connect("m"), connect("n"));
+    for s in [&m, &n] {
+        broker.subscribe(
+            &s.session,
+            &filter("$share/g/jobs"),
+            opts(QoS::AtLeastOnce),
+            None,
+            now,
+        );
+    }
+    results.clear();
+    broker.publish_run(
+        &publisher.session,
+        (0..4).map(|_| (msg("jobs", "j", QoS::AtLeastOnce, false), None)),
+        &mut results,
+    );
+    assert_eq!(results.len(), 4);
+    assert_eq!((m.session.queued_len(), n.session.queued_len()), (2, 2));
+}

@@ -29,6 +29,20 @@ pub(super) enum Flow {
     Reauthenticate(Auth),
 }
 
+/// Most PUBLISH packets routed together (`Conn::flush_run`): a publisher adds at most this many
+/// messages to a congested queue before it pauses.
+const RUN_MAX: usize = 32;
+
+/// How a PUBLISH that is not routed is answered.
+enum Refused {
+    /// The connection ends.
+    End(Flow),
+    /// PUBACK/PUBREC (nothing at QoS 0) with this reason.
+    Answer(QoS, Option<PacketId>, ReasonCode),
+    /// A QoS 2 retransmission of a message already routed: PUBREC again.
+    PubRecAgain(PacketId),
+}
+
 fn protocol_error(why: &'static str) -> Flow {
     Flow::End(End::Server(ReasonCode::PROTOCOL_ERROR, why))
 }
@@ -44,6 +58,9 @@ pub(super) struct Conn {
     outbound: Outbound,
     connect_expiry_zero: bool,
     congested: Option<Arc<Session>>,
+    /// PUBLISH packets to one topic decoded and admitted but not routed yet: routed together
+    /// (`Broker::publish_run`) and acknowledged in order by [`Conn::flush_run`].
+    run: Vec<(Message, Option<PacketId>)>,
     /// Who the client is; replaced by a successful re-authentication.
     identity: Arc<Identity>,
     security: Arc<ArcSwap<PortSecurity>>,
@@ -75,6 +92,7 @@ impl Conn {
             outbound,
             connect_expiry_zero: session_expiry == 0,
             congested: None,
+            run: Vec::new(),
             identity,
             security: ctx.security.clone(),
             client_chain: ctx.client_chain.clone(),
@@ -281,6 +299,11 @@ impl Conn {
 
     /// Handles one packet from the client.
     pub(super) fn handle(&mut self, packet: Packet, wbuf: &mut BytesMut) -> Flow {
+        if !matches!(packet, Packet::Publish(_))
+            && let flow @ (Flow::End(_) | Flow::Reauthenticate(_)) = self.flush_run(wbuf)
+        {
+            return flow;
+        }
         match packet {
             Packet::Publish(p) => self.on_publish(p, wbuf),
             Packet::PubAck(ack) => {
@@ -399,29 +422,66 @@ impl Conn {
     }
 
     fn on_publish(&mut self, p: Publish, wbuf: &mut BytesMut) -> Flow {
+        match self.admit_publish(p) {
+            Ok(message) => {
+                if self
+                    .run
+                    .first()
+                    .is_some_and(|(m, _)| m.topic != message.0.topic)
+                    && let flow @ Flow::End(_) = self.flush_run(wbuf)
+                {
+                    return flow;
+                }
+                self.run.push(message);
+                if self.run.len() >= RUN_MAX {
+                    return self.flush_run(wbuf);
+                }
+                Flow::Continue
+            }
+            Err(refused) => {
+                // Acknowledgements leave in the order the PUBLISH packets came.
+                if let flow @ Flow::End(_) = self.flush_run(wbuf) {
+                    return flow;
+                }
+                match refused {
+                    Refused::End(flow) => flow,
+                    Refused::Answer(qos, packet_id, reason) => {
+                        self.acknowledge_publish(qos, packet_id, reason, wbuf);
+                        Flow::Continue
+                    }
+                    Refused::PubRecAgain(packet_id) => {
+                        self.ack(Packet::PubRec, packet_id, ReasonCode::SUCCESS, wbuf);
+                        Flow::Continue
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks a PUBLISH (topic and alias, QoS 2 state, authorization, admission) and makes the
+    /// message to route, or says how it is answered instead.
+    fn admit_publish(&mut self, p: Publish) -> Result<(Message, Option<PacketId>), Refused> {
         if !p.properties.subscription_identifiers.is_empty() {
             // [MQTT-3.3.4-6]: only the server sends Subscription Identifiers.
-            return protocol_error("PUBLISH from a client carried a Subscription Identifier");
+            return Err(Refused::End(protocol_error(
+                "PUBLISH from a client carried a Subscription Identifier",
+            )));
         }
-        let topic = match self.resolve_topic(&p) {
-            Ok(t) => t,
-            Err(flow) => return flow,
-        };
+        let topic = self.resolve_topic(&p).map_err(Refused::End)?;
         if p.qos == QoS::ExactlyOnce
             && let Some(packet_id) = p.packet_id
         {
             let open = self.session.incoming_qos2_len();
             let first = self.session.incoming_qos2(packet_id);
             if first && open >= usize::from(self.settings.receive_maximum) {
-                return Flow::End(End::Server(
+                return Err(Refused::End(Flow::End(End::Server(
                     ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
                     "receive maximum exceeded",
-                ));
+                ))));
             }
             if !first {
                 // A retransmission of a message already routed: acknowledge it again only.
-                self.ack(Packet::PubRec, packet_id, ReasonCode::SUCCESS, wbuf);
-                return Flow::Continue;
+                return Err(Refused::PubRecAgain(packet_id));
             }
         }
         // Authorization (SPEC.md §8.4): v5 gets 0x87 on PUBACK/PUBREC; v3.1.1 gets a success
@@ -441,8 +501,7 @@ impl Conn {
             } else {
                 ReasonCode::SUCCESS
             };
-            self.acknowledge_publish(p.qos, p.packet_id, reason, wbuf);
-            return Flow::Continue;
+            return Err(Refused::Answer(p.qos, p.packet_id, reason));
         }
         // Admission (memory budget, store size; counted by the broker): a refused QoS 0
         // message is dropped; QoS 1/2 gets 0x97 and is not routed. v3.1.1 has no reason codes,
@@ -450,10 +509,12 @@ impl Conn {
         if let Err(refusal) = self.broker.admit(p.qos, p.payload.len()) {
             let reason = refusal.reason_code();
             if p.qos != QoS::AtMostOnce && !self.version.is_v5() {
-                return Flow::End(End::Server(reason, "quota exceeded"));
+                return Err(Refused::End(Flow::End(End::Server(
+                    reason,
+                    "quota exceeded",
+                ))));
             }
-            self.acknowledge_publish(p.qos, p.packet_id, reason, wbuf);
-            return Flow::Continue;
+            return Err(Refused::Answer(p.qos, p.packet_id, reason));
         }
         let now = Instant::now();
         let mut properties = p.properties;
@@ -472,29 +533,42 @@ impl Conn {
             origin: Some(self.session.id()),
             expires_at,
         };
-        // With persistence, the message and (QoS 2) its packet id are written in one batch; the
-        // PUBACK/PUBREC below is held until that batch is durable (connection/durable.rs).
-        let routed = self
-            .broker
-            .publish_from(&self.session, p.packet_id, message);
-        CategoryStats::add(&self.category.publishes_received, 1);
-        let reason = if routed.delivered > 0 {
-            ReasonCode::SUCCESS
-        } else if routed.dropped > 0 {
-            ReasonCode::QUOTA_EXCEEDED
-        } else {
-            ReasonCode::NO_MATCHING_SUBSCRIBERS
-        };
-        if routed.congested.is_some() {
-            self.congested = routed.congested;
+        Ok((message, p.packet_id))
+    }
+
+    /// Routes the PUBLISH packets of the run and acknowledges each: PUBACK/PUBREC success when a
+    /// subscriber's queue took it, 0x97 when every matching queue dropped it, 0x10 when nothing
+    /// matched. With persistence, the messages and (QoS 2) their packet ids are written first;
+    /// the acknowledgements are held until that is durable (connection/durable.rs).
+    pub(super) fn flush_run(&mut self, wbuf: &mut BytesMut) -> Flow {
+        if self.run.is_empty() {
+            return Flow::Continue;
         }
-        // Every matching queue dropped it: never acknowledge it as delivered. v5 says 0x97;
-        // v3.1.1 acknowledgements carry no reason, so the connection closes unacknowledged and
-        // the client sends the message again after reconnecting.
-        if reason.is_error() && p.qos != QoS::AtMostOnce && !self.version.is_v5() {
-            return Flow::End(End::Server(reason, "every subscriber queue is full"));
+        let run = std::mem::take(&mut self.run);
+        let acks: Vec<(QoS, Option<PacketId>)> = run.iter().map(|(m, id)| (m.qos, *id)).collect();
+        let mut routed = Vec::with_capacity(run.len());
+        self.broker
+            .publish_run(&self.session, run.into_iter(), &mut routed);
+        CategoryStats::add(&self.category.publishes_received, routed.len() as u64);
+        for ((qos, packet_id), routed) in acks.into_iter().zip(routed) {
+            let reason = if routed.delivered > 0 {
+                ReasonCode::SUCCESS
+            } else if routed.dropped > 0 {
+                ReasonCode::QUOTA_EXCEEDED
+            } else {
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            };
+            if routed.congested.is_some() && self.congested.is_none() {
+                self.congested = routed.congested;
+            }
+            // Every matching queue dropped it: never acknowledge it as delivered. v5 says 0x97;
+            // v3.1.1 acknowledgements carry no reason, so the connection closes unacknowledged
+            // and the client sends the message again after reconnecting.
+            if reason.is_error() && qos != QoS::AtMostOnce && !self.version.is_v5() {
+                return Flow::End(End::Server(reason, "every subscriber queue is full"));
+            }
+            self.acknowledge_publish(qos, packet_id, reason, wbuf);
         }
-        self.acknowledge_publish(p.qos, p.packet_id, reason, wbuf);
         Flow::Continue
     }
 

@@ -323,9 +323,11 @@ impl<S: Transport> Live<S> {
     }
 
     /// Decodes and handles packets until the buffer is empty, a queue is congested, or the
-    /// connection ends or re-authenticates. A publisher adds at most one message to a
-    /// congested queue per pause, whatever it had pipelined, and a slow but live subscriber
-    /// slows its publishers instead of overflowing (stalled ones do not: `STALLED_AFTER`).
+    /// connection ends or re-authenticates. Consecutive PUBLISH packets to one topic are routed
+    /// together (at most `RUN_MAX`), when the buffer is empty or before anything else. A
+    /// publisher adds at most one run to a congested queue per pause, whatever it had
+    /// pipelined, and a slow but live subscriber slows its publishers instead of overflowing
+    /// (stalled ones do not: `STALLED_AFTER`).
     fn decode(&mut self) -> Option<Step> {
         loop {
             match decode(&mut self.rbuf, Some(self.conn.version()), &self.limits) {
@@ -340,12 +342,27 @@ impl<S: Transport> Live<S> {
                         }
                     }
                     if self.conn.is_congested() {
+                        // Nothing decoded stays unrouted while paused (a QoS 2 packet id is
+                        // recorded already: a retransmission would not be routed again).
+                        if let Flow::End(end) = self.conn.flush_run(&mut self.wbuf) {
+                            return Some(Step::End(end));
+                        }
                         self.undecoded = true;
                         return None;
                     }
                 }
-                Ok(None) => return None,
+                Ok(None) => {
+                    // The PUBLISH packets of this read are routed together.
+                    return match self.conn.flush_run(&mut self.wbuf) {
+                        Flow::End(end) => Some(Step::End(end)),
+                        Flow::Continue | Flow::Reauthenticate(_) => None,
+                    };
+                }
                 Err(e) => {
+                    // What came before the malformed packet is routed and acknowledged.
+                    if let Flow::End(end) = self.conn.flush_run(&mut self.wbuf) {
+                        return Some(Step::End(end));
+                    }
                     let _span = self.conn.span().entered();
                     debug!(error = %e, "malformed packet");
                     return Some(Step::End(End::Server(e.reason_code(), "malformed packet")));

@@ -411,3 +411,54 @@ async fn a_message_every_queue_dropped_is_not_acknowledged_as_delivered() {
         "{third:?}"
     );
 }
+
+/// PUBLISH packets that arrive together are routed together (one run per topic), but every
+/// answer leaves in the order the packets came [MQTT-4.6.0-2]: a topic nobody subscribes to
+/// (0x10) and a PINGREQ in the middle of a pipelined burst keep their places.
+#[tokio::test]
+async fn pipelined_publishes_are_acknowledged_in_order() {
+    let b = TestBroker::start().await;
+    let (mut sub, _) = RawClient::connect(b.tcp, V, "run-sub").await;
+    sub.subscribe("run/t", QoS::AtLeastOnce).await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "run-pub").await;
+    let mut burst = bytes::BytesMut::new();
+    let publish = |topic: &str, id: u16, burst: &mut bytes::BytesMut| {
+        let p = publish_packet(topic, &id.to_be_bytes(), QoS::AtLeastOnce, false, id);
+        wardgate_protocol::encode(&Packet::Publish(p), V, burst);
+    };
+    publish("run/t", 1, &mut burst);
+    publish("run/t", 2, &mut burst);
+    publish("run/nobody", 3, &mut burst);
+    wardgate_protocol::encode(&Packet::PingReq, V, &mut burst);
+    for id in 4..=40 {
+        publish("run/t", id, &mut burst);
+    }
+    publ.send_bytes(&burst).await;
+    let mut answers = Vec::new();
+    while answers.len() < 41 {
+        match publ.recv().await {
+            Received::Packet(Packet::PubAck(ack)) => {
+                answers.push((ack.packet_id.get(), ack.reason));
+            }
+            Received::Packet(Packet::PingResp) => answers.push((0, ReasonCode::SUCCESS)),
+            other => panic!("after {answers:?}: {other:?}"),
+        }
+    }
+    let mut expected = vec![
+        (1, ReasonCode::SUCCESS),
+        (2, ReasonCode::SUCCESS),
+        (3, ReasonCode::NO_MATCHING_SUBSCRIBERS),
+        (0, ReasonCode::SUCCESS),
+    ];
+    expected.extend((4..=40).map(|id| (id, ReasonCode::SUCCESS)));
+    assert_eq!(answers, expected);
+    let mut got = Vec::new();
+    while got.len() < 39 {
+        let p = sub.publish_received().await;
+        got.push(u16::from_be_bytes([p.payload[0], p.payload[1]]));
+        sub.puback(p.packet_id.expect("QoS 1")).await;
+    }
+    let mut sent: Vec<u16> = vec![1, 2];
+    sent.extend(4..=40);
+    assert_eq!(got, sent);
+}
