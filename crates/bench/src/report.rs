@@ -594,7 +594,8 @@ impl Metric {
                 let r = ratio?;
                 Some(format!("≥ {p}: {}", mark(r >= 1.0)))
             }
-            Metric::BytesPerConn if p == "mosquitto" => {
+            // The target is for idle plain connections; TLS ones are reported without one.
+            Metric::BytesPerConn if p == "mosquitto" && w.id.starts_with("conn-") => {
                 let b = w.bytes_per_connection?;
                 Some(format!("≤2048 B: {}", mark(b <= 2048.0)))
             }
