@@ -509,6 +509,7 @@ impl Conn {
         if let Err(refusal) = self.broker.admit(p.qos, p.payload.len()) {
             let reason = refusal.reason_code();
             if p.qos != QoS::AtMostOnce && !self.version.is_v5() {
+                self.release_refused(p.qos, p.packet_id);
                 return Err(Refused::End(Flow::End(End::Server(
                     reason,
                     "quota exceeded",
@@ -565,11 +566,23 @@ impl Conn {
             // v3.1.1 acknowledgements carry no reason, so the connection closes unacknowledged
             // and the client sends the message again after reconnecting.
             if reason.is_error() && qos != QoS::AtMostOnce && !self.version.is_v5() {
+                self.release_refused(qos, packet_id);
                 return Flow::End(End::Server(reason, "every subscriber queue is full"));
             }
             self.acknowledge_publish(qos, packet_id, reason, wbuf);
         }
         Flow::Continue
+    }
+
+    /// A QoS 2 message refused by closing the connection unacknowledged (v3.1.1 has no reason
+    /// codes) was not taken: its packet id is released, so that the client's retransmission
+    /// after reconnecting is routed, not answered as a duplicate of a message never delivered.
+    fn release_refused(&self, qos: QoS, packet_id: Option<PacketId>) {
+        if qos == QoS::ExactlyOnce
+            && let Some(id) = packet_id
+        {
+            self.session.pubrel(id);
+        }
     }
 
     /// PUBACK (QoS 1) or PUBREC (QoS 2) with `reason`; nothing for QoS 0. An error PUBREC ends

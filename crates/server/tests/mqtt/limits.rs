@@ -9,7 +9,7 @@ use wardgate_protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
 use wardgate_server::ConnectionSettings;
 use wardgate_server::plan;
 use wardgate_testkit::broker::TestBroker;
-use wardgate_testkit::client::{RawClient, Received, connect_packet, publish_packet};
+use wardgate_testkit::client::{RawClient, Received, connect_packet, pid, publish_packet};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V3: ProtocolVersion = ProtocolVersion::V311;
@@ -341,6 +341,18 @@ async fn publish_budget_refuses_qos1_and_qos2_with_0x97_past_75_percent() {
     )))
     .await;
     assert_eq!(p3.recv().await, Received::Closed);
+    // So is a QoS 2 publisher, and its packet id is not kept as received (below: sent again,
+    // the message is routed, not answered as a duplicate).
+    let (mut q2, _) = RawClient::connect_with(b.tcp, connect_packet(V3, "p3-q2", false)).await;
+    q2.send(&Packet::Publish(publish_packet(
+        "b/2",
+        &payload,
+        QoS::ExactlyOnce,
+        false,
+        9,
+    )))
+    .await;
+    assert_eq!(q2.recv().await, Received::Closed);
 
     // The holder takes its messages: the budget is free again.
     let mut sc = connect_packet(V5, "holder", false);
@@ -360,6 +372,22 @@ async fn publish_budget_refuses_qos1_and_qos2_with_0x97_past_75_percent() {
         Some(Packet::PubRec(a)) => assert_eq!(a.reason, ReasonCode::SUCCESS),
         other => panic!("expected PUBREC, got {other:?}"),
     }
+    let (mut q2, ack) = RawClient::connect_with(b.tcp, connect_packet(V3, "p3-q2", false)).await;
+    assert!(ack.session_present);
+    let mut again = publish_packet("b/2", &payload, QoS::ExactlyOnce, false, 9);
+    again.dup = true;
+    q2.send(&Packet::Publish(again)).await;
+    assert!(matches!(q2.packet().await, Packet::PubRec(_)));
+    let topics: Vec<String> = [sub.publish_received().await, sub.publish_received().await]
+        .iter()
+        .map(|p| {
+            p.topic
+                .as_ref()
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(topics.contains(&"b/2".to_owned()), "got {topics:?}");
 }
 
 #[tokio::test]
@@ -383,4 +411,56 @@ async fn publish_budget_drops_qos0_past_100_percent() {
         live.recv_within(Duration::from_millis(200)).await,
         Received::Timeout
     );
+}
+
+/// A v3.1.1 QoS 2 message that every matching queue drops is refused by closing the connection
+/// unacknowledged (v3.1.1 has no reason codes). Its packet id must not stay recorded as received:
+/// the client's retransmission after reconnecting is then routed, not answered with PUBREC as a
+/// duplicate of a message that was never delivered.
+#[tokio::test]
+async fn a_v311_qos2_message_refused_by_closing_is_routed_when_sent_again() {
+    let b = broker("  advanced:\n    clients:\n      subscriberQueueLimit:\n        length: 1\n        strategy: None\n").await;
+    let mut sc = connect_packet(V5, "q2-sub", false);
+    sc.properties.session_expiry_interval = Some(60);
+    let (mut sub, _) = RawClient::connect_with(b.tcp, sc.clone()).await;
+    sub.subscribe("q2", QoS::AtLeastOnce).await;
+    sub.drop_connection().await;
+
+    let (mut publ, _) = RawClient::connect_with(b.tcp, connect_packet(V3, "q2-pub", false)).await;
+    assert!(
+        matches!(
+            publ.publish("q2", b"1", QoS::ExactlyOnce, false, 1).await,
+            Some(Packet::PubRec(_))
+        ),
+        "the first fills the offline subscriber's queue"
+    );
+    publ.send(&Packet::PubRel(wardgate_protocol::PubAck::new(pid(1))))
+        .await;
+    assert!(matches!(publ.packet().await, Packet::PubComp(_)));
+    publ.send(&Packet::Publish(publish_packet(
+        "q2",
+        b"2",
+        QoS::ExactlyOnce,
+        false,
+        2,
+    )))
+    .await;
+    assert_eq!(
+        publ.recv().await,
+        Received::Closed,
+        "the queue is full: closed, no PUBREC"
+    );
+
+    // The subscriber comes back and empties its queue; the publisher sends message 2 again.
+    let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
+    let first = sub.publish_received().await;
+    assert_eq!(&first.payload[..], b"1");
+    sub.puback(first.packet_id.expect("QoS 1")).await;
+    let (mut publ, ack) = RawClient::connect_with(b.tcp, connect_packet(V3, "q2-pub", false)).await;
+    assert!(ack.session_present);
+    let mut again = publish_packet("q2", b"2", QoS::ExactlyOnce, false, 2);
+    again.dup = true;
+    publ.send(&Packet::Publish(again)).await;
+    assert!(matches!(publ.packet().await, Packet::PubRec(_)));
+    assert_eq!(&sub.publish_received().await.payload[..], b"2");
 }
