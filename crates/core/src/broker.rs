@@ -573,15 +573,16 @@ impl Broker {
         mut run: impl ExactSizeIterator<Item = (Message, Option<PacketId>)>,
         results: &mut Vec<RouteResult>,
     ) {
+        let one = |(m, id): (Message, Option<PacketId>)| self.route(m, Some((session, id)));
         if self.store.is_some() || run.len() < 2 {
-            results.extend(run.map(|(m, id)| self.route(m, Some((session, id)))));
+            results.extend(run.map(one));
             return;
         }
         let Some((first, id)) = run.next() else {
             return;
         };
         if first.retain {
-            results.push(self.route(first, Some((session, id))));
+            results.push(one((first, id)));
             return self.publish_run(session, run, results);
         }
         let (mut targets, overlapping) = self.targets(&first);
@@ -592,14 +593,14 @@ impl Broker {
             // A shared group's member is picked for each message: the first goes to the members
             // just picked, the others are routed one by one.
             self.deliver_run(&mut messages, &mut targets, overlapping, results);
-            results.extend(run.map(|(m, id)| self.route(m, Some((session, id)))));
+            results.extend(run.map(one));
             return;
         }
         for (message, id) in run {
             if message.retain || message.topic != topic {
                 // Not part of the run: the messages before it go first.
                 self.deliver_run(&mut messages, &mut targets, overlapping, results);
-                results.push(self.route(message, Some((session, id))));
+                results.push(one((message, id)));
             } else {
                 messages.push(Arc::new(message));
             }
@@ -805,24 +806,17 @@ impl Broker {
                 }
             }
             let t = &targets[i];
-            let mut copies = messages
-                .iter()
-                .zip(&charges)
-                .enumerate()
-                .map(|(n, (m, c))| {
-                    let delivery = Delivery {
-                        message: m.clone(),
-                        qos: m.qos.min(qos),
-                        retain: m.retain && rap,
-                        subscription_ids: ids.clone(),
-                        shared: t.shared.clone(),
-                        charge: Some(c.clone()),
-                        seq: 0,
-                    };
-                    (n, delivery)
-                });
+            let copies = messages.iter().zip(&charges).map(|(m, c)| Delivery {
+                message: m.clone(),
+                qos: m.qos.min(qos),
+                retain: m.retain && rap,
+                subscription_ids: ids.clone(),
+                shared: t.shared.clone(),
+                charge: Some(c.clone()),
+                seq: 0,
+            });
             if self.store.is_some() && t.session.queue_stored() {
-                for (n, mut delivery) in copies {
+                for (n, mut delivery) in copies.enumerate() {
                     if delivery.qos != QoS::AtMostOnce
                         && let Some(seq) = t.session.reserve_seq()
                     {
@@ -833,13 +827,9 @@ impl Broker {
                         self.count(&mut results[n], &t.session, enqueued);
                     }
                 }
-            } else if let [_] = messages {
-                let (n, delivery) = copies.next().expect("one message");
-                let enqueued = t.session.enqueue(delivery);
-                self.count(&mut results[n], &t.session, enqueued);
             } else {
                 let mut n = 0;
-                t.session.enqueue_many(copies.map(|(_, d)| d), |enqueued| {
+                t.session.enqueue_many(copies, |enqueued| {
                     self.count(&mut results[n], &t.session, enqueued);
                     n += 1;
                 });

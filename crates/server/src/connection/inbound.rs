@@ -300,9 +300,9 @@ impl Conn {
     /// Handles one packet from the client.
     pub(super) fn handle(&mut self, packet: Packet, wbuf: &mut BytesMut) -> Flow {
         if !matches!(packet, Packet::Publish(_))
-            && let flow @ (Flow::End(_) | Flow::Reauthenticate(_)) = self.flush_run(wbuf)
+            && let Some(end) = self.flush_run(wbuf)
         {
-            return flow;
+            return Flow::End(end);
         }
         match packet {
             Packet::Publish(p) => self.on_publish(p, wbuf),
@@ -428,20 +428,20 @@ impl Conn {
                     .run
                     .first()
                     .is_some_and(|(m, _)| m.topic != message.0.topic)
-                    && let flow @ Flow::End(_) = self.flush_run(wbuf)
+                    && let Some(end) = self.flush_run(wbuf)
                 {
-                    return flow;
+                    return Flow::End(end);
                 }
                 self.run.push(message);
                 if self.run.len() >= RUN_MAX {
-                    return self.flush_run(wbuf);
+                    return self.flush_run(wbuf).map_or(Flow::Continue, Flow::End);
                 }
                 Flow::Continue
             }
             Err(refused) => {
                 // Acknowledgements leave in the order the PUBLISH packets came.
-                if let flow @ Flow::End(_) = self.flush_run(wbuf) {
-                    return flow;
+                if let Some(end) = self.flush_run(wbuf) {
+                    return Flow::End(end);
                 }
                 match refused {
                     Refused::End(flow) => flow,
@@ -540,10 +540,11 @@ impl Conn {
     /// Routes the PUBLISH packets of the run and acknowledges each: PUBACK/PUBREC success when a
     /// subscriber's queue took it, 0x97 when every matching queue dropped it, 0x10 when nothing
     /// matched. With persistence, the messages and (QoS 2) their packet ids are written first;
-    /// the acknowledgements are held until that is durable (connection/durable.rs).
-    pub(super) fn flush_run(&mut self, wbuf: &mut BytesMut) -> Flow {
+    /// the acknowledgements are held until that is durable (connection/durable.rs). `Some` when
+    /// the connection ends (v3.1.1: a message every matching queue dropped).
+    pub(super) fn flush_run(&mut self, wbuf: &mut BytesMut) -> Option<End> {
         if self.run.is_empty() {
-            return Flow::Continue;
+            return None;
         }
         let run = std::mem::take(&mut self.run);
         let acks: Vec<(QoS, Option<PacketId>)> = run.iter().map(|(m, id)| (m.qos, *id)).collect();
@@ -567,11 +568,11 @@ impl Conn {
             // and the client sends the message again after reconnecting.
             if reason.is_error() && qos != QoS::AtMostOnce && !self.version.is_v5() {
                 self.release_refused(qos, packet_id);
-                return Flow::End(End::Server(reason, "every subscriber queue is full"));
+                return Some(End::Server(reason, "every subscriber queue is full"));
             }
             self.acknowledge_publish(qos, packet_id, reason, wbuf);
         }
-        Flow::Continue
+        None
     }
 
     /// A QoS 2 message refused by closing the connection unacknowledged (v3.1.1 has no reason

@@ -344,7 +344,7 @@ impl<S: Transport> Live<S> {
                     if self.conn.is_congested() {
                         // Nothing decoded stays unrouted while paused (a QoS 2 packet id is
                         // recorded already: a retransmission would not be routed again).
-                        if let Flow::End(end) = self.conn.flush_run(&mut self.wbuf) {
+                        if let Some(end) = self.conn.flush_run(&mut self.wbuf) {
                             return Some(Step::End(end));
                         }
                         self.undecoded = true;
@@ -353,14 +353,11 @@ impl<S: Transport> Live<S> {
                 }
                 Ok(None) => {
                     // The PUBLISH packets of this read are routed together.
-                    return match self.conn.flush_run(&mut self.wbuf) {
-                        Flow::End(end) => Some(Step::End(end)),
-                        Flow::Continue | Flow::Reauthenticate(_) => None,
-                    };
+                    return self.conn.flush_run(&mut self.wbuf).map(Step::End);
                 }
                 Err(e) => {
                     // What came before the malformed packet is routed and acknowledged.
-                    if let Flow::End(end) = self.conn.flush_run(&mut self.wbuf) {
+                    if let Some(end) = self.conn.flush_run(&mut self.wbuf) {
                         return Some(Step::End(end));
                     }
                     let _span = self.conn.span().entered();
