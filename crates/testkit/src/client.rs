@@ -39,15 +39,24 @@ pub enum Received {
 impl RawClient {
     /// Opens a TCP connection (no MQTT yet).
     pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
-        let stream = TcpStream::connect(addr)
+        RawClient::try_open(addr, version)
             .await
-            .expect("connect to the broker");
-        stream.set_nodelay(true).expect("nodelay");
-        RawClient {
+            .expect("connect to the broker")
+    }
+
+    /// [`RawClient::open`] for a broker that may be down (restarting, killed): the error instead
+    /// of a panic.
+    pub async fn try_open(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+    ) -> std::io::Result<RawClient> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawClient {
             stream,
             buf: BytesMut::new(),
             version,
-        }
+        })
     }
 
     /// Opens a connection and completes CONNECT/CONNACK with a clean session.

@@ -36,18 +36,15 @@ async fn connect(
     clean_start: bool,
     errors: &Mutex<Vec<String>>,
 ) -> Option<RawClient> {
-    let stream = tokio::time::timeout(
-        Duration::from_millis(500),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    drop(stream);
+    // The broker is killed and restarted under the clients: a refused or reset connection is
+    // tried again by the caller, never a panic (a panicking subscriber task looked like a loss).
+    let mut client = tokio::time::timeout(Duration::from_millis(500), RawClient::try_open(addr, V))
+        .await
+        .ok()?
+        .ok()?;
     let mut c = connect_packet(V, client_id, clean_start);
     c.properties.session_expiry_interval = Some(3600);
     c.keep_alive = 0;
-    let mut client = RawClient::open(addr, V).await;
     client.send(&Packet::Connect(Box::new(c))).await;
     match client.recv_within(Duration::from_secs(5)).await {
         Received::Packet(Packet::ConnAck(ack)) if ack.reason == ReasonCode::SUCCESS => {
