@@ -486,10 +486,15 @@ impl Conn {
         }
         // Authorization (SPEC.md §8.4): v5 gets 0x87 on PUBACK/PUBREC; v3.1.1 gets a success
         // acknowledgement (it has no way to say no) and the message is dropped, as AIO and
-        // Mosquitto do.
-        let decision = self
-            .authorizer()
-            .map(|authz| authz.publish(&self.identity, topic.as_str()));
+        // Mosquitto do. `$SYS` is the broker's own (spec 4.7.2), whatever the policy says.
+        let decision = if reserved_for_the_broker(topic.as_str()) {
+            Some(Decision::Deny {
+                why: "`$SYS` topics are published by the broker only".into(),
+            })
+        } else {
+            self.authorizer()
+                .map(|authz| authz.publish(&self.identity, topic.as_str()))
+        };
         if let Some(decision) = &decision {
             self.registry
                 .count_authorization(matches!(decision, Decision::Allow { .. }));
@@ -668,6 +673,24 @@ impl Conn {
         encode(&Packet::UnsubAck(ack), self.version, wbuf);
         Flow::Continue
     }
+}
+
+/// Whether clients may not publish to `topic` (nor make it their will): `$SYS` and what is under
+/// it is the broker's (spec 4.7.2), except `$SYS/broker/connection/<client>/state`, where
+/// Mosquitto bridges publish their connection state (and set their will).
+pub(super) fn reserved_for_the_broker(topic: &str) -> bool {
+    let Some(rest) = topic.strip_prefix("$SYS") else {
+        return false;
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        // `$SYSTEM/x`: another `$` topic, not `$SYS`.
+        return false;
+    }
+    let bridge_state = rest
+        .strip_prefix("/broker/connection/")
+        .and_then(|r| r.strip_suffix("/state"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+    !bridge_state
 }
 
 /// The [`Sink`] the connection drains its session into: encodes each PUBLISH for this client.

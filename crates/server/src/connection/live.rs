@@ -26,7 +26,7 @@ use wardgate_core::Disconnect;
 use wardgate_protocol::{Auth, DecodeLimits, ReasonCode, decode};
 
 use super::inbound::{Conn, Flow};
-use super::{End, ReadSizer, Transport, durable, say_goodbye};
+use super::{End, ReadSizer, Transport, durable, linger, say_goodbye};
 use crate::registry::{CategoryStats, ConnectionId, Control, SpaceWake, clock_ms};
 
 /// How many passes one poll makes before it lets other tasks run: the socket's own budget
@@ -180,6 +180,10 @@ impl<S: Transport> Live<S> {
                 .set_keep_alive_due(clock_ms() + keep_alive_grace);
         }
         let expiry = credential_timer(&conn);
+        // Packets the client sent with CONNECT, before its CONNACK [MQTT-3.1.4-5], are in the
+        // read buffer already: the first pass decodes them instead of waiting for the socket
+        // to become readable again (with keep alive 0 it might never be).
+        let undecoded = !settled.rbuf.is_empty();
         Self {
             stream,
             conn,
@@ -195,7 +199,7 @@ impl<S: Transport> Live<S> {
             keep_alive_grace,
             pause: None,
             expiry,
-            undecoded: false,
+            undecoded,
             flush: false,
         }
     }
@@ -466,9 +470,11 @@ impl<S: Transport> Live<S> {
         (self, end)
     }
 
-    /// Says goodbye as `end` asks and detaches the session.
+    /// Says goodbye as `end` asks and detaches the session; after a goodbye, lingers so that
+    /// the client can read it ([`linger`]).
     async fn finish(mut self, end: End) {
         let version = self.conn.version();
+        let said_goodbye = matches!(end, End::Server(..) | End::TakenOver);
         let how = match end {
             End::Client(how) => {
                 info!(?how, "client disconnected");
@@ -491,6 +497,9 @@ impl<S: Transport> Live<S> {
             }
         };
         self.conn.detach(self.id, how);
+        if said_goodbye {
+            linger(&mut self.stream).await;
+        }
     }
 }
 

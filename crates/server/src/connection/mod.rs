@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info};
 use wardgate_core::{Attached, Broker, ConnectParams, Disconnect};
 use wardgate_protocol::{
-    ConnAck, ConnAckProperties, Connect, DecodeError, DecodeLimits, Packet, ProtocolVersion,
-    ReasonCode, decode, encode,
+    ConnAck, ConnAckProperties, Connect, DecodeError, DecodeLimits, Packet, ProtocolVersion, QoS,
+    ReasonCode, decode, encode, encoded_len,
 };
 
 pub(crate) use self::live::Task;
@@ -163,7 +163,8 @@ async fn attach<S: Transport>(mut stream: S, ctx: Context) -> Option<Live<S>> {
         Ok(Err(ConnectFailure::Io)) => return None,
         Ok(Err(ConnectFailure::Decode(e))) => {
             info!(peer = %ctx.peer, port = ctx.port, error = %e, "closed: bad CONNECT");
-            if let Some(version) = connack_version_for(&e) {
+            let answer = connack_version_for(&e);
+            if let Some(version) = answer {
                 let mut out = BytesMut::new();
                 let ack = ConnAck {
                     session_present: false,
@@ -174,6 +175,9 @@ async fn attach<S: Transport>(mut stream: S, ctx: Context) -> Option<Live<S>> {
                 let _ = stream.write_all(&out).await;
             }
             let _ = stream.shutdown().await;
+            if answer.is_some() {
+                linger(&mut stream).await;
+            }
             return None;
         }
         Ok(Ok(connect)) => connect,
@@ -261,6 +265,7 @@ async fn serve<S: Transport>(
     let settings = &ctx.settings;
     let mut wbuf = BytesMut::with_capacity(256);
     let security = ctx.security.load_full();
+    let client_max_packet = connect.properties.maximum_packet_size;
 
     // An empty v5 client ID is assigned before authentication, so that authentication and
     // authorization see the identifier the client will have.
@@ -279,7 +284,7 @@ async fn serve<S: Transport>(
 
     if let Some(reason) = refuse(&connect, settings, security.authn.is_some()) {
         info!(reason = reason.0, "connection refused");
-        refuse_connect(&mut stream, version, reason).await;
+        refuse_connect(&mut stream, version, reason, client_max_packet).await;
         return None;
     }
     // Boxed: authentication's future (webhook calls included) is needed only while connecting,
@@ -304,7 +309,7 @@ async fn serve<S: Transport>(
         Err((reason, why)) => {
             ctx.registry.count_authentication(false);
             info!(reason = reason.0, %why, username = connect.username.as_deref().unwrap_or(""), "authentication failed");
-            refuse_connect(&mut stream, version, reason).await;
+            refuse_connect(&mut stream, version, reason, client_max_packet).await;
             return None;
         }
     };
@@ -322,7 +327,13 @@ async fn serve<S: Transport>(
         ctx.registry.count_authorization(denied.is_none());
         if let Some(why) = denied {
             info!(username = identity.username.as_deref().unwrap_or(""), %why, action = "connect", "authorization denied");
-            refuse_connect(&mut stream, version, ReasonCode::NOT_AUTHORIZED).await;
+            refuse_connect(
+                &mut stream,
+                version,
+                ReasonCode::NOT_AUTHORIZED,
+                client_max_packet,
+            )
+            .await;
             return None;
         }
     }
@@ -359,6 +370,42 @@ async fn serve<S: Transport>(
         .properties
         .request_response_information
         .unwrap_or(false);
+    // The CONNACK is made before attaching: a client that could not receive it [MQTT-3.1.2-24]
+    // takes no session over. Nothing in it depends on the attachment but Session Present and,
+    // should a reload lower the cap meanwhile, the granted Session Expiry Interval.
+    let granted_expiry = session_expiry.min(ctx.broker.settings().max_session_expiry);
+    let ack = ConnAck {
+        session_present: false,
+        reason: ReasonCode::SUCCESS,
+        properties: if version.is_v5() {
+            ConnAckProperties {
+                assigned_client_identifier: assigned,
+                receive_maximum: Some(settings.receive_maximum),
+                maximum_packet_size: Some(settings.max_packet_size),
+                topic_alias_maximum: Some(settings.topic_alias_maximum),
+                retain_available: Some(true),
+                wildcard_subscription_available: Some(true),
+                subscription_identifiers_available: Some(true),
+                shared_subscription_available: Some(true),
+                server_keep_alive,
+                session_expiry_interval: (granted_expiry != session_expiry)
+                    .then_some(granted_expiry),
+                response_information: request_response
+                    .then(|| format!("response/{}", connect.client_id)),
+                ..ConnAckProperties::default()
+            }
+        } else {
+            ConnAckProperties::default()
+        },
+    };
+    let Some(mut ack) = fit_connack(ack, version, client_max_packet) else {
+        info!(
+            maximum_packet_size = client_max_packet,
+            "connection refused: even the smallest CONNACK exceeds the client's Maximum Packet Size"
+        );
+        close_quietly(&mut stream).await;
+        return None;
+    };
     // In a block: what is left of the CONNECT is not kept in this future for the connection's
     // life (every idle connection pays for what this future holds).
     let (attached, clean_start, (category, category_stats)) = {
@@ -393,33 +440,25 @@ async fn serve<S: Transport>(
     }
     info!(version = ?version, clean_start, session_present = attached.session_present, keep_alive, "client connected");
 
-    {
-        let mut properties = ConnAckProperties::default();
-        if version.is_v5() {
-            properties.assigned_client_identifier =
-                attached.assigned_client_id.clone().or(assigned);
-            properties.receive_maximum = Some(settings.receive_maximum);
-            properties.maximum_packet_size = Some(settings.max_packet_size);
-            properties.topic_alias_maximum = Some(settings.topic_alias_maximum);
-            properties.retain_available = Some(true);
-            properties.wildcard_subscription_available = Some(true);
-            properties.subscription_identifiers_available = Some(true);
-            properties.shared_subscription_available = Some(true);
-            properties.server_keep_alive = server_keep_alive;
-            if attached.session_expiry != session_expiry {
-                properties.session_expiry_interval = Some(attached.session_expiry);
+    // Session Present is reserved (0) in MQTT 3.1, which has no such flag.
+    ack.session_present = attached.session_present && version != ProtocolVersion::V31;
+    if version.is_v5() && attached.session_expiry != granted_expiry {
+        // A reload lowered the cap between the two reads.
+        ack.properties.session_expiry_interval = Some(attached.session_expiry);
+        ack = match fit_connack(ack, version, client_max_packet) {
+            Some(ack) => ack,
+            None => {
+                info!("closed: the CONNACK no longer fits the client's Maximum Packet Size");
+                let how = Disconnect::Lost;
+                let now = Instant::now();
+                ctx.broker
+                    .disconnect(&attached.session, attached.generation, how, now);
+                close_quietly(&mut stream).await;
+                return None;
             }
-            if request_response {
-                properties.response_information = Some(format!("response/{client_id}"));
-            }
-        }
-        let ack = ConnAck {
-            session_present: attached.session_present,
-            reason: ReasonCode::SUCCESS,
-            properties,
         };
-        encode(&Packet::ConnAck(ack), version, &mut wbuf);
     }
+    encode(&Packet::ConnAck(ack), version, &mut wbuf);
 
     let id = ctx.registry.next_id();
     ctx.registry.insert(ConnectionInfo {
@@ -474,6 +513,15 @@ fn refuse(connect: &Connect, settings: &ConnectionSettings, has_authn: bool) -> 
         // code 2, as Mosquitto's max_keepalive does.
         return Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
     }
+    if connect
+        .will
+        .as_ref()
+        .is_some_and(|w| inbound::reserved_for_the_broker(w.topic.as_str()))
+    {
+        // A will is a publish the broker makes for the client later: refused as a PUBLISH to
+        // `$SYS` would be, but at CONNECT, where a refusal can still be told.
+        return Some(ReasonCode::NOT_AUTHORIZED);
+    }
     if !has_authn && connect.properties.authentication_method.is_some() {
         // No enhanced authentication method is configured on this port.
         return Some(ReasonCode::BAD_AUTHENTICATION_METHOD);
@@ -481,11 +529,51 @@ fn refuse(connect: &Connect, settings: &ConnectionSettings, has_authn: bool) -> 
     None
 }
 
-/// Answers CONNECT with a refusal and closes.
-async fn refuse_connect<W: AsyncWrite + Unpin>(
+/// Makes a CONNACK fit the client's Maximum Packet Size [MQTT-3.1.2-24]: without the
+/// properties that only repeat their default value, then without Reason String and User
+/// Properties [MQTT-3.1.2-25]. `None` when it still does not fit: the connection is closed
+/// without CONNACK.
+fn fit_connack(mut ack: ConnAck, version: ProtocolVersion, max: Option<u32>) -> Option<ConnAck> {
+    let Some(max) = max else { return Some(ack) };
+    // Only for clients that state a maximum, once per connection.
+    let fits = |ack: &ConnAck| encoded_len(&Packet::ConnAck(ack.clone()), version) <= max as usize;
+    if fits(&ack) {
+        return Some(ack);
+    }
+    let p = &mut ack.properties;
+    // Absent means: Receive Maximum 65,535, Maximum QoS 2, Topic Alias Maximum 0, and every
+    // "available" flag 1 (MQTT 5 §3.2.2.3).
+    p.receive_maximum = p.receive_maximum.filter(|&m| m != u16::MAX);
+    p.maximum_qos = p.maximum_qos.filter(|&q| q != QoS::ExactlyOnce);
+    p.topic_alias_maximum = p.topic_alias_maximum.filter(|&m| m != 0);
+    for flag in [
+        &mut p.retain_available,
+        &mut p.wildcard_subscription_available,
+        &mut p.subscription_identifiers_available,
+        &mut p.shared_subscription_available,
+    ] {
+        *flag = flag.filter(|&available| !available);
+    }
+    if fits(&ack) {
+        return Some(ack);
+    }
+    ack.properties.reason_string = None;
+    ack.properties.user_properties.clear();
+    fits(&ack).then_some(ack)
+}
+
+/// Closes without a word (a CONNACK that may not be sent), within a second.
+async fn close_quietly<W: AsyncWrite + Unpin>(wr: &mut W) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+}
+
+/// Answers CONNECT with a refusal and closes; without the CONNACK when it would exceed the
+/// client's Maximum Packet Size [MQTT-3.1.2-24].
+async fn refuse_connect<W: AsyncRead + AsyncWrite + Unpin>(
     wr: &mut W,
     version: ProtocolVersion,
     reason: ReasonCode,
+    max_packet_size: Option<u32>,
 ) {
     let mut out = BytesMut::new();
     let ack = ConnAck {
@@ -493,12 +581,16 @@ async fn refuse_connect<W: AsyncWrite + Unpin>(
         reason,
         properties: ConnAckProperties::default(),
     };
+    let Some(ack) = fit_connack(ack, version, max_packet_size) else {
+        return close_quietly(wr).await;
+    };
     encode(&Packet::ConnAck(ack), version, &mut out);
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = wr.write_all(&out).await;
         let _ = wr.shutdown().await;
     })
     .await;
+    linger(wr).await;
 }
 
 /// Runs the port's authentication for CONNECT (SPEC.md §7), including MQTT 5 enhanced
@@ -617,6 +709,30 @@ async fn say_goodbye<W: AsyncWrite + Unpin>(
         let _ = wr.write_all(wbuf).await;
         let _ = wr.flush().await;
         let _ = wr.shutdown().await;
+    })
+    .await;
+}
+
+/// How long a connection the server closed (after its DISCONNECT, or a CONNACK refusing the
+/// CONNECT) keeps reading what the client still sends, and how much of it.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// After the server's last packet and the shutdown of the write side: reads and discards what the
+/// client still sends until it closes, for at most [`LINGER`] and [`LINGER_BYTES`]. Closing a
+/// socket with unread input resets the connection: the client's next write fails and a reset
+/// may destroy the last packet before the client read it, so a client that was still writing
+/// (pipelining after its violation) would see a reset instead of the reason code.
+async fn linger<R: AsyncRead + Unpin>(rd: &mut R) {
+    let mut scratch = [0u8; 2048];
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER, async {
+        while left > 0 {
+            match rd.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
     })
     .await;
 }

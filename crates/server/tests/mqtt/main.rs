@@ -20,3 +20,28 @@ async fn tiny_queues() -> wardgate_testkit::broker::TestBroker {
     };
     wardgate_testkit::broker::TestBroker::with(settings, Default::default()).await
 }
+
+/// The payloads of the PUBLISH packets `c` receives until nothing came for `quiet`.
+async fn payloads_until_quiet(
+    c: &mut wardgate_testkit::client::RawClient,
+    quiet: std::time::Duration,
+) -> Vec<bytes::Bytes> {
+    let mut payloads = Vec::new();
+    while let wardgate_testkit::client::Received::Packet(p) = c.recv_within(quiet).await {
+        if let wardgate_protocol::Packet::Publish(p) = p {
+            payloads.push(p.payload);
+        }
+    }
+    payloads
+}
+
+/// A will on `topic` (QoS 1, payload `0`).
+fn will_on(topic: &str) -> wardgate_protocol::Will {
+    wardgate_protocol::Will {
+        topic: wardgate_protocol::TopicName::new(topic).expect("valid topic"),
+        payload: bytes::Bytes::from_static(b"0"),
+        qos: wardgate_protocol::QoS::AtLeastOnce,
+        retain: true,
+        properties: Default::default(),
+    }
+}

@@ -177,3 +177,113 @@ async fn half_written_packet_does_not_block_others() {
         .await;
     assert_eq!(&sub.publish_received().await.payload[..], b"still");
 }
+
+/// What a client that goes on writing after the broker ended the connection sees: it writes
+/// `first`, then `more` every 10 ms for 200 ms, then reads to the end. Returns the error of the
+/// first write that failed, the packets read, and how reading ended (`None`: a clean close).
+async fn keep_writing_then_read(
+    addr: std::net::SocketAddr,
+    first: &[u8],
+    more: &[u8],
+) -> (Option<std::io::Error>, Vec<Packet>, Option<std::io::Error>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    c.write_all(first).await.expect("first write");
+    let mut write_error = None;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if let Err(e) = c.write_all(more).await {
+            write_error = Some(e);
+            break;
+        }
+    }
+    let mut buf = bytes::BytesMut::new();
+    let read_error = loop {
+        buf.reserve(4096);
+        match tokio::time::timeout(Duration::from_secs(5), c.read_buf(&mut buf)).await {
+            Err(_) => panic!("the broker never closed"),
+            Ok(Ok(0)) => break None,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => break Some(e),
+        }
+    };
+    let mut packets = Vec::new();
+    let limits = wardgate_protocol::DecodeLimits::default();
+    while let Ok(Some(p)) = wardgate_protocol::decode(&mut buf, Some(ProtocolVersion::V5), &limits)
+    {
+        packets.push(p);
+    }
+    (write_error, packets, read_error)
+}
+
+fn v5_connect_bytes(connect: wardgate_protocol::Connect) -> bytes::BytesMut {
+    let mut out = bytes::BytesMut::new();
+    wardgate_protocol::encode(
+        &Packet::Connect(Box::new(connect)),
+        ProtocolVersion::V5,
+        &mut out,
+    );
+    out
+}
+
+/// After DISCONNECT 0x95 the broker shuts its side and reads on for a while instead of closing
+/// with the client's data unread, which resets the connection: a client still writing the
+/// oversized packet's body gets no write error and reads the reason code, then a clean close.
+#[tokio::test]
+async fn a_client_still_writing_after_disconnect_reads_the_reason_not_a_reset() {
+    let b = TestBroker::with(
+        Default::default(),
+        wardgate_server::ConnectionSettings {
+            max_packet_size: 1024,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut first = v5_connect_bytes(wardgate_testkit::client::connect_packet(
+        ProtocolVersion::V5,
+        "writer",
+        true,
+    ));
+    // A PUBLISH announcing 64 KiB, and its body in 4 KiB pieces after.
+    first.extend_from_slice(&[0x30, 0x80, 0x80, 0x04, 0x00, 0x01, b't']);
+    first.extend_from_slice(&[0u8; 4096]);
+    let (write_error, packets, read_error) =
+        keep_writing_then_read(b.tcp, &first, &[0u8; 4096]).await;
+    assert!(write_error.is_none(), "write failed: {write_error:?}");
+    assert!(read_error.is_none(), "read failed: {read_error:?}");
+    assert!(
+        matches!(packets.first(), Some(Packet::ConnAck(_))),
+        "{packets:?}"
+    );
+    assert!(
+        matches!(packets.get(1), Some(Packet::Disconnect(d)) if d.reason == ReasonCode::PACKET_TOO_LARGE),
+        "{packets:?}"
+    );
+}
+
+/// The same for a CONNACK that refuses the CONNECT (0x8C: no enhanced authentication on this
+/// port) while the client pipelines PUBLISH packets behind it.
+#[tokio::test]
+async fn a_client_still_writing_after_a_refusing_connack_reads_it_not_a_reset() {
+    let b = TestBroker::start().await;
+    let mut connect = wardgate_testkit::client::connect_packet(ProtocolVersion::V5, "sat", true);
+    connect.properties.authentication_method = Some("K8S-SAT".into());
+    let mut publish = bytes::BytesMut::new();
+    let p = wardgate_testkit::client::publish_packet("t", &[0u8; 1000], QoS::AtMostOnce, false, 0);
+    for _ in 0..4 {
+        wardgate_protocol::encode(
+            &Packet::Publish(p.clone()),
+            ProtocolVersion::V5,
+            &mut publish,
+        );
+    }
+    let mut first = v5_connect_bytes(connect);
+    first.extend_from_slice(&publish);
+    let (write_error, packets, read_error) = keep_writing_then_read(b.tcp, &first, &publish).await;
+    assert!(write_error.is_none(), "write failed: {write_error:?}");
+    assert!(read_error.is_none(), "read failed: {read_error:?}");
+    assert!(
+        matches!(packets.as_slice(), [Packet::ConnAck(a)] if a.reason == ReasonCode::BAD_AUTHENTICATION_METHOD),
+        "{packets:?}"
+    );
+}

@@ -96,6 +96,51 @@ async fn persistent_session_keeps_subscriptions_and_queues_qos1() {
     assert_eq!(&back.publish_received().await.payload[..], b"while-away");
 }
 
+/// MQTT 3.1 (level 3) has no Session Present flag: that CONNACK byte is reserved and must be 0,
+/// also when a persistent session is resumed (it used to be `20 02 01 00`).
+#[tokio::test]
+async fn a_v31_client_resuming_a_session_gets_no_session_present_flag() {
+    let b = TestBroker::start().await;
+    let v31 = ProtocolVersion::V31;
+    let (mut first, ack) = RawClient::connect_with(b.tcp, connect_packet(v31, "old", false)).await;
+    assert!(!ack.session_present);
+    first.subscribe("q", QoS::AtLeastOnce).await;
+    first.drop_connection().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "pub").await;
+    publ.publish("q", b"while-away", QoS::AtLeastOnce, false, 1)
+        .await;
+    let (mut back, ack) = RawClient::connect_with(b.tcp, connect_packet(v31, "old", false)).await;
+    assert!(!ack.session_present, "the reserved byte is 0 in MQTT 3.1");
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    // The session was resumed all the same.
+    assert_eq!(&back.publish_received().await.payload[..], b"while-away");
+}
+
+/// `$SYS` is the broker's (spec 4.7.2): a v3.1.1 client's PUBLISH there is acknowledged (3.1.1
+/// has no way to say no) and dropped; a will there is refused with return code 5.
+#[tokio::test]
+async fn a_v311_publish_to_sys_is_acknowledged_and_dropped() {
+    let b = TestBroker::start().await;
+    let (mut spoofer, _) = RawClient::connect(b.tcp, V, "spoofer").await;
+    let ack = spoofer
+        .publish("$SYS/broker/version", b"spoofed", QoS::AtLeastOnce, true, 1)
+        .await;
+    assert!(matches!(ack, Some(Packet::PubAck(_))), "{ack:?}");
+    spoofer
+        .publish("$SYS/broker/version", b"spoofed", QoS::AtMostOnce, true, 0)
+        .await;
+    let (mut reader, _) = RawClient::connect(b.tcp, V, "reader").await;
+    reader.subscribe("$SYS/#", QoS::AtLeastOnce).await;
+    let got = crate::payloads_until_quiet(&mut reader, Duration::from_millis(300)).await;
+    assert!(!got.iter().any(|p| &p[..] == b"spoofed"), "{got:?}");
+
+    let mut c = connect_packet(V, "sys-will", true);
+    c.will = Some(crate::will_on("$SYS/broker/uptime"));
+    let (_, ack) = RawClient::connect_with(b.tcp, c).await;
+    assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
+}
+
 #[tokio::test]
 async fn retained_set_replace_and_clear() {
     let b = TestBroker::start().await;

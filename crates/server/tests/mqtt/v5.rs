@@ -305,6 +305,115 @@ async fn client_maximum_packet_size_is_honoured() {
     assert_eq!(&got.payload[..], b"small", "the large message was not sent");
 }
 
+/// The full CONNACK is 24 bytes; a client whose Maximum Packet Size is 20 gets it without the
+/// properties that repeat their default (the four "available" flags), one whose limit is 24
+/// gets all of it [MQTT-3.1.2-24].
+#[tokio::test]
+async fn a_connack_larger_than_the_clients_maximum_packet_size_drops_default_properties() {
+    let b = TestBroker::start().await;
+    for (limit, flags) in [(20, None), (24, Some(true)), (u32::MAX, Some(true))] {
+        let mut c = connect_packet(V, &format!("limit-{limit}"), true);
+        c.properties.maximum_packet_size = Some(limit);
+        let (_, ack) = RawClient::connect_with(b.tcp, c).await;
+        assert_eq!(ack.reason, ReasonCode::SUCCESS);
+        let p = &ack.properties;
+        assert_eq!(p.retain_available, flags, "limit {limit}");
+        assert_eq!(p.wildcard_subscription_available, flags, "limit {limit}");
+        assert_eq!(p.subscription_identifiers_available, flags, "limit {limit}");
+        assert_eq!(p.shared_subscription_available, flags, "limit {limit}");
+        // What is not a default stays.
+        assert_eq!(p.receive_maximum, Some(1024));
+        assert!(p.maximum_packet_size.is_some() && p.topic_alias_maximum.is_some());
+        let len = wardgate_protocol::encoded_len(&Packet::ConnAck(ack.clone()), V);
+        assert!(
+            len <= limit as usize,
+            "a {len}-byte CONNACK for a limit of {limit}"
+        );
+    }
+}
+
+/// A client whose Maximum Packet Size no CONNACK fits (2 bytes) is closed without one, and
+/// takes no session: nothing was attached for it.
+#[tokio::test]
+async fn a_client_no_connack_fits_is_closed_without_one_and_gets_no_session() {
+    let b = TestBroker::start().await;
+    let mut c = connect_packet(V, "tiny-limit", false);
+    c.properties.maximum_packet_size = Some(2);
+    c.properties.session_expiry_interval = Some(600);
+    let mut conn = RawClient::open(b.tcp, V).await;
+    conn.send(&Packet::Connect(Box::new(c))).await;
+    assert_eq!(conn.recv().await, Received::Closed);
+    assert!(b.broker.session("tiny-limit").is_none());
+
+    // A refusal (here: an authentication method the port does not have) is not sent either.
+    let mut c = connect_packet(V, "tiny-refused", true);
+    c.properties.maximum_packet_size = Some(4);
+    c.properties.authentication_method = Some("K8S-SAT".into());
+    let mut conn = RawClient::open(b.tcp, V).await;
+    conn.send(&Packet::Connect(Box::new(c))).await;
+    assert_eq!(conn.recv().await, Received::Closed);
+}
+
+/// `$SYS` is the broker's (spec 4.7.2): a client's PUBLISH there gets 0x87 (QoS 0: dropped) and
+/// reaches no one, retained or not; a will there refuses the CONNECT with 0x87. Mosquitto
+/// bridges keep `$SYS/broker/connection/<id>/state` (their state, and their will).
+#[tokio::test]
+async fn clients_cannot_publish_to_sys() {
+    let b = TestBroker::start().await;
+    let (mut spoofer, _) = RawClient::connect(b.tcp, V, "spoofer").await;
+    for (qos, id) in [
+        (QoS::AtMostOnce, 0),
+        (QoS::AtLeastOnce, 1),
+        (QoS::ExactlyOnce, 2),
+    ] {
+        let ack = spoofer
+            .publish("$SYS/broker/version", b"spoofed", qos, true, id)
+            .await;
+        let reason = match ack {
+            None => None,
+            Some(Packet::PubAck(a) | Packet::PubRec(a)) => Some(a.reason),
+            Some(other) => panic!("{other:?}"),
+        };
+        let want = (qos != QoS::AtMostOnce).then_some(ReasonCode::NOT_AUTHORIZED);
+        assert_eq!(reason, want, "{qos:?}");
+    }
+    let ack = spoofer
+        .publish("$SYS/x", b"spoofed", QoS::AtLeastOnce, true, 3)
+        .await;
+    assert!(matches!(ack, Some(Packet::PubAck(a)) if a.reason == ReasonCode::NOT_AUTHORIZED));
+    let ack = spoofer
+        .publish(
+            "$SYS/broker/connection/bridge-1/state",
+            b"1",
+            QoS::AtLeastOnce,
+            true,
+            4,
+        )
+        .await;
+    assert!(
+        matches!(&ack, Some(Packet::PubAck(a)) if !a.reason.is_error()),
+        "{ack:?}"
+    );
+
+    let (mut reader, _) = RawClient::connect(b.tcp, V, "reader").await;
+    reader.subscribe("$SYS/#", QoS::AtLeastOnce).await;
+    let got = crate::payloads_until_quiet(&mut reader, Duration::from_millis(300)).await;
+    assert!(!got.iter().any(|p| &p[..] == b"spoofed"), "{got:?}");
+    assert!(
+        got.iter().any(|p| &p[..] == b"1"),
+        "the bridge state is kept: {got:?}"
+    );
+
+    let mut c = connect_packet(V, "sys-will", true);
+    c.will = Some(crate::will_on("$SYS/broker/uptime"));
+    let (_, ack) = RawClient::connect_with(b.tcp, c).await;
+    assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
+    let mut c = connect_packet(V, "bridge-2", true);
+    c.will = Some(crate::will_on("$SYS/broker/connection/bridge-2/state"));
+    let (_, ack) = RawClient::connect_with(b.tcp, c).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+}
+
 #[tokio::test]
 async fn receive_maximum_limits_unacknowledged_deliveries() {
     let b = TestBroker::start().await;
