@@ -507,6 +507,18 @@ impl Collector for StateCollector {
             "Client connections accepted (CONNACK sent) since start",
             load(&stats.clients_total),
         )?;
+        counter(
+            e,
+            "accept_failures",
+            "Accepts that failed on the MQTT ports (out of file descriptors, most often)",
+            load(&self.registry.accept_failures),
+        )?;
+        counter(
+            e,
+            "connections_shed",
+            "Connections closed as soon as accepted because the process was out of file descriptors",
+            load(&self.registry.connections_shed),
+        )?;
 
         // By metric category (the CONNECT user property `metriccategory`).
         let mut categories = self.registry.categories();

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
@@ -144,6 +145,7 @@ async fn accept_loop(listener: TcpListener, port: Arc<PortShared>) {
         0 => listener.local_addr().map_or(0, |a| a.port()),
         p => p,
     };
+    let mut trouble = AcceptTrouble::default();
     loop {
         let accepted = tokio::select! {
             _ = port.shutdown.cancelled() => {
@@ -156,11 +158,24 @@ async fn accept_loop(listener: TcpListener, port: Arc<PortShared>) {
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
-            Ok(pair) => pair,
+            Ok(pair) => {
+                trouble.recovered(number);
+                pair
+            }
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                warn!(port = spec.port, error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                // Out of file descriptors, most often: the pending connection stays in the
+                // backlog and accept fails again at once. Shed it (and what else is pending)
+                // with the reserve descriptor, else back off; either way counted, logged once
+                // per interval.
+                let shed = trouble.shed(&listener);
+                port.registry.count_accept_failure(shed);
+                trouble.failed(number, &e, shed);
+                if shed == 0 {
+                    tokio::select! {
+                        _ = port.shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(trouble.backoff()) => {}
+                    }
+                }
                 continue;
             }
         };
@@ -175,6 +190,128 @@ async fn accept_loop(listener: TcpListener, port: Arc<PortShared>) {
                 tokio::spawn(handshake_then_serve(stream, ctx, acceptor, protocol))
             }
         };
+    }
+}
+
+/// The accept loop's answer to failing accepts (EMFILE/ENFILE: the process or the system is out
+/// of file descriptors). Without one, a connection waiting in the backlog makes every accept fail
+/// at once, and the client hangs there until a descriptor frees up. As libuv does, a descriptor
+/// kept in reserve is given up to accept the waiting connections and close them at once (the
+/// client sees the connection closed, not a hang), then taken again; when that is not possible,
+/// the loop waits, from 10 ms doubling to 1 s. Each failure is counted
+/// (`wardgate_accept_failures_total`, `wardgate_connections_shed_total`). The log says so at
+/// most once per [`AcceptTrouble::LOG_EVERY`], with the counts since its last line, and once
+/// when accepting works again after such a line: at the limit, descriptors come and go, and
+/// accepts that fail and succeed in turn must not make a line each.
+struct AcceptTrouble {
+    /// Held to be given up when accepting fails for want of a descriptor (`/dev/null`).
+    reserve: Option<std::fs::File>,
+    backoff: Duration,
+    /// Failures and connections shed since the last log line.
+    failures: u64,
+    shed: u64,
+    /// When the last "accept failed" line was written.
+    logged: Option<tokio::time::Instant>,
+    /// An "accept failed" line was written and no "accepting again" since.
+    told: bool,
+}
+
+impl Default for AcceptTrouble {
+    fn default() -> Self {
+        Self {
+            reserve: open_reserve(),
+            backoff: Self::BACKOFF_MIN,
+            failures: 0,
+            shed: 0,
+            logged: None,
+            told: false,
+        }
+    }
+}
+
+fn open_reserve() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+impl AcceptTrouble {
+    const BACKOFF_MIN: Duration = Duration::from_millis(10);
+    const BACKOFF_MAX: Duration = Duration::from_secs(1);
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+    /// Most connections shed at one failure (the rest wait for the next turn).
+    const SHED_MAX: u64 = 64;
+
+    /// Gives up the reserve descriptor to accept and close the connections waiting in the
+    /// backlog, then takes it again. Returns how many were shed.
+    fn shed(&mut self, listener: &TcpListener) -> u64 {
+        if self.reserve.take().is_none() {
+            self.reserve = open_reserve();
+            return 0;
+        }
+        let mut shed = 0;
+        // Accepts only what is ready now (a closed, not a waiting, accept).
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        while shed < Self::SHED_MAX {
+            match listener.poll_accept(&mut cx) {
+                std::task::Poll::Ready(Ok((stream, _))) => {
+                    drop(stream);
+                    shed += 1;
+                }
+                _ => break,
+            }
+        }
+        self.reserve = open_reserve();
+        shed
+    }
+
+    /// How long to wait before accepting again: doubles at each call, up to a second.
+    fn backoff(&mut self) -> Duration {
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(Self::BACKOFF_MAX);
+        wait
+    }
+
+    fn failed(&mut self, port: u16, error: &std::io::Error, shed: u64) {
+        self.failures += 1;
+        self.shed += shed;
+        let now = tokio::time::Instant::now();
+        if self.logged.is_some_and(|at| now < at + Self::LOG_EVERY) {
+            return;
+        }
+        warn!(
+            port,
+            error = %error,
+            failures = self.failures,
+            shed = self.shed,
+            interval_s = Self::LOG_EVERY.as_secs(),
+            "accept failed: new connections are closed at once (shed) or wait in the \
+             backlog; at the file-descriptor limit, raise it (ulimit -n, LimitNOFILE). \
+             Said again at most once per interval, with the counts since the last line"
+        );
+        self.failures = 0;
+        self.shed = 0;
+        self.logged = Some(now);
+        self.told = true;
+    }
+
+    /// An accept succeeded.
+    fn recovered(&mut self, port: u16) {
+        self.backoff = Self::BACKOFF_MIN;
+        if self.reserve.is_none() {
+            self.reserve = open_reserve();
+        }
+        if !self.told {
+            return;
+        }
+        info!(
+            port,
+            failures = self.failures,
+            shed = self.shed,
+            "accepting connections again (failures and connections shed since the last line)"
+        );
+        self.failures = 0;
+        self.shed = 0;
+        self.told = false;
     }
 }
 

@@ -193,6 +193,10 @@ pub struct Registry {
     watching: AtomicBool,
     connections: RwLock<BTreeMap<ConnectionId, ConnectionInfo>>,
     categories: RwLock<BTreeMap<Arc<str>, Arc<CategoryStats>>>,
+    /// Accepts that failed (out of file descriptors, most often), on every port.
+    pub accept_failures: AtomicU64,
+    /// Connections closed as soon as accepted because the process was out of descriptors.
+    pub connections_shed: AtomicU64,
 }
 
 impl Registry {
@@ -277,6 +281,12 @@ impl Registry {
             true => self.authentication.successes.inc(),
             false => self.authentication.failures.inc(),
         };
+    }
+
+    /// Counts an accept that failed, and the connections shed because of it.
+    pub fn count_accept_failure(&self, shed: u64) {
+        self.accept_failures.fetch_add(1, Ordering::Relaxed);
+        self.connections_shed.fetch_add(shed, Ordering::Relaxed);
     }
 
     /// Counts an authorization decision.

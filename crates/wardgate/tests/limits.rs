@@ -1,5 +1,6 @@
 //! Limits that need a whole process to observe: a subscriber that stops reading neither grows
-//! the broker's memory without bound nor slows the other subscribers of the same topic.
+//! the broker's memory without bound nor slows the other subscribers of the same topic; at the
+//! file-descriptor limit, new clients are shed, not left hanging.
 
 mod support;
 
@@ -123,4 +124,78 @@ async fn a_subscriber_that_stops_reading_neither_grows_memory_nor_slows_the_othe
     );
     drop(slow);
     node.stop();
+}
+
+/// At the file-descriptor limit (`ulimit -n 64`), clients past it are closed at once, not left
+/// hanging in the listen backlog; the accept failures are logged a bounded number of times (not
+/// ~20 lines a second), and once connections close, new clients connect again.
+#[tokio::test]
+async fn at_the_file_descriptor_limit_clients_are_shed_and_the_broker_recovers() {
+    use std::process::Command;
+    use wardgate_protocol::Packet;
+    use wardgate_testkit::client::connect_packet;
+    use wardgate_testkit::process::{Running, wait_for_port};
+
+    let node = Node::new("");
+    let mut broker = Running::spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 64 && exec \"$0\" serve --config \"$1\" --data-dir \"$2\" --admin-addr 127.0.0.1:0 2>&1")
+            .arg(env!("CARGO_BIN_EXE_wardgate"))
+            .arg(node.config_dir())
+            .arg(node.data_dir())
+            .env("NO_COLOR", "1"),
+    )
+    .expect("start wardgate");
+    wait_for_port(node.port, support::START_TIMEOUT).expect("the port opens");
+    let addr = node.addr();
+
+    let (mut held, mut shed) = (Vec::new(), 0);
+    let started = Instant::now();
+    for i in 0..120 {
+        let mut c = RawClient::open(addr, V).await;
+        let connect = connect_packet(V, &format!("fd-{i}"), true);
+        c.send(&Packet::Connect(Box::new(connect))).await;
+        match c.recv_within(Duration::from_secs(3)).await {
+            Received::Packet(Packet::ConnAck(_)) => held.push(c),
+            Received::Closed => shed += 1,
+            other => panic!("client {i} (after {} connected): {other:?}", held.len()),
+        }
+    }
+    let spent = started.elapsed();
+    assert!(
+        shed > 0 && held.len() < 64,
+        "{} connected, {shed} shed",
+        held.len()
+    );
+
+    // Connections close: new clients connect again.
+    for c in held.drain(..10) {
+        c.disconnect().await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = RawClient::open(addr, V).await;
+        c.send(&Packet::Connect(Box::new(connect_packet(V, "after", true))))
+            .await;
+        match c.recv_within(Duration::from_secs(3)).await {
+            Received::Packet(Packet::ConnAck(ack)) if !ack.reason.is_error() => break,
+            other => assert!(Instant::now() < deadline, "no recovery: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    broker
+        .wait_for_line("the recovery line", Duration::from_secs(5), |l| {
+            l.contains("accepting connections again")
+        })
+        .expect("recovery logged");
+    drop(held);
+    let out = broker.kill();
+    let failures = out.lines().filter(|l| l.contains("accept failed")).count();
+    // One line when it starts, then at most one per 10 s.
+    let bound = 2 + spent.as_secs() as usize / 10;
+    assert!(
+        (1..=bound).contains(&failures),
+        "{failures} 'accept failed' lines in {spent:?} ({shed} shed):\n{out}"
+    );
 }
