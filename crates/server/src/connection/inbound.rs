@@ -43,6 +43,13 @@ enum Refused {
     PubRecAgain(PacketId),
 }
 
+/// A SUBSCRIBE or UNSUBSCRIBE whose acknowledgement (a reason code per filter) the client could
+/// not receive [MQTT-3.1.2-24]: nothing of it is done, and the connection ends with 0x95, since
+/// the acknowledgement it waits for may not be sent.
+fn ack_too_large(why: &'static str) -> Flow {
+    Flow::End(End::Server(ReasonCode::PACKET_TOO_LARGE, why))
+}
+
 fn protocol_error(why: &'static str) -> Flow {
     Flow::End(End::Server(ReasonCode::PROTOCOL_ERROR, why))
 }
@@ -613,6 +620,9 @@ impl Conn {
     }
 
     fn on_subscribe(&mut self, s: Subscribe, wbuf: &mut BytesMut) -> Flow {
+        if !self.outbound.ack_fits(s.packet_id, s.filters.len()) {
+            return ack_too_large("the SUBACK would exceed the client's Maximum Packet Size");
+        }
         let now = Instant::now();
         let authz = self.authorizer();
         let reasons = s
@@ -654,6 +664,9 @@ impl Conn {
     }
 
     fn on_unsubscribe(&mut self, u: Unsubscribe, wbuf: &mut BytesMut) -> Flow {
+        if !self.outbound.ack_fits(u.packet_id, u.filters.len()) {
+            return ack_too_large("the UNSUBACK would exceed the client's Maximum Packet Size");
+        }
         let reasons = u
             .filters
             .iter()

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use wardgate_core::{Delivery, Outgoing};
 use wardgate_protocol::{
     AckProperties, Packet, PacketId, ProtocolVersion, PubAck, PublishParts, PublishProperties,
-    ReasonCode, TopicName, encode, encode_publish_parts,
+    ReasonCode, SubAck, TopicName, encode, encode_publish_parts, encoded_len,
 };
 
 /// Per-connection outbound encoding state.
@@ -39,6 +39,20 @@ impl Outbound {
             alias_max,
             aliases: None,
         }
+    }
+
+    /// Whether a SUBACK or UNSUBACK (the same layout) with `count` reason codes fits the
+    /// client's Maximum Packet Size.
+    pub(super) fn ack_fits(&self, packet_id: PacketId, count: usize) -> bool {
+        let Some(max) = self.max_packet_size else {
+            return true;
+        };
+        let ack = SubAck {
+            packet_id,
+            properties: AckProperties::default(),
+            reasons: vec![ReasonCode::SUCCESS; count],
+        };
+        encoded_len(&Packet::SubAck(ack), self.version) <= max as usize
     }
 
     /// Whether `d` can be sent within the client's Maximum Packet Size.

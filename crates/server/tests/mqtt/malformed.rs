@@ -105,16 +105,21 @@ async fn v311_malformed_packet_closes_the_connection() {
     still_serves(&b).await;
 }
 
-#[tokio::test]
-async fn oversized_packet_is_refused_before_it_is_read() {
-    let b = TestBroker::with(
+/// A broker that accepts packets of at most 1 KiB.
+async fn small_packets() -> TestBroker {
+    TestBroker::with(
         Default::default(),
         wardgate_server::ConnectionSettings {
             max_packet_size: 1024,
             ..Default::default()
         },
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn oversized_packet_is_refused_before_it_is_read() {
+    let b = small_packets().await;
     // Announces 100 MB and sends nothing more: the broker must not wait for or allocate it.
     let reason = v5_disconnect_reason(&b, &[0x30, 0x80, 0x80, 0x80, 0x30]).await;
     assert_eq!(reason, ReasonCode::PACKET_TOO_LARGE);
@@ -231,14 +236,7 @@ fn v5_connect_bytes(connect: wardgate_protocol::Connect) -> bytes::BytesMut {
 /// oversized packet's body gets no write error and reads the reason code, then a clean close.
 #[tokio::test]
 async fn a_client_still_writing_after_disconnect_reads_the_reason_not_a_reset() {
-    let b = TestBroker::with(
-        Default::default(),
-        wardgate_server::ConnectionSettings {
-            max_packet_size: 1024,
-            ..Default::default()
-        },
-    )
-    .await;
+    let b = small_packets().await;
     let mut first = v5_connect_bytes(wardgate_testkit::client::connect_packet(
         ProtocolVersion::V5,
         "writer",

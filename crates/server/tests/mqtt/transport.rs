@@ -7,20 +7,30 @@ use wardgate_protocol::{ConnAck, DecodeLimits, Packet, ProtocolVersion, QoS, dec
 use wardgate_testkit::broker::TestBroker;
 use wardgate_testkit::client::{RawClient, connect_packet, publish_packet};
 
+/// A WebSocket connection to `/mqtt` offering subprotocol `mqtt`.
+async fn ws_connect(
+    addr: std::net::SocketAddr,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::handshake::client::Response,
+) {
+    let mut req = format!("ws://{addr}/mqtt")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "mqtt".parse().expect("header"));
+    tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade")
+}
+
 #[tokio::test]
 async fn websocket_publish_reaches_a_tcp_subscriber() {
     let b = TestBroker::start().await;
     let (mut sub, _) = RawClient::connect(b.tcp, ProtocolVersion::V5, "tcp-sub").await;
     sub.subscribe("x/#", QoS::AtMostOnce).await;
 
-    let mut req = format!("ws://{}/mqtt", b.ws)
-        .into_client_request()
-        .expect("request");
-    req.headers_mut()
-        .insert("sec-websocket-protocol", "mqtt".parse().expect("header"));
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("upgrade");
+    let (mut ws, resp) = ws_connect(b.ws).await;
     assert_eq!(
         resp.headers()
             .get("sec-websocket-protocol")
@@ -170,14 +180,7 @@ async fn packets_in_the_same_write_as_connect_are_answered_at_once() {
 #[tokio::test]
 async fn packets_in_the_same_websocket_frame_as_connect_are_answered_at_once() {
     let b = TestBroker::start().await;
-    let mut req = format!("ws://{}/mqtt", b.ws)
-        .into_client_request()
-        .expect("request");
-    req.headers_mut()
-        .insert("sec-websocket-protocol", "mqtt".parse().expect("header"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("upgrade");
+    let (mut ws, _) = ws_connect(b.ws).await;
     let bytes = pipelined_with_connect(ProtocolVersion::V5);
     ws.send(Message::Binary(bytes.freeze()))
         .await

@@ -414,6 +414,54 @@ async fn clients_cannot_publish_to_sys() {
     assert_eq!(ack.reason, ReasonCode::SUCCESS);
 }
 
+/// A SUBACK carries a reason code per filter: 30 filters make a 35-byte SUBACK, which a client
+/// whose Maximum Packet Size is 20 may not be sent [MQTT-3.1.2-24]. Nothing is subscribed and the
+/// connection ends with DISCONNECT 0x95, instead of an oversized SUBACK; UNSUBSCRIBE alike.
+#[tokio::test]
+async fn a_suback_larger_than_the_clients_maximum_packet_size_is_not_sent() {
+    let b = TestBroker::start().await;
+    for unsubscribe in [false, true] {
+        let mut c = connect_packet(V, "small-acks", true);
+        c.properties.maximum_packet_size = Some(20);
+        let (mut conn, _) = RawClient::connect_with(b.tcp, c).await;
+        let filters: Vec<_> = (0..30)
+            .map(|i| wardgate_protocol::TopicFilter::new(format!("f/{i}")).expect("filter"))
+            .collect();
+        let packet = if unsubscribe {
+            Packet::Unsubscribe(wardgate_protocol::Unsubscribe {
+                packet_id: wardgate_testkit::client::pid(1),
+                user_properties: Vec::new(),
+                filters,
+            })
+        } else {
+            Packet::Subscribe(wardgate_protocol::Subscribe {
+                packet_id: wardgate_testkit::client::pid(1),
+                subscription_identifier: None,
+                user_properties: Vec::new(),
+                filters: filters
+                    .into_iter()
+                    .map(|f| (f, SubscriptionOptions::new(QoS::AtMostOnce)))
+                    .collect(),
+            })
+        };
+        conn.send(&packet).await;
+        match conn.recv().await {
+            Received::Packet(Packet::Disconnect(d)) => {
+                assert_eq!(d.reason, ReasonCode::PACKET_TOO_LARGE)
+            }
+            other => panic!("unsubscribe {unsubscribe}: {other:?}"),
+        }
+        assert_eq!(
+            b.broker
+                .stats()
+                .subscriptions
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "nothing subscribed"
+        );
+    }
+}
+
 #[tokio::test]
 async fn receive_maximum_limits_unacknowledged_deliveries() {
     let b = TestBroker::start().await;
