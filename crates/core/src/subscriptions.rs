@@ -113,7 +113,13 @@ impl FilterEntry {
     }
 }
 
-#[derive(Debug, Default)]
+/// One level of the wildcard trie.
+///
+/// Every operation on the trie is a loop, never a recursion: a filter may have as many levels
+/// as its 65,535 bytes allow (`/` alone is two levels), and each level is one node, so anything
+/// recursing per level (including the compiler's drop glue and a derived `Debug`) would
+/// overflow the stack at a depth the client chooses.
+#[derive(Default)]
 struct Node {
     children: HashMap<Box<str>, Node>,
     plus: Option<Box<Node>>,
@@ -124,11 +130,44 @@ struct Node {
 }
 
 impl Node {
+    #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.children.is_empty()
             && self.plus.is_none()
             && self.here.is_none()
             && self.hash.is_none()
+    }
+
+    /// Moves this node's children onto `stack`, leaving it without any.
+    fn take_children(&mut self, stack: &mut Vec<Node>) {
+        stack.extend(self.children.drain().map(|(_, child)| child));
+        if let Some(plus) = self.plus.take() {
+            stack.push(*plus);
+        }
+    }
+}
+
+impl Drop for Node {
+    /// Frees the subtree with an explicit stack: each node is dropped after its children were
+    /// taken from it, so the drop glue never goes deeper than one level.
+    fn drop(&mut self) {
+        let mut stack = Vec::new();
+        self.take_children(&mut stack);
+        while let Some(mut node) = stack.pop() {
+            node.take_children(&mut stack);
+        }
+    }
+}
+
+impl std::fmt::Debug for Node {
+    /// A summary, not the subtree (a derived `Debug` would recurse per level).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("children", &self.children.len())
+            .field("plus", &self.plus.is_some())
+            .field("here", &self.here)
+            .field("hash", &self.hash)
+            .finish()
     }
 }
 
@@ -164,8 +203,7 @@ impl SubscriptionIndex {
         session: SessionId,
     ) -> bool {
         let removed = if filter.has_wildcards() {
-            let levels: Vec<&str> = filter.as_str().split('/').collect();
-            remove_wild(&mut self.wild, &levels, group, session)
+            remove_wild(&mut self.wild, filter.as_str(), group, session)
         } else {
             match self.exact.get_mut(filter.as_str()) {
                 Some(entry) => {
@@ -200,9 +238,7 @@ impl SubscriptionIndex {
         if let Some(entry) = self.exact.get(topic) {
             f(entry);
         }
-        let dollar = topic.starts_with('$');
-        let mut levels = topic.split('/');
-        walk(&self.wild, &mut levels, 0, dollar, &mut f);
+        walk(&self.wild, topic, f);
     }
 
     /// The shared group `name` on `filter`, if it exists.
@@ -256,76 +292,120 @@ impl SubscriptionIndex {
     }
 }
 
-fn walk<'a, 't>(
-    node: &'a Node,
-    levels: &mut (impl Iterator<Item = &'t str> + Clone),
-    depth: usize,
-    dollar: bool,
-    f: &mut impl FnMut(&'a FilterEntry),
-) {
-    let wildcard_ok = !(depth == 0 && dollar);
-    if wildcard_ok && let Some(entry) = &node.hash {
-        f(entry);
-    }
-    let Some(level) = levels.next() else {
-        if depth > 0
-            && let Some(entry) = &node.here
-        {
+/// Calls `f` with every entry of the trie under `root` matching `topic`: a depth-first walk
+/// with an explicit stack (children before `+`, as a recursion would visit them). Each trie
+/// node is reached by one path only, so the work is bounded by the trie's size.
+fn walk<'a>(root: &'a Node, topic: &str, mut f: impl FnMut(&'a FilterEntry)) {
+    let dollar = topic.starts_with('$');
+    // (node, the topic's levels not yet matched (None: all matched), whether it is the root).
+    let mut stack: Vec<(&'a Node, Option<&str>, bool)> = vec![(root, Some(topic), true)];
+    while let Some((node, rest, root)) = stack.pop() {
+        // MQTT-4.7.2-1: a leading wildcard doesn't match a `$` topic.
+        let wildcard_ok = !(root && dollar);
+        if wildcard_ok && let Some(entry) = &node.hash {
             f(entry);
         }
-        return;
-    };
-    if let Some(child) = node.children.get(level) {
-        walk(child, &mut levels.clone(), depth + 1, dollar, f);
-    }
-    if wildcard_ok && let Some(plus) = &node.plus {
-        walk(plus, &mut levels.clone(), depth + 1, dollar, f);
+        let Some(rest) = rest else {
+            if !root && let Some(entry) = &node.here {
+                f(entry);
+            }
+            continue;
+        };
+        let (level, next) = match rest.split_once('/') {
+            Some((level, next)) => (level, Some(next)),
+            None => (rest, None),
+        };
+        if wildcard_ok && let Some(plus) = &node.plus {
+            stack.push((plus, next, false));
+        }
+        if let Some(child) = node.children.get(level) {
+            stack.push((child, next, false));
+        }
     }
 }
 
-fn remove_wild(node: &mut Node, levels: &[&str], group: Option<&str>, session: SessionId) -> bool {
-    let Some((first, rest)) = levels.split_first() else {
+/// The child of `node` for one filter level (`+` or a literal).
+fn child_mut<'n>(node: &'n mut Node, level: &str) -> Option<&'n mut Node> {
+    match level {
+        "+" => node.plus.as_deref_mut(),
+        l => node.children.get_mut(l),
+    }
+}
+
+/// Removes `session`'s subscription to the wildcard `filter` from the trie under `root`, then
+/// prunes the nodes left empty. Iterative: one pass down to remove, one (read-only) pass to find
+/// the highest node that only leads to emptiness, one pass down to cut it off.
+fn remove_wild(root: &mut Node, filter: &str, group: Option<&str>, session: SessionId) -> bool {
+    let levels: Vec<&str> = filter.split('/').collect();
+    let Some((last, path)) = levels.split_last() else {
         return false;
     };
-    if *first == "#" {
-        let Some(entry) = node.hash.as_mut() else {
-            return false;
-        };
-        let removed = entry.remove(group, session);
-        if entry.is_empty() {
-            node.hash = None;
-        }
-        return removed;
-    }
-    let child = match *first {
-        "+" => match node.plus.as_deref_mut() {
-            Some(c) => c,
-            None => return false,
-        },
-        l => match node.children.get_mut(l) {
-            Some(c) => c,
-            None => return false,
-        },
-    };
-    let removed = if rest.is_empty() {
-        match child.here.as_mut() {
-            Some(entry) => {
-                let removed = entry.remove(group, session);
-                if entry.is_empty() {
-                    child.here = None;
-                }
-                removed
-            }
-            None => false,
-        }
+    // `path` leads to the node holding the entry: `here` of the last level's node, or `hash` of
+    // the node before a trailing `#`.
+    let (path, hash) = if *last == "#" {
+        (path, true)
     } else {
-        remove_wild(child, rest, group, session)
+        (&levels[..], false)
     };
-    if child.is_empty() {
-        match *first {
-            "+" => node.plus = None,
+    let mut node = &mut *root;
+    for level in path {
+        match child_mut(node, level) {
+            Some(child) => node = child,
+            None => return false,
+        }
+    }
+    let slot = if hash { &mut node.hash } else { &mut node.here };
+    let Some(entry) = slot.as_mut() else {
+        return false;
+    };
+    let removed = entry.remove(group, session);
+    if entry.is_empty() {
+        *slot = None;
+    }
+    // The nodes along `path` (root excluded): the first one from which everything below holds
+    // nothing but the path itself can be cut off with its subtree.
+    let mut cut = None;
+    let mut node = &*root;
+    for (depth, level) in path.iter().enumerate() {
+        let child = match *level {
+            "+" => node.plus.as_deref(),
+            l => node.children.get(l),
+        };
+        let Some(child) = child else {
+            cut = None;
+            break;
+        };
+        let next = path.get(depth + 1);
+        let only_path = child.here.is_none()
+            && child.hash.is_none()
+            && match next {
+                None => child.children.is_empty() && child.plus.is_none(),
+                Some(&"+") => child.children.is_empty(),
+                Some(l) => {
+                    child.plus.is_none()
+                        && child.children.len() == 1
+                        && child.children.contains_key(*l)
+                }
+            };
+        if !only_path {
+            cut = None;
+        } else if cut.is_none() {
+            cut = Some(depth);
+        }
+        node = child;
+    }
+    if let Some(depth) = cut {
+        let mut parent = &mut *root;
+        for level in &path[..depth] {
+            match child_mut(parent, level) {
+                Some(child) => parent = child,
+                None => return removed,
+            }
+        }
+        match path[depth] {
+            "+" => parent.plus = None,
             l => {
-                node.children.remove(l);
+                parent.children.remove(l);
             }
         }
     }
@@ -433,6 +513,64 @@ mod tests {
         assert!(index.group(&filter("t/#"), "g").is_none());
     }
 
+    /// Filters as deep as a topic filter can be (65,535 bytes: up to 65,535 levels) are inserted,
+    /// matched, removed and dropped on a test thread's stack: nothing recurses per level.
+    #[test]
+    fn deepest_filters_insert_match_remove_and_drop_iteratively() {
+        let filters = [
+            format!("{}+", "+/".repeat(32_767)),
+            format!("{}#", "/".repeat(65_533)),
+            format!("{}+", "/".repeat(65_534)),
+            format!("a/{}#", "+/".repeat(32_765)),
+        ];
+        let topics = [
+            format!("{}a", "a/".repeat(32_767)),
+            format!("{}x", "/".repeat(65_534)),
+            "/".repeat(65_535),
+        ];
+        let sessions: Vec<_> = (0..filters.len() as u64).map(session).collect();
+        let mut index = SubscriptionIndex::default();
+        for (f, s) in filters.iter().zip(&sessions) {
+            assert!(!index.insert(&filter(f), None, sub(s)));
+        }
+        for t in &topics {
+            let expected: Vec<u64> = (0..filters.len())
+                .filter(|&i| topic_matches(&filters[i], t))
+                .map(|i| i as u64)
+                .collect();
+            assert!(!expected.is_empty(), "each topic matches something");
+            assert_eq!(matched(&index, t), expected);
+        }
+        for (f, s) in filters.iter().zip(&sessions) {
+            assert!(index.remove(&filter(f), None, s.id()));
+        }
+        assert!(index.is_empty());
+        assert!(index.wild.is_empty(), "trie pruned");
+        // And a deep trie freed whole by its drop glue.
+        for (f, s) in filters.iter().zip(&sessions) {
+            index.insert(&filter(f), None, sub(s));
+        }
+        assert!(!format!("{index:?}").is_empty());
+        drop(index);
+    }
+
+    #[test]
+    fn removal_prunes_only_what_nothing_else_uses() {
+        let mut index = SubscriptionIndex::default();
+        let (a, b) = (session(1), session(2));
+        index.insert(&filter("a/+/c/#"), None, sub(&a));
+        index.insert(&filter("a/+"), None, sub(&b));
+        index.insert(&filter("a/b/+/d"), None, sub(&b));
+        assert!(index.remove(&filter("a/+/c/#"), None, a.id()));
+        assert_eq!(matched(&index, "a/x"), vec![2]);
+        assert_eq!(matched(&index, "a/b/c/d"), vec![2]);
+        assert!(matched(&index, "a/x/c").is_empty());
+        assert!(index.remove(&filter("a/b/+/d"), None, b.id()));
+        assert_eq!(matched(&index, "a/x"), vec![2]);
+        assert!(index.remove(&filter("a/+"), None, b.id()));
+        assert!(index.wild.is_empty(), "trie pruned");
+    }
+
     fn level() -> impl Strategy<Value = String> {
         prop_oneof![
             Just("a".to_string()),
@@ -467,6 +605,45 @@ mod tests {
             // Duplicate filters map to distinct sessions, so every insert is new.
             expected.sort_unstable();
             prop_assert_eq!(matched(&index, &topic), expected);
+        }
+
+        /// Removing any subset keeps the index in agreement with the reference matcher, and
+        /// removing everything leaves an empty trie.
+        #[test]
+        fn removal_agrees_with_reference_matcher(
+            filters in proptest::collection::vec(
+                (proptest::collection::vec(prop_oneof![level(), Just("+".to_string())], 1..4), any::<bool>(), any::<bool>())
+                    .prop_map(|(mut v, hash, keep)| {
+                        if hash { v.push("#".into()); }
+                        let f = v.join("/");
+                        (if f.is_empty() { "a".to_string() } else { f }, keep)
+                    }),
+                1..12),
+            topic in proptest::collection::vec(level(), 1..5).prop_map(|v| v.join("/")),
+        ) {
+            let mut index = SubscriptionIndex::default();
+            let sessions: Vec<_> = (0..filters.len() as u64).map(session).collect();
+            for ((f, _), s) in filters.iter().zip(&sessions) {
+                index.insert(&filter(f), None, sub(s));
+            }
+            let mut expected = Vec::new();
+            for (i, ((f, keep), s)) in filters.iter().zip(&sessions).enumerate() {
+                if *keep {
+                    if topic_matches(f, &topic) {
+                        expected.push(i as u64);
+                    }
+                } else {
+                    prop_assert!(index.remove(&filter(f), None, s.id()));
+                }
+            }
+            prop_assert_eq!(matched(&index, &topic), expected);
+            for ((f, keep), s) in filters.iter().zip(&sessions) {
+                if *keep {
+                    prop_assert!(index.remove(&filter(f), None, s.id()));
+                }
+            }
+            prop_assert!(index.is_empty());
+            prop_assert!(index.wild.is_empty(), "trie pruned");
         }
     }
 }

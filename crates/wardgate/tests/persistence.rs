@@ -609,6 +609,81 @@ async fn state_survives_sigkill() {
     restart_keeps_state(true).await;
 }
 
+/// A persistent session holding a 10,000-level filter (`+/+/…`, about 20 KB), and another whose
+/// expiry passes while the broker is down: the stored filter is restored into the index, a
+/// message queued for it is delivered after the restart, and both sessions end by expiry (the
+/// index removes their filters). The index recursed once per level on each of these and aborted
+/// the process (`thread 'wardgate' has overflowed its stack`, issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_subscription_is_restored_served_and_expired() {
+    let filter = format!("{}+", "+/".repeat(9_999));
+    let topic = format!("{}a", "a/".repeat(9_999));
+    let mut node = Node::new(PERSISTENT);
+    node.start();
+    let addr = node.addr();
+    for (client_id, expiry) in [("deep", 3600), ("deep-expiring", 1)] {
+        let mut c = connect_packet(V, client_id, true);
+        c.properties.session_expiry_interval = Some(expiry);
+        let (mut s, _) = RawClient::connect_with(addr, c).await;
+        let ack = s.subscribe(&filter, QoS::AtLeastOnce).await;
+        assert_eq!(ack.reasons, vec![ReasonCode::GRANTED_QOS_1]);
+        s.disconnect().await;
+    }
+    let (mut p, _) = RawClient::connect(addr, V, "deep-pub").await;
+    match p
+        .publish(&topic, b"queued", QoS::AtLeastOnce, false, 1)
+        .await
+    {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::SUCCESS),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    drop(p);
+    let out = node.stop();
+    assert!(
+        out.status.success(),
+        "graceful exit: {}",
+        tail(&out.stdout, 20)
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    node.start();
+
+    // Restored: the queued message, then a new one through the restored subscription.
+    let mut c = connect_packet(V, "deep", false);
+    c.properties.session_expiry_interval = Some(1);
+    let (mut s, ack) = RawClient::connect_with(addr, c).await;
+    assert!(
+        ack.session_present,
+        "the session survived: {}",
+        tail(&node.logs(), 20)
+    );
+    let got = s.publish_received().await;
+    assert_eq!(&got.payload[..], b"queued");
+    s.puback(got.packet_id.expect("QoS 1")).await;
+    let (mut p, _) = RawClient::connect(addr, V, "deep-pub").await;
+    p.publish(&topic, b"live", QoS::AtMostOnce, false, 0).await;
+    assert_eq!(&s.publish_received().await.payload[..], b"live");
+    // Expiry (1 s after this disconnect) ends the session and removes its filter.
+    s.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let mut c = connect_packet(V, "deep", false);
+    c.properties.session_expiry_interval = Some(0);
+    let (_, ack) = RawClient::connect_with(addr, c).await;
+    assert!(!ack.session_present, "the session expired");
+    p.send(&Packet::PingReq).await;
+    assert_eq!(p.packet().await, Packet::PingResp);
+    let out = node.stop();
+    assert!(
+        out.status.success(),
+        "graceful exit: {}",
+        tail(&out.stdout, 20)
+    );
+    assert!(
+        !node.logs().contains("overflowed"),
+        "{}",
+        tail(&node.logs(), 20)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Damage.
 

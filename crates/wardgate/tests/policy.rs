@@ -350,3 +350,85 @@ fn denials_on_the_wire_for_each_packet_and_protocol_version() {
         "denials are logged with the topic:\n{log}"
     );
 }
+
+/// Alice may publish and subscribe under `a/alice/#` only.
+const PREFIX_POLICY: &str = r##"apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata:
+  name: prefix
+  namespace: azure-iot-operations
+spec:
+  authorizationPolicies:
+    cache: Enabled
+    rules:
+    - principals: {usernames: [alice]}
+      brokerResources:
+      - method: Connect
+      - {method: Publish, topics: ["a/alice/#"]}
+      - {method: Subscribe, topics: ["a/alice/#"]}
+"##;
+
+/// A filter of 10,000 levels under a granted prefix (`a/alice/+/+/…` with the grant
+/// `a/alice/#`) is authorized, matched by a PUBLISH, unsubscribed, and dropped with its session
+/// by the real binary, whose runtime workers have the default 2 MiB stack: each step recursed
+/// once per level and aborted the process (issue 15). A deep filter outside the grant is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deep_filter_under_a_granted_prefix_is_served_without_crashing() {
+    let mut node = Node::empty();
+    let passwords = node.root().join("passwords.toml");
+    passwd(&passwords, "alice", "a-secret", &[]);
+    node.write_config("passwords.yaml", &passwords_secret("passwords", &passwords));
+    node.write_config("policy.yaml", PREFIX_POLICY);
+    node.write_config(
+        "auth.yaml",
+        &format!(
+            "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: users\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: UsernamePassword\n    usernamePasswordSettings:\n      secretRef: passwords\n---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {}\n    protocol: Mqtt\n    authenticationRef: users\n    authorizationRef: prefix\n",
+            node.port
+        ),
+    );
+    node.start();
+    let addr = node.addr();
+    let filter = format!("a/alice/{}+", "+/".repeat(9_997));
+    let topic = format!("a/alice/{}x", "x/".repeat(9_997));
+    let mut c = connect("alice", "a-secret");
+    c.client_id = "alice-sub".into();
+    let (mut s, ack) = RawClient::connect_with(addr, c).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    assert_eq!(
+        s.subscribe(&filter, QoS::AtLeastOnce).await.reasons,
+        vec![ReasonCode::GRANTED_QOS_1]
+    );
+    assert_eq!(
+        s.subscribe(&format!("a/bob/{}+", "+/".repeat(9_997)), QoS::AtLeastOnce)
+            .await
+            .reasons,
+        vec![ReasonCode::NOT_AUTHORIZED]
+    );
+    let mut c = connect("alice", "a-secret");
+    c.client_id = "alice-pub".into();
+    let (mut p, _) = RawClient::connect_with(addr, c).await;
+    match p.publish(&topic, b"deep", QoS::AtLeastOnce, false, 1).await {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::SUCCESS),
+        other => panic!("expected PUBACK, got {other:?}\n{}", node.logs()),
+    }
+    let got = s.publish_received().await;
+    assert_eq!(&got.payload[..], b"deep");
+    s.puback(got.packet_id.expect("QoS 1")).await;
+    let unsub = wardgate_protocol::Unsubscribe {
+        packet_id: wardgate_testkit::client::pid(2),
+        user_properties: Vec::new(),
+        filters: vec![wardgate_protocol::TopicFilter::new(&filter).expect("valid")],
+    };
+    s.send(&Packet::Unsubscribe(unsub)).await;
+    match s.packet().await {
+        Packet::UnsubAck(a) => assert_eq!(a.reasons, vec![ReasonCode::SUCCESS]),
+        other => panic!("expected UNSUBACK, got {other:?}"),
+    }
+    // Subscribed again, then dropped with the (clean) session.
+    s.subscribe(&filter, QoS::AtLeastOnce).await;
+    s.disconnect().await;
+    p.send(&Packet::PingReq).await;
+    assert_eq!(p.packet().await, Packet::PingResp, "{}", node.logs());
+    let out = node.stop();
+    assert!(out.status.success(), "graceful exit:\n{out}");
+}

@@ -1,6 +1,7 @@
 //! The broker over real sockets, driven by the raw test client for exact packet-level
 //! assertions. Files are split by topic and MQTT version.
 
+mod deep_topics;
 mod durable;
 mod limits;
 mod malformed;
