@@ -1202,8 +1202,15 @@ impl Broker {
                 }
             }
         }
+        // A member whose queue is full drops what it is handed: counted as any drop.
+        let mut result = RouteResult::default();
         for (target, delivery) in moved {
-            target.enqueue(delivery);
+            self.count(&mut result, &target, target.enqueue(delivery));
+        }
+        if result.dropped > 0 {
+            self.stats
+                .publish_dropped
+                .fetch_add(result.dropped as u64, Ordering::Relaxed);
         }
     }
 

@@ -538,6 +538,45 @@ fn queue_bytes_limit_drops_new_or_oldest_and_counts_in_flight() {
     assert_eq!((s.session.queued_len(), s.session.dropped()), (1, 1));
 }
 
+/// Every drop is counted: shared-subscription messages a disconnecting member hands to a
+/// member whose queue is full are dropped there, and counted as the publish-time drops are.
+#[test]
+fn shared_messages_handed_to_a_full_member_are_counted_as_dropped() {
+    let broker = Broker::new(BrokerSettings {
+        queue: QueueLimits {
+            max_queued: 1,
+            ..QueueLimits::default()
+        },
+        ..BrokerSettings::default()
+    });
+    let now = Instant::now();
+    let mut pa = params("a", true, 0, None);
+    pa.receive_maximum = 10;
+    let a = broker.connect(pa, now);
+    let b = broker.connect(params("b", true, 0, None), now);
+    for s in [&a, &b] {
+        broker.subscribe(
+            &s.session,
+            &filter("$share/g/t"),
+            opts(QoS::AtLeastOnce),
+            None,
+            now,
+        );
+    }
+    for payload in ["1", "2", "3", "4"] {
+        broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+        // `a` takes its messages in flight; `b` reads nothing.
+        drain(&a.session);
+    }
+    assert_eq!(a.session.inflight_len(), 2);
+    broker.disconnect(&a.session, a.generation, Disconnect::Lost, now);
+    // `b` holds one message and dropped the others: the one at publish time and the two from `a`.
+    assert_eq!((b.session.queued_len(), b.session.dropped()), (1, 3));
+    let drops = &broker.stats().drops;
+    assert_eq!(drops.queue_full.load(Ordering::Relaxed), 3);
+    assert_eq!(broker.stats().publish_dropped.load(Ordering::Relaxed), 3);
+}
+
 #[test]
 fn expired_messages_are_not_delivered() {
     let broker = Broker::new(BrokerSettings::default());
