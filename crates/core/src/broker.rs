@@ -18,7 +18,7 @@ use wardgate_protocol::{
 };
 
 use crate::budget::{Budget, Charge};
-use crate::message::{Delivery, Message, SharedRef};
+use crate::message::{Delivery, Message, SharedRef, will_weight};
 use crate::retained::RetainedStore;
 use crate::session::{
     Enqueued, QueueLimits, Session, SessionEntryCheck, SessionId, SubscriptionEntry, Wake, stored,
@@ -26,6 +26,9 @@ use crate::session::{
 use crate::stats::Stats;
 use crate::store::{Op, PersistenceSettings, Recovered, Store, Ticket};
 use crate::subscriptions::{Subscriber, SubscriptionIndex};
+
+/// How often, at most, [`Broker::admit`] trims slow consumers' queues for the memory budget.
+pub const RECLAIM_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Broker-wide settings the core enforces.
 #[derive(Debug, Clone)]
@@ -168,6 +171,8 @@ pub struct Broker {
     next_session: AtomicU64,
     started: Instant,
     last_sys: Mutex<Option<Instant>>,
+    /// When slow consumers' queues were last trimmed for the memory budget ([`Broker::reclaim`]).
+    last_reclaim: Mutex<Option<Instant>>,
     sys_source: Mutex<Option<SysSource>>,
 }
 
@@ -216,6 +221,7 @@ impl Broker {
             next_session: AtomicU64::new(1),
             started: Instant::now(),
             last_sys: Mutex::new(None),
+            last_reclaim: Mutex::new(None),
             sys_source: Mutex::new(None),
         }
     }
@@ -261,11 +267,66 @@ impl Broker {
         } else {
             (75, &drops.memory_budget)
         };
-        if self.budget.would_pass(bytes, percent) {
+        if self.budget.would_pass(bytes, percent) && !self.reclaim(bytes, percent) {
             counter.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::MemoryBudget);
         }
         Ok(())
+    }
+
+    /// Whether a CONNECT's will may be held: a will becomes a message its session queues, so it
+    /// may take at most what a session may hold ([`QueueLimits::max_queued_bytes`]; payload,
+    /// topic and properties, [`will_weight`]). A refusal (CONNACK 0x97) is counted here.
+    pub fn admit_will(&self, will: &Will) -> bool {
+        let fits = will_weight(will) <= self.settings.load().queue.max_queued_bytes;
+        if !fits {
+            self.stats
+                .drops
+                .will_too_large
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        fits
+    }
+
+    /// A slow consumer pays for its own backlog, not the other clients: when the memory budget
+    /// is past a threshold, the queues of the sessions that are not being drained (stalled, or
+    /// without a connection) are trimmed, each to an equal part of a quarter of the budget, by
+    /// their overflow policy, before a new message is refused. In-flight copies are never
+    /// dropped. At most once per [`RECLAIM_INTERVAL`] (it visits every session). Returns
+    /// whether `bytes` more now stay within `percent`.
+    fn reclaim(&self, bytes: u64, percent: u64) -> bool {
+        let now = Instant::now();
+        {
+            let mut last = self.last_reclaim.lock();
+            if last.is_some_and(|t| now.saturating_duration_since(t) < RECLAIM_INTERVAL) {
+                return false;
+            }
+            *last = Some(now);
+        }
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        let slow: Vec<(u64, Arc<Session>)> = sessions
+            .into_iter()
+            .filter_map(|s| s.reclaimable(now).map(|held| (held, s)))
+            .collect();
+        if slow.is_empty() {
+            return false;
+        }
+        let share = self.budget.limit() / 4 / slow.len() as u64;
+        let shed: u64 = slow
+            .iter()
+            .filter(|(held, _)| *held > share)
+            .map(|(_, s)| s.shed_to(share))
+            .sum();
+        if shed > 0 {
+            self.stats
+                .drops
+                .reclaimed
+                .fetch_add(shed, Ordering::Relaxed);
+            self.stats
+                .publish_dropped
+                .fetch_add(shed, Ordering::Relaxed);
+        }
+        !self.budget.would_pass(bytes, percent)
     }
 
     /// Counters for `$SYS` and metrics.
@@ -778,10 +839,7 @@ impl Broker {
         }
         let charges: Vec<Arc<Charge>> = messages
             .iter()
-            .map(|m| {
-                self.budget
-                    .charge((m.payload.len() + m.topic.as_str().len()) as u64)
-            })
+            .map(|m| self.budget.charge(m.weight()))
             .collect();
         if overlapping && targets.len() > 1 {
             // Overlapping subscriptions of one session: one copy, highest QoS, every identifier
@@ -847,9 +905,11 @@ impl Broker {
                 dropped_oldest,
             } => {
                 result.delivered += 1;
-                if dropped_oldest {
-                    result.dropped += 1;
-                    drops.queue_oldest.fetch_add(1, Ordering::Relaxed);
+                if dropped_oldest > 0 {
+                    result.dropped += dropped_oldest;
+                    drops
+                        .queue_oldest
+                        .fetch_add(dropped_oldest as u64, Ordering::Relaxed);
                 }
                 if congested && result.congested.is_none() {
                     result.congested = Some(session.clone());
@@ -960,9 +1020,7 @@ impl Broker {
                 .messages
                 .into_iter()
                 .map(|m| {
-                    let charge = self
-                        .budget
-                        .charge((m.message.payload.len() + m.message.topic.as_str().len()) as u64);
+                    let charge = self.budget.charge(m.message.weight());
                     let delivery = Delivery {
                         message: Arc::new(m.message),
                         qos: m.qos,
@@ -1144,8 +1202,15 @@ impl Broker {
                 }
             }
         }
+        // A member whose queue is full drops what it is handed: counted as any drop.
+        let mut result = RouteResult::default();
         for (target, delivery) in moved {
-            target.enqueue(delivery);
+            self.count(&mut result, &target, target.enqueue(delivery));
+        }
+        if result.dropped > 0 {
+            self.stats
+                .publish_dropped
+                .fetch_add(result.dropped as u64, Ordering::Relaxed);
         }
     }
 

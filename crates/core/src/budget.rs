@@ -29,6 +29,11 @@ impl Budget {
         self.limit.store(limit, Ordering::Relaxed);
     }
 
+    /// The limit in bytes.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
     /// Bytes charged now.
     pub(crate) fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
@@ -58,6 +63,13 @@ impl Budget {
 pub(crate) struct Charge {
     bytes: u64,
     budget: Arc<Budget>,
+}
+
+impl Charge {
+    /// The bytes this charge holds.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
 }
 
 impl std::fmt::Debug for Charge {

@@ -3,12 +3,16 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wardgate_protocol::{PublishProperties, QoS, TopicName};
+use wardgate_protocol::{PublishProperties, QoS, TopicName, Will};
 
 use std::sync::Arc;
 
 use crate::budget::Charge;
 use crate::session::SessionId;
+
+/// What one user property costs in memory beyond its key and value bytes: the `(String, String)`
+/// slot in its vector and the two heap allocations' rounding and bookkeeping.
+pub const PROPERTY_OVERHEAD: usize = 80;
 
 /// A published application message, immutable once routed.
 ///
@@ -49,10 +53,55 @@ impl Message {
         })
     }
 
+    /// The bytes the memory budget charges for this message: its payload and topic, and the data
+    /// of its properties with [`PROPERTY_OVERHEAD`] for each user property (two heap strings in
+    /// a vector: a packet of many tiny user properties costs several times its size in memory).
+    pub fn weight(&self) -> u64 {
+        let p = &self.properties;
+        let properties = properties_weight(
+            &p.user_properties,
+            p.response_topic.as_ref(),
+            p.correlation_data.as_ref(),
+            p.content_type.as_ref(),
+        );
+        (self.payload.len() + self.topic.as_str().len() + properties) as u64
+    }
+
     /// Computes the absolute expiry from a Message Expiry Interval in seconds.
     pub fn expiry_from(now: Instant, interval: Option<u32>) -> Option<Instant> {
         interval.map(|secs| now + Duration::from_secs(u64::from(secs)))
     }
+}
+
+/// What a will costs in memory while its session holds it, as [`Message::weight`] counts the
+/// message it becomes.
+pub fn will_weight(will: &Will) -> u64 {
+    let p = &will.properties;
+    let properties = properties_weight(
+        &p.user_properties,
+        p.response_topic.as_ref(),
+        p.correlation_data.as_ref(),
+        p.content_type.as_ref(),
+    );
+    (will.payload.len() + will.topic.as_str().len() + properties) as u64
+}
+
+/// The memory the properties of a message hold: their data, and [`PROPERTY_OVERHEAD`] for each
+/// user property.
+fn properties_weight(
+    users: &[(String, String)],
+    response_topic: Option<&TopicName>,
+    correlation_data: Option<&Bytes>,
+    content_type: Option<&String>,
+) -> usize {
+    let users: usize = users
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + PROPERTY_OVERHEAD)
+        .sum();
+    users
+        + response_topic.map_or(0, |t| t.as_str().len())
+        + correlation_data.map_or(0, Bytes::len)
+        + content_type.map_or(0, String::len)
 }
 
 /// One message queued for one session, with what that subscription decided about it.
@@ -70,13 +119,21 @@ pub struct Delivery {
     /// handed to another member if this one goes away before acknowledging it.
     pub shared: Option<SharedRef>,
     /// The message's share of the in-flight PUBLISH budget, released with the last copy.
-    #[expect(
-        dead_code,
-        reason = "held for its Drop, which gives the bytes back to the budget"
-    )]
     pub(crate) charge: Option<Arc<Charge>>,
     /// Its key in the session's stored queue; 0 when it is not stored.
     pub(crate) seq: u64,
+}
+
+impl Delivery {
+    /// The bytes this copy counts against its session's `max_queued_bytes`: its message's
+    /// charge to the memory budget (none for copies not charged, such as retained messages sent
+    /// on subscribe, which the retained store holds anyway), and its own subscription
+    /// identifiers (one per matching subscription: a session with thousands of overlapping
+    /// subscriptions makes every copy that large).
+    pub(crate) fn bytes(&self) -> u64 {
+        let ids = (self.subscription_ids.len() * std::mem::size_of::<u32>()) as u64;
+        self.charge.as_ref().map_or(0, |c| c.bytes()) + ids
+    }
 }
 
 /// The shared subscription group a delivery was chosen for.

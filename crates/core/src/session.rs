@@ -77,6 +77,12 @@ pub enum QueueOverflow {
 pub struct QueueLimits {
     /// Hard bound on queued (not yet inflight) messages; past it `overflow` applies.
     pub max_queued: usize,
+    /// Hard bound on the bytes of the session's queued and in-flight copies, as charged to the
+    /// broker's memory budget (payload, topic, properties; [`crate::Message::weight`]); past it
+    /// `overflow` applies. A queue with nothing queued still takes one message, however large.
+    /// It keeps one subscriber that stops reading from filling the broker-wide budget, which
+    /// would refuse everyone's messages (`u64::MAX`: no bound but the budget).
+    pub max_queued_bytes: u64,
     /// Above this many queued messages the session reports itself congested, so publishers slow down.
     pub congestion_threshold: usize,
     /// What to drop when the queue is full.
@@ -87,6 +93,7 @@ impl Default for QueueLimits {
     fn default() -> Self {
         Self {
             max_queued: 100_000,
+            max_queued_bytes: u64::MAX,
             congestion_threshold: 2_000,
             overflow: QueueOverflow::DropNew,
         }
@@ -96,14 +103,15 @@ impl Default for QueueLimits {
 /// The result of offering a message to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
-    /// Queued (or replaced the oldest under `DropOldest`, which counts one drop).
+    /// Queued (after dropping `dropped_oldest` of the oldest under `DropOldest`: one to stay
+    /// within `max_queued`, or as many as `max_queued_bytes` needs).
     Queued {
         congested: bool,
-        dropped_oldest: bool,
+        dropped_oldest: usize,
     },
     /// Dropped: QoS 0 to an offline session.
     DroppedOffline,
-    /// Dropped: the queue is full and the policy keeps old messages.
+    /// Dropped: the queue is full (in messages or in bytes) and the policy keeps old messages.
     DroppedFull,
 }
 
@@ -213,6 +221,9 @@ pub(crate) struct SessionState {
     link: Option<Link>,
     pub(crate) subscriptions: HashMap<TopicFilter, SubscriptionEntry>,
     queue: VecDeque<Delivery>,
+    /// The bytes of `queue` and `inflight` ([`Delivery::bytes`]), bounded by
+    /// `limits.max_queued_bytes`.
+    held_bytes: u64,
     /// Outbound QoS 1/2 flows in the order they were sent (the order of redelivery).
     inflight: VecDeque<Inflight>,
     /// The packet ids of `inflight`, for allocating a free one.
@@ -281,6 +292,7 @@ impl Session {
                 link: None,
                 subscriptions: HashMap::new(),
                 queue: VecDeque::new(),
+                held_bytes: 0,
                 inflight: VecDeque::new(),
                 inflight_ids: HashSet::default(),
                 next_packet_id: 1,
@@ -433,6 +445,7 @@ impl Session {
         let mut last_id = 0;
         for (delivery, inflight) in messages {
             st.next_seq = st.next_seq.max(delivery.seq + 1);
+            st.held_bytes += delivery.bytes();
             match inflight {
                 Some((packet_id, state)) if st.inflight_ids.insert(packet_id.get()) => {
                     last_id = last_id.max(packet_id.get());
@@ -595,8 +608,9 @@ impl Session {
             st.dropped += 1;
             return Enqueued::DroppedOffline;
         }
-        let mut dropped_oldest = false;
-        if st.queue.len() >= st.limits.max_queued {
+        let mut dropped_oldest = 0;
+        let bytes = delivery.bytes();
+        while st.is_full(bytes) {
             match st.limits.overflow {
                 QueueOverflow::DropNew => {
                     st.dropped += 1;
@@ -610,16 +624,18 @@ impl Session {
                     return Enqueued::DroppedFull;
                 }
                 QueueOverflow::DropOldest => {
-                    if let Some(old) = st.queue.pop_front()
-                        && old.seq != 0
-                    {
+                    let Some(old) = st.queue.pop_front() else {
+                        break;
+                    };
+                    st.held_bytes -= old.bytes();
+                    if old.seq != 0 {
                         self.write_background(&[Op::Dequeue {
                             session: self.id,
                             seq: old.seq,
                         }]);
                     }
                     st.dropped += 1;
-                    dropped_oldest = true;
+                    dropped_oldest += 1;
                 }
             }
         }
@@ -634,10 +650,10 @@ impl Session {
                 delivery: stored(&delivery),
             }]);
         }
+        st.held_bytes += bytes;
         st.queue.push_back(delivery);
-        let congested = st.link.is_some()
-            && st.queue.len() > st.limits.congestion_threshold
-            && st.last_drain.elapsed() < STALLED_AFTER;
+        let congested =
+            st.link.is_some() && st.is_congested() && st.last_drain.elapsed() < STALLED_AFTER;
         Enqueued::Queued {
             congested,
             dropped_oldest,
@@ -649,10 +665,7 @@ impl Session {
     /// the queue is already below it.
     pub fn wait_for_space(&self, waker: Arc<dyn Wake>) -> bool {
         let mut st = self.state.lock();
-        if st.link.is_none()
-            || st.queue.len() <= st.limits.congestion_threshold
-            || st.last_drain.elapsed() >= STALLED_AFTER
-        {
+        if st.link.is_none() || !st.is_congested() || st.last_drain.elapsed() >= STALLED_AFTER {
             return false;
         }
         st.space_waiters.push(waker);
@@ -782,6 +795,9 @@ impl Session {
                 return false;
             }
             let done = st.inflight.remove(pos);
+            if let Some(done) = &done {
+                st.held_bytes -= done.delivery.bytes();
+            }
             if let Some(done) = &done
                 && done.delivery.seq != 0
             {
@@ -852,6 +868,49 @@ impl Session {
         self.state.lock().dropped
     }
 
+    /// The bytes this session holds in its queue when it is a slow consumer — connected but
+    /// stalled (it took nothing for [`STALLED_AFTER`]), or without a connection — and has
+    /// something queued; `None` for a session that is being drained, or has nothing queued.
+    pub(crate) fn reclaimable(&self, now: Instant) -> Option<u64> {
+        let st = self.state.lock();
+        let idle =
+            st.link.is_none() || now.saturating_duration_since(st.last_drain) >= STALLED_AFTER;
+        (idle && !st.queue.is_empty()).then_some(st.held_bytes)
+    }
+
+    /// Drops queued (never in-flight) copies until the session holds at most `share` bytes or
+    /// has nothing queued, from the end its overflow policy drops first: the newest under
+    /// `DropNew`, the oldest under `DropOldest`. Returns how many were dropped.
+    pub(crate) fn shed_to(&self, share: u64) -> u64 {
+        let mut gone = Vec::new();
+        let shed = {
+            let mut st = self.state.lock();
+            let mut shed = 0;
+            while st.held_bytes > share {
+                let old = match st.limits.overflow {
+                    QueueOverflow::DropNew => st.queue.pop_back(),
+                    QueueOverflow::DropOldest => st.queue.pop_front(),
+                };
+                let Some(old) = old else { break };
+                st.held_bytes -= old.bytes();
+                if old.seq != 0 {
+                    let ops = [Op::Dequeue {
+                        session: self.id,
+                        seq: old.seq,
+                    }];
+                    self.write_background(&ops);
+                }
+                shed += 1;
+                // Dropped after the lock is released (the last copy frees its message).
+                gone.push(old);
+            }
+            st.dropped += shed;
+            shed
+        };
+        drop(gone);
+        shed
+    }
+
     /// Takes every queued and inflight QoS 1/2 delivery that came through a shared subscription,
     /// so the broker can hand them to another member of the group.
     pub(crate) fn take_shared_deliveries(&self) -> Vec<Delivery> {
@@ -877,6 +936,7 @@ impl Session {
                 true
             }
         });
+        st.held_bytes -= taken.iter().map(Delivery::bytes).sum::<u64>();
         // They leave this session's stored queue; whoever takes them stores them anew.
         let ops: Vec<Op<'_>> = taken
             .iter()
@@ -896,6 +956,29 @@ impl Session {
 }
 
 impl SessionState {
+    /// Whether a copy of `bytes` finds the queue full: `max_queued` messages queued, or the
+    /// copy would take the session's queued and in-flight bytes past `max_queued_bytes` while
+    /// something is queued (an empty queue takes one message, however large).
+    fn is_full(&self, bytes: u64) -> bool {
+        self.queue.len() >= self.limits.max_queued
+            || (!self.queue.is_empty()
+                && self.held_bytes.saturating_add(bytes) > self.limits.max_queued_bytes)
+    }
+
+    /// Whether publishers should wait for this queue: more than `congestion_threshold`
+    /// messages, or more than half of `max_queued_bytes`, are queued.
+    fn is_congested(&self) -> bool {
+        self.queue.len() > self.limits.congestion_threshold
+            || self.held_bytes > self.limits.max_queued_bytes / 2
+    }
+
+    /// Whether a congested queue has drained enough to wake the publishers waiting for it: to
+    /// half of its congestion thresholds.
+    fn has_drained(&self) -> bool {
+        self.queue.len() <= self.limits.congestion_threshold / 2
+            && self.held_bytes <= self.limits.max_queued_bytes / 4
+    }
+
     /// Where the flow with `packet_id` sits in `inflight`. Packet ids are allocated in sequence
     /// and acknowledgements mostly come in order, so the id's distance from the first flow's id
     /// is almost always its position (one less after the ids wrapped past 0, which is never
@@ -961,8 +1044,14 @@ impl Session {
             let Some(delivery) = st.queue.pop_front() else {
                 break;
             };
-            if delivery.message.is_expired(now) || !sink.fits(&delivery) {
-                let counter = if delivery.message.is_expired(now) {
+            let expired = delivery.message.is_expired(now);
+            let unsendable = expired || !sink.fits(&delivery);
+            if unsendable || delivery.qos == QoS::AtMostOnce {
+                // It leaves the session now (a QoS 1/2 copy sent stays held while in flight).
+                st.held_bytes -= delivery.bytes();
+            }
+            if unsendable {
+                let counter = if expired {
                     &stats.drops.expired
                 } else {
                     &stats.drops.too_large
@@ -1020,7 +1109,7 @@ impl Session {
         if taken > 0 {
             st.last_drain = now;
         }
-        if !st.space_waiters.is_empty() && st.queue.len() <= st.limits.congestion_threshold / 2 {
+        if !st.space_waiters.is_empty() && st.has_drained() {
             for w in st.space_waiters.drain(..) {
                 w.wake();
             }

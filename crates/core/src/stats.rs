@@ -53,11 +53,17 @@ pub struct Drops {
     /// A new QoS 1/2 message refused with 0x97: the store is past `persistence.maxSize` (QoS 0
     /// messages are not stored, so they still flow).
     pub store_full: AtomicU64,
+    /// A queued copy of a stalled or offline session dropped to bring the memory budget back
+    /// under its threshold, so that the other clients' messages are not refused.
+    pub reclaimed: AtomicU64,
+    /// A CONNECT refused (0x97) because its will would take more memory than a session may
+    /// hold (`QueueLimits::max_queued_bytes`).
+    pub will_too_large: AtomicU64,
 }
 
 impl Drops {
     /// Every counter with its reason label, for metrics.
-    pub fn by_reason(&self) -> [(&'static str, u64); 8] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 10] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("queue_full", get(&self.queue_full)),
@@ -68,6 +74,8 @@ impl Drops {
             ("memory_budget", get(&self.memory_budget)),
             ("memory_budget_qos0", get(&self.memory_budget_qos0)),
             ("store_full", get(&self.store_full)),
+            ("memory_reclaim", get(&self.reclaimed)),
+            ("will_too_large", get(&self.will_too_large)),
         ]
     }
 }

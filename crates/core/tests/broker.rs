@@ -459,6 +459,7 @@ fn queue_limit_drops_new_or_oldest_and_counts() {
                 max_queued: 2,
                 congestion_threshold: 1,
                 overflow,
+                ..QueueLimits::default()
             },
             ..BrokerSettings::default()
         };
@@ -475,6 +476,105 @@ fn queue_limit_drops_new_or_oldest_and_counts() {
         assert_eq!(s.session.dropped(), 1);
         assert_eq!(drain(&s.session)[0].0, expect_first);
     }
+}
+
+/// A session's queued and in-flight copies are bounded in bytes too: past `max_queued_bytes`
+/// its overflow policy drops the new message or as many of the oldest as it takes (each
+/// counted), in-flight copies count until acknowledged, and an empty queue takes one message
+/// however large.
+#[test]
+fn queue_bytes_limit_drops_new_or_oldest_and_counts_in_flight() {
+    // Each message is its 100-byte payload and its 1-byte topic.
+    let payload: &'static str = Box::leak("x".repeat(100).into_boxed_str());
+    for overflow in [QueueOverflow::DropNew, QueueOverflow::DropOldest] {
+        let settings = BrokerSettings {
+            queue: QueueLimits {
+                max_queued_bytes: 350,
+                overflow,
+                ..QueueLimits::default()
+            },
+            ..BrokerSettings::default()
+        };
+        let broker = Broker::new(settings);
+        let now = Instant::now();
+        let mut p = params("s", true, 0, None);
+        p.receive_maximum = 1;
+        let s = broker.connect(p, now);
+        broker.subscribe(&s.session, &filter("t"), opts(QoS::AtLeastOnce), None, now);
+        for _ in 0..5 {
+            broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+        }
+        // 3 x 101 bytes fit in 350.
+        assert_eq!((s.session.queued_len(), s.session.dropped()), (3, 2));
+        // One goes in flight: it still counts, so the queue takes no more.
+        assert_eq!(drain(&s.session).len(), 1);
+        broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+        assert_eq!(s.session.queued_len() + s.session.inflight_len(), 3);
+        assert_eq!(s.session.dropped(), 3);
+        // Acknowledged, it makes room for one.
+        assert!(s.session.puback(PacketId::new(1).expect("id")));
+        broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+        assert_eq!(s.session.queued_len(), 3);
+        let drops = &broker.stats().drops;
+        let counted = match overflow {
+            QueueOverflow::DropNew => drops.queue_full.load(Ordering::Relaxed),
+            QueueOverflow::DropOldest => drops.queue_oldest.load(Ordering::Relaxed),
+        };
+        assert_eq!(counted, 3, "{overflow:?}");
+    }
+    // An empty queue takes a message larger than the bound.
+    let broker = Broker::new(BrokerSettings {
+        queue: QueueLimits {
+            max_queued_bytes: 10,
+            ..QueueLimits::default()
+        },
+        ..BrokerSettings::default()
+    });
+    let now = Instant::now();
+    let s = broker.connect(params("big", true, 0, None), now);
+    broker.subscribe(&s.session, &filter("t"), opts(QoS::AtMostOnce), None, now);
+    broker.publish(msg("t", payload, QoS::AtMostOnce, false));
+    broker.publish(msg("t", payload, QoS::AtMostOnce, false));
+    assert_eq!((s.session.queued_len(), s.session.dropped()), (1, 1));
+}
+
+/// Every drop is counted: shared-subscription messages a disconnecting member hands to a
+/// member whose queue is full are dropped there, and counted as the publish-time drops are.
+#[test]
+fn shared_messages_handed_to_a_full_member_are_counted_as_dropped() {
+    let broker = Broker::new(BrokerSettings {
+        queue: QueueLimits {
+            max_queued: 1,
+            ..QueueLimits::default()
+        },
+        ..BrokerSettings::default()
+    });
+    let now = Instant::now();
+    let mut pa = params("a", true, 0, None);
+    pa.receive_maximum = 10;
+    let a = broker.connect(pa, now);
+    let b = broker.connect(params("b", true, 0, None), now);
+    for s in [&a, &b] {
+        broker.subscribe(
+            &s.session,
+            &filter("$share/g/t"),
+            opts(QoS::AtLeastOnce),
+            None,
+            now,
+        );
+    }
+    for payload in ["1", "2", "3", "4"] {
+        broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+        // `a` takes its messages in flight; `b` reads nothing.
+        drain(&a.session);
+    }
+    assert_eq!(a.session.inflight_len(), 2);
+    broker.disconnect(&a.session, a.generation, Disconnect::Lost, now);
+    // `b` holds one message and dropped the others: the one at publish time and the two from `a`.
+    assert_eq!((b.session.queued_len(), b.session.dropped()), (1, 3));
+    let drops = &broker.stats().drops;
+    assert_eq!(drops.queue_full.load(Ordering::Relaxed), 3);
+    assert_eq!(broker.stats().publish_dropped.load(Ordering::Relaxed), 3);
 }
 
 #[test]
@@ -617,6 +717,7 @@ fn a_run_of_messages_is_routed_as_one_by_one() {
             max_queued: 4,
             congestion_threshold: 100,
             overflow: QueueOverflow::DropNew,
+            ..QueueLimits::default()
         },
         ..BrokerSettings::default()
     };

@@ -35,6 +35,13 @@ pub enum DecodeError {
     /// The Payload Format Indicator says UTF-8 but the payload is not valid UTF-8 [MQTT-3.3.2-4].
     #[error("payload format indicator is 1 but the payload is not valid UTF-8")]
     PayloadFormatInvalid,
+    /// One property set carries more User Properties than the broker keeps
+    /// ([`crate::MAX_USER_PROPERTIES`]): an implementation limit, Quota exceeded.
+    #[error("more than {max} user properties in one packet")]
+    TooManyUserProperties {
+        /// The limit it broke.
+        max: usize,
+    },
 }
 
 impl DecodeError {
@@ -50,6 +57,7 @@ impl DecodeError {
             DecodeError::TopicNameInvalid(_) => ReasonCode::TOPIC_NAME_INVALID,
             DecodeError::TopicFilterInvalid(_) => ReasonCode::TOPIC_FILTER_INVALID,
             DecodeError::PayloadFormatInvalid => ReasonCode::PAYLOAD_FORMAT_INVALID,
+            DecodeError::TooManyUserProperties { .. } => ReasonCode::QUOTA_EXCEEDED,
         }
     }
 }
@@ -69,6 +77,7 @@ mod tests {
             (DecodeError::TopicNameInvalid("x"), 0x90),
             (DecodeError::TopicFilterInvalid("x"), 0x8F),
             (DecodeError::PayloadFormatInvalid, 0x99),
+            (DecodeError::TooManyUserProperties { max: 1 }, 0x97),
         ];
         for (error, code) in cases {
             assert_eq!(error.reason_code(), ReasonCode(code), "{error}");

@@ -38,6 +38,7 @@ pub use packet::{
     Disconnect, DisconnectProperties, Packet, PacketKind, PubAck, Publish, PublishProperties,
     SubAck, Subscribe, UnsubAck, Unsubscribe, UserProperties, Will, WillProperties,
 };
+pub use property::MAX_USER_PROPERTIES;
 pub use topic::{MAX_TOPIC_LEN, SharedFilter, TopicError, TopicFilter, TopicName, topic_matches};
 pub use types::{PacketId, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubscriptionOptions};
 pub use wire::MAX_VARINT;

@@ -125,9 +125,22 @@ fn nonzero_u16(r: &mut Reader<'_>, err: &'static str) -> Result<u16> {
     }
 }
 
-/// A User Property: a UTF-8 string pair.
-fn user_property(r: &mut Reader<'_>) -> Result<(String, String)> {
-    Ok((r.string()?, r.string()?))
+/// The most User Properties one property set may carry. Each costs two heap strings and a
+/// vector slot (about 80 bytes) beyond its bytes on the wire, where it can take 5: without a
+/// bound, a 14 MB CONNECT of a million tiny will properties held 86 MB for the connection's
+/// life. The specification sets no number; real applications use a handful.
+pub const MAX_USER_PROPERTIES: usize = 1024;
+
+/// Appends one User Property (a UTF-8 string pair) to `list`, refusing more than
+/// [`MAX_USER_PROPERTIES`] before allocating anything for it.
+fn push_user(list: &mut UserProperties, r: &mut Reader<'_>) -> Result<()> {
+    if list.len() >= MAX_USER_PROPERTIES {
+        return Err(DecodeError::TooManyUserProperties {
+            max: MAX_USER_PROPERTIES,
+        });
+    }
+    list.push((r.string()?, r.string()?));
+    Ok(())
 }
 
 /// A Response Topic: a topic name without wildcards [MQTT-3.3.2-14].
@@ -172,7 +185,7 @@ pub(crate) fn decode_connect(r: &mut Reader<'_>) -> Result<ConnectProperties> {
                 let v = flag(&mut r, "Request Problem Information other than 0 or 1")?;
                 once(&mut p.request_problem_information, v, id)?;
             }
-            USER_PROPERTY => p.user_properties.push(user_property(&mut r)?),
+            USER_PROPERTY => push_user(&mut p.user_properties, &mut r)?,
             AUTHENTICATION_METHOD => once(&mut p.authentication_method, r.string()?, id)?,
             AUTHENTICATION_DATA => once(&mut p.authentication_data, r.binary()?, id)?,
             _ => return Err(misplaced(id, "property not allowed in CONNECT")),
@@ -202,7 +215,7 @@ pub(crate) fn decode_will(r: &mut Reader<'_>) -> Result<WillProperties> {
             CONTENT_TYPE => once(&mut p.content_type, r.string()?, id)?,
             RESPONSE_TOPIC => once(&mut p.response_topic, response_topic(&mut r)?, id)?,
             CORRELATION_DATA => once(&mut p.correlation_data, r.binary()?, id)?,
-            USER_PROPERTY => p.user_properties.push(user_property(&mut r)?),
+            USER_PROPERTY => push_user(&mut p.user_properties, &mut r)?,
             _ => return Err(misplaced(id, "property not allowed in Will Properties")),
         }
     }
@@ -245,7 +258,7 @@ pub(crate) fn decode_connack(r: &mut Reader<'_>) -> Result<ConnAckProperties> {
             }
             TOPIC_ALIAS_MAXIMUM => once(&mut p.topic_alias_maximum, u16_prop(&mut r)?, id)?,
             REASON_STRING => once(&mut p.reason_string, r.string()?, id)?,
-            USER_PROPERTY => p.user_properties.push(user_property(&mut r)?),
+            USER_PROPERTY => push_user(&mut p.user_properties, &mut r)?,
             WILDCARD_SUBSCRIPTION_AVAILABLE => {
                 let v = flag(&mut r, "Wildcard Subscription Available other than 0 or 1")?;
                 once(&mut p.wildcard_subscription_available, v, id)?;
@@ -290,7 +303,7 @@ pub(crate) fn decode_publish(r: &mut Reader<'_>) -> Result<PublishProperties> {
             }
             RESPONSE_TOPIC => once(&mut p.response_topic, response_topic(&mut r)?, id)?,
             CORRELATION_DATA => once(&mut p.correlation_data, r.binary()?, id)?,
-            USER_PROPERTY => p.user_properties.push(user_property(&mut r)?),
+            USER_PROPERTY => push_user(&mut p.user_properties, &mut r)?,
             SUBSCRIPTION_IDENTIFIER => {
                 p.subscription_identifiers
                     .push(subscription_identifier(&mut r)?);
@@ -311,7 +324,7 @@ pub(crate) fn decode_ack(r: &mut Reader<'_>, misplaced_err: &'static str) -> Res
         let id = identifier(&mut r)?;
         match id {
             REASON_STRING => once(&mut p.reason_string, r.string()?, id)?,
-            USER_PROPERTY => p.user_properties.push(user_property(&mut r)?),
+            USER_PROPERTY => push_user(&mut p.user_properties, &mut r)?,
             _ => return Err(misplaced(id, misplaced_err)),
         }
     }
@@ -329,7 +342,7 @@ pub(crate) fn decode_subscribe(r: &mut Reader<'_>) -> Result<(Option<u32>, UserP
             SUBSCRIPTION_IDENTIFIER => {
                 once(&mut identifier_slot, subscription_identifier(&mut r)?, id)?;
             }
-            USER_PROPERTY => user.push(user_property(&mut r)?),
+            USER_PROPERTY => push_user(&mut user, &mut r)?,
             _ => return Err(misplaced(id, "property not allowed in SUBSCRIBE")),
         }
     }
@@ -343,7 +356,7 @@ pub(crate) fn decode_unsubscribe(r: &mut Reader<'_>) -> Result<UserProperties> {
     while !r.is_empty() {
         let id = identifier(&mut r)?;
         match id {
-            USER_PROPERTY => user.push(user_property(&mut r)?),
+            USER_PROPERTY => push_user(&mut user, &mut r)?,
             _ => return Err(misplaced(id, "property not allowed in UNSUBSCRIBE")),
         }
     }
@@ -359,7 +372,7 @@ pub(crate) fn decode_disconnect(r: &mut Reader<'_>) -> Result<DisconnectProperti
         match id {
             SESSION_EXPIRY_INTERVAL => once(&mut p.session_expiry_interval, u32_prop(&mut r)?, id)?,
             REASON_STRING => once(&mut p.reason_string, r.string()?, id)?,
-            USER_PROPERTY => p.user_properties.push(user_property(&mut r)?),
+            USER_PROPERTY => push_user(&mut p.user_properties, &mut r)?,
             SERVER_REFERENCE => once(&mut p.server_reference, r.string()?, id)?,
             _ => return Err(misplaced(id, "property not allowed in DISCONNECT")),
         }
@@ -377,7 +390,7 @@ pub(crate) fn decode_auth(r: &mut Reader<'_>) -> Result<AuthProperties> {
             AUTHENTICATION_METHOD => once(&mut p.authentication_method, r.string()?, id)?,
             AUTHENTICATION_DATA => once(&mut p.authentication_data, r.binary()?, id)?,
             REASON_STRING => once(&mut p.reason_string, r.string()?, id)?,
-            USER_PROPERTY => p.user_properties.push(user_property(&mut r)?),
+            USER_PROPERTY => push_user(&mut p.user_properties, &mut r)?,
             _ => return Err(misplaced(id, "property not allowed in AUTH")),
         }
     }

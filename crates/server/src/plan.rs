@@ -69,10 +69,17 @@ pub fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
     planned
 }
 
+/// A session's queued and in-flight messages may hold at most this fraction of the memory
+/// budget (`QueueLimits::max_queued_bytes`): one subscriber that stops reading then costs the
+/// others nothing, and it takes 24 of them at their limit to reach the 75% at which new QoS 1/2
+/// messages are refused (Tiny: 512 KiB per session, Medium: 18 MiB, High: 64 MiB).
+pub const SESSION_SHARE: u64 = 32;
+
 /// The core's settings from the Broker resource.
 pub fn broker_settings(broker: &model::Broker) -> BrokerSettings {
     let limits = &broker.clients;
     let defaults = QueueLimits::default();
+    let publish_budget = publish_budget(broker.memory_profile);
     let max_queued = limits
         .subscriber_queue_limit
         .length
@@ -82,6 +89,7 @@ pub fn broker_settings(broker: &model::Broker) -> BrokerSettings {
     BrokerSettings {
         queue: QueueLimits {
             max_queued,
+            max_queued_bytes: publish_budget / SESSION_SHARE,
             // Below the limit, so publishers slow down before a live subscriber's queue drops.
             congestion_threshold: defaults.congestion_threshold.min(max_queued / 2),
             overflow: match limits.subscriber_queue_limit.strategy {
@@ -92,7 +100,7 @@ pub fn broker_settings(broker: &model::Broker) -> BrokerSettings {
         max_session_expiry: limits.max_session_expiry_seconds,
         max_message_expiry: limits.max_message_expiry_seconds,
         sys_interval: Duration::from_secs(10),
-        publish_budget: publish_budget(broker.memory_profile),
+        publish_budget,
         persistence: broker
             .persistence
             .as_ref()

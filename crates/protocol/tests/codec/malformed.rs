@@ -712,3 +712,91 @@ fn reason_code_rules() {
         ),
     ]);
 }
+
+/// A property set of many tiny User Properties costs far more in memory than on the wire (a
+/// million in a 14 MB CONNECT's will held 86 MB): more than `MAX_USER_PROPERTIES` in one set
+/// is refused with Quota exceeded, in every packet that carries them; the limit itself passes.
+#[test]
+fn user_properties_are_bounded_per_property_set() {
+    use bytes::BytesMut;
+    use wardgate_protocol::{
+        Connect, ConnectProperties, DecodeLimits, MAX_USER_PROPERTIES, ProtocolVersion, Publish,
+        PublishProperties, QoS, Will, WillProperties, decode, encode,
+    };
+    let users = |n: usize| -> Vec<(String, String)> {
+        (0..n).map(|i| (format!("k{i}"), String::new())).collect()
+    };
+    let connect = |will_users: usize, connect_users: usize| {
+        Packet::Connect(Box::new(Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 0,
+            client_id: "c".into(),
+            will: Some(Will {
+                topic: topic("w"),
+                payload: b(b"gone"),
+                qos: QoS::AtMostOnce,
+                retain: false,
+                properties: WillProperties {
+                    user_properties: users(will_users),
+                    ..WillProperties::default()
+                },
+            }),
+            username: None,
+            password: None,
+            properties: ConnectProperties {
+                user_properties: users(connect_users),
+                ..ConnectProperties::default()
+            },
+        }))
+    };
+    let publish = |n: usize| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: Some(topic("t")),
+            packet_id: None,
+            properties: PublishProperties {
+                user_properties: users(n),
+                ..PublishProperties::default()
+            },
+            payload: b(b""),
+        })
+    };
+    let decoded = |packet: &Packet, version| {
+        let mut buf = BytesMut::new();
+        encode(packet, ProtocolVersion::V5, &mut buf);
+        decode(&mut buf, version, &DecodeLimits::default())
+    };
+    let over = MAX_USER_PROPERTIES + 1;
+    for (name, packet, version) in [
+        ("will", connect(over, 0), NONE),
+        ("connect", connect(0, over), NONE),
+        ("publish", publish(over), V5),
+    ] {
+        let e = decoded(&packet, version).expect_err(name);
+        assert_eq!(
+            e,
+            DecodeError::TooManyUserProperties {
+                max: MAX_USER_PROPERTIES
+            },
+            "{name}"
+        );
+        assert_eq!(e.reason_code().0, 0x97, "{name}");
+    }
+    for (name, packet, version) in [
+        (
+            "will",
+            connect(MAX_USER_PROPERTIES, MAX_USER_PROPERTIES),
+            NONE,
+        ),
+        ("publish", publish(MAX_USER_PROPERTIES), V5),
+    ] {
+        assert_eq!(
+            decoded(&packet, version),
+            Ok(Some(packet.clone())),
+            "{name}"
+        );
+    }
+}

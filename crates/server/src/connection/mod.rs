@@ -287,6 +287,17 @@ async fn serve<S: Transport>(
         refuse_connect(&mut stream, version, reason, client_max_packet).await;
         return None;
     }
+    if let Some(will) = &connect.will
+        && !ctx.broker.admit_will(will)
+    {
+        let reason = ReasonCode::QUOTA_EXCEEDED;
+        info!(
+            reason = reason.0,
+            "connection refused: the will takes more memory than a session may hold"
+        );
+        refuse_connect(&mut stream, version, reason).await;
+        return None;
+    }
     // Boxed: authentication's future (webhook calls included) is needed only while connecting,
     // and must not make every connection's task larger for its whole life.
     let identity = match Box::pin(authenticate(

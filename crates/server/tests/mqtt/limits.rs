@@ -275,9 +275,10 @@ async fn v311_persistent_sessions_get_the_session_expiry_cap() {
     assert!(!ack.session_present);
 }
 
-/// A broker whose in-flight PUBLISH budget is `budget` bytes, with a persistent subscriber
-/// (offline) that holds everything published on `b/#`.
-async fn budget_broker(budget: u64) -> (TestBroker, RawClient) {
+/// A broker whose in-flight PUBLISH budget is `budget` bytes, with a subscriber that holds
+/// everything published on `b/#` in flight: it reads but does not acknowledge (the broker
+/// cannot drop what it sent, while it would trim the queue of a stalled or offline one).
+async fn budget_broker(budget: u64) -> (TestBroker, RawClient, RawClient) {
     let b = TestBroker::with(
         BrokerSettings {
             publish_budget: budget,
@@ -290,14 +291,13 @@ async fn budget_broker(budget: u64) -> (TestBroker, RawClient) {
     sc.properties.session_expiry_interval = Some(60);
     let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
     sub.subscribe("b/#", QoS::AtLeastOnce).await;
-    sub.drop_connection().await;
     let (publisher, _) = RawClient::connect(b.tcp, V5, "publisher").await;
-    (b, publisher)
+    (b, publisher, sub)
 }
 
 #[tokio::test]
 async fn publish_budget_refuses_qos1_and_qos2_with_0x97_past_75_percent() {
-    let (b, mut publ) = budget_broker(4100).await;
+    let (b, mut publ, mut sub) = budget_broker(4100).await;
     let payload = [7u8; 1000];
     // A message costs its payload and topic: 3 x 1003 bytes fit in 75% (3075), a fourth does not.
     for i in 1..=3u16 {
@@ -354,13 +354,12 @@ async fn publish_budget_refuses_qos1_and_qos2_with_0x97_past_75_percent() {
     .await;
     assert_eq!(q2.recv().await, Received::Closed);
 
-    // The holder takes its messages: the budget is free again.
-    let mut sc = connect_packet(V5, "holder", false);
-    sc.properties.session_expiry_interval = Some(60);
-    let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
-    for _ in 0..3 {
+    // The holder acknowledges its messages: the budget is free again.
+    for _ in 0..4 {
         let p = sub.publish_received().await;
-        sub.puback(p.packet_id.expect("QoS 1")).await;
+        if let Some(id) = p.packet_id {
+            sub.puback(id).await;
+        }
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(b.broker.publish_budget_used(), 0);
@@ -392,7 +391,7 @@ async fn publish_budget_refuses_qos1_and_qos2_with_0x97_past_75_percent() {
 
 #[tokio::test]
 async fn publish_budget_drops_qos0_past_100_percent() {
-    let (b, mut publ) = budget_broker(2000).await;
+    let (b, mut publ, _holder) = budget_broker(2000).await;
     let payload = [7u8; 1000];
     // QoS 0 to an offline session is dropped anyway; keep a live QoS 0 subscriber that never
     // reads, so copies stay queued.
@@ -463,4 +462,227 @@ async fn a_v311_qos2_message_refused_by_closing_is_routed_when_sent_again() {
     publ.send(&Packet::Publish(again)).await;
     assert!(matches!(publ.packet().await, Packet::PubRec(_)));
     assert_eq!(&sub.publish_received().await.payload[..], b"2");
+}
+
+/// Floods `stalled` subscribers (they subscribe to `big/#`, then never read) with `count` QoS 0
+/// messages of `size` bytes, on a Tiny broker (16 MiB memory budget) with queue `strategy`;
+/// then checks that the other clients lose nothing: a v5 QoS 1 PUBLISH gets PUBACK 0x00, a
+/// v3.1.1 one a PUBACK (not a disconnect), and a QoS 0 message reaches a reading subscriber.
+/// Returns the broker, for the drop counters.
+async fn stalled_subscribers_flooded(
+    strategy: &str,
+    stalled: usize,
+    size: usize,
+    count: usize,
+) -> TestBroker {
+    let b = broker(&format!(
+        "  memoryProfile: Tiny\n  advanced:\n    clients:\n      subscriberQueueLimit:\n        strategy: {strategy}\n"
+    ))
+    .await;
+    let mut idle = Vec::new();
+    for n in 0..stalled {
+        let (mut s, _) = RawClient::connect(b.tcp, V5, &format!("stalled-{n}")).await;
+        s.subscribe("big/#", QoS::AtLeastOnce).await;
+        idle.push(s);
+    }
+    let (mut reader, _) = RawClient::connect(b.tcp, V5, "reader").await;
+    reader.subscribe("small/#", QoS::AtMostOnce).await;
+    let (mut flood, _) = RawClient::connect(b.tcp, V5, "flood").await;
+    let payload = vec![b'x'; size];
+    for _ in 0..count {
+        flood
+            .send(&Packet::Publish(publish_packet(
+                "big/t",
+                &payload,
+                QoS::AtMostOnce,
+                false,
+                0,
+            )))
+            .await;
+    }
+    flood.send(&Packet::PingReq).await;
+    assert_eq!(flood.packet().await, Packet::PingResp, "flood routed");
+
+    let (mut p5, _) = RawClient::connect(b.tcp, V5, "p5").await;
+    match p5
+        .publish("small/1", b"hi", QoS::AtLeastOnce, false, 1)
+        .await
+    {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::SUCCESS, "v5 QoS 1 refused"),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    let (mut p3, _) = RawClient::connect(b.tcp, V3, "p3").await;
+    p3.send(&Packet::Publish(publish_packet(
+        "small/3",
+        b"hi",
+        QoS::AtLeastOnce,
+        false,
+        1,
+    )))
+    .await;
+    assert!(
+        matches!(p3.recv().await, Received::Packet(Packet::PubAck(_))),
+        "v3.1.1 QoS 1 publisher must be acknowledged, not disconnected"
+    );
+    p5.publish("small/0", b"zero", QoS::AtMostOnce, false, 0)
+        .await;
+    let mut topics = Vec::new();
+    for _ in 0..3 {
+        let p = reader.publish_received().await;
+        topics.push(p.topic.map(|t| t.as_str().to_owned()).unwrap_or_default());
+    }
+    assert!(
+        topics.contains(&"small/0".to_owned()),
+        "QoS 0 to a reading subscriber lost: {topics:?}"
+    );
+    let drops = &b.broker.stats().drops;
+    assert_eq!(drops.memory_budget.load(Ordering::Relaxed), 0);
+    assert_eq!(drops.memory_budget_qos0.load(Ordering::Relaxed), 0);
+    assert!(
+        b.broker.publish_budget_used()
+            <= (stalled as u64 + 1) * 16 * 1024 * 1024 / 32 + size as u64,
+        "the stalled sessions hold {} bytes",
+        b.broker.publish_budget_used()
+    );
+    drop(idle);
+    b
+}
+
+#[tokio::test]
+async fn a_stalled_subscriber_fills_only_its_own_queue_not_the_memory_budget() {
+    // 3,000 x 16 KiB: 48 MiB, three times the budget (the case was 40,000 of them).
+    let b = stalled_subscribers_flooded("None", 1, 16 * 1024, 3_000).await;
+    let drops = &b.broker.stats().drops;
+    assert!(
+        drops.queue_full.load(Ordering::Relaxed) > 1_000,
+        "the stalled subscriber's own drops are counted"
+    );
+}
+
+#[tokio::test]
+async fn five_stalled_subscribers_with_drop_oldest_fill_only_their_own_queues() {
+    // 6,000 x 4 KiB: 24 MiB in each of five queues.
+    let b = stalled_subscribers_flooded("DropOldest", 5, 4 * 1024, 6_000).await;
+    let drops = &b.broker.stats().drops;
+    assert!(
+        drops.queue_oldest.load(Ordering::Relaxed) > 5 * 1_000,
+        "the stalled subscribers' own drops are counted: {}",
+        drops.queue_oldest.load(Ordering::Relaxed)
+    );
+}
+
+/// Sessions that are not drained (here offline, persistent, each on its own topic) may together
+/// hold more than the budget's threshold although each stays within its own share: before a
+/// new message is refused, their queues are trimmed (counted), so other clients go on.
+#[tokio::test]
+async fn offline_sessions_over_their_share_are_trimmed_before_anyone_is_refused() {
+    let b = broker("  memoryProfile: Tiny\n").await;
+    const SESSIONS: usize = 32;
+    for n in 0..SESSIONS {
+        let mut sc = connect_packet(V5, &format!("off-{n}"), false);
+        sc.properties.session_expiry_interval = Some(600);
+        let (mut s, _) = RawClient::connect_with(b.tcp, sc).await;
+        s.subscribe(&format!("o/{n}"), QoS::AtLeastOnce).await;
+        s.drop_connection().await;
+    }
+    // 40 x 16 KiB for each: 640 KiB, more than a session's share; 20 MiB in all.
+    let (mut flood, _) = RawClient::connect(b.tcp, V5, "flood").await;
+    let payload = vec![b'x'; 16 * 1024];
+    let mut id = 0u16;
+    for n in 0..SESSIONS {
+        for _ in 0..40 {
+            id += 1;
+            flood
+                .send(&Packet::Publish(publish_packet(
+                    &format!("o/{n}"),
+                    &payload,
+                    QoS::AtLeastOnce,
+                    false,
+                    id,
+                )))
+                .await;
+        }
+    }
+    flood.send(&Packet::PingReq).await;
+    while flood.packet().await != Packet::PingResp {}
+    // Trimming runs at most every 50 ms.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A 1 MiB message of another client: the budget has room for it again.
+    let (mut p5, _) = RawClient::connect(b.tcp, V5, "p5").await;
+    let big = vec![b'y'; 1024 * 1024];
+    match p5
+        .publish("small/1", &big, QoS::AtLeastOnce, false, 1)
+        .await
+    {
+        Some(Packet::PubAck(a)) => assert_eq!(a.reason, ReasonCode::NO_MATCHING_SUBSCRIBERS),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    let drops = &b.broker.stats().drops;
+    assert!(
+        drops.reclaimed.load(Ordering::Relaxed) > 0,
+        "trims are counted"
+    );
+    assert!(b.broker.publish_budget_used() <= 16 * 1024 * 1024);
+}
+
+/// A will is held for the connection's life and becomes a message its session queues: one
+/// larger than a session may hold (here 60 KiB) is refused with 0x97 (v3.1.1: return code 3),
+/// and a will of more user properties than the decoder keeps closes the connection.
+#[tokio::test]
+async fn a_will_larger_than_a_session_may_hold_is_refused() {
+    use wardgate_protocol::{Will, WillProperties};
+    let b = TestBroker::with(
+        BrokerSettings {
+            queue: wardgate_core::QueueLimits {
+                max_queued_bytes: 60 * 1024,
+                ..Default::default()
+            },
+            ..BrokerSettings::default()
+        },
+        ConnectionSettings::default(),
+    )
+    .await;
+    // `users` user properties of `value` bytes each (v5 only), and a payload of at most 64 KiB
+    // (its length is two bytes on the wire).
+    let will = |payload: usize, users: usize, value: usize| Will {
+        topic: wardgate_protocol::TopicName::new("gone").expect("topic"),
+        payload: vec![b'w'; payload].into(),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: WillProperties {
+            user_properties: (0..users)
+                .map(|i| (format!("k{i}"), "v".repeat(value)))
+                .collect(),
+            ..WillProperties::default()
+        },
+    };
+    for (version, big) in [(V5, will(1000, 12, 50_000)), (V3, will(65_000, 0, 0))] {
+        let mut c = connect_packet(version, "big-will", true);
+        c.will = Some(big);
+        let mut client = RawClient::open(b.tcp, version).await;
+        client.send(&Packet::Connect(Box::new(c))).await;
+        match client.packet().await {
+            // v3.1.1 has no Quota exceeded: return code 3, Server unavailable.
+            Packet::ConnAck(a) if version == V5 => assert_eq!(a.reason, ReasonCode::QUOTA_EXCEEDED),
+            Packet::ConnAck(a) => assert_eq!(a.reason, ReasonCode::SERVER_UNAVAILABLE),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+        let mut c = connect_packet(version, "small-will", true);
+        c.will = Some(will(1000, 2, 100));
+        let (_ok, ack) = RawClient::connect_with(b.tcp, c).await;
+        assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    }
+    assert_eq!(
+        b.broker
+            .stats()
+            .drops
+            .will_too_large
+            .load(Ordering::Relaxed),
+        2
+    );
+    let mut c = connect_packet(V5, "many-properties", true);
+    c.will = Some(will(4, 20_000, 0));
+    let mut client = RawClient::open(b.tcp, V5).await;
+    client.send(&Packet::Connect(Box::new(c))).await;
+    assert_eq!(client.recv().await, Received::Closed);
 }

@@ -16,6 +16,7 @@ async fn tiny_queues() -> wardgate_testkit::broker::TestBroker {
             max_queued: 1,
             congestion_threshold: 1,
             overflow: wardgate_core::QueueOverflow::DropNew,
+            ..Default::default()
         },
         ..Default::default()
     };
