@@ -295,7 +295,7 @@ async fn serve<S: Transport>(
             reason = reason.0,
             "connection refused: the will takes more memory than a session may hold"
         );
-        refuse_connect(&mut stream, version, reason).await;
+        refuse_connect(&mut stream, version, reason, client_max_packet).await;
         return None;
     }
     // Boxed: authentication's future (webhook calls included) is needed only while connecting,
