@@ -503,20 +503,6 @@ impl Conn {
             };
             return Err(Refused::Answer(p.qos, p.packet_id, reason));
         }
-        // Admission (memory budget, store size; counted by the broker): a refused QoS 0
-        // message is dropped; QoS 1/2 gets 0x97 and is not routed. v3.1.1 has no reason codes,
-        // so the connection closes unacknowledged and the client resends after reconnecting.
-        if let Err(refusal) = self.broker.admit(p.qos, p.payload.len()) {
-            let reason = refusal.reason_code();
-            if p.qos != QoS::AtMostOnce && !self.version.is_v5() {
-                self.release_refused(p.qos, p.packet_id);
-                return Err(Refused::End(Flow::End(End::Server(
-                    reason,
-                    "quota exceeded",
-                ))));
-            }
-            return Err(Refused::Answer(p.qos, p.packet_id, reason));
-        }
         let now = Instant::now();
         let mut properties = p.properties;
         properties.topic_alias = None;
@@ -535,6 +521,21 @@ impl Conn {
             origin: Some(self.session.id()),
             expires_at,
         };
+        // Admission (memory budget, store size; counted by the broker) of the message as the
+        // budget charges it, properties included: a refused QoS 0 message is dropped; QoS 1/2
+        // gets 0x97 and is not routed. v3.1.1 has no reason codes, so the connection closes
+        // unacknowledged and the client resends after reconnecting.
+        if let Err(refusal) = self.broker.admit(p.qos, message.weight() as usize) {
+            let reason = refusal.reason_code();
+            if p.qos != QoS::AtMostOnce && !self.version.is_v5() {
+                self.release_refused(p.qos, p.packet_id);
+                return Err(Refused::End(Flow::End(End::Server(
+                    reason,
+                    "quota exceeded",
+                ))));
+            }
+            return Err(Refused::Answer(p.qos, p.packet_id, reason));
+        }
         Ok((message, p.packet_id))
     }
 

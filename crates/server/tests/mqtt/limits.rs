@@ -725,3 +725,24 @@ async fn a_queued_message_does_not_keep_its_publishers_read_buffer() {
         assert!(correlation.is_unique(), "the correlation data shares it");
     }
 }
+
+/// The memory budget admits a message as it charges it, properties included: a PUBLISH of 10
+/// bytes of payload and 1,000 user properties costs about 81 KB, past 75% of a 4,100-byte
+/// budget, and is refused although its payload alone would fit.
+#[tokio::test]
+async fn publish_budget_counts_user_properties() {
+    let (b, mut publ, _holder) = budget_broker(4100).await;
+    let mut p = publish_packet("b/1", b"0123456789", QoS::AtLeastOnce, false, 1);
+    p.properties.user_properties = (0..1000)
+        .map(|i| (format!("k{i}"), String::new()))
+        .collect();
+    publ.send(&Packet::Publish(p)).await;
+    match publ.packet().await {
+        Packet::PubAck(a) => assert_eq!(a.reason, ReasonCode::QUOTA_EXCEEDED),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    assert_eq!(
+        b.broker.stats().drops.memory_budget.load(Ordering::Relaxed),
+        1
+    );
+}
