@@ -22,7 +22,9 @@ pub const PROPERTY_OVERHEAD: usize = 80;
 pub struct Message {
     /// The topic it was published to.
     pub topic: TopicName,
-    /// The application payload (zero-copy slice of the publisher's read buffer).
+    /// The application payload: from a client, its own allocation below 64 KiB (a slice would
+    /// keep the publisher's whole read buffer alive while the message is queued), a slice of
+    /// the packet's buffer above.
     pub payload: Bytes,
     /// The QoS it was published with.
     pub qos: QoS,

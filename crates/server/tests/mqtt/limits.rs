@@ -686,3 +686,63 @@ async fn a_will_larger_than_a_session_may_hold_is_refused() {
     client.send(&Packet::Connect(Box::new(c))).await;
     assert_eq!(client.recv().await, Received::Closed);
 }
+
+/// A queued message keeps nothing of its publisher's read buffer: decoded, its payload was a
+/// slice of that buffer and kept the whole allocation (up to 64 KiB) alive while queued. One
+/// stalled subscriber of 1 KB messages, each read along with 60 KB for others, held 1 GB of
+/// read buffers (release build, Medium) for its 18 MiB of queued messages.
+#[tokio::test]
+async fn a_queued_message_does_not_keep_its_publishers_read_buffer() {
+    let b = TestBroker::with(BrokerSettings::default(), ConnectionSettings::default()).await;
+    let mut sc = connect_packet(V5, "pinned", false);
+    sc.properties.session_expiry_interval = Some(60);
+    let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
+    sub.subscribe("p/#", QoS::AtLeastOnce).await;
+    sub.drop_connection().await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V5, "publisher").await;
+    // Two messages in one write: one read, one buffer.
+    let mut both = bytes::BytesMut::new();
+    for id in 1..=2 {
+        let mut p = publish_packet("p/1", &[b'x'; 1000], QoS::AtLeastOnce, false, id);
+        p.properties.correlation_data = Some(bytes::Bytes::from_static(b"correlation"));
+        wardgate_protocol::encode(&Packet::Publish(p), V5, &mut both);
+    }
+    publ.send_bytes(&both).await;
+    for _ in 0..2 {
+        assert!(matches!(publ.packet().await, Packet::PubAck(_)));
+    }
+    let session = b.broker.session("pinned").expect("persistent session");
+    let mut out = Vec::new();
+    session.drain(std::time::Instant::now(), 10, |_| true, &mut out);
+    assert_eq!(out.len(), 2);
+    for o in out {
+        let wardgate_core::Outgoing::Publish { delivery, .. } = o else {
+            panic!("expected a PUBLISH");
+        };
+        let m = &delivery.message;
+        assert!(m.payload.is_unique(), "the payload shares the read buffer");
+        let correlation = m.properties.correlation_data.as_ref().expect("kept");
+        assert!(correlation.is_unique(), "the correlation data shares it");
+    }
+}
+
+/// The memory budget admits a message as it charges it, properties included: a PUBLISH of 10
+/// bytes of payload and 1,000 user properties costs about 81 KB, past 75% of a 4,100-byte
+/// budget, and is refused although its payload alone would fit.
+#[tokio::test]
+async fn publish_budget_counts_user_properties() {
+    let (b, mut publ, _holder) = budget_broker(4100).await;
+    let mut p = publish_packet("b/1", b"0123456789", QoS::AtLeastOnce, false, 1);
+    p.properties.user_properties = (0..1000)
+        .map(|i| (format!("k{i}"), String::new()))
+        .collect();
+    publ.send(&Packet::Publish(p)).await;
+    match publ.packet().await {
+        Packet::PubAck(a) => assert_eq!(a.reason, ReasonCode::QUOTA_EXCEEDED),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    assert_eq!(
+        b.broker.stats().drops.memory_budget.load(Ordering::Relaxed),
+        1
+    );
+}
