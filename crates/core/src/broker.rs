@@ -130,6 +130,9 @@ pub struct SubscribeResult {
     pub existed: bool,
     /// Retained messages queued for it.
     pub retained_sent: usize,
+    /// Retained messages its queue had no room for: dropped by the queue's strategy (or
+    /// replacing older queued ones under `DropOldest`) and counted in [`Stats::drops`].
+    pub retained_dropped: usize,
 }
 
 /// What [`Broker::restore`] brought back.
@@ -550,28 +553,33 @@ impl Broker {
                 RetainHandling::SendIfNew => !existed,
                 RetainHandling::DontSend => false,
             };
-        let mut retained_sent = 0;
+        // Through the session's bounded queue like any message: what does not fit is dropped by
+        // the queue's strategy and counted (never silently).
+        let mut result = RouteResult::default();
         if send_retained {
             let messages = self.retained.read().matching(filter, now);
-            for message in messages {
-                let qos = message.qos.min(options.qos);
-                let delivery = Delivery {
-                    message,
-                    qos,
-                    retain: true,
-                    subscription_ids: id.into_iter().collect(),
-                    shared: None,
-                    charge: None,
-                    seq: 0,
-                };
-                if matches!(session.enqueue(delivery), Enqueued::Queued { .. }) {
-                    retained_sent += 1;
-                }
+            let copies = messages.into_iter().map(|message| Delivery {
+                qos: message.qos.min(options.qos),
+                message,
+                retain: true,
+                subscription_ids: id.into_iter().collect(),
+                shared: None,
+                charge: None,
+                seq: 0,
+            });
+            session.enqueue_many(copies, |enqueued| {
+                self.count(&mut result, session, enqueued);
+            });
+            if result.dropped > 0 {
+                self.stats
+                    .publish_dropped
+                    .fetch_add(result.dropped as u64, Ordering::Relaxed);
             }
         }
         SubscribeResult {
             existed,
-            retained_sent,
+            retained_sent: result.delivered,
+            retained_dropped: result.dropped,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Retained messages: one per topic, replaced by a newer retained publish, cleared by an empty one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,11 +11,14 @@ use crate::message::Message;
 
 /// The retained-message store.
 ///
-/// Lookup by filter scans every retained topic; that is linear in the number of retained topics
-/// and only happens on SUBSCRIBE, never on the publish path.
+/// Topics are kept in order, so a lookup by filter visits only the topics that begin with the
+/// filter's literal prefix (the text before its first wildcard): one topic for a filter without
+/// wildcards, the subtree for `a/b/+` or `a/b/#`, and every topic only for a filter that starts
+/// with a wildcard. A SUBSCRIBE with many filters therefore costs what its filters match, not
+/// filters × retained topics (100,000 filters over 10,000 retained topics took minutes).
 #[derive(Debug, Default)]
 pub struct RetainedStore {
-    by_topic: HashMap<TopicName, Arc<Message>>,
+    by_topic: BTreeMap<TopicName, Arc<Message>>,
     bytes: usize,
     /// Topics whose current message is in the persistent store.
     persisted: HashSet<TopicName>,
@@ -38,11 +42,48 @@ impl RetainedStore {
 
     /// The retained messages matching `filter` that have not expired at `now`.
     pub fn matching(&self, filter: &TopicFilter, now: Instant) -> Vec<Arc<Message>> {
-        self.by_topic
-            .iter()
-            .filter(|(topic, msg)| filter.matches(topic.as_str()) && !msg.is_expired(now))
-            .map(|(_, msg)| msg.clone())
-            .collect()
+        let mut found = Vec::new();
+        self.for_each_candidate(filter, |topic, msg| {
+            if filter.matches(topic.as_str()) && !msg.is_expired(now) {
+                found.push(msg.clone());
+            }
+        });
+        found
+    }
+
+    /// Calls `f` with every retained topic that `filter` may match: those beginning with its
+    /// literal prefix, in order. Returns how many it visited.
+    fn for_each_candidate(
+        &self,
+        filter: &TopicFilter,
+        mut f: impl FnMut(&TopicName, &Arc<Message>),
+    ) -> usize {
+        let text = filter.as_str();
+        let Some(wild) = text.find(['+', '#']) else {
+            return match self.by_topic.get_key_value(text) {
+                Some((topic, msg)) => {
+                    f(topic, msg);
+                    1
+                }
+                None => 0,
+            };
+        };
+        // `a/b/#` also matches its parent `a/b`: the prefix without the separator covers both.
+        let prefix = if text[wild..].starts_with('#') {
+            text[..wild].strip_suffix('/').unwrap_or(&text[..wild])
+        } else {
+            &text[..wild]
+        };
+        let mut visited = 0;
+        for (topic, msg) in self
+            .by_topic
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(topic, _)| topic.as_str().starts_with(prefix))
+        {
+            visited += 1;
+            f(topic, msg);
+        }
+        visited
     }
 
     /// Removes expired messages; returns their topics, each with whether it was persisted.
@@ -125,6 +166,50 @@ mod tests {
         store.apply(&msg("a/b", b"", None));
         assert_eq!(store.len(), 2);
         assert_eq!(store.bytes(), 2);
+    }
+
+    /// A lookup visits only the topics under the filter's literal prefix (so a SUBSCRIBE with
+    /// many filters costs what they match, not filters × retained topics), and finds exactly
+    /// what a scan of every topic with the MQTT matching rule finds.
+    #[test]
+    fn lookups_visit_only_topics_under_the_literal_prefix() {
+        let now = Instant::now();
+        let mut store = RetainedStore::default();
+        let mut topics: Vec<String> = ["a", "a/b", "a/b/c", "a/bc", "a//", "/", "$SYS/x", "b"]
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect();
+        topics.extend((0..1000).map(|i| format!("x/{i}")));
+        for t in &topics {
+            store.apply(&msg(t, b"1", None));
+        }
+        let visits =
+            |f: &str| store.for_each_candidate(&TopicFilter::new(f).expect("valid"), |_, _| {});
+        assert_eq!(visits("x/5"), 1);
+        assert_eq!(visits("x/nothing"), 0);
+        assert_eq!(visits("x/+"), 1000);
+        assert_eq!(visits("a/b/#"), 3, "a/b, a/b/c and a/bc");
+        assert_eq!(visits("a/+/c"), 4, "everything under a/");
+        assert_eq!(visits("#"), topics.len());
+        for f in [
+            "#", "+", "+/+", "a/#", "a/+", "a/b/#", "a/b/+", "a/+/c", "a//#", "a//+", "/+", "+/",
+            "/#", "$SYS/#", "$SYS/+", "+/x", "x/+", "x/7", "x/#", "a/bc", "b/#", "a/b/c/#",
+        ] {
+            let filter = TopicFilter::new(f).expect("valid");
+            let mut got: Vec<String> = store
+                .matching(&filter, now)
+                .iter()
+                .map(|m| m.topic.to_string())
+                .collect();
+            got.sort();
+            let mut expected: Vec<String> = topics
+                .iter()
+                .filter(|t| filter.matches(t))
+                .cloned()
+                .collect();
+            expected.sort();
+            assert_eq!(got, expected, "{f}");
+        }
     }
 
     #[test]

@@ -272,7 +272,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(
+    /// A new session without a connection. The broker makes them; public for the fuzz target
+    /// that drives a [`crate::subscriptions::SubscriptionIndex`] directly.
+    pub fn new(
         id: SessionId,
         client_id: Arc<str>,
         protocol: ProtocolVersion,

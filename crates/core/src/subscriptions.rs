@@ -123,10 +123,11 @@ impl FilterEntry {
 struct Node {
     children: HashMap<Box<str>, Node>,
     plus: Option<Box<Node>>,
-    /// Filters ending at this node (`a/+` ends at the `+` node).
-    here: Option<FilterEntry>,
+    /// Filters ending at this node (`a/+` ends at the `+` node). Boxed, like `hash`, to keep
+    /// the node small: a deep filter is one node per level, and most levels hold no entry.
+    here: Option<Box<FilterEntry>>,
     /// The filter `<path>/#`.
-    hash: Option<FilterEntry>,
+    hash: Option<Box<FilterEntry>>,
 }
 
 impl Node {
@@ -250,7 +251,7 @@ impl SubscriptionIndex {
             while let Some(level) = levels.next() {
                 let last = levels.peek().is_none();
                 if level == "#" {
-                    found = node.hash.as_ref();
+                    found = node.hash.as_deref();
                     break;
                 }
                 node = match level {
@@ -258,7 +259,7 @@ impl SubscriptionIndex {
                     l => node.children.get(l)?,
                 };
                 if last {
-                    found = node.here.as_ref();
+                    found = node.here.as_deref();
                 }
             }
             found
@@ -277,18 +278,18 @@ impl SubscriptionIndex {
         let mut levels = filter.as_str().split('/').peekable();
         while let Some(level) = levels.next() {
             if level == "#" {
-                return node.hash.get_or_insert_with(FilterEntry::default);
+                return node.hash.get_or_insert_with(Box::default);
             }
             node = match level {
                 "+" => node.plus.get_or_insert_with(Box::default),
                 l => node.children.entry(l.into()).or_default(),
             };
             if levels.peek().is_none() {
-                return node.here.get_or_insert_with(FilterEntry::default);
+                return node.here.get_or_insert_with(Box::default);
             }
         }
         // A validated filter is never empty; an empty one would have returned above.
-        node.here.get_or_insert_with(FilterEntry::default)
+        node.here.get_or_insert_with(Box::default)
     }
 }
 
@@ -302,11 +303,11 @@ fn walk<'a>(root: &'a Node, topic: &str, mut f: impl FnMut(&'a FilterEntry)) {
     while let Some((node, rest, root)) = stack.pop() {
         // MQTT-4.7.2-1: a leading wildcard doesn't match a `$` topic.
         let wildcard_ok = !(root && dollar);
-        if wildcard_ok && let Some(entry) = &node.hash {
+        if wildcard_ok && let Some(entry) = node.hash.as_deref() {
             f(entry);
         }
         let Some(rest) = rest else {
-            if !root && let Some(entry) = &node.here {
+            if !root && let Some(entry) = node.here.as_deref() {
                 f(entry);
             }
             continue;
@@ -552,6 +553,16 @@ mod tests {
         }
         assert!(!format!("{index:?}").is_empty());
         drop(index);
+    }
+
+    /// A trie node is one level of a filter (two bytes of a packet at least): it stays small.
+    #[test]
+    fn trie_nodes_stay_small() {
+        assert!(
+            std::mem::size_of::<Node>() <= 72,
+            "{}",
+            std::mem::size_of::<Node>()
+        );
     }
 
     #[test]

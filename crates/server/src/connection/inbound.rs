@@ -627,6 +627,7 @@ impl Conn {
         }
         let now = Instant::now();
         let authz = self.authorizer();
+        let mut retained_dropped = 0;
         let reasons = s
             .filters
             .iter()
@@ -645,17 +646,26 @@ impl Conn {
                     ReasonCode::NOT_AUTHORIZED
                 }
                 Ok(_) => {
-                    self.broker.subscribe(
+                    let result = self.broker.subscribe(
                         &self.session,
                         filter,
                         *options,
                         s.subscription_identifier,
                         now,
                     );
+                    retained_dropped += result.retained_dropped;
                     ReasonCode(options.qos.as_u8())
                 }
             })
             .collect();
+        if retained_dropped > 0 {
+            // Counted by reason in the drop metrics; said once per SUBSCRIBE.
+            let _span = self.span().entered();
+            tracing::warn!(
+                dropped = retained_dropped,
+                "retained messages for this SUBSCRIBE did not fit the subscriber's queue"
+            );
+        }
         let ack = SubAck {
             packet_id: s.packet_id,
             properties: AckProperties::default(),

@@ -216,6 +216,42 @@ async fn subscriber_queue_limit_none_drops_new() {
     assert_eq!(drops.queue_full.load(Ordering::Relaxed), 2);
 }
 
+/// Retained messages sent on SUBSCRIBE go through the subscriber's bounded queue: those that do
+/// not fit are dropped by its strategy and counted like every other drop, in the metrics and
+/// `$SYS/broker/publish/messages/dropped` (issue 15: a subscriber matching 150,000 retained
+/// topics got 100,000 and the rest vanished uncounted).
+#[tokio::test]
+async fn retained_messages_beyond_the_subscriber_queue_are_counted_as_drops() {
+    for (strategy, reason) in [("None", "queue_full"), ("DropOldest", "queue_drop_oldest")] {
+        let b = broker(&format!("  advanced:\n    clients:\n      subscriberQueueLimit:\n        length: 3\n        strategy: {strategy}\n")).await;
+        let (mut publ, _) = RawClient::connect(b.tcp, V5, "retainer").await;
+        for i in 1..=10u16 {
+            publ.publish(&format!("r/{i:02}"), b"x", QoS::AtLeastOnce, true, i)
+                .await;
+        }
+        let (mut sub, _) = RawClient::connect(b.tcp, V5, "late").await;
+        sub.subscribe("r/+", QoS::AtLeastOnce).await;
+        let mut got = 0;
+        while let Received::Packet(Packet::Publish(p)) =
+            sub.recv_within(Duration::from_millis(300)).await
+        {
+            assert!(p.retain);
+            sub.puback(p.packet_id.expect("QoS 1")).await;
+            got += 1;
+        }
+        assert_eq!(got, 3, "{strategy}: the queue's length");
+        let stats = b.broker.stats();
+        let counted: Vec<(&str, u64)> = stats
+            .drops
+            .by_reason()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        assert_eq!(counted, vec![(reason, 7)], "{strategy}: every drop counted");
+        assert_eq!(stats.publish_dropped.load(Ordering::Relaxed), 7);
+    }
+}
+
 /// A live subscriber slower than its publisher slows the publisher down (backpressure) instead of
 /// overflowing its queue: a v3.1.1 publisher that pipelines 1,000 QoS 1 messages at once, into a
 /// queue of 100, gets every PUBACK, and the subscriber gets every message, in order. (Before,
