@@ -53,11 +53,14 @@ pub struct Drops {
     /// A new QoS 1/2 message refused with 0x97: the store is past `persistence.maxSize` (QoS 0
     /// messages are not stored, so they still flow).
     pub store_full: AtomicU64,
+    /// A queued or in-flight copy that the principal resuming the session may not read (its
+    /// grant went while the session had no connection).
+    pub not_authorized: AtomicU64,
 }
 
 impl Drops {
     /// Every counter with its reason label, for metrics.
-    pub fn by_reason(&self) -> [(&'static str, u64); 8] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 9] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("queue_full", get(&self.queue_full)),
@@ -68,6 +71,7 @@ impl Drops {
             ("memory_budget", get(&self.memory_budget)),
             ("memory_budget_qos0", get(&self.memory_budget_qos0)),
             ("store_full", get(&self.store_full)),
+            ("not_authorized", get(&self.not_authorized)),
         ]
     }
 }

@@ -4,6 +4,7 @@
 mod durable;
 mod limits;
 mod malformed;
+mod takeover;
 mod transport;
 mod v311;
 mod v5;
