@@ -246,12 +246,15 @@ impl<S: Transport> Live<S> {
         if events & Control::QUEUE != 0 {
             match self.conn.link_state() {
                 LinkState::Gone(_) => return Pass::Step(Step::End(End::TakenOver)),
+                // Handing over, only what the client sends counts as progress: messages
+                // queued for the session wait for the new connection.
+                LinkState::HandoverAsked if self.handover.is_some() => {}
                 LinkState::HandoverAsked => {
-                    self.handover.get_or_insert(None);
+                    self.handover = Some(None);
+                    progress = true;
                 }
-                LinkState::Attached => {}
+                LinkState::Attached => progress = true,
             }
-            progress = true;
         }
         // Room in the queue ends the pause that was waiting for it (not one begun below).
         let space = events & Control::SPACE != 0 && self.pause.is_some();
@@ -292,7 +295,7 @@ impl<S: Transport> Live<S> {
 
         match self.poll_write(cx) {
             Err(()) => return Pass::Step(Step::End(End::Lost)),
-            Ok(wrote) => progress |= wrote,
+            Ok(wrote) => progress |= wrote && self.handover.is_none(),
         }
         match self.poll_read(cx) {
             Err(()) => return Pass::Step(Step::End(End::Lost)),
@@ -339,7 +342,9 @@ impl<S: Transport> Live<S> {
         self.gate.release(&mut self.wbuf, &self.control);
         let soft_limit = self.conn.settings().write_soft_limit;
         let from = self.wbuf.len();
-        if self.wbuf.len() + self.gate.held_bytes() < soft_limit && !self.conn.pump(&mut self.wbuf)
+        if self.handover.is_none()
+            && self.wbuf.len() + self.gate.held_bytes() < soft_limit
+            && !self.conn.pump(&mut self.wbuf)
         {
             return Some(Step::End(End::TakenOver));
         }
