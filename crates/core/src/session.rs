@@ -363,6 +363,24 @@ impl Session {
             .or(st.pending_will.as_ref().map(|p| p.1.payload.len()))
     }
 
+    /// The topic of the will the attached connection set, if any (re-checked when the
+    /// authorization policy changes).
+    pub fn will_topic(&self) -> Option<wardgate_protocol::TopicName> {
+        self.state.lock().will.as_ref().map(|w| w.topic.clone())
+    }
+
+    /// Discards the will the attached connection set (its topic is no longer authorized): it
+    /// is not published when the connection ends. Returns whether there was one.
+    pub fn discard_will(&self) -> bool {
+        let mut st = self.state.lock();
+        let had = st.will.take().is_some();
+        if had && st.stored {
+            let record = self.record(&st);
+            self.write_background(&[Op::Session(&record)]);
+        }
+        had
+    }
+
     /// Whether a connection is attached (lock-free; used by shared-subscription selection).
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)

@@ -406,6 +406,27 @@ fn resuming(version: ProtocolVersion, client_id: &str, user: &str) -> wardgate_p
     c
 }
 
+/// A running `wardgate serve` whose port authenticates `users` (password `<user>-pw`) and
+/// authorizes with BrokerAuthorization `authz_name`, written as `policy.yaml` (edit it to reload).
+fn password_node(users: &[&str], authz_name: &str, policy: &str) -> Node {
+    let mut node = Node::empty();
+    let passwords = node.root().join("passwords.toml");
+    for user in users {
+        passwd(&passwords, user, &format!("{user}-pw"), &[]);
+    }
+    node.write_config(
+        "auth.yaml",
+        &format!(
+            "{}---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: users\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: UsernamePassword\n    usernamePasswordSettings:\n      secretRef: passwords\n---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {}\n    protocol: Mqtt\n    authenticationRef: users\n    authorizationRef: {authz_name}\n",
+            passwords_secret("passwords", &passwords),
+            node.port
+        ),
+    );
+    node.write_config("policy.yaml", policy);
+    node.start();
+    node
+}
+
 /// A resumed session is authorized for the identity that connects (docs/security.md). bob,
 /// connecting with alice's client ID and Clean Start 0, got her session with its queued
 /// messages and her `secret/alice/#` subscription (v5 and v3.1.1): now he gets a new session.
@@ -413,21 +434,11 @@ fn resuming(version: ProtocolVersion, client_id: &str, user: &str) -> wardgate_p
 /// she resumed: now her resumed session loses that subscription and what it queued.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resumed_session_is_authorized_for_the_identity_that_connects() {
-    let node = Node::empty();
-    let passwords = node.root().join("passwords.toml");
-    passwd(&passwords, "alice", "alice-pw", &[]);
-    passwd(&passwords, "bob", "bob-pw", &[]);
-    node.write_config(
-        "auth.yaml",
-        &format!(
-            "{}---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: users\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: UsernamePassword\n    usernamePasswordSettings:\n      secretRef: passwords\n---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {}\n    protocol: Mqtt\n    authenticationRef: users\n    authorizationRef: resume\n",
-            passwords_secret("passwords", &passwords),
-            node.port
-        ),
+    let node = password_node(
+        &["alice", "bob"],
+        "resume",
+        &resume_policy(r#""secret/alice/#""#),
     );
-    node.write_config("policy.yaml", &resume_policy(r#""secret/alice/#""#));
-    let mut node = node;
-    node.start();
     let addr = node.addr();
     let mut bob_pub = Publisher(
         RawClient::connect_with(addr, connect("bob", "bob-pw"))
@@ -498,6 +509,65 @@ async fn a_resumed_session_is_authorized_for_the_identity_that_connects() {
         alice.recv_within(Duration::from_millis(500)).await,
         Received::Timeout,
         "the grant went: nothing queued or new on secret/alice/# is delivered"
+    );
+    drop(node);
+}
+
+/// The writer may publish on `wills/#` until the edit takes that away; the watcher reads all.
+fn will_policy(writer_publishes: &str) -> String {
+    format!(
+        r##"apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata:
+  name: wills
+  namespace: azure-iot-operations
+spec:
+  authorizationPolicies:
+    rules:
+    - principals: {{usernames: [writer]}}
+      brokerResources:
+      - method: Connect
+      - {{method: Publish, topics: [{writer_publishes}]}}
+    - principals: {{usernames: [watcher]}}
+      brokerResources:
+      - method: Connect
+      - {{method: Subscribe, topics: ["#"]}}
+"##
+    )
+}
+
+/// A will whose topic a policy edit no longer allows was kept (the re-check looked at Connect
+/// and subscriptions only) and published when its connection ended. Now the re-check discards
+/// it and disconnects the client (0x87), which a CONNECT with that will would get too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_will_whose_topic_a_policy_edit_denies_is_discarded() {
+    let node = password_node(
+        &["writer", "watcher"],
+        "wills",
+        &will_policy(r#""wills/#""#),
+    );
+    let addr = node.addr();
+    let (mut watcher, _) = RawClient::connect_with(addr, connect("watcher", "watcher-pw")).await;
+    watcher.subscribe("wills/#", QoS::AtLeastOnce).await;
+    let mut c = connect("writer", "writer-pw");
+    c.will = Some(wardgate_protocol::Will {
+        topic: wardgate_protocol::TopicName::new("wills/writer").expect("topic"),
+        payload: bytes::Bytes::from_static(b"writer gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let (mut writer, ack) = RawClient::connect_with(addr, c).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    node.write_config("policy.yaml", &will_policy(r#""other/#""#));
+    match writer.recv_within(Duration::from_secs(10)).await {
+        Received::Packet(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected DISCONNECT 0x87 for the writer, got {other:?}"),
+    }
+    assert_eq!(
+        watcher.recv_within(Duration::from_millis(500)).await,
+        Received::Timeout,
+        "the will was not published"
     );
     drop(node);
 }

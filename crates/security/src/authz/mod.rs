@@ -312,6 +312,12 @@ impl Authorizer {
         self.decide(id, Action::Subscribe, filter)
     }
 
+    /// Whether `id` may publish on `topic` under this policy: a connected client's will topic,
+    /// re-checked after a policy change. Neither counted nor logged (the caller logs).
+    pub fn allows_publish(&self, id: &Identity, topic: &str) -> Decision {
+        self.decide_with(&self.grants(id), id, Action::Publish, topic)
+    }
+
     /// Re-checks a connected client after a policy change: does it keep Connect and every
     /// subscription (filters as subscribed, `$share/…` included)? Not cached, not counted.
     pub fn recheck<'a>(
