@@ -44,6 +44,7 @@ fn session(broker: &Broker, i: usize) -> Arc<Session> {
                 protocol: ProtocolVersion::V311,
                 receive_maximum: u16::MAX,
                 will: None,
+                principal: None,
                 waker: Arc::new(NoWake),
             },
             Instant::now(),

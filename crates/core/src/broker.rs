@@ -93,6 +93,10 @@ pub struct ConnectParams {
     pub receive_maximum: u16,
     /// The will, if any.
     pub will: Option<Will>,
+    /// Who authentication says the client is (its principal, e.g. `UsernamePassword:alice`);
+    /// `None` when unknown. A session remembers the principal that created it and is resumed
+    /// only by that principal: another one gets a new session (Session Present 0).
+    pub principal: Option<Arc<str>>,
     /// Wakes the connection task.
     pub waker: Arc<dyn Wake>,
 }
@@ -368,10 +372,15 @@ impl Broker {
         let mut sessions = self.sessions.lock();
         let existing = sessions.get(&client_id).cloned();
         let (session, session_present) = match existing {
-            Some(old) if !params.clean_start => (old, true),
+            Some(old) if !params.clean_start && old.resumable_by(params.principal.as_deref()) => {
+                (old, true)
+            }
             Some(old) => {
-                // Clean start replaces the old session: its subscriptions go, its connection is
-                // kicked, and its will (if any) fires since that session ends now.
+                // Clean start replaces the old session, and so does a connection that may not
+                // resume it: a session with Session Expiry 0 ends with its network connection
+                // [MQTT-3.1.2-6], and one created by another principal is not handed over.
+                // Its subscriptions go, its connection is kicked, and its will (if any) fires
+                // since that session ends now.
                 let will = old.retire();
                 let fresh = self.new_session(client_id.clone(), params.protocol);
                 sessions.insert(client_id.clone(), fresh.clone());
@@ -403,6 +412,10 @@ impl Broker {
         let pending_will =
             {
                 let mut st = session.state.lock();
+                if st.owner.is_none() {
+                    // A new session, or one stored before sessions remembered their principal.
+                    st.owner = params.principal;
+                }
                 st.protocol = params.protocol;
                 st.expiry_interval = session_expiry;
                 st.will = params.will.map(Box::new);

@@ -16,8 +16,8 @@ pub use broker::{
 };
 pub use message::{Delivery, Message, SharedRef};
 pub use session::{
-    Enqueued, InflightState, Outgoing, QueueLimits, QueueOverflow, Session, SessionId, Sink,
-    SubscriptionEntry, Wake,
+    Enqueued, InflightState, LinkState, Outgoing, Qos2Receipt, QueueLimits, QueueOverflow, Session,
+    SessionId, Sink, SubscriptionEntry, Wake,
 };
 pub use stats::{Drops, Stats};
 pub use store::{Op, PersistenceSettings, Store, Ticket};

@@ -182,6 +182,17 @@ impl<F: Fn(&Delivery) -> bool> Sink for Collect<'_, F> {
     }
 }
 
+/// What [`Session::receive_qos2`] decided for an incoming QoS 2 PUBLISH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qos2Receipt {
+    /// A new packet id, now recorded: route the message and answer PUBREC.
+    Route,
+    /// A retransmission of a packet id not yet released: answer PUBREC again, do not route.
+    Duplicate,
+    /// A new packet id past the Receive Maximum (DISCONNECT 0x93); nothing was recorded.
+    OverLimit,
+}
+
 /// What [`Session::check_expiry`] found.
 #[derive(Debug)]
 pub(crate) enum SessionEntryCheck {
@@ -207,6 +218,31 @@ struct Link {
     generation: u64,
     waker: Arc<dyn Wake>,
     kick: Option<wardgate_protocol::ReasonCode>,
+    /// A new connection for the client ID waits for this one to hand the session over
+    /// ([`Session::request_handover`]); each is woken when this link ends.
+    handover: Vec<Arc<dyn Wake>>,
+}
+
+impl Drop for Link {
+    /// However the connection leaves the session (detached, replaced, retired), the
+    /// connections waiting for it go on.
+    fn drop(&mut self) {
+        for w in self.handover.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+/// Where connection `generation` stands with its session ([`Session::link_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Attached, nothing asked of it.
+    Attached,
+    /// A new connection for the client ID waits: process what the client sent before (up to
+    /// DISCONNECT, or what can be read now), then end.
+    HandoverAsked,
+    /// Told to go (session taken over, or the reason given), or no longer attached.
+    Gone(wardgate_protocol::ReasonCode),
 }
 
 impl std::fmt::Debug for dyn Wake {
@@ -233,6 +269,8 @@ pub(crate) struct SessionState {
     send_quota: u16,
     incoming_qos2: HashSet<u16, PacketIdHash>,
     pub(crate) expiry_interval: u32,
+    /// The principal that created the session (`None`: unknown), the only one that resumes it.
+    pub(crate) owner: Option<Arc<str>>,
     pub(crate) protocol: ProtocolVersion,
     pub(crate) will: Option<Box<Will>>,
     /// A will waiting for its delay after the connection dropped.
@@ -301,6 +339,7 @@ impl Session {
                 send_quota: u16::MAX,
                 incoming_qos2: HashSet::default(),
                 expiry_interval: 0,
+                owner: None,
                 protocol,
                 will: None,
                 pending_will: None,
@@ -336,6 +375,24 @@ impl Session {
             .as_ref()
             .map(|w| w.payload.len())
             .or(st.pending_will.as_ref().map(|p| p.1.payload.len()))
+    }
+
+    /// The topic of the will the attached connection set, if any (re-checked when the
+    /// authorization policy changes).
+    pub fn will_topic(&self) -> Option<wardgate_protocol::TopicName> {
+        self.state.lock().will.as_ref().map(|w| w.topic.clone())
+    }
+
+    /// Discards the will the attached connection set (its topic is no longer authorized): it
+    /// is not published when the connection ends. Returns whether there was one.
+    pub fn discard_will(&self) -> bool {
+        let mut st = self.state.lock();
+        let had = st.will.take().is_some();
+        if had && st.stored {
+            let record = self.record(&st);
+            self.write_background(&[Op::Session(&record)]);
+        }
+        had
     }
 
     /// Whether a connection is attached (lock-free; used by shared-subscription selection).
@@ -408,6 +465,7 @@ impl Session {
             client_id: self.client_id.clone(),
             protocol: st.protocol,
             expiry_interval: st.expiry_interval,
+            owner: st.owner.clone(),
             persist_queue: st.persist_queue,
             disconnected_at: st.disconnected_at,
             will,
@@ -439,6 +497,7 @@ impl Session {
         st.persist_subs = record.expiry_interval > 0;
         self.set_persist_queue(&mut st, record.persist_queue);
         st.expiry_interval = record.expiry_interval;
+        st.owner.clone_from(&record.owner);
         st.protocol = record.protocol;
         st.disconnected_at = Some(disconnected_at);
         for (filter, entry) in subscriptions {
@@ -478,6 +537,19 @@ impl Session {
         Some(seq)
     }
 
+    /// Whether a connection of `principal` with Clean Start 0 resumes this session: not when
+    /// its Session Expiry is 0 (it ends with its network connection, [MQTT-3.1.2-6]), nor when
+    /// another principal created it. A session whose principal is unknown (stored before
+    /// sessions remembered it) is resumed, and then belongs to the one that resumed it.
+    pub(crate) fn resumable_by(&self, principal: Option<&str>) -> bool {
+        let st = self.state.lock();
+        st.expiry_interval > 0
+            && st
+                .owner
+                .as_deref()
+                .is_none_or(|owner| Some(owner) == principal)
+    }
+
     /// Attaches a connection, kicking any previous one with `kick_reason`. Returns the new
     /// connection's generation and whether a previous connection was kicked.
     pub(crate) fn attach(
@@ -498,6 +570,7 @@ impl Session {
             generation,
             waker,
             kick: None,
+            handover: Vec::new(),
         });
         st.send_quota = send_quota.max(1);
         st.disconnected_at = None;
@@ -559,6 +632,34 @@ impl Session {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Asks the attached connection, if any, to hand the session over to a new connection of
+    /// the same client ID: to process what its client sent before (up to DISCONNECT, or what
+    /// it can read now), then end ([`LinkState::HandoverAsked`]), so that the new connection
+    /// overtakes none of it. `done` is woken once that connection has left the session.
+    /// Returns false, registering nothing, when no connection is attached.
+    pub fn request_handover(&self, done: Arc<dyn Wake>) -> bool {
+        let mut st = self.state.lock();
+        let Some(link) = st.link.as_mut() else {
+            return false;
+        };
+        link.handover.push(done);
+        link.waker.wake();
+        true
+    }
+
+    /// Where connection `generation` stands: attached, asked to hand over, or gone.
+    pub fn link_state(&self, generation: u64) -> LinkState {
+        let st = self.state.lock();
+        match &st.link {
+            Some(link) if link.generation == generation => match link.kick {
+                Some(reason) => LinkState::Gone(reason),
+                None if link.handover.is_empty() => LinkState::Attached,
+                None => LinkState::HandoverAsked,
+            },
+            _ => LinkState::Gone(wardgate_protocol::ReasonCode::SESSION_TAKEN_OVER),
         }
     }
 
@@ -815,15 +916,20 @@ impl Session {
         true
     }
 
-    /// Records an incoming QoS 2 PUBLISH. Returns true the first time (route it), false for a
-    /// retransmission of a packet id not yet released (do not route it again).
-    pub fn incoming_qos2(&self, packet_id: PacketId) -> bool {
-        self.state.lock().incoming_qos2.insert(packet_id.get())
-    }
-
-    /// How many incoming QoS 2 flows await PUBREL (counts against the server's Receive Maximum).
-    pub fn incoming_qos2_len(&self) -> usize {
-        self.state.lock().incoming_qos2.len()
+    /// Takes an incoming QoS 2 PUBLISH whose flows awaiting PUBREL may number at most
+    /// `receive_maximum` (the server's Receive Maximum). A new packet id is recorded only when
+    /// it is routed ([`Qos2Receipt::Route`]): a refusal leaves nothing behind, so the client's
+    /// retransmission after it resumes the session is routed, not taken for a duplicate.
+    pub fn receive_qos2(&self, packet_id: PacketId, receive_maximum: usize) -> Qos2Receipt {
+        let mut st = self.state.lock();
+        if st.incoming_qos2.contains(&packet_id.get()) {
+            Qos2Receipt::Duplicate
+        } else if st.incoming_qos2.len() >= receive_maximum {
+            Qos2Receipt::OverLimit
+        } else {
+            st.incoming_qos2.insert(packet_id.get());
+            Qos2Receipt::Route
+        }
     }
 
     /// Handles PUBREL. Returns false if the id was unknown.
@@ -911,6 +1017,57 @@ impl Session {
         };
         drop(gone);
         shed
+    }
+
+    /// Drops the queued and in-flight deliveries that `keep` refuses (a resumed session's
+    /// messages its principal may not read), counting each in `Drops::not_authorized`. A QoS 2
+    /// flow past PUBREC keeps its PUBREL: the client has the message already. Returns how many
+    /// were dropped.
+    pub fn retain_deliveries(&self, mut keep: impl FnMut(&Delivery) -> bool) -> usize {
+        let mut gone = Vec::new();
+        {
+            let mut st = self.state.lock();
+            let st = &mut *st;
+            let mut freed = 0;
+            st.queue.retain(|d| {
+                let kept = keep(d);
+                if !kept {
+                    gone.push(d.seq);
+                    freed += d.bytes();
+                }
+                kept
+            });
+            let ids = &mut st.inflight_ids;
+            st.inflight.retain(|f| {
+                if f.state == InflightState::AwaitPubComp || keep(&f.delivery) {
+                    return true;
+                }
+                ids.remove(&f.packet_id.get());
+                gone.push(f.delivery.seq);
+                freed += f.delivery.bytes();
+                false
+            });
+            st.held_bytes -= freed;
+            st.dropped += gone.len() as u64;
+            let ops: Vec<Op<'_>> = gone
+                .iter()
+                .filter(|&&seq| seq != 0)
+                .map(|&seq| Op::Dequeue {
+                    session: self.id,
+                    seq,
+                })
+                .collect();
+            self.write_background(&ops);
+        }
+        let dropped = gone.len();
+        if dropped > 0 {
+            let drops = &self.stats.drops.not_authorized;
+            drops.fetch_add(dropped as u64, Ordering::Relaxed);
+            self.stats
+                .publish_dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        dropped
     }
 
     /// Takes every queued and inflight QoS 1/2 delivery that came through a shared subscription,

@@ -59,11 +59,14 @@ pub struct Drops {
     /// A CONNECT refused (0x97) because its will would take more memory than a session may
     /// hold (`QueueLimits::max_queued_bytes`).
     pub will_too_large: AtomicU64,
+    /// A queued or in-flight copy that the principal resuming the session may not read (its
+    /// grant went while the session had no connection).
+    pub not_authorized: AtomicU64,
 }
 
 impl Drops {
     /// Every counter with its reason label, for metrics.
-    pub fn by_reason(&self) -> [(&'static str, u64); 10] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 11] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("queue_full", get(&self.queue_full)),
@@ -76,6 +79,7 @@ impl Drops {
             ("store_full", get(&self.store_full)),
             ("memory_reclaim", get(&self.reclaimed)),
             ("will_too_large", get(&self.will_too_large)),
+            ("not_authorized", get(&self.not_authorized)),
         ]
     }
 }

@@ -149,6 +149,8 @@ pub struct SessionRecord {
     pub protocol: ProtocolVersion,
     /// Session Expiry Interval in seconds (`u32::MAX`: never).
     pub expiry_interval: u32,
+    /// The principal that created it, the only one that resumes it (`None`: unknown).
+    pub owner: Option<Arc<str>>,
     /// Whether its QoS 1/2 queue is persisted (the `subscriberQueue` policy).
     pub persist_queue: bool,
     /// When it lost its connection; `None` while connected (a restart counts as the loss).

@@ -31,6 +31,7 @@ fn params(client_id: &str, clean_start: bool, expiry: u32, will: Option<Will>) -
         protocol: ProtocolVersion::V5,
         receive_maximum: 2,
         will,
+        principal: None,
         waker: Arc::new(Counter::default()),
     }
 }

@@ -214,6 +214,7 @@ impl Probe {
                 protocol: ProtocolVersion::V5,
                 receive_maximum: u16::MAX,
                 will: None,
+                principal: None,
                 waker: wake.clone(),
             },
             Instant::now(),

@@ -14,7 +14,7 @@ use wardgate_config::model::Model;
 use wardgate_core::Broker;
 use wardgate_protocol::ReasonCode;
 use wardgate_security::authn::authentication_changed;
-use wardgate_security::authz::{Authorizer, Recheck, authorization_changed};
+use wardgate_security::authz::{Authorizer, Decision, Recheck, authorization_changed};
 use wardgate_security::pki::CertificateInfo;
 use wardgate_security::tls::{PortTls, TlsContext, TlsOutcome};
 
@@ -353,7 +353,8 @@ impl Supervisor {
     }
 
     /// Re-checks every client connected to `port` against a changed policy: only those that lost
-    /// the right to connect or one of their subscriptions are disconnected (v5: 0x87).
+    /// the right to connect, one of their subscriptions or their will topic are disconnected
+    /// (v5: 0x87); a will whose topic is no longer authorized is discarded first, never sent.
     fn recheck(&self, port: u16, authz: &Authorizer) {
         for conn in self
             .registry
@@ -367,7 +368,17 @@ impl Supervisor {
                 .into_iter()
                 .map(|(f, _)| f)
                 .collect();
-            if let Recheck::Disconnect { why } =
+            let will_denied = conn.session.will_topic().and_then(|topic| {
+                match authz.allows_publish(&conn.identity, topic.as_str()) {
+                    Decision::Deny { why } => Some(format!("will topic {topic}: {why}")),
+                    Decision::Allow { .. } => None,
+                }
+            });
+            if let Some(why) = will_denied {
+                conn.session.discard_will();
+                info!(port, client_id = %conn.client_id(), %why, "authorization changed: will discarded, disconnecting");
+                conn.control.kick(ReasonCode::NOT_AUTHORIZED);
+            } else if let Recheck::Disconnect { why } =
                 authz.recheck(&conn.identity, filters.iter().map(|f| f.as_str()))
             {
                 info!(port, client_id = %conn.client_id(), %why, "authorization changed: disconnecting");

@@ -49,6 +49,7 @@ fn run(c: &mut Criterion, name: &str, broker: &Broker, qos: QoS) {
         protocol: ProtocolVersion::V5,
         receive_maximum: 100,
         will: None,
+        principal: None,
         waker: Arc::new(NoWake),
     };
     let sub = broker.connect(params("sub"), now);

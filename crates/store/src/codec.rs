@@ -391,14 +391,15 @@ pub(crate) fn session_value(clock: Clock, r: &SessionRecord) -> BytesMut {
     out.put_u32(r.expiry_interval);
     clock.put_time(&mut out, r.disconnected_at);
     clock.put_time(&mut out, r.will_due);
-    // The client id and the will travel in a CONNECT, which knows how to carry both.
+    // The client id, the will and the owner (as the username) travel in a CONNECT, which
+    // knows how to carry them.
     let connect = Connect {
         protocol: ProtocolVersion::V5,
         clean_start: false,
         keep_alive: 0,
         client_id: r.client_id.to_string(),
         will: r.will.clone(),
-        username: None,
+        username: r.owner.as_deref().map(str::to_owned),
         password: None,
         properties: ConnectProperties::default(),
     };
@@ -430,6 +431,7 @@ pub(crate) fn read_session(id: SessionId, mut buf: Bytes, clock: Clock) -> Resul
         client_id: Arc::from(c.client_id),
         protocol,
         expiry_interval,
+        owner: c.username.map(Arc::from),
         persist_queue: flags & PERSIST_QUEUE != 0,
         disconnected_at: if flags & CONNECTED != 0 {
             None
@@ -510,6 +512,7 @@ mod tests {
             client_id: Arc::from("client"),
             protocol: ProtocolVersion::V311,
             expiry_interval: 3600,
+            owner: Some(Arc::from("X509:device1")),
             persist_queue: true,
             disconnected_at: Some(clock.instant),
             will: Some(Will {
@@ -529,6 +532,7 @@ mod tests {
         assert_eq!(back.client_id, record.client_id);
         assert_eq!(back.protocol, record.protocol);
         assert_eq!(back.expiry_interval, 3600);
+        assert_eq!(back.owner, record.owner, "only its principal resumes it");
         assert!(back.persist_queue);
         assert_eq!(back.will, record.will);
         assert!(close(back.disconnected_at, record.disconnected_at));

@@ -63,6 +63,7 @@ fn params(client_id: &str, clean_start: bool, expiry: u32, will: Option<Will>) -
         protocol: ProtocolVersion::V5,
         receive_maximum: 10,
         will,
+        principal: None,
         waker: Arc::new(Count::default()),
     }
 }
@@ -119,7 +120,7 @@ fn sessions_queues_inflight_incoming_retained_and_wills_survive_a_restart() {
         {
             let before = publ.session.ticket();
             let id = wardgate_protocol::PacketId::new(i as u16 + 1);
-            publ.session.incoming_qos2(id.expect("id"));
+            publ.session.receive_qos2(id.expect("id"), usize::MAX);
             b.publish_from(&publ.session, id, msg("t/a", &format!("m{i}"), qos, false));
             assert!(
                 publ.session.ticket() > before,
@@ -213,7 +214,11 @@ fn sessions_queues_inflight_incoming_retained_and_wills_survive_a_restart() {
     // The publisher's QoS 2 packet ids are known: a retransmission is not routed again.
     let publ = b.connect(params("pub", false, 3600, None), Instant::now());
     let id2 = wardgate_protocol::PacketId::new(2).expect("id");
-    assert!(!publ.session.incoming_qos2(id2), "packet 2 awaits PUBREL");
+    assert_eq!(
+        publ.session.receive_qos2(id2, usize::MAX),
+        wardgate_core::Qos2Receipt::Duplicate,
+        "packet 2 awaits PUBREL"
+    );
     assert!(publ.session.pubrel(id2));
 
     // The delayed will keeps its due time across the restart.

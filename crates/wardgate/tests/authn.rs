@@ -1034,3 +1034,99 @@ spec:
     let log = node.kill().stdout;
     assert!(log.contains("no client certificate"), "{log}");
 }
+
+/// A persistent session resumed with another certificate (Clean Start 0, same client ID) gave
+/// the second device the first one's queued messages and subscriptions: a session is resumed
+/// only by the principal that created it (docs/security.md); another gets a new one.
+#[test]
+fn a_session_resumed_with_another_certificate_gets_nothing_of_the_first() {
+    let (mut node, dir) = tls_node();
+    // `intruder`, signed by the trusted device CA too.
+    wardgate(
+        &[
+            "cert",
+            "client",
+            "--cn",
+            "intruder",
+            "--ca-cert",
+            "device-ca.crt",
+            "--ca-key",
+            "device-ca.key",
+            "--out-cert",
+            "intruder.crt",
+            "--out-key",
+            "intruder.key",
+        ],
+        &dir,
+    );
+    node.write_config(
+        "x509.yaml",
+        r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthentication
+metadata:
+  name: x509
+  namespace: azure-iot-operations
+spec:
+  authenticationMethods:
+  - method: X509
+    x509Settings:
+      trustedClientCaCert: device-ca
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata:
+  name: devices
+  namespace: azure-iot-operations
+spec:
+  authorizationPolicies:
+    rules:
+    - principals: {usernames: [device1]}
+      brokerResources:
+      - {method: Connect}
+      - {method: Publish, topics: ["secret/device1/#"]}
+      - {method: Subscribe, topics: ["secret/device1/#"]}
+    - principals: {usernames: [intruder]}
+      brokerResources: [{method: Connect}, {method: Subscribe, topics: ["public/#"]}]
+"#,
+    );
+    node.write_config(
+        "listener.yaml",
+        &listener(node.port, "x509", Some("devices"), Some("server-cert")),
+    );
+    node.start();
+    let v311 = |id: &str| tls_args(&dir, node.port, "mqttv311", id);
+    // mosquitto_sub with `more`, for a second: everything it printed.
+    let subscribe = |base: Vec<String>, more: &[&str]| {
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+        args.extend(["-c", "-v", "-W", "1"]);
+        args.extend(more);
+        let out = wardgate_testkit::process::run(
+            std::process::Command::new(wardgate_testkit::process::mosquitto_sub().expect("sub"))
+                .args(&args),
+            WAIT,
+        )
+        .expect("mosquitto_sub runs");
+        format!("{out}")
+    };
+
+    // device1's persistent session subscribes to its secrets and goes; a secret is queued.
+    let base = [v311("shared-id"), client_cert(&dir, "device1")].concat();
+    let out = subscribe(base, &["-q", "1", "-t", "secret/device1/#"]);
+    assert!(out.contains("received CONNACK (0)"), "{out}");
+    let out = publish(
+        &[v311("d1-pub"), client_cert(&dir, "device1")].concat(),
+        &["-q", "1", "-t", "secret/device1/pin", "-m", "1234"],
+    );
+    assert!(out.contains("received PUBACK"), "{out}");
+
+    // The intruder resumes the client ID with Clean Start 0: nothing of device1's arrives.
+    let base = [v311("shared-id"), client_cert(&dir, "intruder")].concat();
+    let out = subscribe(base, &["-q", "1", "-t", "public/#"]);
+    assert!(out.contains("received CONNACK (0)"), "{out}");
+    assert!(
+        !out.contains("1234"),
+        "the intruder read device1's secret:\n{out}"
+    );
+
+    drop(node.kill());
+}

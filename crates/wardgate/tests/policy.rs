@@ -432,3 +432,224 @@ async fn a_deep_filter_under_a_granted_prefix_is_served_without_crashing() {
     let out = node.stop();
     assert!(out.status.success(), "graceful exit:\n{out}");
 }
+
+/// alice may read `secret/alice/#` (until the edit of the reload case takes it away, below);
+/// bob may publish there but read only `public/#`.
+fn resume_policy(alice_reads: &str) -> String {
+    format!(
+        r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata:
+  name: resume
+  namespace: azure-iot-operations
+spec:
+  authorizationPolicies:
+    cache: Enabled
+    rules:
+    - principals: {{usernames: [alice]}}
+      brokerResources:
+      - method: Connect
+      - {{method: Subscribe, topics: [{alice_reads}]}}
+    - principals: {{usernames: [bob]}}
+      brokerResources:
+      - method: Connect
+      - {{method: Publish, topics: ["secret/#", "public/#"]}}
+      - {{method: Subscribe, topics: ["public/#"]}}
+"#
+    )
+}
+
+/// A client publishing QoS 1 messages, and its last packet id.
+struct Publisher(RawClient, u16);
+
+impl Publisher {
+    /// Publishes at QoS 1; the PUBACK's reason.
+    async fn publish(&mut self, topic: &str, payload: &[u8]) -> ReasonCode {
+        self.1 += 1;
+        match self
+            .0
+            .publish(topic, payload, QoS::AtLeastOnce, false, self.1)
+            .await
+        {
+            Some(Packet::PubAck(a)) => a.reason,
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+}
+
+/// A CONNECT of `user` with `client_id` and Clean Start 0 (v5: Session Expiry 3600).
+fn resuming(version: ProtocolVersion, client_id: &str, user: &str) -> wardgate_protocol::Connect {
+    let mut c = connect_packet(version, client_id, false);
+    if version.is_v5() {
+        c.properties.session_expiry_interval = Some(3600);
+    }
+    c.username = Some(user.into());
+    c.password = Some(bytes::Bytes::from(format!("{user}-pw")));
+    c
+}
+
+/// A running `wardgate serve` whose port authenticates `users` (password `<user>-pw`) and
+/// authorizes with BrokerAuthorization `authz_name`, written as `policy.yaml` (edit it to reload).
+fn password_node(users: &[&str], authz_name: &str, policy: &str) -> Node {
+    let mut node = Node::empty();
+    let passwords = node.root().join("passwords.toml");
+    for user in users {
+        passwd(&passwords, user, &format!("{user}-pw"), &[]);
+    }
+    node.write_config(
+        "auth.yaml",
+        &format!(
+            "{}---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: users\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: UsernamePassword\n    usernamePasswordSettings:\n      secretRef: passwords\n---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {}\n    protocol: Mqtt\n    authenticationRef: users\n    authorizationRef: {authz_name}\n",
+            passwords_secret("passwords", &passwords),
+            node.port
+        ),
+    );
+    node.write_config("policy.yaml", policy);
+    node.start();
+    node
+}
+
+/// A resumed session is authorized for the identity that connects (docs/security.md). bob,
+/// connecting with alice's client ID and Clean Start 0, got her session with its queued
+/// messages and her `secret/alice/#` subscription (v5 and v3.1.1): now he gets a new session.
+/// And a grant removed by a policy reload while alice had no connection still delivered after
+/// she resumed: now her resumed session loses that subscription and what it queued.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_session_is_authorized_for_the_identity_that_connects() {
+    let node = password_node(
+        &["alice", "bob"],
+        "resume",
+        &resume_policy(r#""secret/alice/#""#),
+    );
+    let addr = node.addr();
+    let mut bob_pub = Publisher(
+        RawClient::connect_with(addr, connect("bob", "bob-pw"))
+            .await
+            .0,
+        0,
+    );
+
+    for version in [V, ProtocolVersion::V311] {
+        let client_id = format!("alice-{version:?}");
+        let (mut alice, ack) =
+            RawClient::connect_with(addr, resuming(version, &client_id, "alice")).await;
+        assert_eq!(ack.reason, ReasonCode::SUCCESS);
+        alice.subscribe("secret/alice/#", QoS::AtLeastOnce).await;
+        alice.disconnect().await;
+        assert_eq!(
+            bob_pub
+                .publish("secret/alice/pin", b"queued for alice")
+                .await,
+            ReasonCode::SUCCESS,
+            "alice's session took it"
+        );
+        // bob with alice's client ID and Clean Start 0: a session of his own, nothing of hers.
+        let (mut bob, ack) =
+            RawClient::connect_with(addr, resuming(version, &client_id, "bob")).await;
+        assert_eq!(ack.reason, ReasonCode::SUCCESS);
+        assert!(
+            !ack.session_present,
+            "{version:?}: bob did not resume alice's session"
+        );
+        bob_pub
+            .publish("secret/alice/pin", b"sent while bob is connected")
+            .await;
+        assert_eq!(
+            bob.recv_within(Duration::from_millis(500)).await,
+            Received::Timeout,
+            "{version:?}: bob reads nothing of alice's"
+        );
+        bob.disconnect().await;
+    }
+
+    // The reload case. alice's persistent session subscribes and goes; a second connection of
+    // hers stays, to see the reload apply (it loses a subscription: DISCONNECT 0x87).
+    let (mut alice, _) = RawClient::connect_with(addr, resuming(V, "alice-reload", "alice")).await;
+    alice.subscribe("secret/alice/#", QoS::AtLeastOnce).await;
+    alice.disconnect().await;
+    let (mut watch, _) = RawClient::connect_with(addr, resuming(V, "alice-watch", "alice")).await;
+    watch.subscribe("secret/alice/#", QoS::AtLeastOnce).await;
+    bob_pub
+        .publish("secret/alice/pin", b"queued before the reload")
+        .await;
+    assert!(matches!(watch.packet().await, Packet::Publish(_)));
+    node.write_config("policy.yaml", &resume_policy(r#""public/#""#));
+    match watch.recv_within(Duration::from_secs(10)).await {
+        Received::Packet(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected DISCONNECT 0x87 after the reload, got {other:?}"),
+    }
+    bob_pub
+        .publish("secret/alice/pin", b"queued after the reload")
+        .await;
+    let (mut alice, ack) =
+        RawClient::connect_with(addr, resuming(V, "alice-reload", "alice")).await;
+    assert!(ack.session_present, "alice resumes her own session");
+    bob_pub
+        .publish("secret/alice/pin", b"sent after she resumed")
+        .await;
+    assert_eq!(
+        alice.recv_within(Duration::from_millis(500)).await,
+        Received::Timeout,
+        "the grant went: nothing queued or new on secret/alice/# is delivered"
+    );
+    drop(node);
+}
+
+/// The writer may publish on `wills/#` until the edit takes that away; the watcher reads all.
+fn will_policy(writer_publishes: &str) -> String {
+    format!(
+        r##"apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata:
+  name: wills
+  namespace: azure-iot-operations
+spec:
+  authorizationPolicies:
+    rules:
+    - principals: {{usernames: [writer]}}
+      brokerResources:
+      - method: Connect
+      - {{method: Publish, topics: [{writer_publishes}]}}
+    - principals: {{usernames: [watcher]}}
+      brokerResources:
+      - method: Connect
+      - {{method: Subscribe, topics: ["#"]}}
+"##
+    )
+}
+
+/// A will whose topic a policy edit no longer allows was kept (the re-check looked at Connect
+/// and subscriptions only) and published when its connection ended. Now the re-check discards
+/// it and disconnects the client (0x87), which a CONNECT with that will would get too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_will_whose_topic_a_policy_edit_denies_is_discarded() {
+    let node = password_node(
+        &["writer", "watcher"],
+        "wills",
+        &will_policy(r#""wills/#""#),
+    );
+    let addr = node.addr();
+    let (mut watcher, _) = RawClient::connect_with(addr, connect("watcher", "watcher-pw")).await;
+    watcher.subscribe("wills/#", QoS::AtLeastOnce).await;
+    let mut c = connect("writer", "writer-pw");
+    c.will = Some(wardgate_protocol::Will {
+        topic: wardgate_protocol::TopicName::new("wills/writer").expect("topic"),
+        payload: bytes::Bytes::from_static(b"writer gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    let (mut writer, ack) = RawClient::connect_with(addr, c).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    node.write_config("policy.yaml", &will_policy(r#""other/#""#));
+    match writer.recv_within(Duration::from_secs(10)).await {
+        Received::Packet(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected DISCONNECT 0x87 for the writer, got {other:?}"),
+    }
+    assert_eq!(
+        watcher.recv_within(Duration::from_millis(500)).await,
+        Received::Timeout,
+        "the will was not published"
+    );
+    drop(node);
+}

@@ -135,6 +135,19 @@ impl Identity {
     pub fn is_expired_at(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|e| e <= now)
     }
+
+    /// Who the client is, for the session it creates, which only this principal resumes
+    /// (docs/security.md): the method and the authenticated name (`UsernamePassword:alice`,
+    /// `X509:device1`, the leaf's CN). Clients of a port without authentication are one
+    /// principal, `Anonymous`: their usernames are not checked.
+    pub fn principal(&self) -> String {
+        match (self.method, &self.username) {
+            (AuthMethodKind::Anonymous, _) => AuthMethodKind::Anonymous.as_str().to_owned(),
+            (method, username) => {
+                format!("{}:{}", method.as_str(), username.as_deref().unwrap_or(""))
+            }
+        }
+    }
 }
 
 /// The identity of a client on a port without `authenticationRef`: client ID and username as

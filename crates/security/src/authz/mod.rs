@@ -304,6 +304,20 @@ impl Authorizer {
         d
     }
 
+    /// Whether `id` may subscribe to `filter` under this policy, for what a session resumed by
+    /// `id` kept: its subscriptions, and the topics of its queued messages (a topic name is a
+    /// filter without wildcards). Cached like [`Authorizer::subscribe`], neither counted nor
+    /// logged: the caller logs what it drops.
+    pub fn allows_subscribe(&self, id: &Identity, filter: &str) -> Decision {
+        self.decide(id, Action::Subscribe, filter)
+    }
+
+    /// Whether `id` may publish on `topic` under this policy: a connected client's will topic,
+    /// re-checked after a policy change. Neither counted nor logged (the caller logs).
+    pub fn allows_publish(&self, id: &Identity, topic: &str) -> Decision {
+        self.decide_with(&self.grants(id), id, Action::Publish, topic)
+    }
+
     /// Re-checks a connected client after a policy change: does it keep Connect and every
     /// subscription (filters as subscribed, `$share/…` included)? Not cached, not counted.
     pub fn recheck<'a>(

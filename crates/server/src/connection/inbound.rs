@@ -5,7 +5,10 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tracing::debug;
-use wardgate_core::{Attached, Broker, Delivery, Disconnect, Message, Outgoing, Session, Sink};
+use wardgate_core::{
+    Attached, Broker, Delivery, Disconnect, LinkState, Message, Outgoing, Qos2Receipt, Session,
+    Sink,
+};
 use wardgate_protocol::{
     AckProperties, Packet, PacketId, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, SubAck,
     Subscribe, TopicName, UnsubAck, Unsubscribe, encode,
@@ -198,6 +201,36 @@ impl Conn {
         );
     }
 
+    /// A resumed session keeps only what the connecting principal may read under the port's
+    /// current policy, which may have changed while the session had no connection
+    /// (docs/security.md): denied subscriptions are removed, and queued or in-flight messages on
+    /// topics it may not read are dropped (counted as `not_authorized`). Call before the
+    /// session's queue is drained.
+    pub(super) fn reauthorize_resumed(&self) {
+        let Some(authz) = self.authorizer() else {
+            return;
+        };
+        for (filter, _) in self.session.subscriptions() {
+            if let Decision::Deny { why } = authz.allows_subscribe(&self.identity, filter.as_str())
+            {
+                self.log_denial("resume subscription", filter.as_str(), &why);
+                self.broker.unsubscribe(&self.session, &filter);
+            }
+        }
+        let dropped = self.session.retain_deliveries(|d| {
+            authz
+                .allows_subscribe(&self.identity, d.message.topic.as_str())
+                .is_allowed()
+        });
+        if dropped > 0 {
+            let _span = self.span().entered();
+            tracing::info!(
+                dropped,
+                "resumed session: messages the client may not read were dropped"
+            );
+        }
+    }
+
     /// The `conn` span of the connection's log events, made for each (see `live::Task`).
     pub(super) fn span(&self) -> tracing::Span {
         let span = super::conn_span(self.peer, self.port);
@@ -228,8 +261,10 @@ impl Conn {
             .disconnect(&self.session, self.generation, how, Instant::now());
     }
 
-    pub(super) fn kicked(&self) -> bool {
-        self.session.kicked(self.generation).is_some()
+    /// Where this connection stands with its session: attached, asked to hand it over to a new
+    /// connection of the client ID, or gone.
+    pub(super) fn link_state(&self) -> LinkState {
+        self.session.link_state(self.generation)
     }
 
     /// Whether a PUBLISH since the last [`Conn::take_congested`] found a queue congested.
@@ -478,17 +513,17 @@ impl Conn {
         if p.qos == QoS::ExactlyOnce
             && let Some(packet_id) = p.packet_id
         {
-            let open = self.session.incoming_qos2_len();
-            let first = self.session.incoming_qos2(packet_id);
-            if first && open >= usize::from(self.settings.receive_maximum) {
-                return Err(Refused::End(Flow::End(End::Server(
-                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                    "receive maximum exceeded",
-                ))));
-            }
-            if !first {
+            let max = usize::from(self.settings.receive_maximum);
+            match self.session.receive_qos2(packet_id, max) {
+                Qos2Receipt::Route => {}
+                Qos2Receipt::OverLimit => {
+                    return Err(Refused::End(Flow::End(End::Server(
+                        ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                        "receive maximum exceeded",
+                    ))));
+                }
                 // A retransmission of a message already routed: acknowledge it again only.
-                return Err(Refused::PubRecAgain(packet_id));
+                Qos2Receipt::Duplicate => return Err(Refused::PubRecAgain(packet_id)),
             }
         }
         // Authorization (SPEC.md §8.4): v5 gets 0x87 on PUBACK/PUBREC; v3.1.1 gets a success

@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::time::{Instant, Sleep};
 use tracing::{Instrument, debug, info};
-use wardgate_core::Disconnect;
+use wardgate_core::{Disconnect, LinkState};
 use wardgate_protocol::{Auth, DecodeLimits, ReasonCode, decode};
 
 use super::inbound::{Conn, Flow};
@@ -32,6 +32,11 @@ use crate::registry::{CategoryStats, ConnectionId, Control, SpaceWake, clock_ms}
 /// How many passes one poll makes before it lets other tasks run: the socket's own budget
 /// stops reads and writes, but not the session's wake-ups.
 const PASSES_PER_POLL: usize = 32;
+
+/// How long a connection asked to hand its session over waits, once it found nothing more to
+/// read, before it ends: the runtime polls for I/O before timers fire, so bytes the client sent
+/// before its new connection came are seen by then.
+const HANDOVER_SETTLE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The smallest write buffer taken for a burst of output.
 const WRITE_MIN: usize = 256;
@@ -169,6 +174,10 @@ pub(crate) struct Live<S> {
     undecoded: bool,
     /// The write buffer was written out; the stream still has to flush.
     flush: bool,
+    /// A new connection of the client ID waits to take the session over
+    /// ([`LinkState::HandoverAsked`]): end once what the socket has was read and processed,
+    /// checked again after the timer (armed when first nothing was left).
+    handover: Option<Option<Pin<Box<Sleep>>>>,
 }
 
 impl<S: Transport> Live<S> {
@@ -201,6 +210,7 @@ impl<S: Transport> Live<S> {
             expiry,
             undecoded,
             flush: false,
+            handover: None,
         }
     }
 
@@ -238,10 +248,17 @@ impl<S: Transport> Live<S> {
             return Pass::Step(Step::End(End::Server(reason, why)));
         }
         if events & Control::QUEUE != 0 {
-            if self.conn.kicked() {
-                return Pass::Step(Step::End(End::TakenOver));
+            match self.conn.link_state() {
+                LinkState::Gone(_) => return Pass::Step(Step::End(End::TakenOver)),
+                // Handing over, only what the client sends counts as progress: messages
+                // queued for the session wait for the new connection.
+                LinkState::HandoverAsked if self.handover.is_some() => {}
+                LinkState::HandoverAsked => {
+                    self.handover = Some(None);
+                    progress = true;
+                }
+                LinkState::Attached => progress = true,
             }
-            progress = true;
         }
         // Room in the queue ends the pause that was waiting for it (not one begun below).
         let space = events & Control::SPACE != 0 && self.pause.is_some();
@@ -282,13 +299,30 @@ impl<S: Transport> Live<S> {
 
         match self.poll_write(cx) {
             Err(()) => return Pass::Step(Step::End(End::Lost)),
-            Ok(wrote) => progress |= wrote,
+            Ok(wrote) => progress |= wrote && self.handover.is_none(),
         }
         match self.poll_read(cx) {
             Err(()) => return Pass::Step(Step::End(End::Lost)),
             Ok(read) => progress |= read,
         }
-        if progress { Pass::Again } else { Pass::Wait }
+        if progress {
+            return Pass::Again;
+        }
+        if let Some(settle) = &mut self.handover
+            && self.pause.is_none()
+            && !self.undecoded
+        {
+            // Nothing more to do here; but the runtime may not have told this socket yet of
+            // bytes its client sent before the new connection came. Once a timer has passed
+            // (the runtime polls for I/O before it fires timers), and still nothing came,
+            // everything the client sent is processed: the new connection takes over.
+            let settle =
+                settle.get_or_insert_with(|| Box::pin(tokio::time::sleep(HANDOVER_SETTLE)));
+            if settle.as_mut().poll(cx).is_ready() {
+                return Pass::Step(Step::End(End::TakenOver));
+            }
+        }
+        Pass::Wait
     }
 
     /// Decodes and handles what was read, releases durable output, and takes from the session's
@@ -312,7 +346,9 @@ impl<S: Transport> Live<S> {
         self.gate.release(&mut self.wbuf, &self.control);
         let soft_limit = self.conn.settings().write_soft_limit;
         let from = self.wbuf.len();
-        if self.wbuf.len() + self.gate.held_bytes() < soft_limit && !self.conn.pump(&mut self.wbuf)
+        if self.handover.is_none()
+            && self.wbuf.len() + self.gate.held_bytes() < soft_limit
+            && !self.conn.pump(&mut self.wbuf)
         {
             return Some(Step::End(End::TakenOver));
         }

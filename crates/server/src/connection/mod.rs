@@ -202,6 +202,39 @@ fn unbox(connect: Box<Connect>) -> Connect {
     *connect
 }
 
+/// How long a new connection waits for the connection already attached to its client ID's
+/// session to process what its client sent before and end ([`hand_over`]); past it, it is
+/// told to go at once (DISCONNECT 0x8E).
+const HANDOVER_WAIT: Duration = Duration::from_secs(3);
+
+/// Wakes the connection waiting in [`hand_over`].
+#[derive(Default)]
+struct HandedOver(tokio::sync::Notify);
+
+impl wardgate_core::Wake for HandedOver {
+    fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Lets the connection attached to `client_id`'s session, if any, process what its client sent
+/// before this connection came (a PUBLISH, a DISCONNECT that discards the will or ends the
+/// session: [MQTT-3.14.4-3], [MQTT-3.2.2-3]) and end, before this one attaches; at most
+/// [`HANDOVER_WAIT`].
+async fn hand_over(broker: &Broker, client_id: &str) {
+    if client_id.is_empty() {
+        return;
+    }
+    let Some(session) = broker.session(client_id) else {
+        return;
+    };
+    let done = Arc::new(HandedOver::default());
+    if session.request_handover(done.clone()) {
+        drop(session);
+        let _ = tokio::time::timeout(HANDOVER_WAIT, done.0.notified()).await;
+    }
+}
+
 enum ConnectFailure {
     Io,
     Decode(DecodeError),
@@ -417,6 +450,7 @@ async fn serve<S: Transport>(
         close_quietly(&mut stream).await;
         return None;
     };
+    hand_over(&ctx.broker, &connect.client_id).await;
     // In a block: what is left of the CONNECT is not kept in this future for the connection's
     // life (every idle connection pays for what this future holds).
     let (attached, clean_start, (category, category_stats)) = {
@@ -437,6 +471,7 @@ async fn serve<S: Transport>(
                 protocol: version,
                 receive_maximum: client_receive_maximum,
                 will,
+                principal: Some(Arc::from(identity.principal())),
                 waker: control.clone(),
             },
             &connect_properties.user_properties,
@@ -489,6 +524,10 @@ async fn serve<S: Transport>(
     }
     let mut conn = inbound::Conn::new(ctx, version, &attached, outbound, session_expiry, identity)
         .with_category(category_stats);
+    if attached.session_present {
+        // After the registry knows the connection: a policy change from now on re-checks it.
+        conn.reauthorize_resumed();
+    }
     let mut pending = Vec::new();
     attached.session.resend_inflight(&mut pending);
     conn.write_outgoing(&mut pending, &mut wbuf);

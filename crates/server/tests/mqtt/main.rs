@@ -5,6 +5,7 @@ mod deep_topics;
 mod durable;
 mod limits;
 mod malformed;
+mod takeover;
 mod transport;
 mod v311;
 mod v5;

@@ -257,3 +257,24 @@ async fn a_v311_publisher_is_disconnected_rather_than_acknowledged_when_every_qu
         "no PUBACK for a message nobody queued"
     );
 }
+
+/// A clean session lasts as long as its network connection [MQTT-3.1.2-6]: a connection with
+/// CleanSession=0 that takes the client ID over starts a new session (Session Present 0), without
+/// the clean session's subscriptions.
+#[tokio::test]
+async fn a_clean_session_taken_over_by_clean_session_0_is_not_resumed() {
+    let b = TestBroker::start().await;
+    let (mut clean, _) = RawClient::connect(b.tcp, V, "cs-takeover").await;
+    clean.subscribe("cs", QoS::AtLeastOnce).await;
+    let (mut next, ack) =
+        RawClient::connect_with(b.tcp, connect_packet(V, "cs-takeover", false)).await;
+    assert!(!ack.session_present, "the clean session ended on takeover");
+    assert_eq!(clean.recv().await, Received::Closed);
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "cs-pub").await;
+    publ.publish("cs", b"x", QoS::AtLeastOnce, false, 1).await;
+    assert_eq!(
+        next.recv_within(Duration::from_millis(300)).await,
+        Received::Timeout,
+        "the clean session's subscription went with it"
+    );
+}

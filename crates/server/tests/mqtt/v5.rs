@@ -619,3 +619,74 @@ async fn pipelined_publishes_are_acknowledged_in_order() {
     sent.extend(4..=40);
     assert_eq!(got, sent);
 }
+
+/// A new QoS 2 PUBLISH past the server's Receive Maximum ends the connection with DISCONNECT
+/// 0x93, unacknowledged. Its packet id must not stay recorded as received: the client's
+/// retransmission (DUP) after resuming its session is routed, not answered with PUBREC as a
+/// duplicate of a message that was never delivered.
+#[tokio::test]
+async fn a_qos2_message_refused_for_receive_maximum_is_routed_when_sent_again() {
+    let conn = wardgate_server::ConnectionSettings {
+        receive_maximum: 1,
+        ..Default::default()
+    };
+    let b = TestBroker::with(Default::default(), conn).await;
+    let (mut sub, _) = RawClient::connect(b.tcp, V, "rm2-sub").await;
+    sub.subscribe("rm2", QoS::AtLeastOnce).await;
+    let mut pc = connect_packet(V, "rm2-pub", false);
+    pc.properties.session_expiry_interval = Some(60);
+    let (mut publ, _) = RawClient::connect_with(b.tcp, pc.clone()).await;
+    assert!(matches!(
+        publ.publish("rm2", b"1", QoS::ExactlyOnce, false, 1).await,
+        Some(Packet::PubRec(_))
+    ));
+    // Packet 1 awaits PUBREL: packet 2 exceeds the Receive Maximum of 1.
+    match publ.publish("rm2", b"2", QoS::ExactlyOnce, false, 2).await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED),
+        other => panic!("expected DISCONNECT 0x93, got {other:?}"),
+    }
+    assert_eq!(&sub.publish_received().await.payload[..], b"1");
+
+    // The client resumes, completes packet 1 and sends packet 2 again with DUP.
+    let (mut publ, ack) = RawClient::connect_with(b.tcp, pc).await;
+    assert!(ack.session_present);
+    publ.send(&Packet::PubRel(wardgate_protocol::PubAck::new(
+        wardgate_testkit::client::pid(1),
+    )))
+    .await;
+    assert!(matches!(publ.packet().await, Packet::PubComp(_)));
+    let mut again = publish_packet("rm2", b"2", QoS::ExactlyOnce, false, 2);
+    again.dup = true;
+    publ.send(&Packet::Publish(again)).await;
+    assert!(matches!(publ.packet().await, Packet::PubRec(_)));
+    assert_eq!(
+        &sub.publish_received().await.payload[..],
+        b"2",
+        "the retransmission is routed"
+    );
+}
+
+/// A session with Session Expiry 0 ends when its network connection closes (v5 3.1.4: the
+/// original session ends on takeover): a connection with Clean Start 0 that takes the client ID
+/// over gets Session Present 0 and none of its subscriptions.
+#[tokio::test]
+async fn a_session_with_expiry_0_taken_over_by_clean_start_0_is_not_resumed() {
+    let b = TestBroker::start().await;
+    let (mut first, _) = RawClient::connect_with(b.tcp, connect_packet(V, "se0", false)).await;
+    first.subscribe("se0", QoS::AtLeastOnce).await;
+    let mut again = connect_packet(V, "se0", false);
+    again.properties.session_expiry_interval = Some(60);
+    let (mut next, ack) = RawClient::connect_with(b.tcp, again).await;
+    assert!(!ack.session_present, "the session ended on takeover");
+    match first.packet().await {
+        Packet::Disconnect(d) => assert_eq!(d.reason, ReasonCode::SESSION_TAKEN_OVER),
+        other => panic!("expected DISCONNECT 0x8E, got {other:?}"),
+    }
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "se0-pub").await;
+    publ.publish("se0", b"x", QoS::AtLeastOnce, false, 1).await;
+    assert_eq!(
+        next.recv_within(Duration::from_millis(300)).await,
+        Received::Timeout,
+        "the ended session's subscription went with it"
+    );
+}
