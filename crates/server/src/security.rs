@@ -2,10 +2,11 @@
 //! from the configuration and swapped as a whole when it changes: new connections authenticate
 //! with the current one, every check of a connected client uses the current policy.
 
+use std::fmt;
 use std::sync::Arc;
 
 use wardgate_config::model::{ListenerPort, Model};
-use wardgate_security::authn::Authenticator;
+use wardgate_security::authn::{Authenticator, AuthnError};
 use wardgate_security::authz::Authorizer;
 
 /// What one port enforces. Without an authenticator every client is anonymous; an authorizer
@@ -18,22 +19,54 @@ pub struct PortSecurity {
     pub authz: Option<Arc<Authorizer>>,
 }
 
+/// Why a port's security cannot be built. A Secret or ConfigMap that a method reads and that is
+/// not in the configuration yet only makes the port wait (SPEC.md §4.4); anything else fails it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityProblem {
+    /// A Secret a method reads is missing; the log line.
+    AwaitingSecret(String),
+    /// A ConfigMap a method reads is missing; the log line.
+    AwaitingConfigMap(String),
+    /// The resource is unusable; what is wrong.
+    Failed(String),
+}
+
+impl fmt::Display for SecurityProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecurityProblem::AwaitingSecret(m)
+            | SecurityProblem::AwaitingConfigMap(m)
+            | SecurityProblem::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
 impl PortSecurity {
-    /// Builds the port's security from `model`; the error says which resource is unusable.
-    pub fn for_port(model: &Model, port: &ListenerPort) -> Result<PortSecurity, String> {
+    /// Builds the port's security from `model`; the error says which resource is unusable, or
+    /// which Secret or ConfigMap the port waits for.
+    pub fn for_port(model: &Model, port: &ListenerPort) -> Result<PortSecurity, SecurityProblem> {
         let authn = match &port.authentication_ref {
             None => None,
-            Some(name) => Some(Arc::new(
-                Authenticator::new(model, name)
-                    .map_err(|e| format!("BrokerAuthentication/{name}: {e}"))?,
-            )),
+            Some(name) => Some(Arc::new(Authenticator::new(model, name).map_err(|e| {
+                let at = format!("BrokerAuthentication/{name}");
+                match e {
+                    AuthnError::MissingSecret { method, name } => SecurityProblem::AwaitingSecret(
+                        format!("{at}: {method}: Secret {name} not found. Awaiting creation of secret."),
+                    ),
+                    AuthnError::MissingConfigMap { method, name } => {
+                        SecurityProblem::AwaitingConfigMap(format!(
+                            "{at}: {method}: ConfigMap {name} not found. Awaiting creation of configmap."
+                        ))
+                    }
+                    e => SecurityProblem::Failed(format!("{at}: {e}")),
+                }
+            })?)),
         };
         let authz = match port.effective_authorization_ref() {
             None => None,
-            Some(name) => Some(Arc::new(
-                Authorizer::new(model, name)
-                    .map_err(|e| format!("BrokerAuthorization/{name}: {e}"))?,
-            )),
+            Some(name) => Some(Arc::new(Authorizer::new(model, name).map_err(|e| {
+                SecurityProblem::Failed(format!("BrokerAuthorization/{name}: {e}"))
+            })?)),
         };
         Ok(PortSecurity { authn, authz })
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use wardgate_config::model::Model;
 use wardgate_core::Broker;
 use wardgate_protocol::ReasonCode;
@@ -22,7 +22,7 @@ use crate::connection::ConnectionSettings;
 use crate::plan::{self, PlannedPort};
 use crate::ports::{self, PortSpec};
 use crate::registry::Registry;
-use crate::security::PortSecurity;
+use crate::security::{PortSecurity, SecurityProblem};
 
 /// A port's state, as logs, `status` and the admin API show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,6 +345,10 @@ impl Supervisor {
             let running = self.start(&model, planned);
             self.ports.insert(n, running);
         }
+        // The trust bundle follows the issuers of the ports and the trust settings' ConfigMap.
+        if let Some(tls) = &self.tls {
+            tokio::task::block_in_place(|| tls.refresh_trust_bundle(&model));
+        }
         self.model = Some(model);
         for (port, authz) in rechecks {
             self.recheck(port, &authz);
@@ -393,7 +397,14 @@ impl Supervisor {
         let spec = planned.spec.clone();
         let security = match PortSecurity::for_port(model, &planned.config) {
             Ok(s) => Arc::new(ArcSwap::from_pointee(s)),
-            Err(reason) => return RunningPort::not_serving(planned, PortState::Failed(reason)),
+            Err(problem) => {
+                let state = match problem {
+                    SecurityProblem::AwaitingSecret(m) => PortState::AwaitingSecret(m),
+                    SecurityProblem::AwaitingConfigMap(m) => PortState::AwaitingConfigMap(m),
+                    SecurityProblem::Failed(m) => PortState::Failed(m),
+                };
+                return RunningPort::not_serving(planned, state);
+            }
         };
         let port_tls = match resolve_tls(self.tls.as_deref(), model, &planned) {
             Ok(t) => t,
@@ -432,7 +443,29 @@ impl Supervisor {
                     security: Some(security),
                 }
             }
-            Err(e) => RunningPort::not_serving(planned, PortState::Failed(e.to_string())),
+            Err(e) => {
+                let in_use = matches!(&e, crate::ServerError::Bind { source, .. }
+                    if source.kind() == std::io::ErrorKind::AddrInUse);
+                if in_use && let crate::ServerError::Bind { addr, .. } = &e {
+                    // Loudly: another broker (or anything) holds the port, and this one does not
+                    // serve it; clients that dial it reach the other process.
+                    error!(
+                        port = spec.port,
+                        %addr,
+                        listener = %spec.name,
+                        "port {} cannot be opened: {addr} is already in use by another process \
+                         (another wardgate? `ss -ltnp 'sport = :{}'` names it); clients that dial \
+                         it reach that process, not this broker",
+                        spec.port,
+                        spec.port
+                    );
+                    let reason = format!(
+                        "{e}: {addr} is already in use by another process (another broker?)"
+                    );
+                    return RunningPort::not_serving(planned, PortState::Failed(reason));
+                }
+                RunningPort::not_serving(planned, PortState::Failed(e.to_string()))
+            }
         }
     }
 

@@ -731,3 +731,56 @@ async fn sys_topics_count_the_clients_of_each_port() {
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
 }
+
+/// A port whose X509 method names a `trustedClientCaCert` ConfigMap that is not in the
+/// configuration waits for it (`AwaitingConfigMap`, SPEC.md §4.4); it showed `Failed` with
+/// "ConfigMap/… does not exist". When the ConfigMap appears, the port opens.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_trusted_client_ca_config_map_makes_the_port_await_it() {
+    use wardgate_security::pki::{CertRequest, Key, Profile};
+    let port = wardgate_testkit::process::free_port().expect("port");
+    let yaml = format!(
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: x509\nspec:\n  authenticationMethods:\n  - method: X509\n    x509Settings:\n      trustedClientCaCert: client-ca\n---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {port}\n    protocol: Mqtt\n    authenticationRef: x509\n    tls:\n      mode: Automatic\n      certManagerCertificateSpec:\n        issuerRef:\n          kind: ClusterIssuer\n          name: azure-iot-operations-aio-certificate-issuer\n"
+    );
+    let model = wardgate_config::load_str("listener.yaml", &yaml)
+        .expect("valid")
+        .model;
+    let data = tempfile::tempdir().expect("tempdir");
+    let tls = wardgate_security::tls::TlsContext::open(data.path()).expect("pki");
+    let broker = Arc::new(Broker::new(BrokerSettings::default()));
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let mut supervisor =
+        wardgate_server::Supervisor::new(broker, shutdown.clone()).with_tls(Arc::new(tls));
+    let state = |s: &wardgate_server::Supervisor| s.status().read().ports[&port].state.clone();
+    supervisor.apply(model);
+    let waiting = state(&supervisor);
+    assert_eq!(waiting.name(), "AwaitingConfigMap", "{waiting:?}");
+    assert!(
+        waiting
+            .reason()
+            .is_some_and(|r| r.contains("client-ca not found. Awaiting creation of configmap")),
+        "{waiting:?}"
+    );
+    assert!(supervisor.has_waiting_ports());
+
+    // The ConfigMap appears: the port opens.
+    let key = Key::generate(wardgate_config::KeyAlgorithm::Ec256).expect("key");
+    let ca = wardgate_security::pki::issue::self_signed(
+        &CertRequest::new("Client CA", Profile::RootCa, Duration::from_secs(3600)),
+        &key,
+    )
+    .expect("CA");
+    let pem = wardgate_security::pki::pem::certificate_pem(&ca);
+    let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
+    let with_cm = format!(
+        "{yaml}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: client-ca\ndata:\n  client_ca.pem: |\n{indented}"
+    );
+    supervisor.apply(
+        wardgate_config::load_str("listener.yaml", &with_cm)
+            .expect("valid")
+            .model,
+    );
+    let listening = state(&supervisor);
+    assert_eq!(listening, PortState::Listening, "{listening:?}");
+}

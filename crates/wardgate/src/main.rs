@@ -8,6 +8,7 @@ mod passwd;
 mod persist;
 mod serve;
 mod status;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +31,8 @@ struct Cli {
 enum Command {
     /// Run the broker. With no --config, runs the embedded quickstart.
     Serve(ServeArgs),
-    /// Check configuration files: exit 0, or 1 with every error as file:line: message.
+    /// Check configuration files and the certificate material they name, as `serve` would: exit
+    /// 0, or 1 with every error as file:line: message (or the port and what it would fail with).
     Validate {
         /// Configuration file or folder; may repeat.
         #[arg(long = "config", value_name = "PATH", required = true)]
@@ -69,6 +71,12 @@ struct ServeArgs {
     /// are always loopback).
     #[arg(long, value_name = "IP")]
     bind: Option<std::net::IpAddr>,
+    /// As `az iot ops create --trust-settings` (bring your own issuer, seeds/004):
+    /// `configMapName=NAME [configMapKey=KEY]` adds that ConfigMap's CA certificates to the
+    /// trust bundle; `issuerKind=Issuer|ClusterIssuer issuerName=NAME` issues what the built-in
+    /// quickstart ClusterIssuer would (the default listener's certificate) from that issuer.
+    #[arg(long, value_name = "KEY=VALUE", num_args = 1.., value_delimiter = ',')]
+    trust_settings: Vec<String>,
     /// Log format (overrides the Broker's diagnostics.logs.format; default text).
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -94,26 +102,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Validate { config } => match wardgate_config::load(&config) {
-            Ok(loaded) => {
-                for warning in &loaded.warnings {
-                    eprintln!("warning: {warning}");
-                }
-                let ports: usize = loaded.model.listeners.iter().map(|l| l.ports.len()).sum();
-                println!(
-                    "valid: {} listener(s), {} port(s), {} authentication(s), {} authorization(s)",
-                    loaded.model.listeners.len(),
-                    ports,
-                    loaded.model.authentications.len(),
-                    loaded.model.authorizations.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                eprintln!("{errors}");
-                ExitCode::from(1)
-            }
-        },
+        Command::Validate { config } => validate::run(&config),
         Command::Status(args) => status::run(args),
         Command::Passwd(args) => passwd::run(args),
         Command::Explain(args) => explain::run(args),

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use wardgate_security::authn::password::{
-    DEFAULT_ITERATIONS, PasswordFile, PasswordHash, entry_text, secret_yaml, upsert_entry,
+    DEFAULT_ITERATIONS, PasswordFile, PasswordHash, entry_text, has_entry, secret_yaml,
+    upsert_entry,
 };
 
 /// Arguments of `wardgate passwd`.
@@ -72,9 +73,7 @@ fn passwd(args: PasswdArgs) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
     };
-    let existed = PasswordFile::parse(old.as_bytes())
-        .map(|f| f.users.contains_key(&args.username))
-        .unwrap_or(false);
+    let existed = has_entry(&old, &args.username);
     let new = upsert_entry(&old, &args.username, &hash, &attributes)
         .with_context(|| format!("{}", file.display()))?;
     write_private(&file, &new)?;
@@ -84,6 +83,14 @@ fn passwd(args: PasswdArgs) -> anyhow::Result<()> {
         args.username,
         file.display()
     );
+    if let Err(e) = PasswordFile::parse(new.as_bytes()) {
+        eprintln!(
+            "note: {}: {e}; the UsernamePassword method reads only `password` and `attributes` \
+             (the example custom authentication server also reads `expiry_seconds` and \
+             `deny_reason`)",
+            file.display()
+        );
+    }
     if let Some(name) = args.secret {
         print!("{}", secret_yaml(&name, &new)?);
     }

@@ -8,8 +8,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use wardgate_config::model::Model;
-use wardgate_security::pki::store;
-use wardgate_security::tls::TlsContext;
+use wardgate_security::tls::{TlsContext, TlsOptions, TrustSettings};
 use wardgate_server::{PortProtocol, PortState, Status, Supervisor};
 
 use crate::ServeArgs;
@@ -46,7 +45,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     crate::persist::stop_on_failure(store.as_ref(), &shutdown);
     let data_dir = args.data_dir.clone();
-    let tls = tokio::task::spawn_blocking(move || TlsContext::open(&data_dir))
+    let options = TlsOptions {
+        trust_settings: trust_settings(&args)?.config_map,
+        ..TlsOptions::default()
+    };
+    let tls = tokio::task::spawn_blocking(move || TlsContext::open_with(&data_dir, options))
         .await
         .context("opening the certificate store")?
         .context("cannot open the certificate store in the data dir")?;
@@ -65,7 +68,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if !serving && !supervisor.has_waiting_ports() {
             anyhow::bail!("no port could be opened; nothing to serve");
         }
-        print_banner(&args, &status, &tls.trust_bundle_path());
+        print_banner(&args, &status, &tls);
     }
     tokio::spawn(wardgate_server::run_ticker(
         broker.clone(),
@@ -111,6 +114,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     }
                 });
             }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => error!(
+                %addr, error = %e,
+                "the admin API and metrics cannot be opened: {addr} is already in use by another \
+                 process, most likely another broker; `wardgate status` and /metrics at {addr} \
+                 describe that one, not this one. MQTT is served without them: choose another \
+                 address with --admin-addr (or the Broker's diagnostics prometheusPort)"
+            ),
             Err(e) => warn!(
                 %addr, error = %e,
                 "cannot open the admin API and metrics port; MQTT is served without them (choose another with --admin-addr)"
@@ -285,13 +295,88 @@ fn load_model(args: &ServeArgs) -> anyhow::Result<(Model, Vec<String>)> {
             .add_insecure_listener()
             .map_err(|errors| anyhow::anyhow!("invalid configuration:\n{errors}"))?;
     }
+    if let Some(issuer) = trust_settings(args)?.issuer {
+        // What the built-in quickstart issuers would sign, this issuer signs.
+        let issuers = model.issuers.clone();
+        let quickstart = |r: &wardgate_config::model::IssuerRef| {
+            issuers
+                .get(&(r.kind, r.name.clone()))
+                .is_some_and(|i| i.source == wardgate_config::model::IssuerSource::Quickstart)
+        };
+        for port in model.listeners.iter_mut().flat_map(|l| l.ports.iter_mut()) {
+            if let Some(wardgate_config::model::Tls::Automatic(a)) = &mut port.tls
+                && quickstart(&a.issuer_ref)
+            {
+                a.issuer_ref = issuer.clone();
+            }
+        }
+    }
     Ok((model, warnings))
 }
 
-fn print_banner(args: &ServeArgs, status: &Status, trust_bundle: &std::path::Path) {
+/// `--trust-settings`, parsed.
+#[derive(Debug, Default)]
+struct TrustSettingsArgs {
+    config_map: Option<TrustSettings>,
+    issuer: Option<wardgate_config::model::IssuerRef>,
+}
+
+/// Parses `--trust-settings configMapName=… configMapKey=… issuerKind=… issuerName=…` (the
+/// pairs of `az iot ops create --trust-settings`).
+fn trust_settings(args: &ServeArgs) -> anyhow::Result<TrustSettingsArgs> {
+    use wardgate_config::model::{IssuerKind, IssuerRef};
+    let mut pairs = std::collections::BTreeMap::new();
+    for item in &args.trust_settings {
+        let (k, v) = crate::passwd::parse_attr(item)
+            .map_err(|e| anyhow::anyhow!("--trust-settings: {e}"))?;
+        let known = ["configMapName", "configMapKey", "issuerKind", "issuerName"];
+        if !known.contains(&k.as_str()) {
+            anyhow::bail!(
+                "--trust-settings: unknown setting {k} (expected {})",
+                known.join(", ")
+            );
+        }
+        pairs.insert(k, v);
+    }
+    let get = |k: &str| pairs.get(k).cloned();
+    let config_map = match (get("configMapName"), get("configMapKey")) {
+        (Some(name), key) => Some(TrustSettings {
+            config_map: name,
+            key,
+        }),
+        (None, Some(_)) => anyhow::bail!("--trust-settings: configMapKey needs configMapName"),
+        (None, None) => None,
+    };
+    let issuer = match (get("issuerKind"), get("issuerName")) {
+        (Some(kind), Some(name)) => {
+            let kind = if kind.eq_ignore_ascii_case("Issuer") {
+                IssuerKind::Issuer
+            } else if kind.eq_ignore_ascii_case("ClusterIssuer") {
+                IssuerKind::ClusterIssuer
+            } else {
+                anyhow::bail!("--trust-settings: issuerKind {kind} is not Issuer or ClusterIssuer");
+            };
+            Some(IssuerRef {
+                name,
+                kind,
+                group: "cert-manager.io".to_owned(),
+            })
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("--trust-settings: issuerKind and issuerName go together"),
+    };
+    Ok(TrustSettingsArgs { config_map, issuer })
+}
+
+fn print_banner(args: &ServeArgs, status: &Status, tls: &TlsContext) {
+    let (path, bundle) = (tls.trust_bundle_path(), tls.trust_bundle());
     println!("Wardgate {} is serving MQTT:", env!("CARGO_PKG_VERSION"));
     for port in status.ports.values() {
         let (spec, addrs) = (&port.spec, &port.local_addrs);
+        if let PortState::Failed(_) = port.state {
+            println!("  {:<40} NOT SERVED: {}", spec.name, port.state);
+            continue;
+        }
         if port.state != PortState::Listening {
             println!("  {:<40} {}", spec.name, port.state);
             continue;
@@ -314,12 +399,14 @@ fn print_banner(args: &ServeArgs, status: &Status, trust_bundle: &std::path::Pat
     };
     if let Some(port) = mqtt().find(|p| !p.tls).or_else(|| mqtt().next()) {
         let target = if port.tls {
-            let quickstart = port
-                .certificates
-                .last()
-                .is_some_and(|c| c.issuer.common_name() == Some(store::QUICKSTART_CA_COMMON_NAME));
-            let ca = if quickstart {
-                trust_bundle.display().to_string()
+            // The bundle has the chain's top certificate, or the CA that issued it.
+            let trusted = port.certificates.last().is_some_and(|top| {
+                bundle
+                    .iter()
+                    .any(|b| b.sha256 == top.sha256 || b.subject == top.issuer)
+            });
+            let ca = if trusted {
+                path.display().to_string()
             } else {
                 "YOUR_CA.crt".to_owned()
             };
@@ -333,10 +420,17 @@ fn print_banner(args: &ServeArgs, status: &Status, trust_bundle: &std::path::Pat
         println!("  mosquitto_pub {target} -t demo/hello -m 'hi'");
     }
     println!();
-    println!(
-        "Trust bundle (the quickstart CA, for --cafile): {}",
-        trust_bundle.display()
-    );
+    if bundle.is_empty() {
+        println!(
+            "Trust bundle: none (no served certificate comes from a CA known here; clients \
+             trust the CA that issued your certificates)"
+        );
+    } else {
+        println!("Trust bundle (for --cafile): {}", path.display());
+        for ca in &bundle {
+            println!("  {}  ({})", ca.subject, ca.source);
+        }
+    }
     if args.config.is_empty() {
         println!();
         println!("This is the embedded quickstart (loopback only). To configure listeners, write");

@@ -1033,6 +1033,21 @@ spec:
     assert!(out.contains("received CONNACK (5)"), "{out}");
     let log = node.kill().stdout;
     assert!(log.contains("no client certificate"), "{log}");
+    // Each refusal is logged once, and the rejected certificate's line names the client.
+    let lines = |client: &str, what: &str| {
+        log.lines()
+            .filter(|l| l.contains(client) && l.contains(what))
+            .count()
+    };
+    assert_eq!(lines("no-cert-v311", "authentication failed"), 1, "{log}");
+    assert_eq!(lines("no-cert-v311", "authentication denied"), 0, "{log}");
+    assert_eq!(lines("d2", "x509/wardgate"), 1, "one denial line:\n{log}");
+    assert!(!log.contains("not authorized"), "{log}");
+    let rejected = log
+        .lines()
+        .find(|l| l.contains("client certificate rejected"))
+        .unwrap_or_else(|| panic!("no rejection logged:\n{log}"));
+    assert!(rejected.contains("peer=127.0.0.1:"), "{rejected}");
 }
 
 /// A persistent session resumed with another certificate (Clean Start 0, same client ID) gave

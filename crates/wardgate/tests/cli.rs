@@ -225,3 +225,88 @@ fn create_secret_tls_writes_yaml_that_loads() {
     .expect("runs");
     assert!(validate.success(), "{validate}");
 }
+
+/// `wardgate serve` with logs merged into stdout, the admin API on `admin`.
+fn serve_merged(config: &Path, data: &Path, admin: u16) -> Running {
+    Running::spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg("exec \"$0\" serve --config \"$1\" --data-dir \"$2\" --admin-addr \"127.0.0.1:$3\" 2>&1")
+            .arg(env!("CARGO_BIN_EXE_wardgate"))
+            .arg(config)
+            .arg(data)
+            .arg(admin.to_string())
+            .env("NO_COLOR", "1"),
+    )
+    .expect("start wardgate")
+}
+
+/// A second broker on one machine whose port and admin address the first one holds: it said
+/// only `port not opened` at WARN and went on, and `wardgate status` then described the other
+/// broker. It says loudly (ERROR, the banner) which port and address are taken and that status
+/// there describes the other broker; with no port at all to serve it exits 1.
+#[test]
+fn a_second_broker_says_loudly_that_its_port_and_admin_address_are_taken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let [shared, own, admin] = [(); 3].map(|_| free_port().expect("port"));
+    let folder = |name: &str, ports: &[u16]| {
+        let config = dir.path().join(name);
+        std::fs::create_dir_all(&config).expect("mkdir");
+        let items: String = ports
+            .iter()
+            .map(|p| format!("  - port: {p}\n    protocol: Mqtt\n"))
+            .collect();
+        std::fs::write(
+            config.join("l.yaml"),
+            listener_yaml("default", "ClusterIp", &items),
+        )
+        .expect("write");
+        config
+    };
+    let first_config = folder("first", &[shared]);
+    let _first = serve_merged(&first_config, &dir.path().join("first-data"), admin);
+    wait_for_port(shared, Duration::from_secs(20)).expect("the first broker serves");
+    wait_for_port(admin, Duration::from_secs(20)).expect("the first broker's admin API");
+
+    let second_config = folder("second", &[shared, own]);
+    let mut second = serve_merged(&second_config, &dir.path().join("second-data"), admin);
+    wait_for_port(own, Duration::from_secs(20)).expect("the second broker serves its own port");
+    let port_line = second
+        .wait_for_line("the port error", Duration::from_secs(20), |l| {
+            l.contains("ERROR") && l.contains(&format!("127.0.0.1:{shared} is already in use"))
+        })
+        .expect("the taken port is an error naming the address");
+    assert!(
+        port_line.contains(&format!("port {shared} cannot be opened")),
+        "{port_line}"
+    );
+    let admin_line = second
+        .wait_for_line("the admin error", Duration::from_secs(20), |l| {
+            l.contains("ERROR") && l.contains("admin API and metrics cannot be opened")
+        })
+        .expect("the taken admin address is an error");
+    assert!(
+        admin_line.contains(&format!("127.0.0.1:{admin} is already in use"))
+            && admin_line.contains("describe that one, not this one"),
+        "{admin_line}"
+    );
+    let out = second.kill();
+    assert!(out.stdout.contains("NOT SERVED"), "{out}");
+
+    // Nothing at all to serve: exit 1, saying so.
+    let third_config = folder("third", &[shared]);
+    let third = Running::spawn(
+        wardgate()
+            .args(["serve", "--config"])
+            .arg(&third_config)
+            .arg("--data-dir")
+            .arg(dir.path().join("third-data"))
+            .args(["--admin-addr", "127.0.0.1:0"]),
+    )
+    .expect("start wardgate")
+    .wait(Duration::from_secs(30))
+    .expect("exits");
+    assert_eq!(third.status.code(), Some(1), "{third}");
+    assert!(third.stderr.contains("no port could be opened"), "{third}");
+    assert!(third.stderr.contains("already in use"), "{third}");
+}

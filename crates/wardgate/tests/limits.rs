@@ -199,3 +199,36 @@ async fn at_the_file_descriptor_limit_clients_are_shed_and_the_broker_recovers()
         "{failures} 'accept failed' lines in {spent:?} ({shed} shed):\n{out}"
     );
 }
+
+/// A v3.1.1 client whose keep alive is above `maxKeepAliveSeconds` is refused with return code
+/// 2 (v3.1.1 cannot be told a shorter keep alive); the log line said only `reason=133`, which
+/// reads as a client ID problem. It says why.
+#[test]
+fn a_v311_keep_alive_above_the_maximum_is_refused_and_the_log_says_why() {
+    let mut node = Node::new("  advanced:\n    clients:\n      maxKeepAliveSeconds: 60\n");
+    node.start();
+    let port = node.port.to_string();
+    let args = |id: &'static str, keep_alive: &'static str| {
+        let mut a = vec!["-p", "", "-V", "mqttv311", "-i", id, "-k", keep_alive];
+        a.extend(["-t", "ka/t", "-m", "m"]);
+        a
+    };
+    let mut refused = args("ka-long", "120");
+    refused[1] = &port;
+    let out = support::mosquitto_pub_output(&refused);
+    assert!(out.contains("identifier rejected"), "{out}");
+    let mut accepted = args("ka-ok", "30");
+    accepted[1] = &port;
+    let out = support::mosquitto_pub_output(&accepted);
+    assert!(!out.contains("rejected"), "{out}");
+    let log = node.kill().stdout;
+    let line = log
+        .lines()
+        .find(|l| l.contains("connection refused") && l.contains("ka-long"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{log}"));
+    assert!(
+        line.contains("keep alive 120 s exceeds maxKeepAliveSeconds 60"),
+        "{line}"
+    );
+    assert!(line.contains("reason=133"), "{line}");
+}

@@ -11,9 +11,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::tls::{
-    automatic_port, create_secret, file_serial, key_and_request, make_ca, make_ca_and_server,
-    make_expired_server, make_server, manual_port, publish, quickstart_port, serve, sign, sign_by,
-    tls_round_trip, write_listener,
+    automatic_port, create_secret, file_serial, key_and_request, log_line, make_ca,
+    make_ca_and_server, make_expired_server, make_server, manual_port, publish, quickstart_port,
+    seed_002_chain, serve, sign, tls_round_trip, write_listener,
 };
 use wardgate_testkit::process::{self, free_port, run, wait_for_port};
 
@@ -210,11 +210,17 @@ fn bring_your_own_ca_issuers_and_a_self_signed_issuer_serve_mosquitto() {
     assert!(!wrong.success(), "{wrong}");
     let wrong = publish(
         by_issuer,
-        &data.join("trust-bundle/ca.crt"),
+        &data.join("pki/quickstart-ca/tls.crt"),
         "localhost",
         &["-t", "x", "-m", "y"],
     );
     assert!(!wrong.success(), "{wrong}");
+    // The trust bundle holds what signs the served certificates: the root and the self-signed
+    // certificate (not the quickstart CA, which signs nothing here).
+    let bundle = data.join("trust-bundle/ca.crt");
+    for port in [by_issuer, by_cluster_issuer, self_signed] {
+        tls_round_trip(port, &bundle, "localhost");
+    }
 }
 
 /// MQTT.js over `wss://` (a `protocol: WebSockets` port with automatic TLS) trusting only the
@@ -383,15 +389,8 @@ fn the_seed_002_recipe_as_written_is_refused_with_the_fix() {
     let dir = root.path();
     let config = dir.join("config");
     make_ca(dir);
-    key_and_request(dir, "inter", "/CN=AIO42 Intermediate CA 1");
     // As the seed does: `openssl x509 -req` with no -extfile.
-    sign_by(dir, "inter", "ca", false);
-    key_and_request(dir, "chain", "/CN=mqtts-endpoint");
-    std::fs::write(dir.join("chain.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write ext");
-    sign_by(dir, "chain", "inter", true);
-    let chain = std::fs::read_to_string(dir.join("chain.crt")).expect("leaf")
-        + &std::fs::read_to_string(dir.join("inter.crt")).expect("intermediate");
-    std::fs::write(dir.join("chain.crt"), chain).expect("write chain");
+    seed_002_chain(dir, "chain");
     create_secret("broker-server-cert", dir, "chain", &config);
     let (plain, tls) = (free_port().expect("port"), free_port().expect("port"));
     write_listener(
@@ -420,4 +419,261 @@ fn the_seed_002_recipe_as_written_is_refused_with_the_fix() {
         std::net::TcpStream::connect(("127.0.0.1", tls)).is_err(),
         "the TLS port is not opened"
     );
+}
+
+/// `wardgate validate` loads the certificate material and reports what `serve` then fails the
+/// port with, word for word: `seeds/002_…`'s X.509 v1 intermediate, a chain in the wrong order
+/// (intermediate first), and a key that is not the leaf's. It used to say "valid".
+#[test]
+fn validate_reports_exactly_what_serve_refuses_in_the_certificate_material() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path();
+    let config = dir.join("config");
+    make_ca(dir);
+    // The seed's recipe: the intermediate signed with no -extfile (v1), the leaf signed by it.
+    seed_002_chain(dir, "v1");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("read");
+    // A good server certificate, then the same chain in the wrong order, and with another key.
+    make_server(dir, "server", "DNS:localhost,IP:127.0.0.1");
+    std::fs::write(dir.join("order.crt"), read("ca.crt") + &read("server.crt")).expect("write");
+    std::fs::write(dir.join("order.key"), read("server.key")).expect("write");
+    std::fs::write(dir.join("other.crt"), read("server.crt")).expect("write");
+    std::fs::write(dir.join("other.key"), read("v1.key")).expect("write");
+    for name in ["v1", "order", "other"] {
+        create_secret(&format!("{name}-cert"), dir, name, &config);
+    }
+    let ports = [(); 3].map(|_| free_port().expect("port"));
+    let plain = free_port().expect("port");
+    write_listener(
+        &config,
+        &format!(
+            "  - port: {plain}\n    protocol: Mqtt\n{}{}{}",
+            manual_port(ports[0], "v1-cert"),
+            manual_port(ports[1], "order-cert"),
+            manual_port(ports[2], "other-cert"),
+        ),
+    );
+
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_wardgate"))
+            .arg("validate")
+            .arg("--config")
+            .arg(&config),
+        Duration::from_secs(30),
+    )
+    .expect("validate runs");
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    let reason = |port: u16| -> String {
+        let prefix = format!("BrokerListener/default port {port}: ");
+        out.stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no error for port {port}: {out}"))
+            .to_owned()
+    };
+    let expected = [
+        (
+            ports[0],
+            "certificate 2 of 2 (CN = AIO42 Intermediate CA 1) is not a CA certificate",
+        ),
+        (ports[1], "the chain is in the wrong order"),
+        (
+            ports[2],
+            "tls.key does not match the first certificate in tls.crt",
+        ),
+    ];
+    for (port, needed) in expected {
+        assert!(reason(port).contains(needed), "{needed:?} missing: {out}");
+    }
+    assert!(reason(ports[0]).contains("X.509 v1"), "{out}");
+    assert!(!out.stdout.contains("valid:"), "{out}");
+
+    // serve fails each of those ports with the very same reason.
+    let mut broker = serve(&config, &dir.join("data"));
+    for port in ports {
+        let line = log_line(&mut broker, "the refusal", Duration::from_secs(30), |l| {
+            l.contains("port not opened") && l.contains(&format!("port={port} "))
+        });
+        let logged = format!("reason={:?}", reason(port));
+        assert!(
+            line.contains(&logged),
+            "validate said {logged}, serve: {line}"
+        );
+    }
+    wait_for_port(plain, Duration::from_secs(10)).expect("the plain port serves");
+}
+
+/// `wardgate serve` on `config` with the admin API on `admin` and `extra` arguments (logs
+/// merged into stdout).
+fn serve_with(config: &Path, data: &Path, admin: u16, extra: &[&str]) -> process::Running {
+    process::Running::spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg("c=\"$1\" d=\"$2\" a=\"$3\"; shift 3; exec \"$0\" serve --config \"$c\" --data-dir \"$d\" --admin-addr \"127.0.0.1:$a\" \"$@\" 2>&1")
+            .arg(env!("CARGO_BIN_EXE_wardgate"))
+            .arg(config)
+            .arg(data)
+            .arg(admin.to_string())
+            .args(extra)
+            .env("NO_COLOR", "1"),
+    )
+    .expect("start wardgate")
+}
+
+/// The certificates of a PEM file, as `openssl x509 -serial` names them, in order.
+fn serials(file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).expect("read PEM");
+    let dir = tempfile::tempdir().expect("tempdir");
+    text.split_inclusive("-----END CERTIFICATE-----\n")
+        .filter(|block| block.contains("BEGIN CERTIFICATE"))
+        .enumerate()
+        .map(|(i, block)| {
+            let f = dir.path().join(format!("{i}.crt"));
+            std::fs::write(&f, block).expect("write");
+            file_serial(&f)
+        })
+        .collect()
+}
+
+/// An Issuer `byo` on the CA `ca.crt`/`ca.key` of `dir` (Secret `byo-ca`) in `config`.
+fn byo_issuer(dir: &Path, config: &Path) {
+    make_ca(dir);
+    create_secret("byo-ca", dir, "ca", config);
+    std::fs::write(
+        config.join("issuer.yaml"),
+        "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata:\n  name: byo\n  namespace: azure-iot-operations\nspec:\n  ca:\n    secretName: byo-ca\n",
+    )
+    .expect("write issuer");
+}
+
+/// `seeds/004_…`, bring your own issuer: the served certificate comes from the user's CA, so
+/// the trust bundle (file, `/api/v1/trust-bundle`, banner) is that CA; it was the quickstart
+/// root, which signs nothing here.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_trust_bundle_is_the_ca_of_your_issuer_not_the_quickstart_ca() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (dir, config, data) = (
+        root.path(),
+        root.path().join("config"),
+        root.path().join("data"),
+    );
+    std::fs::create_dir_all(&config).expect("mkdir");
+    byo_issuer(dir, &config);
+    let (port, admin) = (free_port().expect("port"), free_port().expect("port"));
+    write_listener(&config, &automatic_port(port, "Mqtt", "Issuer", "byo", ""));
+    let mut broker = serve_with(&config, &data, admin, &[]);
+    let bundle = data.join("trust-bundle/ca.crt");
+    log_line(
+        &mut broker,
+        "the Try it line",
+        Duration::from_secs(60),
+        |l| l.contains(&format!("-p {port} --cafile {}", bundle.display())),
+    );
+    log_line(
+        &mut broker,
+        "the bundle in the banner",
+        Duration::from_secs(10),
+        |l| l.contains("CN = Test Root CA") && l.contains("CA of Issuer/byo"),
+    );
+    wait_for_port(port, Duration::from_secs(30)).expect("the TLS port opens");
+    assert_eq!(serials(&bundle), vec![file_serial(&dir.join("ca.crt"))]);
+    let api = wardgate_server::admin::client::AdminClient::new(([127, 0, 0, 1], admin).into());
+    wait_for_port(admin, Duration::from_secs(10)).expect("admin API");
+    let served = api.get("/api/v1/trust-bundle").await.expect("trust bundle");
+    assert_eq!(served.status, 200);
+    assert_eq!(
+        served.text(),
+        std::fs::read_to_string(&bundle).expect("read")
+    );
+    assert!(
+        !broker
+            .seen()
+            .iter()
+            .any(|l| l.contains("Quickstart Root CA")),
+        "{:?}",
+        broker.seen()
+    );
+    tls_round_trip(port, &bundle, "localhost");
+}
+
+/// `az iot ops create --trust-settings configMapName=… configMapKey=… issuerKind=…
+/// issuerName=…` as `wardgate serve --trust-settings`: what the quickstart issuer would sign,
+/// the given issuer signs, and the ConfigMap's CA joins the trust bundle.
+#[test]
+fn trust_settings_add_the_config_map_and_replace_the_quickstart_issuer() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (dir, config, data) = (
+        root.path(),
+        root.path().join("config"),
+        root.path().join("data"),
+    );
+    std::fs::create_dir_all(&config).expect("mkdir");
+    byo_issuer(dir, &config);
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    make_ca(&other);
+    let created = run(
+        Command::new(env!("CARGO_BIN_EXE_wardgate"))
+            .args(["create", "configmap", "user-trust", "--from-file"])
+            .arg(format!("enterprise.pem={}", other.join("ca.crt").display()))
+            .arg("-o")
+            .arg(&config),
+        Duration::from_secs(20),
+    )
+    .expect("create configmap runs");
+    assert!(created.success(), "{created}");
+    let (port, admin) = (free_port().expect("port"), free_port().expect("port"));
+    write_listener(&config, &quickstart_port(port, "Mqtt", ""));
+    let _broker = serve_with(
+        &config,
+        &data,
+        admin,
+        &[
+            "--trust-settings",
+            "configMapName=user-trust",
+            "configMapKey=enterprise.pem",
+            "issuerKind=Issuer",
+            "issuerName=byo",
+        ],
+    );
+    wait_for_port(port, Duration::from_secs(30)).expect("the TLS port opens");
+    let bundle = data.join("trust-bundle/ca.crt");
+    assert_eq!(
+        serials(&bundle),
+        vec![
+            file_serial(&dir.join("ca.crt")),
+            file_serial(&other.join("ca.crt"))
+        ]
+    );
+    // The port's certificate is from the Issuer byo: the user's CA verifies it.
+    tls_round_trip(port, &dir.join("ca.crt"), "localhost");
+}
+
+/// A client that offers only TLS 1.1: the handshake fails and the log line names the version
+/// it offered (it said "no TLS version or cipher suite in common").
+#[test]
+fn a_client_offering_only_tls_1_1_is_logged_with_the_version_it_offered() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = root.path().join("config");
+    make_ca_and_server(root.path());
+    create_secret("server-cert", root.path(), "server", &config);
+    let port = free_port().expect("port");
+    write_listener(&config, &manual_port(port, "server-cert"));
+    let mut broker = serve(&config, &root.path().join("data"));
+    wait_for_port(port, Duration::from_secs(30)).expect("the TLS port opens");
+    let out = run(
+        Command::new("sh").arg("-c").arg(
+            "openssl s_client -connect \"127.0.0.1:$0\" -tls1_1 -cipher 'DEFAULT:@SECLEVEL=0' </dev/null",
+        )
+        .arg(port.to_string()),
+        Duration::from_secs(20),
+    )
+    .expect("openssl runs");
+    assert!(!out.success(), "TLS 1.1 must not be served: {out}");
+    let line = log_line(&mut broker, "the refusal", Duration::from_secs(20), |l| {
+        l.contains("TLS handshake failed")
+    });
+    assert!(line.contains("the client offers only TLS 1.1"), "{line}");
+    assert!(line.contains("TLS 1.2 and 1.3"), "{line}");
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
 }

@@ -185,20 +185,33 @@ fn tls(
             };
             let p = format!("{path}.certManagerCertificateSpec");
             let issuer_ref = issuer_ref(doc, &format!("{p}.issuerRef"), &spec.issuer_ref, ctx);
-            let secret_name = spec.secret_name.clone().unwrap_or_else(|| {
+            // `secret` (seed 000's spelling) means `secretName`; both must agree.
+            let (secret_field, given) = match (&spec.secret_name, &spec.secret) {
+                (Some(a), Some(b)) if a != b => {
+                    ctx.err(
+                        doc,
+                        &format!("{p}.secret"),
+                        format!("\"{b}\" differs from secretName \"{a}\": give one of them"),
+                    );
+                    ("secretName", Some(a))
+                }
+                (Some(a), _) => ("secretName", Some(a)),
+                (None, Some(b)) => ("secret", Some(b)),
+                (None, None) => ("secretName", None),
+            };
+            let secret_name = given.cloned().unwrap_or_else(|| {
                 defaults::automatic_secret_name(service_name, port.unwrap_or(0))
             });
             if let Err(e) = units::check_subdomain(&secret_name) {
-                ctx.err(doc, &format!("{p}.secretName"), e);
+                ctx.err(doc, &format!("{p}.{secret_field}"), e);
             }
-            let private_key = spec
-                .private_key
-                .as_ref()
-                .map(|k| PrivateKey {
-                    algorithm: k.algorithm,
-                    rotation_policy: k.rotation_policy,
-                })
-                .unwrap_or_default();
+            let private_key = match &spec.private_key {
+                None => PrivateKey::default(),
+                Some(k) => PrivateKey {
+                    algorithm: listener_key_algorithm(doc, &format!("{p}.privateKey"), k, ctx),
+                    rotation_policy: k.rotation_policy.unwrap_or_default(),
+                },
+            };
             let (san_dns, san_ip) = sans(doc, &format!("{p}.san"), spec.san.as_ref(), ctx);
             Some(Tls::Automatic(automatic(
                 doc,
@@ -545,6 +558,42 @@ pub(crate) fn old_key_algorithm(
         CertManagerKeyAlgorithm::Ecdsa,
         ctx,
     )
+}
+
+/// A listener's `privateKey`: the CRD's names (`Ec256`, `Rsa2048`, ...; a `size` must agree) or
+/// cert-manager's `{algorithm: ECDSA|RSA|Ed25519, size}` (default ECDSA 256).
+fn listener_key_algorithm(
+    doc: &RawDocument,
+    path: &str,
+    k: &raw::ListenerPrivateKey,
+    ctx: &mut Ctx,
+) -> KeyAlgorithm {
+    use raw::ListenerKeyAlgorithm as A;
+    let (cert_manager, named) = match k.algorithm {
+        None | Some(A::Ecdsa) => (CertManagerKeyAlgorithm::Ecdsa, None),
+        Some(A::Rsa) => (CertManagerKeyAlgorithm::Rsa, None),
+        Some(A::Ed25519) => (CertManagerKeyAlgorithm::Ed25519, None),
+        Some(A::Ec256) => (CertManagerKeyAlgorithm::Ecdsa, Some(KeyAlgorithm::Ec256)),
+        Some(A::Ec384) => (CertManagerKeyAlgorithm::Ecdsa, Some(KeyAlgorithm::Ec384)),
+        Some(A::Ec521) => (CertManagerKeyAlgorithm::Ecdsa, Some(KeyAlgorithm::Ec521)),
+        Some(A::Rsa2048) => (CertManagerKeyAlgorithm::Rsa, Some(KeyAlgorithm::Rsa2048)),
+        Some(A::Rsa4096) => (CertManagerKeyAlgorithm::Rsa, Some(KeyAlgorithm::Rsa4096)),
+        Some(A::Rsa8192) => (CertManagerKeyAlgorithm::Rsa, Some(KeyAlgorithm::Rsa8192)),
+    };
+    let Some(named) = named else {
+        return map_key_algorithm(doc, path, Some(cert_manager), k.size, cert_manager, ctx);
+    };
+    if let Some(size) = k.size {
+        let sized = map_key_algorithm(doc, path, Some(cert_manager), Some(size), cert_manager, ctx);
+        if sized != named {
+            ctx.err(
+                doc,
+                &format!("{path}.size"),
+                format!("{size} contradicts algorithm {named}: give size only with ECDSA or RSA"),
+            );
+        }
+    }
+    named
 }
 
 /// `{algorithm, size}` → [`KeyAlgorithm`]; `default_algorithm` when absent.

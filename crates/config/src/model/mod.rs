@@ -715,23 +715,45 @@ impl Model {
     }
 
     /// What a port's TLS needs: the manual Secret, or the issuer (and a CA issuer's Secret).
+    /// A CA issuer's Secret that a cert-manager `Certificate` of the configuration writes (the
+    /// bootstrapping of `seeds/000_…`) is not needed as such: the broker issues it, so the
+    /// Certificate's own issuer (and so on, a few levels) is needed instead.
     pub fn tls_dependencies(&self, port: &ListenerPort) -> Vec<Dependency> {
         let mut deps = Vec::new();
         match &port.tls {
             None => {}
             Some(Tls::Manual(m)) => deps.push(Dependency::Secret(m.secret_ref.clone())),
             Some(Tls::Automatic(a)) => {
-                let r = &a.issuer_ref;
-                deps.push(Dependency::Issuer(r.kind, r.name.clone()));
-                if let Some(Issuer {
-                    source: IssuerSource::Ca { secret_name },
-                    ..
-                }) = self.issuers.get(&(r.kind, r.name.clone()))
-                {
-                    deps.push(Dependency::Secret(secret_name.clone()));
+                let mut r = &a.issuer_ref;
+                // Bounded like the issuing itself (tls::automatic): a loop is refused there.
+                for _ in 0..6 {
+                    deps.push(Dependency::Issuer(r.kind, r.name.clone()));
+                    let Some(Issuer {
+                        source: IssuerSource::Ca { secret_name },
+                        ..
+                    }) = self.issuers.get(&(r.kind, r.name.clone()))
+                    else {
+                        break;
+                    };
+                    if self.secrets.contains_key(secret_name) {
+                        deps.push(Dependency::Secret(secret_name.clone()));
+                        break;
+                    }
+                    match self
+                        .certificates
+                        .values()
+                        .find(|c| &c.secret_name == secret_name)
+                    {
+                        Some(c) => r = &c.issuer_ref,
+                        None => {
+                            deps.push(Dependency::Secret(secret_name.clone()));
+                            break;
+                        }
+                    }
                 }
             }
         }
+        deps.dedup();
         deps
     }
 

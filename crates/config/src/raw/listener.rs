@@ -59,14 +59,59 @@ pub struct CertManagerCertificateSpec {
     pub duration: Option<String>,
     /// Secret to store the certificate in.
     pub secret_name: Option<String>,
+    /// The same as `secretName`, as seed 000's "all supported properties" block spells it.
+    pub secret: Option<String>,
+    /// Namespace of the certificate (seed 000's block); ignored in standalone mode, as
+    /// `metadata.namespace` is.
+    pub namespace: Option<String>,
     /// Renewal lead time, a Go duration (default 240h).
     pub renew_before: Option<String>,
     /// The issuer.
     pub issuer_ref: IssuerRef,
     /// Key settings.
-    pub private_key: Option<CertManagerPrivateKey>,
+    pub private_key: Option<ListenerPrivateKey>,
     /// Extra SANs.
     pub san: Option<SanForCert>,
+}
+
+/// `certManagerCertificateSpec.privateKey`: the CRD's `{algorithm: Ec256, rotationPolicy}`, or
+/// cert-manager's `{algorithm: ECDSA, size: 256}` as seed 000 writes it (SPEC.md §3); every
+/// field optional (default Ec256, Always).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerPrivateKey {
+    /// Key algorithm, in either spelling.
+    pub algorithm: Option<ListenerKeyAlgorithm>,
+    /// Key size, with `ECDSA` (256, 384, 521) or `RSA` (2048, 4096, 8192).
+    pub size: Option<i64>,
+    /// Rotation policy.
+    pub rotation_policy: Option<RotationPolicy>,
+}
+
+/// The key algorithms a listener's `privateKey.algorithm` accepts: the CRD's names, which
+/// include the size, and cert-manager's, which take it from `size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ListenerKeyAlgorithm {
+    /// ECDSA P-256.
+    Ec256,
+    /// ECDSA P-384.
+    Ec384,
+    /// ECDSA P-521.
+    Ec521,
+    /// Ed25519 (both spellings).
+    Ed25519,
+    /// RSA 2048.
+    Rsa2048,
+    /// RSA 4096.
+    Rsa4096,
+    /// RSA 8192.
+    Rsa8192,
+    /// cert-manager's ECDSA, with `size`.
+    #[serde(rename = "ECDSA")]
+    Ecdsa,
+    /// cert-manager's RSA, with `size`.
+    #[serde(rename = "RSA")]
+    Rsa,
 }
 
 /// A reference to a cert-manager issuer.

@@ -165,6 +165,116 @@ fn old_api_parameters_fragment() {
     );
 }
 
+/// Seed 000's "all supported properties" block under the current API's
+/// `certManagerCertificateSpec` (`namespace`, `secret`, `privateKey: {rotationPolicy,
+/// algorithm: ECDSA, size}`) loads with the values it gives; it was refused with 4 errors.
+#[test]
+fn seed_000_server_certificate_parameters_load_under_cert_manager_certificate_spec() {
+    let m = load_seed("000-tls-automatic-parameters-current.yaml").model;
+    let l = m.listener("loadbalancer-tls").unwrap();
+    let Some(Tls::Automatic(a)) = &l.ports[0].tls else {
+        panic!("{:?}", l.ports[0].tls)
+    };
+    assert_eq!(a.secret_name, "my-issuer-8884");
+    assert_eq!(a.private_key.algorithm, KeyAlgorithm::Ec256);
+    assert_eq!(
+        a.private_key.rotation_policy,
+        wardgate_config::model::RotationPolicy::Always
+    );
+    assert_eq!(a.san_dns.len(), 2);
+
+    // The other sizes and algorithms of either spelling, and what contradicts itself.
+    let text = std::fs::read_to_string(seed("000-tls-automatic-parameters-current.yaml")).unwrap();
+    let with_key = |key: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let t = text.replace(
+            "          rotationPolicy: Always\n          algorithm: ECDSA\n          size: 256\n",
+            key,
+        );
+        assert_ne!(t, text);
+        std::fs::write(dir.path().join("l.yaml"), t).unwrap();
+        load(&[dir.path().to_path_buf()]).map(|l| {
+            let Some(Tls::Automatic(a)) =
+                &l.model.listener("loadbalancer-tls").unwrap().ports[0].tls
+            else {
+                panic!()
+            };
+            (a.private_key.algorithm, a.private_key.rotation_policy)
+        })
+    };
+    use wardgate_config::model::RotationPolicy::{Always, Never};
+    for (key, want) in [
+        (
+            "          algorithm: ECDSA\n          size: 384\n",
+            (KeyAlgorithm::Ec384, Always),
+        ),
+        (
+            "          algorithm: RSA\n          size: 4096\n          rotationPolicy: Never\n",
+            (KeyAlgorithm::Rsa4096, Never),
+        ),
+        (
+            "          algorithm: RSA\n",
+            (KeyAlgorithm::Rsa2048, Always),
+        ),
+        (
+            "          algorithm: Ed25519\n",
+            (KeyAlgorithm::Ed25519, Always),
+        ),
+        (
+            "          algorithm: Ec521\n          rotationPolicy: Always\n",
+            (KeyAlgorithm::Ec521, Always),
+        ),
+        ("          size: 521\n", (KeyAlgorithm::Ec521, Always)),
+    ] {
+        assert_eq!(with_key(key).unwrap(), want, "{key}");
+    }
+    for (key, error) in [
+        (
+            "          algorithm: ECDSA\n          size: 2048\n",
+            "privateKey.size 2048 is not a supported key size",
+        ),
+        (
+            "          algorithm: Ec384\n          size: 256\n",
+            "privateKey.size 256 contradicts algorithm Ec384",
+        ),
+    ] {
+        let e = with_key(key).unwrap_err().to_string();
+        assert!(e.contains(error), "{key}: {e}");
+    }
+}
+
+/// Seed 000's bootstrapping in one folder: a selfSigned issuer, an `isCA` Certificate writing
+/// Secret `test-ca`, a `ca` issuer on that Secret, and a listener using it. The broker issues
+/// `test-ca` itself, so nothing is missing: no "Secret/test-ca does not exist yet" warning (there
+/// was one). Without the Certificate the Secret is awaited and the warning stays.
+#[test]
+fn a_secret_a_certificate_of_the_folder_writes_is_not_warned_about_as_missing() {
+    let files = [
+        "000-ca.yaml",
+        "000-issuer-ca.yaml",
+        "000-loadbalancer-tls-automatic.yaml",
+    ];
+    let paths: Vec<PathBuf> = files.iter().map(|f| seed(f)).collect();
+    let loaded = load(&paths).unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .all(|w| !w.message.contains("does not exist")),
+        "{:?}",
+        loaded.warnings
+    );
+    let loaded = load(&paths[1..]).unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.message == "Secret/test-ca does not exist yet: port 8884 will wait for it"),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
 #[test]
 fn old_api_listeners_share_their_service() {
     let m = load_seed("001-old-listeners.yaml").model;

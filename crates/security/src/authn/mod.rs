@@ -780,18 +780,10 @@ impl Authenticator {
                     "authentication continues (AUTH 0x18)"
                 );
             }
-            AuthnOutcome::Denied { reason, why } => {
+            // Logged once, by the connection ("authentication failed", with its peer, port
+            // and client ID), not here as well.
+            AuthnOutcome::Denied { .. } => {
                 self.counters.denied.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    authentication = %self.name,
-                    packet,
-                    client_id,
-                    port,
-                    %peer,
-                    reason = reason.0,
-                    why = %why,
-                    "authentication denied"
-                );
             }
         }
     }

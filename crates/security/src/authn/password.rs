@@ -235,6 +235,13 @@ pub struct PasswordFile {
 impl PasswordFile {
     /// Parses the file; errors name the user and field, never a hash.
     pub fn parse(text: &[u8]) -> Result<PasswordFile, PasswordError> {
+        Self::parse_with(text, true)
+    }
+
+    /// As [`PasswordFile::parse`]; with `strict` false, fields other than `password` and
+    /// `attributes` are allowed (and ignored): the example custom authentication server's users
+    /// file adds `expiry_seconds` and `deny_reason` to this format.
+    fn parse_with(text: &[u8], strict: bool) -> Result<PasswordFile, PasswordError> {
         let text =
             std::str::from_utf8(text).map_err(|_| PasswordError::BadFile("is not UTF-8".into()))?;
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
@@ -247,7 +254,7 @@ impl PasswordFile {
                     "`{user}` must be a table ([{user}] with password = \"…\")"
                 )));
             };
-            for k in t.keys() {
+            for k in t.keys().filter(|_| strict) {
                 if k != "password" && k != "attributes" {
                     return Err(PasswordError::BadFile(format!(
                         "[{user}]: unknown field `{k}`"
@@ -287,7 +294,9 @@ impl PasswordFile {
 }
 
 /// Adds or replaces `user` in a `passwords.toml` text (empty for a new file) and returns the new
-/// text. Other users keep their order and values; comments are not kept.
+/// text. Other users keep their values; a replaced user keeps its fields other than `password`
+/// and `attributes`. Fields the broker does not read (`expiry_seconds` of the example custom
+/// authentication server's users file) are kept; comments are not.
 pub fn upsert_entry(
     text: &str,
     user: &str,
@@ -298,12 +307,32 @@ pub fn upsert_entry(
         return Err(PasswordError::BadFile("the username is empty".into()));
     }
     // Check the existing file first: never rewrite a file we cannot read.
-    PasswordFile::parse(text.as_bytes())?;
+    PasswordFile::parse_with(text.as_bytes(), false)?;
     let mut table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| PasswordError::BadFile(e.message().to_owned()))?;
-    table.insert(user.to_owned(), entry_table(hash, attributes));
+    let mut entry = entry_table(hash, attributes);
+    match (table.get_mut(user), &mut entry) {
+        // In place, so that the user keeps its position in the file.
+        (Some(toml::Value::Table(old)), toml::Value::Table(new)) => {
+            for (k, v) in std::mem::take(old) {
+                if k != "password" && k != "attributes" {
+                    new.insert(k, v);
+                }
+            }
+            *old = std::mem::take(new);
+        }
+        _ => {
+            table.insert(user.to_owned(), entry);
+        }
+    }
     Ok(table.to_string())
+}
+
+/// Whether a `passwords.toml` text has an entry for `user` (whatever else it holds).
+pub fn has_entry(text: &str, user: &str) -> bool {
+    text.parse::<toml::Table>()
+        .is_ok_and(|t| t.contains_key(user))
 }
 
 /// One user's entry as TOML text (`[user]`, `password = …`, `[user.attributes]`).

@@ -276,7 +276,6 @@ impl Authorizer {
             &self.counters.connect_allowed,
             &self.counters.connect_denied,
         );
-        self.log_denial(id, "Connect", None, &d);
         d
     }
 
@@ -288,7 +287,6 @@ impl Authorizer {
             &self.counters.publish_allowed,
             &self.counters.publish_denied,
         );
-        self.log_denial(id, "Publish", Some(topic), &d);
         d
     }
 
@@ -300,7 +298,6 @@ impl Authorizer {
             &self.counters.subscribe_allowed,
             &self.counters.subscribe_denied,
         );
-        self.log_denial(id, "Subscribe", Some(filter), &d);
         d
     }
 
@@ -350,20 +347,6 @@ impl Authorizer {
             Decision::Allow { .. } => allowed.fetch_add(1, Ordering::Relaxed),
             Decision::Deny { .. } => denied.fetch_add(1, Ordering::Relaxed),
         };
-    }
-
-    fn log_denial(&self, id: &Identity, action: &str, topic: Option<&str>, d: &Decision) {
-        if let Decision::Deny { why } = d {
-            tracing::info!(
-                authorization = %self.name,
-                client_id = %id.client_id,
-                username = id.username.as_deref().unwrap_or(""),
-                action,
-                topic = topic.unwrap_or(""),
-                why = %why,
-                "not authorized"
-            );
-        }
     }
 
     fn decide(&self, id: &Identity, action: Action, what: &str) -> Decision {

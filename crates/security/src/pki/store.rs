@@ -82,10 +82,14 @@ pub struct QuickstartCa {
     pub signer: Signer,
     /// When to make its successor (two thirds into its life, as cert-manager renews).
     pub rotate_at: SystemTime,
+    /// What clients must trust for certificates it issued: the current CA, then the previous
+    /// one while it is still valid. Part of the trust bundle while the CA signs something.
+    pub trusted: Vec<CertificateDer<'static>>,
 }
 
-/// Loads the quickstart CA, making it on first start and replacing it when it is due; writes the
-/// trust bundle (the current CA, then the previous one while it is still valid).
+/// Loads the quickstart CA, making it on first start and replacing it when it is due, with what
+/// clients must trust (the current CA, then the previous one while it is still valid). The trust
+/// bundle file is written by [`write_trust_bundle`].
 pub fn open_quickstart_ca(
     layout: &Layout,
     provider: &CryptoProvider,
@@ -135,7 +139,7 @@ pub fn open_quickstart_ca(
         }
         None => make_quickstart_ca(&crt, &key, provider, now)?,
     };
-    let mut bundle = pem::certificate_pem(ca.certificate());
+    let mut trusted = vec![ca.certificate().clone()];
     if let Ok(prev) = fs::read(&previous)
         && let Ok(certs) = pem::certificates(&prev, "previous.crt")
     {
@@ -144,17 +148,33 @@ pub fn open_quickstart_ca(
                 && info.validity_at(now) == Validity::Valid
                 && c != *ca.certificate()
             {
-                bundle.push_str(&pem::certificate_pem(&c));
+                trusted.push(c);
             }
         }
-    }
-    if fs::read_to_string(&layout.trust_bundle).ok().as_deref() != Some(bundle.as_str()) {
-        write_public(&layout.trust_bundle, &bundle)?;
     }
     Ok(QuickstartCa {
         rotate_at: rotation_time(ca.info()),
         signer: ca,
+        trusted,
     })
+}
+
+/// Writes the trust bundle file (`<data-dir>/trust-bundle/ca.crt`) with `certs` as PEM, only if
+/// that changes it; with no certificate, removes it (nothing served needs a CA from here).
+pub fn write_trust_bundle(layout: &Layout, certs: &[CertificateDer<'_>]) -> Result<(), PkiError> {
+    if certs.is_empty() {
+        return match fs::remove_file(&layout.trust_bundle) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(PkiError::io(&layout.trust_bundle, e))
+            }
+            _ => Ok(()),
+        };
+    }
+    let bundle: String = certs.iter().map(|c| pem::certificate_pem(c)).collect();
+    if fs::read_to_string(&layout.trust_bundle).ok().as_deref() != Some(bundle.as_str()) {
+        write_public(&layout.trust_bundle, &bundle)?;
+    }
+    Ok(())
 }
 
 /// Two thirds into the certificate's life.

@@ -14,7 +14,7 @@ use wardgate_config::model::{
     AutomaticTls, Certificate, Issuer, IssuerSource, Listener, Model, RotationPolicy,
 };
 
-use super::{ServerCert, TlsOutcome, certified_key};
+use super::{ServerCert, TlsOutcome, TrustAnchor, certified_key};
 use crate::pki::cert::{CertificateInfo, SubjectAltName, format_time, issued, parse};
 use crate::pki::issue::{BACKDATE, CertRequest, Key, Profile, Signer, check_key_matches};
 use crate::pki::store::{self, Layout, QuickstartCa, Stored};
@@ -54,9 +54,15 @@ pub(super) fn resolve(
     let label = format!("{}/{}", issuer.kind, issuer.name);
     let owned;
     let mut ca_renew_at = None;
+    let mut anchors = Vec::new();
     let ca: Option<&Signer> = match &issuer.source {
         IssuerSource::Quickstart => {
             ca_renew_at = Some(ctx.quickstart.rotate_at);
+            let source = format!("quickstart CA ({})", ctx.layout.trust_bundle.display());
+            anchors.extend(ctx.quickstart.trusted.iter().map(|der| TrustAnchor {
+                der: der.clone(),
+                source: source.clone(),
+            }));
             Some(&ctx.quickstart.signer)
         }
         IssuerSource::SelfSigned => None,
@@ -64,6 +70,7 @@ pub(super) fn resolve(
             let (signer, renew_at) = ca_from_secret(ctx, model, issuer, secret_name, 0)?;
             owned = signer;
             ca_renew_at = renew_at;
+            anchors = ca_anchors(model, secret_name, &owned, &label);
             Some(&owned)
         }
     };
@@ -126,13 +133,49 @@ pub(super) fn resolve(
             ));
         }
     }
+    if ca.is_none() {
+        // Self-signed: clients trust the certificate itself.
+        anchors.push(TrustAnchor {
+            der: chain[0].clone(),
+            source: format!("self-signed certificate {} of {label}", a.secret_name),
+        });
+    }
     let key = certified_key(chain, key, ctx.provider).map_err(failed)?;
     Ok(ServerCert {
         key,
         infos,
         warnings,
         renew_at: Some(renew_at),
+        anchors,
     })
+}
+
+/// What clients trust for certificates of a `ca.secretName` issuer: the root its chain ends
+/// with (a bootstrapped CA's chain reaches its root); otherwise the Secret's `ca.crt` (where
+/// cert-manager keeps the root); otherwise the top of its chain.
+fn ca_anchors(model: &Model, secret_name: &str, signer: &Signer, label: &str) -> Vec<TrustAnchor> {
+    let top = signer.chain().last().unwrap_or(signer.certificate());
+    let self_signed = CertificateInfo::from_der(top, "CA").is_ok_and(|i| i.self_signed);
+    let source = format!("CA of {label}");
+    if !self_signed
+        && let Some(certs) = model
+            .secrets
+            .get(secret_name)
+            .and_then(|s| s.get("ca.crt"))
+            .and_then(|b| crate::pki::pem::certificates(b, "ca.crt").ok())
+    {
+        return certs
+            .into_iter()
+            .map(|der| TrustAnchor {
+                der,
+                source: format!("{source} (Secret/{secret_name} ca.crt)"),
+            })
+            .collect();
+    }
+    vec![TrustAnchor {
+        der: top.clone(),
+        source,
+    }]
 }
 
 /// The CA of a `ca.secretName` issuer: from its `kubernetes.io/tls` Secret, or, when a
@@ -147,6 +190,28 @@ fn ca_from_secret(
     secret_name: &str,
     depth: usize,
 ) -> Result<(Signer, Option<SystemTime>), TlsOutcome> {
+    match ca_source(model, issuer, secret_name, ctx.provider)? {
+        CaSource::Secret(signer) => Ok((*signer, None)),
+        CaSource::Certificate(c) => bootstrap_ca(ctx, model, c, depth),
+    }
+}
+
+/// Where the CA of a `ca.secretName` issuer comes from.
+enum CaSource<'m> {
+    /// Its Secret, loaded and checked.
+    Secret(Box<Signer>),
+    /// A cert-manager `Certificate` of the configuration that writes the Secret.
+    Certificate(&'m Certificate),
+}
+
+/// Finds and loads (with every check) the CA Secret of a `ca.secretName` issuer, or the
+/// `Certificate` that will write it; what `serve` and `validate` both report.
+fn ca_source<'m>(
+    model: &'m Model,
+    issuer: &Issuer,
+    secret_name: &str,
+    provider: &CryptoProvider,
+) -> Result<CaSource<'m>, TlsOutcome> {
     let label = format!("{}/{}", issuer.kind, issuer.name);
     let Some(secret) = model.secrets.get(secret_name) else {
         if let Some(c) = model
@@ -154,7 +219,7 @@ fn ca_from_secret(
             .values()
             .find(|c| c.secret_name == secret_name)
         {
-            return bootstrap_ca(ctx, model, c, depth);
+            return Ok(CaSource::Certificate(c));
         }
         return Err(TlsOutcome::AwaitingSecret {
             secret: secret_name.to_owned(),
@@ -172,9 +237,75 @@ fn ca_from_secret(
                 .to_owned(),
         ));
     };
-    let signer = Signer::from_pem(crt, "tls.crt", key, "tls.key", ctx.provider)
+    let signer = Signer::from_pem(crt, "tls.crt", key, "tls.key", provider)
         .map_err(|e| failed(e.to_string()))?;
-    Ok((signer, None))
+    Ok(CaSource::Secret(Box::new(signer)))
+}
+
+/// The issuer of a CA `Certificate` that a `ca` issuer bootstraps from, after the checks made
+/// before anything is issued: it is `isCA: true`, no loop, the issuer exists.
+fn certificate_issuer<'m>(
+    model: &'m Model,
+    c: &Certificate,
+    depth: usize,
+) -> Result<&'m Issuer, TlsOutcome> {
+    let failed = |reason: &str| TlsOutcome::Failed {
+        reason: format!(
+            "Certificate/{} (Secret {}): {reason}",
+            c.name, c.secret_name
+        ),
+    };
+    if !c.is_ca {
+        return Err(failed(
+            "a ca issuer uses this Certificate's Secret, but the Certificate is not `isCA: true`",
+        ));
+    }
+    if depth > 4 {
+        return Err(failed(
+            "issuers and CA Certificates refer to each other in a loop",
+        ));
+    }
+    let r = &c.issuer_ref;
+    model
+        .issuers
+        .get(&(r.kind, r.name.clone()))
+        .ok_or_else(|| TlsOutcome::AwaitingIssuer {
+            kind: r.kind.to_string(),
+            name: r.name.clone(),
+            message: format!("Issuer {}/{} not found", r.kind, r.name),
+        })
+}
+
+/// What [`resolve`] would find wrong with the issuer of an automatic certificate, without
+/// issuing or storing anything (`wardgate validate`): a missing issuer, an unusable CA Secret
+/// (not a CA, a key that is not its key), a CA Certificate that is not `isCA`.
+pub(super) fn check(
+    model: &Model,
+    a: &AutomaticTls,
+    provider: &CryptoProvider,
+) -> Result<(), TlsOutcome> {
+    let r = &a.issuer_ref;
+    let Some(mut issuer) = model.issuers.get(&(r.kind, r.name.clone())) else {
+        return Err(TlsOutcome::AwaitingIssuer {
+            kind: r.kind.to_string(),
+            name: r.name.clone(),
+            message: format!("Issuer {}/{} not found", r.kind, r.name),
+        });
+    };
+    // Iterative, bounded by certificate_issuer's depth check.
+    let mut depth = 0;
+    loop {
+        let IssuerSource::Ca { secret_name } = &issuer.source else {
+            return Ok(());
+        };
+        match ca_source(model, issuer, secret_name, provider)? {
+            CaSource::Secret(_) => return Ok(()),
+            CaSource::Certificate(c) => {
+                issuer = certificate_issuer(model, c, depth)?;
+                depth += 1;
+            }
+        }
+    }
 }
 
 /// Issues (or reuses) the CA certificate of a cert-manager `Certificate` with `isCA: true`.
@@ -188,25 +319,7 @@ fn bootstrap_ca(
     let failed = |reason: String| TlsOutcome::Failed {
         reason: format!("{label} (Secret {}): {reason}", c.secret_name),
     };
-    if !c.is_ca {
-        return Err(failed(
-            "a ca issuer uses this Certificate's Secret, but the Certificate is not `isCA: true`"
-                .to_owned(),
-        ));
-    }
-    if depth > 4 {
-        return Err(failed(
-            "issuers and CA Certificates refer to each other in a loop".to_owned(),
-        ));
-    }
-    let r = &c.issuer_ref;
-    let Some(issuer) = model.issuers.get(&(r.kind, r.name.clone())) else {
-        return Err(TlsOutcome::AwaitingIssuer {
-            kind: r.kind.to_string(),
-            name: r.name.clone(),
-            message: format!("Issuer {}/{} not found", r.kind, r.name),
-        });
-    };
+    let issuer = certificate_issuer(model, c, depth)?;
     let owned;
     let mut parent_renew_at = None;
     let parent: Option<&Signer> = match &issuer.source {

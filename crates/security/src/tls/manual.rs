@@ -4,7 +4,7 @@
 use rustls::crypto::CryptoProvider;
 use wardgate_config::model::{ManualTls, Model};
 
-use super::{ServerCert, TlsOutcome, certified_key};
+use super::{ServerCert, TlsOutcome, TrustAnchor, certified_key};
 use crate::pki::chain;
 
 pub(super) fn resolve(
@@ -39,6 +39,15 @@ pub(super) fn resolve(
     for i in &mut infos {
         i.source = format!("Secret/{name}");
     }
+    // The trust bundle gets the chain's root when the chain ends with it; a chain that stops
+    // below its root names no CA clients could trust from here.
+    let anchors = match (checked.certs.last(), infos.last()) {
+        (Some(der), Some(info)) if info.self_signed => vec![TrustAnchor {
+            der: der.clone(),
+            source: format!("root of Secret/{name}"),
+        }],
+        _ => Vec::new(),
+    };
     let key = certified_key(checked.certs, checked.key, provider).map_err(failed)?;
     Ok(ServerCert {
         key,
@@ -49,5 +58,6 @@ pub(super) fn resolve(
             .map(|w| format!("Secret/{name}: {w}"))
             .collect(),
         renew_at: None,
+        anchors,
     })
 }

@@ -45,6 +45,7 @@ pub struct TlsContext {
     provider: Arc<CryptoProvider>,
     host_names: Vec<String>,
     namespace: String,
+    trust_settings: Option<TrustSettings>,
     state: Mutex<State>,
 }
 
@@ -53,6 +54,34 @@ struct State {
     quickstart: Arc<QuickstartCa>,
     /// When each automatic port's certificate is due, by (listener, port).
     renewals: BTreeMap<(String, u16), SystemTime>,
+    /// What clients need to trust each port's certificate, by (listener, port): the CA of its
+    /// issuer (the root when known), or the certificate itself when self-signed.
+    anchors: BTreeMap<(String, u16), Vec<TrustAnchor>>,
+    /// The certificates of the trust settings' ConfigMap, as of the last model seen.
+    configured: Vec<TrustAnchor>,
+    /// Why the trust settings' ConfigMap adds nothing, when it does not (logged once).
+    configured_problem: Option<String>,
+    /// The trust bundle as last written.
+    bundle: Vec<TrustAnchor>,
+}
+
+/// A certificate of the trust bundle and why it is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustAnchor {
+    /// The certificate.
+    pub der: rustls_pki_types::CertificateDer<'static>,
+    /// Why it is in the bundle: `quickstart CA (<path>)`, `CA of Issuer/x`, `ConfigMap/x key k`.
+    pub source: String,
+}
+
+/// The trust settings of `az iot ops create --trust-settings configMapName=… configMapKey=…`:
+/// the ConfigMap (and, if given, its key) whose CA certificates join the trust bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustSettings {
+    /// The ConfigMap's name.
+    pub config_map: String,
+    /// The key; every key of the ConfigMap when `None`.
+    pub key: Option<String>,
 }
 
 /// What a port's TLS resolved to.
@@ -115,13 +144,15 @@ impl PortTls {
     }
 }
 
-/// Where to put the automatic SANs' host part.
+/// Where to put the automatic SANs' host part, and what else the trust bundle holds.
 #[derive(Debug, Clone)]
 pub struct TlsOptions {
     /// Host names added to every automatic certificate (default: this machine's host name).
     pub host_names: Vec<String>,
     /// Namespace of the `<service>.<namespace>...` SANs (default `azure-iot-operations`).
     pub namespace: String,
+    /// The ConfigMap of CA certificates added to the trust bundle (`--trust-settings`).
+    pub trust_settings: Option<TrustSettings>,
 }
 
 impl Default for TlsOptions {
@@ -129,6 +160,7 @@ impl Default for TlsOptions {
         TlsOptions {
             host_names: local_host_name().into_iter().collect(),
             namespace: DEFAULT_NAMESPACE.to_owned(),
+            trust_settings: None,
         }
     }
 }
@@ -149,8 +181,9 @@ fn local_host_name() -> Option<String> {
 impl TlsContext {
     /// Opens (creating on first start) the data dir's PKI state: the quickstart CA (subject
     /// `O=Wardgate, CN=Wardgate Quickstart Root CA - Not for Production`, one year, replaced two
-    /// thirds into its life), its key under `<data_dir>/pki/quickstart-ca/`, and its
-    /// certificate at `<data_dir>/trust-bundle/ca.crt`.
+    /// thirds into its life) and its key under `<data_dir>/pki/quickstart-ca/`. The trust
+    /// bundle `<data_dir>/trust-bundle/ca.crt` is written as ports resolve (see
+    /// [`TlsContext::refresh_trust_bundle`]).
     pub fn open(data_dir: &Path) -> Result<TlsContext, PkiError> {
         Self::open_with(data_dir, TlsOptions::default())
     }
@@ -165,16 +198,136 @@ impl TlsContext {
             provider,
             host_names: options.host_names,
             namespace: options.namespace,
+            trust_settings: options.trust_settings,
             state: Mutex::new(State {
                 quickstart: Arc::new(quickstart),
                 renewals: BTreeMap::new(),
+                anchors: BTreeMap::new(),
+                configured: Vec::new(),
+                configured_problem: None,
+                bundle: Vec::new(),
             }),
         })
     }
 
-    /// `<data_dir>/trust-bundle/ca.crt`: the quickstart CA, what clients pass as `--cafile`.
+    /// `<data_dir>/trust-bundle/ca.crt`: what clients pass as `--cafile`. It holds, without
+    /// duplicates, the CA of every issuer that signs a certificate served here (the quickstart
+    /// CA only while a port uses it; the root of a `ca.secretName` issuer's chain, or its
+    /// Secret's `ca.crt`; a self-signed certificate itself; the root at the end of a manual
+    /// chain), then the certificates of the trust settings' ConfigMap. No file while it would
+    /// be empty.
     pub fn trust_bundle_path(&self) -> PathBuf {
         self.layout.trust_bundle.clone()
+    }
+
+    /// The trust bundle as last written, each certificate with why it is there.
+    pub fn trust_bundle(&self) -> Vec<CertificateInfo> {
+        self.state
+            .lock()
+            .bundle
+            .iter()
+            .filter_map(|a| {
+                let mut info = CertificateInfo::from_der(&a.der, &a.source).ok()?;
+                info.source.clone_from(&a.source);
+                Some(info)
+            })
+            .collect()
+    }
+
+    /// Re-reads the trust settings' ConfigMap from `model`, forgets the ports gone from it, and
+    /// rewrites the trust bundle if that changes it. `resolve` does this too; call it after
+    /// applying a configuration (a ConfigMap may change with no port to resolve).
+    pub fn refresh_trust_bundle(&self, model: &Model) {
+        self.prune(model);
+        self.publish(model);
+    }
+
+    /// Re-reads the trust settings' ConfigMap and rewrites the bundle if it changed.
+    fn publish(&self, model: &Model) {
+        let (configured, problem) = self.configured_anchors(model);
+        let mut state = self.state.lock();
+        if problem != state.configured_problem {
+            if let Some(p) = &problem {
+                tracing::warn!("{p}");
+            }
+            state.configured_problem = problem;
+        }
+        state.configured = configured;
+        self.write_bundle(&mut state);
+    }
+
+    /// The certificates of the trust settings' ConfigMap, and why there are none if so.
+    fn configured_anchors(&self, model: &Model) -> (Vec<TrustAnchor>, Option<String>) {
+        let Some(t) = &self.trust_settings else {
+            return (Vec::new(), None);
+        };
+        let Some(cm) = model.config_maps.get(&t.config_map) else {
+            return (
+                Vec::new(),
+                Some(format!(
+                    "trust settings: ConfigMap/{} not found; the trust bundle lacks its CA \
+                     certificates until it is created",
+                    t.config_map
+                )),
+            );
+        };
+        let mut anchors = Vec::new();
+        let mut problems = Vec::new();
+        for (key, value) in cm.values() {
+            if t.key.as_deref().is_some_and(|k| k != key) {
+                continue;
+            }
+            let what = format!("ConfigMap/{} key {key}", t.config_map);
+            match crate::pki::chain::ca_bundle(value, &what) {
+                Ok(certs) => anchors.extend(certs.into_iter().map(|der| TrustAnchor {
+                    der,
+                    source: what.clone(),
+                })),
+                Err(e) => problems.push(format!("trust settings: {e}")),
+            }
+        }
+        if let Some(k) = &t.key
+            && !cm.values().any(|(key, _)| key == k)
+        {
+            problems.push(format!(
+                "trust settings: ConfigMap/{} has no key {k}",
+                t.config_map
+            ));
+        }
+        let problem = (!problems.is_empty()).then(|| problems.join("; "));
+        (anchors, problem)
+    }
+
+    /// Writes the bundle: every port's anchors, then the configured ones, each once.
+    fn write_bundle(&self, state: &mut State) {
+        let mut bundle: Vec<TrustAnchor> = Vec::new();
+        for a in state.anchors.values().flatten().chain(&state.configured) {
+            if !bundle.iter().any(|b| b.der == a.der) {
+                bundle.push(a.clone());
+            }
+        }
+        if bundle == state.bundle && self.layout.trust_bundle.exists() != bundle.is_empty() {
+            return;
+        }
+        let ders: Vec<_> = bundle.iter().map(|a| a.der.clone()).collect();
+        match store::write_trust_bundle(&self.layout, &ders) {
+            Ok(()) => {
+                let subjects: Vec<String> = bundle
+                    .iter()
+                    .map(|a| {
+                        CertificateInfo::from_der(&a.der, &a.source)
+                            .map_or_else(|_| a.source.clone(), |i| i.subject.to_string())
+                    })
+                    .collect();
+                tracing::info!(
+                    path = %self.layout.trust_bundle.display(),
+                    certificates = %subjects.join("; "),
+                    "trust bundle written"
+                );
+                state.bundle = bundle;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot write the trust bundle"),
+        }
     }
 
     /// The quickstart CA's certificate as it is now: the first certificate of the trust bundle.
@@ -190,6 +343,19 @@ impl TlsContext {
     /// Resolves one port's TLS from the model (see the module documentation and SPEC.md §6).
     pub fn resolve(&self, model: &Model, listener: &Listener, port: &ListenerPort) -> TlsOutcome {
         let key = (listener.name.clone(), port.port);
+        let outcome = self.resolve_port(model, listener, port, &key);
+        self.publish(model);
+        outcome
+    }
+
+    fn resolve_port(
+        &self,
+        model: &Model,
+        listener: &Listener,
+        port: &ListenerPort,
+        key: &(String, u16),
+    ) -> TlsOutcome {
+        let key = key.clone();
         self.prune(model);
         let server = match &port.tls {
             None => {
@@ -227,7 +393,7 @@ impl TlsContext {
                     renew_at: Some(at), ..
                 }) = &r
                 {
-                    self.state.lock().renewals.insert(key, *at);
+                    self.state.lock().renewals.insert(key.clone(), *at);
                 }
                 r
             }
@@ -255,6 +421,8 @@ impl TlsContext {
             None => (builder.with_no_client_auth(), Vec::new()),
         };
         let config = builder.with_cert_resolver(Arc::new(FixedCert(Arc::new(server.key))));
+        // A port that fails keeps its anchors: it may go on serving its current certificate.
+        self.state.lock().anchors.insert(key, server.anchors);
         TlsOutcome::Ready(PortTls {
             config: Arc::new(config),
             certificates: server.infos,
@@ -272,23 +440,32 @@ impl TlsContext {
     }
 
     /// Drops the renewals of ports that are gone from the model or no longer automatic, so that
-    /// a removed port's due date never comes back from `next_renewal`.
+    /// a removed port's due date never comes back from `next_renewal`, and the trust anchors of
+    /// ports gone or without TLS.
     fn prune(&self, model: &Model) {
-        self.state.lock().renewals.retain(|(l, p), _| {
+        let mut state = self.state.lock();
+        state.renewals.retain(|(l, p), _| {
             model.listener(l).is_some_and(|l| {
                 l.ports
                     .iter()
                     .any(|q| q.port == *p && matches!(q.tls, Some(Tls::Automatic(_))))
             })
         });
+        state.anchors.retain(|(l, p), _| {
+            model
+                .listener(l)
+                .is_some_and(|l| l.ports.iter().any(|q| q.port == *p && q.tls.is_some()))
+        });
     }
 
-    /// Forgets a port's renewal (the port was removed).
+    /// Forgets a port's renewal and trust anchors (the port was removed).
     pub fn forget(&self, listener: &str, port: u16) {
-        self.state
-            .lock()
-            .renewals
-            .remove(&(listener.to_owned(), port));
+        let mut state = self.state.lock();
+        let key = (listener.to_owned(), port);
+        state.renewals.remove(&key);
+        if state.anchors.remove(&key).is_some() {
+            self.write_bundle(&mut state);
+        }
     }
 
     /// The quickstart CA, replaced first if it is due.
@@ -302,6 +479,25 @@ impl TlsContext {
     }
 }
 
+/// What [`TlsContext::resolve`] would report for a port's TLS material, without a data dir and
+/// without issuing anything (`wardgate validate`): the manual Secret's chain and key with every
+/// check of SPEC.md §6.1, an automatic port's issuer and its CA Secret, the trusted client CA
+/// bundle. `Ok` holds the warnings the port would serve with; `Err` the waiting or failed
+/// outcome, with the reason `serve` gives.
+pub fn check_port(model: &Model, port: &ListenerPort) -> Result<Vec<String>, TlsOutcome> {
+    let provider = crate::pki::issue::provider();
+    let warnings = match &port.tls {
+        None => return Ok(Vec::new()),
+        Some(Tls::Manual(m)) => manual::resolve(model, m, &provider)?.warnings,
+        Some(Tls::Automatic(a)) => {
+            automatic::check(model, a, &provider)?;
+            Vec::new()
+        }
+    };
+    client::verifier(model, port, &provider)?;
+    Ok(warnings)
+}
+
 /// A resolved server certificate, before the client side is added.
 #[derive(Debug)]
 pub(crate) struct ServerCert {
@@ -310,6 +506,8 @@ pub(crate) struct ServerCert {
     pub(crate) warnings: Vec<String>,
     /// When an automatic certificate is due.
     pub(crate) renew_at: Option<SystemTime>,
+    /// What clients must trust for it (the trust bundle's part for this port).
+    pub(crate) anchors: Vec<TrustAnchor>,
 }
 
 /// One certificate for every handshake; a new one comes with a new `ServerConfig`.

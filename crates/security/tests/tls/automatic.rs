@@ -31,6 +31,12 @@ async fn the_default_listener_serves_a_quickstart_certificate_clients_verify_wit
         ctx.trust_bundle_path(),
         dir.path().join("trust-bundle/ca.crt")
     );
+    // The quickstart CA joins the trust bundle once it signs something.
+    assert!(!ctx.trust_bundle_path().exists());
+    let model = Model::defaults();
+    let listener = model.listener("default").unwrap().clone();
+    let port = listener.ports[0].clone();
+    let tls = ready(ctx.resolve(&model, &listener, &port));
     let bundle = trust_bundle(&ctx);
     assert_eq!(bundle.len(), 1);
     let ca = CertificateInfo::from_der(&bundle[0], "ca").unwrap();
@@ -43,10 +49,6 @@ async fn the_default_listener_serves_a_quickstart_certificate_clients_verify_wit
     assert_eq!(life, Duration::from_secs(365 * 86400 + 60));
     assert!(dir.path().join("pki/quickstart-ca/tls.key").exists());
 
-    let model = Model::defaults();
-    let listener = model.listener("default").unwrap().clone();
-    let port = listener.ports[0].clone();
-    let tls = ready(ctx.resolve(&model, &listener, &port));
     let leaf = &tls.certificates[0];
     assert_eq!(
         leaf.subject.to_string(),
@@ -136,7 +138,6 @@ fn a_changed_spec_issues_a_new_certificate() {
 async fn every_key_algorithm_is_issued_and_serves() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path());
-    let bundle = trust_bundle(&ctx);
     let model = Model::defaults();
     for (alg, kt) in [
         (KeyAlgorithm::Ec256, KeyType::EcP256),
@@ -153,6 +154,7 @@ async fn every_key_algorithm_is_issued_and_serves() {
         let port = automatic_port(a);
         let tls = ready(ctx.resolve(&model, &listener(port.clone()), &port));
         assert_eq!(tls.certificates[0].key_type, kt);
+        let bundle = trust_bundle(&ctx);
         handshake(tls.config, Client::trusting(&[&bundle[0]], "localhost"))
             .await
             .unwrap_or_else(|e| panic!("{alg}: {e}"));
@@ -243,13 +245,8 @@ async fn a_self_signed_issuer_with_every_field() {
     assert_ne!(std::fs::read(stored.join("tls.key")).unwrap(), key_before);
 }
 
-#[tokio::test]
-async fn a_ca_issuer_with_your_own_intermediate_serves_the_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = context(dir.path());
-    let root = Ca::root("Contoso Root CA", KeyAlgorithm::Rsa2048);
-    let inter = root.intermediate("Contoso Intermediate CA 1", KeyAlgorithm::Ec384);
-    let mut model = Model::defaults();
+/// Adds ClusterIssuer `contoso`, a `ca` issuer on Secret `contoso-ca`.
+fn contoso_issuer(model: &mut Model) {
     model.issuers.insert(
         (IssuerKind::ClusterIssuer, "contoso".into()),
         Issuer {
@@ -260,6 +257,16 @@ async fn a_ca_issuer_with_your_own_intermediate_serves_the_chain() {
             },
         },
     );
+}
+
+#[tokio::test]
+async fn a_ca_issuer_with_your_own_intermediate_serves_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path());
+    let root = Ca::root("Contoso Root CA", KeyAlgorithm::Rsa2048);
+    let inter = root.intermediate("Contoso Intermediate CA 1", KeyAlgorithm::Ec384);
+    let mut model = Model::defaults();
+    contoso_issuer(&mut model);
     let mut a = automatic(IssuerKind::ClusterIssuer, "contoso");
     a.private_key.algorithm = KeyAlgorithm::Ec521;
     a.duration = Duration::from_secs(24 * 3600);
@@ -438,15 +445,15 @@ fn a_quickstart_ca_near_its_end_is_rotated_and_both_stay_trusted() {
     std::fs::write(qs.join("tls.key"), key.pem()).unwrap();
 
     let ctx = context(dir.path());
+    let model = Model::defaults();
+    let l = model.listener("default").unwrap().clone();
+    let tls = ready(ctx.resolve(&model, &l, &l.ports[0]));
     let bundle = trust_bundle(&ctx);
     assert_eq!(bundle.len(), 2, "the new CA, then the previous one");
     assert_ne!(bundle[0], old);
     assert_eq!(bundle[1], old);
     let new = CertificateInfo::from_der(&bundle[0], "new").unwrap();
     assert!(new.not_after > SystemTime::now() + 364 * DAY);
-    let model = Model::defaults();
-    let l = model.listener("default").unwrap().clone();
-    let tls = ready(ctx.resolve(&model, &l, &l.ports[0]));
     assert!(wardgate_security::pki::cert::is_issued_by(
         &rustls_pki_types::CertificateDer::from(
             std::fs::read(
@@ -572,4 +579,105 @@ fn a_removed_port_is_no_longer_due() {
     let l = model.listeners[0].clone();
     ready(ctx.resolve(&model, &l, &l.ports[0]));
     assert_eq!(ctx.next_renewal(), None);
+}
+
+/// The trust bundle follows the issuers of the served certificates and the trust settings
+/// (`seeds/004_…`, bring your own issuer): it held the quickstart CA, which signed nothing,
+/// whatever issued the served certificates. Now: the root of the `ca` issuer's chain, not the
+/// quickstart CA; plus the CAs of the trust settings' ConfigMap key; a port that goes takes its
+/// CA with it; the quickstart CA joins once a port uses it.
+#[tokio::test]
+async fn the_trust_bundle_holds_the_cas_that_sign_served_certificates_and_the_trust_settings() {
+    use wardgate_security::tls::{TlsContext, TlsOptions, TrustSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = TlsContext::open_with(
+        dir.path(),
+        TlsOptions {
+            host_names: vec!["edge-box".into()],
+            namespace: "azure-iot-operations".into(),
+            trust_settings: Some(TrustSettings {
+                config_map: "user-trust".into(),
+                key: Some("ca.pem".into()),
+            }),
+        },
+    )
+    .unwrap();
+    let root = Ca::root("Contoso Root CA", KeyAlgorithm::Ec256);
+    let inter = root.intermediate("Contoso Intermediate CA 1", KeyAlgorithm::Ec256);
+    let mut model = Model::defaults();
+    contoso_issuer(&mut model);
+    model.secrets.insert(
+        "contoso-ca".into(),
+        tls_secret(
+            "contoso-ca",
+            &chain_pem(&[&inter.cert, &root.cert]),
+            &inter.signer.key().pem(),
+        ),
+    );
+    let port = automatic_port(automatic(IssuerKind::ClusterIssuer, "contoso"));
+    let l = listener(port.clone());
+    model.listeners.push(l.clone());
+    let tls = ready(ctx.resolve(&model, &l, &port));
+    assert_eq!(
+        trust_bundle(&ctx),
+        vec![root.cert.clone()],
+        "only the root that signs"
+    );
+    let bundle = trust_bundle(&ctx);
+    handshake(tls.config, Client::trusting(&[&bundle[0]], "localhost"))
+        .await
+        .unwrap();
+
+    // The trust settings' ConfigMap key joins (another key of it does not).
+    let enterprise = Ca::root("Enterprise Root CA", KeyAlgorithm::Ec256);
+    let unrelated = Ca::root("Unrelated Root CA", KeyAlgorithm::Ec256);
+    model.config_maps.insert(
+        "user-trust".into(),
+        config_map(
+            "user-trust",
+            &[
+                ("ca.pem", &enterprise.pem()),
+                ("other.pem", &unrelated.pem()),
+            ],
+        ),
+    );
+    ctx.refresh_trust_bundle(&model);
+    assert_eq!(
+        trust_bundle(&ctx),
+        vec![root.cert.clone(), enterprise.cert.clone()]
+    );
+    let sources: Vec<String> = ctx.trust_bundle().into_iter().map(|i| i.source).collect();
+    assert_eq!(
+        sources,
+        [
+            "CA of ClusterIssuer/contoso",
+            "ConfigMap/user-trust key ca.pem"
+        ]
+    );
+
+    // The port goes: its CA leaves the bundle.
+    model.listeners.retain(|x| x.name != "lb");
+    ctx.refresh_trust_bundle(&model);
+    assert_eq!(trust_bundle(&ctx), vec![enterprise.cert.clone()]);
+
+    // The default listener's quickstart certificate: now the quickstart CA signs something.
+    let default = model.listener("default").unwrap().clone();
+    ready(ctx.resolve(&model, &default, &default.ports[0]));
+    let bundle = trust_bundle(&ctx);
+    let subjects: Vec<String> = bundle
+        .iter()
+        .map(|c| {
+            CertificateInfo::from_der(c, "x")
+                .unwrap()
+                .subject
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("O = Wardgate, CN = {QUICKSTART_CA_COMMON_NAME}"),
+            "CN = Enterprise Root CA".to_owned()
+        ]
+    );
 }

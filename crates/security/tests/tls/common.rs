@@ -81,6 +81,7 @@ pub fn context(dir: &Path) -> TlsContext {
         TlsOptions {
             host_names: vec!["edge-box".into()],
             namespace: "azure-iot-operations".into(),
+            trust_settings: None,
         },
     )
     .unwrap()

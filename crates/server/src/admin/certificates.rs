@@ -93,14 +93,14 @@ pub trait CertificateSource: Send + Sync + 'static {
 
 /// The broker's certificates: each TLS port's served chain (leaf first) and trusted client
 /// CAs, from the supervisor's status (refreshed whenever it resolves a port: start, reload,
-/// renewal), then the quickstart CA (the trust bundle). Nothing is re-read per request.
+/// renewal), then the trust bundle's certificates. Nothing is re-read per request.
 pub struct ServedCertificates {
     status: Arc<RwLock<Status>>,
     tls: Option<Arc<TlsContext>>,
 }
 
 impl ServedCertificates {
-    /// The certificates of the ports in `status`, and of `tls`'s quickstart CA when given.
+    /// The certificates of the ports in `status`, and of `tls`'s trust bundle when given.
     pub fn new(status: Arc<RwLock<Status>>, tls: Option<Arc<TlsContext>>) -> Self {
         Self { status, tls }
     }
@@ -129,13 +129,13 @@ impl CertificateSource for ServedCertificates {
             }
         }
         if let Some(tls) = &self.tls {
-            let mut ca = CertificateReport::from_info(
-                &tls.quickstart_ca(),
-                "trust bundle".to_string(),
-                None,
-            );
-            ca.source = format!("quickstart CA ({})", tls.trust_bundle_path().display());
-            out.push(ca);
+            for ca in tls.trust_bundle() {
+                out.push(CertificateReport::from_info(
+                    &ca,
+                    "trust bundle".to_string(),
+                    None,
+                ));
+            }
         }
         out
     }

@@ -315,8 +315,8 @@ async fn serve<S: Transport>(
         tracing::Span::current().record("client_id", connect.client_id.as_str());
     }
 
-    if let Some(reason) = refuse(&connect, settings, security.authn.is_some()) {
-        info!(reason = reason.0, "connection refused");
+    if let Some((reason, why)) = refuse(&connect, settings, security.authn.is_some()) {
+        info!(reason = reason.0, %why, "connection refused");
         refuse_connect(&mut stream, version, reason, client_max_packet).await;
         return None;
     }
@@ -549,11 +549,19 @@ async fn serve<S: Transport>(
     ))
 }
 
-/// Refusals decided from CONNECT and the settings alone.
-fn refuse(connect: &Connect, settings: &ConnectionSettings, has_authn: bool) -> Option<ReasonCode> {
+/// Refusals decided from CONNECT and the settings alone, with why (for the log line: the
+/// reason code alone does not say it, 0x85 stands for two things in v3.1.1).
+fn refuse(
+    connect: &Connect,
+    settings: &ConnectionSettings,
+    has_authn: bool,
+) -> Option<(ReasonCode, String)> {
     if !connect.protocol.is_v5() && connect.client_id.is_empty() && !connect.clean_start {
         // [MQTT-3.1.3-8]: a v3.1.1 client with no identifier must ask for a clean session.
-        return Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+        return Some((
+            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+            "an empty client ID needs CleanSession 1 [MQTT-3.1.3-8]".to_owned(),
+        ));
     }
     if let Some(max) = settings.max_keep_alive
         && !connect.protocol.is_v5()
@@ -561,7 +569,18 @@ fn refuse(connect: &Connect, settings: &ConnectionSettings, has_authn: bool) -> 
     {
         // v3.1.1 has no Server Keep Alive to tell the client of the cap: refused with return
         // code 2, as Mosquitto's max_keepalive does.
-        return Some(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+        let asked = match connect.keep_alive {
+            0 => "keep alive 0 (none)".to_owned(),
+            k => format!("keep alive {k} s"),
+        };
+        return Some((
+            ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+            format!(
+                "{asked} exceeds maxKeepAliveSeconds {max} (Broker advanced.clients); MQTT \
+                 3.1.1 cannot be told a shorter one, so it is refused with return code 2: \
+                 connect with a keep alive of 1 to {max} s"
+            ),
+        ));
     }
     if connect
         .will
@@ -570,11 +589,17 @@ fn refuse(connect: &Connect, settings: &ConnectionSettings, has_authn: bool) -> 
     {
         // A will is a publish the broker makes for the client later: refused as a PUBLISH to
         // `$SYS` would be, but at CONNECT, where a refusal can still be told.
-        return Some(ReasonCode::NOT_AUTHORIZED);
+        return Some((
+            ReasonCode::NOT_AUTHORIZED,
+            "the will topic is in `$SYS`, which only the broker publishes to".to_owned(),
+        ));
     }
-    if !has_authn && connect.properties.authentication_method.is_some() {
+    if !has_authn && let Some(method) = &connect.properties.authentication_method {
         // No enhanced authentication method is configured on this port.
-        return Some(ReasonCode::BAD_AUTHENTICATION_METHOD);
+        return Some((
+            ReasonCode::BAD_AUTHENTICATION_METHOD,
+            format!("authentication method {method} but this port has no authentication"),
+        ));
     }
     None
 }

@@ -147,6 +147,25 @@ pub(crate) fn sign_by(dir: &Path, name: &str, ca: &str, extensions: bool) {
     openssl(&args, dir);
 }
 
+/// `seeds/002_…`'s openssl recipe as written: an intermediate CA signed by `ca.crt` with no
+/// `-extfile` (an X.509 v1 certificate, `inter.crt`), and a leaf for 127.0.0.1 signed by it;
+/// `<name>.crt` holds the leaf then the intermediate, `<name>.key` the leaf's key.
+pub(crate) fn seed_002_chain(dir: &Path, name: &str) {
+    key_and_request(dir, "inter", "/CN=AIO42 Intermediate CA 1");
+    sign_by(dir, "inter", "ca", false);
+    key_and_request(dir, name, "/CN=mqtts-endpoint");
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        "subjectAltName=IP:127.0.0.1\n",
+    )
+    .expect("write ext");
+    sign_by(dir, name, "inter", true);
+    let crt = dir.join(format!("{name}.crt"));
+    let chain = std::fs::read_to_string(&crt).expect("leaf")
+        + &std::fs::read_to_string(dir.join("inter.crt")).expect("intermediate");
+    std::fs::write(crt, chain).expect("write chain");
+}
+
 /// A server certificate `<name>.crt` (+ `<name>.key`) for `san`, signed by `ca.crt`.
 pub(crate) fn make_server(dir: &Path, name: &str, san: &str) {
     request(dir, name, san);
