@@ -677,3 +677,30 @@ fn a_client_offering_only_tls_1_1_is_logged_with_the_version_it_offered() {
     assert!(line.contains("TLS 1.2 and 1.3"), "{line}");
     assert!(line.contains("peer=127.0.0.1:"), "{line}");
 }
+
+/// Seed 000's "all supported properties" block under `certManagerCertificateSpec`, as written
+/// but for the issuer and a P-384 key: it was refused with 4 errors. The certificate is issued
+/// with that key and stored under the `secret` name.
+#[test]
+fn seed_000_server_certificate_parameters_are_honoured() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (config, data) = (root.path().join("config"), root.path().join("data"));
+    let port = free_port().expect("port");
+    let block = "        namespace: az\n        secret: my-issuer-8884\n        privateKey:\n          rotationPolicy: Always\n          algorithm: ECDSA\n          size: 384\n        duration: 720h\n        renewBefore: 240h\n        san:\n          dns:\n          - iotmq.example.com\n          ip:\n          - 192.168.1.1\n";
+    write_listener(&config, &quickstart_port(port, "Mqtt", block));
+    let _broker = serve(&config, &data);
+    wait_for_port(port, Duration::from_secs(30)).expect("the TLS port opens");
+    let stored = data.join("pki/issued/my-issuer-8884/tls.crt");
+    let text = run(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&stored),
+        Duration::from_secs(20),
+    )
+    .expect("openssl runs");
+    assert!(text.success(), "{text}");
+    assert!(text.stdout.contains("NIST CURVE: P-384"), "{text}");
+    assert!(text.stdout.contains("DNS:iotmq.example.com"), "{text}");
+    assert!(text.stdout.contains("IP Address:192.168.1.1"), "{text}");
+    tls_round_trip(port, &data.join("trust-bundle/ca.crt"), "localhost");
+}
