@@ -40,7 +40,8 @@ fn text(u: &mut Unstructured, wild: bool) -> Result<String> {
     let mut levels = Vec::new();
     for _ in 0..u.int_in_range(1..=4)? {
         let l = level(u, wild)?;
-        let n = if u.ratio(1, 16)? {
+        // Deep runs are rare (they are slow), but each input may hold several.
+        let n = if u.ratio(1, 48)? {
             u.int_in_range(1..=40_000)?
         } else {
             u.int_in_range(1..=3)?
