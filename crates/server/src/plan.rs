@@ -106,6 +106,8 @@ pub fn broker_settings(broker: &model::Broker) -> BrokerSettings {
             .as_ref()
             .map(persistence_settings)
             .unwrap_or_default(),
+        // Not configurable: generous for real clients (see its documentation).
+        max_subscription_levels: wardgate_core::DEFAULT_MAX_SUBSCRIPTION_LEVELS,
     }
 }
 
