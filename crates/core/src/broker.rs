@@ -693,7 +693,9 @@ impl Broker {
             let mut st = session.state.lock();
             let existed = st.subscriptions.remove(filter).is_some();
             if existed {
-                st.subscription_levels -= subscription_cost(filter);
+                st.subscription_levels = st
+                    .subscription_levels
+                    .saturating_sub(subscription_cost(filter));
             }
             if existed && st.persist_subs {
                 session.write(&[Op::Unsubscribe {
