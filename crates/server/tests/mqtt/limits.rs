@@ -941,3 +941,33 @@ async fn retained_lookups_of_one_subscribe_stop_at_its_budget() {
     assert_eq!(sub.publish_received().await.topic.as_deref(), Some("r/05"));
     assert_eq!(skipped(), 2);
 }
+
+/// The default limit on a session's subscriptions (1,000,000 levels) lets a real client's
+/// 100,000 filters of 5 levels through in one SUBSCRIBE, and then 20 of 25,000 levels, up to
+/// the limit exactly; the next filter is refused.
+#[tokio::test]
+async fn the_default_subscription_limit_grants_100000_filters_of_5_levels() {
+    let b = TestBroker::start().await;
+    assert_eq!(
+        b.broker.settings().max_subscription_levels,
+        wardgate_core::DEFAULT_MAX_SUBSCRIPTION_LEVELS
+    );
+    let (mut c, _) = RawClient::connect(b.tcp, V5, "many").await;
+    let filters: Vec<String> = (0..100_000).map(|i| format!("d/{i}/+/x/#")).collect();
+    let reasons = suback(&mut c, &filters).await;
+    assert_eq!(reasons.len(), 100_000);
+    assert!(reasons.iter().all(|r| *r == ReasonCode::GRANTED_QOS_0));
+    let deep: Vec<String> = (0..21)
+        .map(|i| format!("{i}/{}", plus_filter(24_999)))
+        .collect();
+    let reasons = suback(&mut c, &deep).await;
+    assert_eq!(reasons[..20], [ReasonCode::GRANTED_QOS_0; 20]);
+    assert_eq!(reasons[20], ReasonCode::QUOTA_EXCEEDED);
+    assert_eq!(
+        b.broker
+            .stats()
+            .subscriptions_refused
+            .load(Ordering::Relaxed),
+        1
+    );
+}
