@@ -54,9 +54,9 @@ pub struct BrokerSettings {
     pub max_subscription_levels: u64,
 }
 
-/// The default of [`BrokerSettings::max_subscription_levels`]: 100,000 filters of 10 levels,
-/// or 100 of 10,000 levels (at most about 450 MB of index for literal levels, 80 MB for `+`;
-/// unbounded, one 64 MiB SUBSCRIBE could ask for 15 GB).
+/// The default of [`BrokerSettings::max_subscription_levels`] (and the Medium memory profile's):
+/// 100,000 filters of 10 levels, or 100 of 10,000 levels (at most about 450 MB of index for
+/// literal levels, 80 MB for `+`; unbounded, one 64 MiB SUBSCRIBE could ask for 15 GB).
 pub const DEFAULT_MAX_SUBSCRIPTION_LEVELS: u64 = 1_000_000;
 
 /// The retained topics one SUBSCRIBE packet may visit, per message its session's queue may

@@ -51,13 +51,18 @@ fn packet_size_is_capped_by_the_memory_profile_and_budgets_follow_it() {
     );
     assert_eq!(c.max_packet_size, 1000);
     assert_eq!(b.publish_budget, 2048 * 1024 * 1024);
+    assert_eq!(b.max_subscription_levels, 2_000_000);
     let (b, _) = settings("  memoryProfile: Tiny\n");
     assert_eq!(b.publish_budget, 16 * 1024 * 1024);
+    assert_eq!(b.max_subscription_levels, 25_000);
+    let (b, _) = settings("  memoryProfile: Low\n");
+    assert_eq!(b.max_subscription_levels, 100_000);
     let (b, c) = settings("  memoryProfile: Medium\n");
     assert_eq!(
         (b.publish_budget, c.max_packet_size),
         (576 * 1024 * 1024, 64 * 1024 * 1024)
     );
+    assert_eq!(b.max_subscription_levels, 1_000_000);
 }
 
 #[tokio::test]
