@@ -46,6 +46,30 @@ pub struct BrokerSettings {
     pub publish_budget: u64,
     /// What is persisted when the broker has a store.
     pub persistence: PersistenceSettings,
+    /// The most a session's subscriptions may cost, in levels (the sum over its filters of
+    /// [`subscription_cost`]): a wildcard filter's level is a node of the index (about 80 bytes
+    /// for `+`, 450 for a literal level), so this bounds the index memory one client can take.
+    /// A SUBSCRIBE filter past it is refused with 0x97 (v3.1.1: 0x80) and counted in
+    /// [`Stats::subscriptions_refused`]. [`DEFAULT_MAX_SUBSCRIPTION_LEVELS`] by default.
+    pub max_subscription_levels: u64,
+}
+
+/// The default of [`BrokerSettings::max_subscription_levels`] (and the Medium memory profile's):
+/// 100,000 filters of 10 levels, or 100 of 10,000 levels (at most about 450 MB of index for
+/// literal levels, 80 MB for `+`; unbounded, one 64 MiB SUBSCRIBE could ask for 15 GB).
+pub const DEFAULT_MAX_SUBSCRIPTION_LEVELS: u64 = 1_000_000;
+
+/// The retained topics one SUBSCRIBE packet may visit, per message its session's queue may
+/// hold ([`QueueLimits::max_queued`]): its filters' retained lookups share that budget, and the
+/// filters after it is spent get no retained messages (their subscriptions stand), each counted
+/// in [`Stats::retained_lookups_skipped`]. More than the queue can take would be dropped by the
+/// queue's strategy anyway; the margin is for filters that visit topics they do not match.
+pub const RETAINED_VISITS_PER_QUEUED: usize = 4;
+
+/// What one SUBSCRIBE filter costs against [`BrokerSettings::max_subscription_levels`]: its
+/// levels (`$share/<group>/` included), whether or not it has wildcards.
+pub fn subscription_cost(filter: &TopicFilter) -> u64 {
+    filter.as_str().bytes().filter(|&b| b == b'/').count() as u64 + 1
 }
 
 impl Default for BrokerSettings {
@@ -57,6 +81,7 @@ impl Default for BrokerSettings {
             sys_interval: Duration::from_secs(10),
             publish_budget: u64::MAX,
             persistence: PersistenceSettings::default(),
+            max_subscription_levels: DEFAULT_MAX_SUBSCRIPTION_LEVELS,
         }
     }
 }
@@ -130,8 +155,13 @@ pub enum Disconnect {
 /// The result of one SUBSCRIBE filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscribeResult {
+    /// Refused: the session's subscriptions would cost more than
+    /// [`BrokerSettings::max_subscription_levels`] (SUBACK 0x97). Nothing else was done.
+    pub quota_exceeded: bool,
     /// Whether it replaced an existing subscription of the session to the same filter.
     pub existed: bool,
+    /// Its retained messages were not looked up: the SUBSCRIBE's retained budget was spent.
+    pub retained_skipped: bool,
     /// Retained messages queued for it.
     pub retained_sent: usize,
     /// Retained messages its queue had no room for: dropped by the queue's strategy (or
@@ -531,10 +561,54 @@ impl Broker {
         id: Option<u32>,
         now: Instant,
     ) -> SubscribeResult {
+        let mut unbounded = usize::MAX;
+        self.subscribe_within(session, filter, options, id, now, &mut unbounded)
+    }
+
+    /// The retained topics one SUBSCRIBE may visit ([`RETAINED_VISITS_PER_QUEUED`]), for
+    /// [`Broker::subscribe_within`].
+    pub fn retained_budget(&self) -> usize {
+        self.settings
+            .load()
+            .queue
+            .max_queued
+            .saturating_mul(RETAINED_VISITS_PER_QUEUED)
+    }
+
+    /// [`Broker::subscribe`] for one filter of a SUBSCRIBE whose retained lookups share
+    /// `retained_budget` ([`Broker::retained_budget`]): when it is spent, the subscription is
+    /// made but its retained messages are not looked up (`retained_skipped`).
+    pub fn subscribe_within(
+        &self,
+        session: &Arc<Session>,
+        filter: &TopicFilter,
+        options: SubscriptionOptions,
+        id: Option<u32>,
+        now: Instant,
+        retained_budget: &mut usize,
+    ) -> SubscribeResult {
         let shared = filter.shared().ok().flatten();
         let entry = SubscriptionEntry { options, id };
         let existed = {
             let mut st = session.state.lock();
+            if !st.subscriptions.contains_key(filter) {
+                // A replaced subscription (same filter) costs what it already cost.
+                let cost = subscription_cost(filter);
+                let limit = self.settings.load().max_subscription_levels;
+                if st.subscription_levels.saturating_add(cost) > limit {
+                    self.stats
+                        .subscriptions_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    return SubscribeResult {
+                        quota_exceeded: true,
+                        existed: false,
+                        retained_skipped: false,
+                        retained_sent: 0,
+                        retained_dropped: 0,
+                    };
+                }
+                st.subscription_levels += cost;
+            }
             if st.persist_subs {
                 // SUBACK waits for this.
                 session.write(&[Op::Subscribe {
@@ -569,8 +643,23 @@ impl Broker {
         // Through the session's bounded queue like any message: what does not fit is dropped by
         // the queue's strategy and counted (never silently).
         let mut result = RouteResult::default();
-        if send_retained {
-            let messages = self.retained.read().matching(filter, now);
+        let mut retained_skipped = false;
+        let messages = if send_retained {
+            let found = self
+                .retained
+                .read()
+                .matching_within(filter, now, retained_budget);
+            if found.is_none() {
+                retained_skipped = true;
+                self.stats
+                    .retained_lookups_skipped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            found
+        } else {
+            None
+        };
+        if let Some(messages) = messages {
             let copies = messages.into_iter().map(|message| Delivery {
                 qos: message.qos.min(options.qos),
                 message,
@@ -590,7 +679,9 @@ impl Broker {
             }
         }
         SubscribeResult {
+            quota_exceeded: false,
             existed,
+            retained_skipped,
             retained_sent: result.delivered,
             retained_dropped: result.dropped,
         }
@@ -601,6 +692,11 @@ impl Broker {
         let existed = {
             let mut st = session.state.lock();
             let existed = st.subscriptions.remove(filter).is_some();
+            if existed {
+                st.subscription_levels = st
+                    .subscription_levels
+                    .saturating_sub(subscription_cost(filter));
+            }
             if existed && st.persist_subs {
                 session.write(&[Op::Unsubscribe {
                     session: session.id(),
@@ -1250,13 +1346,11 @@ impl Broker {
     }
 
     fn drop_subscriptions(&self, session: &Arc<Session>) {
-        let filters: Vec<TopicFilter> = session
-            .state
-            .lock()
-            .subscriptions
-            .drain()
-            .map(|(f, _)| f)
-            .collect();
+        let filters: Vec<TopicFilter> = {
+            let mut st = session.state.lock();
+            st.subscription_levels = 0;
+            st.subscriptions.drain().map(|(f, _)| f).collect()
+        };
         if filters.is_empty() {
             return;
         }

@@ -11,8 +11,8 @@ pub mod store;
 pub mod subscriptions;
 
 pub use broker::{
-    Attached, Broker, BrokerSettings, ConnectParams, Disconnect, Refusal, Restored, RouteResult,
-    SubscribeResult,
+    Attached, Broker, BrokerSettings, ConnectParams, DEFAULT_MAX_SUBSCRIPTION_LEVELS, Disconnect,
+    RETAINED_VISITS_PER_QUEUED, Refusal, Restored, RouteResult, SubscribeResult, subscription_cost,
 };
 pub use message::{Delivery, Message, SharedRef};
 pub use session::{

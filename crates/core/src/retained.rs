@@ -42,30 +42,50 @@ impl RetainedStore {
 
     /// The retained messages matching `filter` that have not expired at `now`.
     pub fn matching(&self, filter: &TopicFilter, now: Instant) -> Vec<Arc<Message>> {
+        let mut budget = usize::MAX;
+        self.matching_within(filter, now, &mut budget)
+            .unwrap_or_default()
+    }
+
+    /// Like [`RetainedStore::matching`], visiting at most `*budget` retained topics and taking
+    /// those it visits from `budget`. `None` when the budget ran out before the lookup was
+    /// complete: the filter then gets none of its retained messages (not an arbitrary part).
+    /// It bounds the work of one SUBSCRIBE: a filter starting with a wildcard visits every
+    /// retained topic, and a packet may carry thousands of them.
+    pub fn matching_within(
+        &self,
+        filter: &TopicFilter,
+        now: Instant,
+        budget: &mut usize,
+    ) -> Option<Vec<Arc<Message>>> {
         let mut found = Vec::new();
-        self.for_each_candidate(filter, |topic, msg| {
+        let (visited, complete) = self.for_each_candidate(filter, *budget, |topic, msg| {
             if filter.matches(topic.as_str()) && !msg.is_expired(now) {
                 found.push(msg.clone());
             }
         });
-        found
+        *budget -= visited;
+        complete.then_some(found)
     }
 
     /// Calls `f` with every retained topic that `filter` may match: those beginning with its
-    /// literal prefix, in order. Returns how many it visited.
+    /// literal prefix, in order, at most `limit` of them. Returns how many it visited and
+    /// whether that was all of them.
     fn for_each_candidate(
         &self,
         filter: &TopicFilter,
+        limit: usize,
         mut f: impl FnMut(&TopicName, &Arc<Message>),
-    ) -> usize {
+    ) -> (usize, bool) {
         let text = filter.as_str();
         let Some(wild) = text.find(['+', '#']) else {
             return match self.by_topic.get_key_value(text) {
+                Some(_) if limit == 0 => (0, false),
                 Some((topic, msg)) => {
                     f(topic, msg);
-                    1
+                    (1, true)
                 }
-                None => 0,
+                None => (0, true),
             };
         };
         // `a/b/#` also matches its parent `a/b`: the prefix without the separator covers both.
@@ -80,10 +100,13 @@ impl RetainedStore {
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(topic, _)| topic.as_str().starts_with(prefix))
         {
+            if visited == limit {
+                return (visited, false);
+            }
             visited += 1;
             f(topic, msg);
         }
-        visited
+        (visited, true)
     }
 
     /// Removes expired messages; returns their topics, each with whether it was persisted.
@@ -183,8 +206,11 @@ mod tests {
         for t in &topics {
             store.apply(&msg(t, b"1", None));
         }
-        let visits =
-            |f: &str| store.for_each_candidate(&TopicFilter::new(f).expect("valid"), |_, _| {});
+        let visits = |f: &str| {
+            store
+                .for_each_candidate(&TopicFilter::new(f).expect("valid"), usize::MAX, |_, _| {})
+                .0
+        };
         assert_eq!(visits("x/5"), 1);
         assert_eq!(visits("x/nothing"), 0);
         assert_eq!(visits("x/+"), 1000);
@@ -210,6 +236,58 @@ mod tests {
             expected.sort();
             assert_eq!(got, expected, "{f}");
         }
+    }
+
+    /// One SUBSCRIBE's retained lookups share a budget of visited topics: a packet of filters
+    /// starting with a wildcard stops visiting when it is spent, instead of costing filters ×
+    /// retained topics. A filter whose lookup it cuts short gets nothing (not an arbitrary part).
+    #[test]
+    fn lookups_stop_visiting_when_the_packet_budget_is_spent() {
+        let now = Instant::now();
+        let mut store = RetainedStore::default();
+        for i in 0..1000 {
+            store.apply(&msg(&format!("x/{i}"), b"1", None));
+        }
+        store.apply(&msg("y", b"1", None));
+        let filter = |f: &str| TopicFilter::new(f).expect("valid");
+        let mut visits = 0;
+        let mut budget = 2500;
+        let mut complete = 0;
+        for _ in 0..100 {
+            let before = budget;
+            if let Some(found) = store.matching_within(&filter("+/#"), now, &mut budget) {
+                assert_eq!(found.len(), 1001);
+                complete += 1;
+            }
+            visits += before - budget;
+        }
+        assert_eq!(complete, 2, "two full lookups fit in 2,500 visits");
+        assert_eq!(
+            visits, 2500,
+            "then visiting stops (100 filters x 1,001 topics without it)"
+        );
+        assert_eq!(budget, 0);
+        // A spent budget still finds nothing for a literal filter, without visiting.
+        assert!(
+            store
+                .matching_within(&filter("y"), now, &mut budget)
+                .is_none()
+        );
+        let mut one = 1;
+        assert_eq!(
+            store
+                .matching_within(&filter("y"), now, &mut one)
+                .map(|m| m.len()),
+            Some(1)
+        );
+        assert_eq!(one, 0);
+        let mut some = 10;
+        assert!(
+            store
+                .matching_within(&filter("x/+"), now, &mut some)
+                .is_none()
+        );
+        assert_eq!(some, 0, "a cut lookup takes what it visited");
     }
 
     #[test]

@@ -256,6 +256,9 @@ impl std::fmt::Debug for dyn Wake {
 pub(crate) struct SessionState {
     link: Option<Link>,
     pub(crate) subscriptions: HashMap<TopicFilter, SubscriptionEntry>,
+    /// What `subscriptions` cost ([`crate::broker::subscription_cost`]), bounded by
+    /// `BrokerSettings::max_subscription_levels` for new subscriptions.
+    pub(crate) subscription_levels: u64,
     queue: VecDeque<Delivery>,
     /// The bytes of `queue` and `inflight` ([`Delivery::bytes`]), bounded by
     /// `limits.max_queued_bytes`.
@@ -331,6 +334,7 @@ impl Session {
             state: Mutex::new(SessionState {
                 link: None,
                 subscriptions: HashMap::new(),
+                subscription_levels: 0,
                 queue: VecDeque::new(),
                 held_bytes: 0,
                 inflight: VecDeque::new(),
@@ -500,8 +504,11 @@ impl Session {
         st.owner.clone_from(&record.owner);
         st.protocol = record.protocol;
         st.disconnected_at = Some(disconnected_at);
+        // Counted, never refused: a session restored over the bound keeps what it had.
         for (filter, entry) in subscriptions {
-            st.subscriptions.insert(filter.clone(), *entry);
+            if st.subscriptions.insert(filter.clone(), *entry).is_none() {
+                st.subscription_levels += crate::broker::subscription_cost(filter);
+            }
         }
         let mut last_id = 0;
         for (delivery, inflight) in messages {

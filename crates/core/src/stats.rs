@@ -28,6 +28,12 @@ pub struct Stats {
     pub retained: AtomicU64,
     /// Wills published.
     pub wills_sent: AtomicU64,
+    /// SUBSCRIBE filters refused with 0x97: the session's subscriptions would cost more than
+    /// `BrokerSettings::max_subscription_levels`.
+    pub subscriptions_refused: AtomicU64,
+    /// SUBSCRIBE filters subscribed without their retained messages: the packet's budget of
+    /// retained topics to visit was spent (`RETAINED_VISITS_PER_QUEUED`).
+    pub retained_lookups_skipped: AtomicU64,
     /// Drops and refusals, one counter per reason (`publish_dropped` is their sum for copies).
     pub drops: Drops,
 }

@@ -426,6 +426,18 @@ impl Collector for StateCollector {
         }
         counter(
             e,
+            "subscriptions_refused",
+            "SUBSCRIBE filters refused with 0x97: the session's subscriptions would pass their limit in levels",
+            load(&stats.subscriptions_refused),
+        )?;
+        counter(
+            e,
+            "retained_lookups_skipped",
+            "SUBSCRIBE filters subscribed without their retained messages: the packet's budget of retained topics to visit was spent",
+            load(&stats.retained_lookups_skipped),
+        )?;
+        counter(
+            e,
             "will_messages_sent",
             "Will messages published",
             load(&stats.wills_sent),

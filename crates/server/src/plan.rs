@@ -106,6 +106,7 @@ pub fn broker_settings(broker: &model::Broker) -> BrokerSettings {
             .as_ref()
             .map(persistence_settings)
             .unwrap_or_default(),
+        max_subscription_levels: subscription_levels(broker.memory_profile),
     }
 }
 
@@ -146,6 +147,19 @@ pub fn publish_budget(profile: MemoryProfile) -> u64 {
         MemoryProfile::Low => 64 * MIB,
         MemoryProfile::Medium => 576 * MIB,
         MemoryProfile::High => 2048 * MIB,
+    }
+}
+
+/// The memory profile's limit on one session's subscriptions, in levels
+/// (`BrokerSettings::max_subscription_levels`; a level of a wildcard filter is an index node of
+/// about 80 bytes for `+`, 450 for a literal level). Medium, the default, allows 100,000
+/// filters of 10 levels; Tiny, whose largest SUBSCRIBE is 4 MiB, about 11 MB of index.
+pub fn subscription_levels(profile: MemoryProfile) -> u64 {
+    match profile {
+        MemoryProfile::Tiny => 25_000,
+        MemoryProfile::Low => 100_000,
+        MemoryProfile::Medium => wardgate_core::DEFAULT_MAX_SUBSCRIPTION_LEVELS,
+        MemoryProfile::High => 2 * wardgate_core::DEFAULT_MAX_SUBSCRIPTION_LEVELS,
     }
 }
 

@@ -385,3 +385,58 @@ fn utc_stamps() {
         "20240229T123456Z"
     );
 }
+
+/// Restored subscriptions count against the session's limit in levels, and are never dropped
+/// for it: a session restored over the limit (here lowered while the broker was down) keeps
+/// what it had, and its new filters are refused until it is under the limit again.
+#[test]
+fn restored_subscriptions_count_against_the_session_limit_and_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = Instant::now();
+    {
+        let (b, store, recovered, _) = broker(dir.path());
+        b.restore(recovered, now);
+        let s = b.connect(params("deep", false, 3600, None), now);
+        for f in ["a/b/c/d", "x"] {
+            let r = b.subscribe(
+                &s.session,
+                &filter(f),
+                SubscriptionOptions::new(QoS::AtMostOnce),
+                None,
+                now,
+            );
+            assert!(!r.quota_exceeded);
+        }
+        b.disconnect(&s.session, s.generation, Disconnect::Lost, now);
+        settle(&store);
+    }
+    let (b, _store, recovered, _) = broker(dir.path());
+    b.update_settings(BrokerSettings {
+        max_subscription_levels: 3,
+        ..(*b.settings()).clone()
+    });
+    b.restore(recovered, now);
+    let s = b.connect(params("deep", false, 3600, None), now);
+    assert!(s.session_present);
+    assert_eq!(
+        s.session.subscriptions().len(),
+        2,
+        "kept over the limit (5 levels of 3)"
+    );
+    let opts = SubscriptionOptions::new(QoS::AtMostOnce);
+    assert!(
+        b.subscribe(&s.session, &filter("y"), opts, None, now)
+            .quota_exceeded
+    );
+    // Replacing one it holds is not a new cost.
+    assert!(
+        !b.subscribe(&s.session, &filter("x"), opts, None, now)
+            .quota_exceeded
+    );
+    assert!(b.unsubscribe(&s.session, &filter("a/b/c/d")));
+    assert!(
+        !b.subscribe(&s.session, &filter("y/z"), opts, None, now)
+            .quota_exceeded
+    );
+    assert_eq!(b.stats().subscriptions_refused.load(Ordering::Relaxed), 1);
+}

@@ -663,6 +663,9 @@ impl Conn {
         let now = Instant::now();
         let authz = self.authorizer();
         let mut retained_dropped = 0;
+        let (mut refused, mut skipped) = (0, 0);
+        // The packet's filters share one budget of retained topics to visit.
+        let mut retained_budget = self.broker.retained_budget();
         let reasons = s
             .filters
             .iter()
@@ -681,15 +684,23 @@ impl Conn {
                     ReasonCode::NOT_AUTHORIZED
                 }
                 Ok(_) => {
-                    let result = self.broker.subscribe(
+                    let result = self.broker.subscribe_within(
                         &self.session,
                         filter,
                         *options,
                         s.subscription_identifier,
                         now,
+                        &mut retained_budget,
                     );
                     retained_dropped += result.retained_dropped;
-                    ReasonCode(options.qos.as_u8())
+                    skipped += usize::from(result.retained_skipped);
+                    if result.quota_exceeded {
+                        // SUBACK 0x97 (v5); the encoder writes 0x80 for v3.1.1.
+                        refused += 1;
+                        ReasonCode::QUOTA_EXCEEDED
+                    } else {
+                        ReasonCode(options.qos.as_u8())
+                    }
                 }
             })
             .collect();
@@ -699,6 +710,26 @@ impl Conn {
             tracing::warn!(
                 dropped = retained_dropped,
                 "retained messages for this SUBSCRIBE did not fit the subscriber's queue"
+            );
+        }
+        if refused > 0 {
+            // Counted in wardgate_subscriptions_refused_total; said once per SUBSCRIBE.
+            let _span = self.span().entered();
+            tracing::warn!(
+                refused,
+                limit = self.broker.settings().max_subscription_levels,
+                "SUBSCRIBE filters refused (0x97): the session's subscriptions would exceed \
+                 their limit in levels"
+            );
+        }
+        if skipped > 0 {
+            // Counted in wardgate_retained_lookups_skipped_total; said once per SUBSCRIBE.
+            let _span = self.span().entered();
+            tracing::warn!(
+                filters = skipped,
+                budget = self.broker.retained_budget(),
+                "SUBSCRIBE filters got no retained messages: the packet visited its budget of \
+                 retained topics"
             );
         }
         let ack = SubAck {

@@ -51,13 +51,18 @@ fn packet_size_is_capped_by_the_memory_profile_and_budgets_follow_it() {
     );
     assert_eq!(c.max_packet_size, 1000);
     assert_eq!(b.publish_budget, 2048 * 1024 * 1024);
+    assert_eq!(b.max_subscription_levels, 2_000_000);
     let (b, _) = settings("  memoryProfile: Tiny\n");
     assert_eq!(b.publish_budget, 16 * 1024 * 1024);
+    assert_eq!(b.max_subscription_levels, 25_000);
+    let (b, _) = settings("  memoryProfile: Low\n");
+    assert_eq!(b.max_subscription_levels, 100_000);
     let (b, c) = settings("  memoryProfile: Medium\n");
     assert_eq!(
         (b.publish_budget, c.max_packet_size),
         (576 * 1024 * 1024, 64 * 1024 * 1024)
     );
+    assert_eq!(b.max_subscription_levels, 1_000_000);
 }
 
 #[tokio::test]
@@ -779,6 +784,195 @@ async fn publish_budget_counts_user_properties() {
     }
     assert_eq!(
         b.broker.stats().drops.memory_budget.load(Ordering::Relaxed),
+        1
+    );
+}
+
+/// A SUBSCRIBE of the given filters (QoS 0).
+fn subscribe_packet(filters: &[String]) -> Packet {
+    Packet::Subscribe(wardgate_protocol::Subscribe {
+        packet_id: pid(1),
+        subscription_identifier: None,
+        user_properties: Vec::new(),
+        filters: filters
+            .iter()
+            .map(|f| {
+                (
+                    wardgate_protocol::TopicFilter::new(f).expect("valid filter"),
+                    wardgate_protocol::SubscriptionOptions::new(QoS::AtMostOnce),
+                )
+            })
+            .collect(),
+    })
+}
+
+async fn suback(c: &mut RawClient, filters: &[String]) -> Vec<ReasonCode> {
+    c.send(&subscribe_packet(filters)).await;
+    match c.packet().await {
+        Packet::SubAck(a) => a.reasons,
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+/// `+/+/…/+` with `levels` levels.
+fn plus_filter(levels: usize) -> String {
+    format!("{}+", "+/".repeat(levels - 1))
+}
+
+/// A session's subscriptions are bounded in levels (each a node of the index, up to ~450 bytes):
+/// a SUBSCRIBE filter past the bound is refused with 0x97 (v3.1.1: 0x80) and counted, the other
+/// filters of the packet are granted, a replaced subscription is not counted twice, and
+/// UNSUBSCRIBE and the session's end give the levels back (issue 15: one 64 MiB SUBSCRIBE of
+/// deep filters could make the broker hold ~15 GB of index until the client left).
+#[tokio::test]
+async fn subscriptions_past_the_session_limit_in_levels_get_0x97() {
+    let b = TestBroker::with(
+        BrokerSettings {
+            max_subscription_levels: 100,
+            ..BrokerSettings::default()
+        },
+        ConnectionSettings::default(),
+    )
+    .await;
+    let refused = || {
+        b.broker
+            .stats()
+            .subscriptions_refused
+            .load(Ordering::Relaxed)
+    };
+    let index = || b.broker.stats().subscriptions.load(Ordering::Relaxed);
+    let failure = |v: ProtocolVersion| {
+        if v.is_v5() {
+            ReasonCode::QUOTA_EXCEEDED
+        } else {
+            ReasonCode(0x80)
+        }
+    };
+    let ok = ReasonCode::GRANTED_QOS_0;
+    let mut count = 0;
+    for version in [V5, V3] {
+        let (mut c, _) = RawClient::connect(b.tcp, version, "levels").await;
+        // 3 + 50 levels fit, another 50 would make 103: refused; "x" (1) still fits.
+        let reasons = suback(
+            &mut c,
+            &[
+                "a/+/c".into(),
+                plus_filter(50),
+                format!("b/{}", plus_filter(49)),
+                "x".into(),
+            ],
+        )
+        .await;
+        count += 1;
+        assert_eq!(reasons, vec![ok, ok, failure(version), ok], "{version:?}");
+        assert_eq!(refused(), count);
+        assert_eq!(index(), 3, "the refused filter is not in the index");
+        // Subscribing to the same filter again replaces it: 54 levels, not 104.
+        assert_eq!(suback(&mut c, &[plus_filter(50)]).await, vec![ok]);
+        // Exactly at the bound: 54 + 46 = 100.
+        assert_eq!(
+            suback(&mut c, &[format!("c/{}", plus_filter(45))]).await,
+            vec![ok]
+        );
+        assert_eq!(suback(&mut c, &["y".into()]).await, vec![failure(version)]);
+        count += 1;
+        assert_eq!(refused(), count);
+        // UNSUBSCRIBE gives the levels back.
+        c.send(&Packet::Unsubscribe(wardgate_protocol::Unsubscribe {
+            packet_id: pid(2),
+            user_properties: Vec::new(),
+            filters: vec![wardgate_protocol::TopicFilter::new("x").expect("valid")],
+        }))
+        .await;
+        assert!(matches!(c.packet().await, Packet::UnsubAck(_)));
+        assert_eq!(suback(&mut c, &["y".into()]).await, vec![ok]);
+        // The granted subscriptions work.
+        let (mut p, _) = RawClient::connect(b.tcp, version, "levels-pub").await;
+        p.publish("a/b/c", b"m", QoS::AtMostOnce, false, 1).await;
+        assert_eq!(&c.publish_received().await.payload[..], b"m");
+        p.disconnect().await;
+        // The session ends with the connection (clean): the next one starts from zero.
+        c.disconnect().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(index(), 0);
+    let (mut c, _) = RawClient::connect(b.tcp, V5, "levels").await;
+    assert_eq!(suback(&mut c, &[plus_filter(100)]).await, vec![ok]);
+    assert_eq!(refused(), count);
+}
+
+/// The retained lookups of one SUBSCRIBE share a budget of retained topics to visit (4 per
+/// message the subscriber's queue may hold): past it, the packet's remaining filters are
+/// subscribed without their retained messages, and each is counted (issue 15: a packet of
+/// filters starting with a wildcard cost filters × retained topics).
+#[tokio::test]
+async fn retained_lookups_of_one_subscribe_stop_at_its_budget() {
+    // A queue of 10: 40 retained topics visited per SUBSCRIBE.
+    let b = broker("  advanced:\n    clients:\n      subscriberQueueLimit:\n        length: 10\n        strategy: None\n").await;
+    assert_eq!(b.broker.retained_budget(), 40);
+    let (mut publ, _) = RawClient::connect(b.tcp, V5, "retainer").await;
+    for i in 1..=30u16 {
+        publ.publish(&format!("r/{i:02}"), b"x", QoS::AtLeastOnce, true, i)
+            .await;
+    }
+    let skipped = || {
+        b.broker
+            .stats()
+            .retained_lookups_skipped
+            .load(Ordering::Relaxed)
+    };
+    publ.publish("r/01/x", b"x", QoS::AtLeastOnce, true, 31)
+        .await;
+    let (mut sub, _) = RawClient::connect(b.tcp, V5, "late").await;
+    // "r/+/x" visits the 31 topics under "r/" (matching one), "r/#" would visit 31 more: only
+    // 9 are left, so it and the literal "r/05" after it get no retained messages.
+    let filters: Vec<String> = ["r/+/x", "r/#", "r/05"].map(String::from).into();
+    let ok = ReasonCode::GRANTED_QOS_0;
+    assert_eq!(suback(&mut sub, &filters).await, vec![ok, ok, ok]);
+    assert_eq!(skipped(), 2);
+    let mut got = Vec::new();
+    while let Received::Packet(Packet::Publish(p)) =
+        sub.recv_within(Duration::from_millis(300)).await
+    {
+        got.push(p.topic.map(|t| t.to_string()).unwrap_or_default());
+    }
+    assert_eq!(got, vec!["r/01/x".to_string()], "only the first filter's");
+    // The subscriptions stand.
+    publ.publish("r/z", b"live", QoS::AtMostOnce, false, 1)
+        .await;
+    assert_eq!(&sub.publish_received().await.payload[..], b"live");
+    // The next SUBSCRIBE has its own budget.
+    assert_eq!(suback(&mut sub, &["r/05".into()]).await, vec![ok]);
+    assert_eq!(sub.publish_received().await.topic.as_deref(), Some("r/05"));
+    assert_eq!(skipped(), 2);
+}
+
+/// The default limit on a session's subscriptions (1,000,000 levels) lets a real client's
+/// 100,000 filters of 5 levels through in one SUBSCRIBE, and then 20 of 25,000 levels, up to
+/// the limit exactly; the next filter is refused.
+#[tokio::test]
+async fn the_default_subscription_limit_grants_100000_filters_of_5_levels() {
+    let b = TestBroker::start().await;
+    assert_eq!(
+        b.broker.settings().max_subscription_levels,
+        wardgate_core::DEFAULT_MAX_SUBSCRIPTION_LEVELS
+    );
+    let (mut c, _) = RawClient::connect(b.tcp, V5, "many").await;
+    let filters: Vec<String> = (0..100_000).map(|i| format!("d/{i}/+/x/#")).collect();
+    let reasons = suback(&mut c, &filters).await;
+    assert_eq!(reasons.len(), 100_000);
+    assert!(reasons.iter().all(|r| *r == ReasonCode::GRANTED_QOS_0));
+    let deep: Vec<String> = (0..21)
+        .map(|i| format!("{i}/{}", plus_filter(24_999)))
+        .collect();
+    let reasons = suback(&mut c, &deep).await;
+    assert_eq!(reasons[..20], [ReasonCode::GRANTED_QOS_0; 20]);
+    assert_eq!(reasons[20], ReasonCode::QUOTA_EXCEEDED);
+    assert_eq!(
+        b.broker
+            .stats()
+            .subscriptions_refused
+            .load(Ordering::Relaxed),
         1
     );
 }
