@@ -297,6 +297,10 @@ impl SubscriptionIndex {
 /// with an explicit stack (children before `+`, as a recursion would visit them). Each trie
 /// node is reached by one path only, so the work is bounded by the trie's size.
 fn walk<'a>(root: &'a Node, topic: &str, mut f: impl FnMut(&'a FilterEntry)) {
+    if root.hash.is_none() && root.plus.is_none() && root.children.is_empty() {
+        // No wildcard subscription at all: no stack to allocate.
+        return;
+    }
     let dollar = topic.starts_with('$');
     // (node, the topic's levels not yet matched (None: all matched), whether it is the root).
     let mut stack: Vec<(&'a Node, Option<&str>, bool)> = vec![(root, Some(topic), true)];
