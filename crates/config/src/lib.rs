@@ -3,8 +3,8 @@
 //! Stage one ([`raw`]) deserializes every YAML document into serde types close to the YAML, for
 //! each accepted kind and apiVersion, rejecting unknown fields with their path and line. Stage two
 //! converts old API shapes, fills in the defaults of SPEC.md §4.1 and checks every rule, collecting
-//! all errors, into a [`Model`] of typed values. [`load`] runs both; [`Model::diff`] compares two
-//! models for live reload; [`create`] writes the YAML of `wardgate create`.
+//! all errors, into a [`Model`] of typed values. [`load`] runs both; [`create`] writes the YAML of
+//! `wardgate create`.
 //!
 //! ```no_run
 //! let loaded = wardgate_config::load(&["config/".into()]).unwrap();
@@ -15,7 +15,6 @@
 
 pub mod create;
 pub mod diag;
-pub mod diff;
 pub mod model;
 pub mod raw;
 
@@ -36,7 +35,6 @@ pub use defaults::{
     automatic_secret_name,
 };
 pub use diag::{ConfigErrors, Diagnostic};
-pub use diff::{Change, ModelDiff, PortKey};
 pub use load::{MAX_FILE_BYTES, Source, discover};
 pub use model::*;
 

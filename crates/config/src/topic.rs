@@ -4,7 +4,7 @@
 //! Tokens are checked here; the MQTT filter syntax (`+` and `#` as whole levels, no NUL, length)
 //! by `wardgate_protocol::TopicFilter`.
 
-use wardgate_protocol::TopicError;
+use wardgate_protocol::{TopicError, TopicFilter};
 
 use crate::model::TopicSegment;
 
@@ -56,8 +56,9 @@ fn tokens(s: &str) -> Result<Vec<&str>, String> {
     Ok(out)
 }
 
-/// Checks an authorization topic filter; the error follows the field path in a message.
-pub(crate) fn check_topic_filter(topic: &str) -> Result<(), String> {
+/// Checks an authorization topic filter and returns it parsed; the error follows the field path
+/// in a message.
+pub(crate) fn check_topic_filter(topic: &str) -> Result<TopicFilter, String> {
     for seg in topic.split('/') {
         let toks = tokens(seg).map_err(|e| format!("\"{topic}\" {e}"))?;
         for tok in &toks {
@@ -73,14 +74,13 @@ pub(crate) fn check_topic_filter(topic: &str) -> Result<(), String> {
             }
         }
     }
-    wardgate_protocol::TopicFilter::new(topic).map_err(|e| match e {
+    TopicFilter::new(topic).map_err(|e| match e {
         TopicError::Empty => "is empty; a topic filter has at least one character".to_owned(),
         TopicError::InvalidWildcard => format!(
             "\"{topic}\" is not a valid topic filter: `+` and `#` must be whole segments and `#` the last one"
         ),
         other => format!("\"{topic}\" is not a valid topic filter: {other}"),
-    })?;
-    Ok(())
+    })
 }
 
 /// Checks a state-store key pattern: braces are reserved for known tokens.
@@ -112,7 +112,11 @@ mod tests {
             "#",
             "+/+",
         ] {
-            assert_eq!(check_topic_filter(t), Ok(()), "{t}");
+            assert_eq!(
+                check_topic_filter(t).map(|f| f.as_str().to_owned()),
+                Ok(t.to_owned()),
+                "{t}"
+            );
         }
     }
 

@@ -13,13 +13,12 @@ use tracing::{error, info, warn};
 use wardgate_config::model::Model;
 use wardgate_core::Broker;
 use wardgate_protocol::ReasonCode;
-use wardgate_security::authn::authentication_changed;
-use wardgate_security::authz::{Authorizer, Decision, Recheck, authorization_changed};
+use wardgate_security::authz::{Authorizer, Decision, Recheck};
 use wardgate_security::pki::CertificateInfo;
 use wardgate_security::tls::{PortTls, TlsContext, TlsOutcome};
 
 use crate::connection::ConnectionSettings;
-use crate::plan::{self, PlannedPort};
+use crate::plan::{Plan, PlannedPort, PortChange};
 use crate::ports::{self, PortSpec};
 use crate::registry::Registry;
 use crate::security::{PortSecurity, SecurityProblem};
@@ -164,9 +163,9 @@ pub struct Supervisor {
     settings: Arc<ArcSwap<ConnectionSettings>>,
     shutdown: CancellationToken,
     ports: BTreeMap<u16, RunningPort>,
-    model: Option<Model>,
+    /// The plan running now.
+    plan: Option<Plan>,
     status: Arc<RwLock<Status>>,
-    public: Option<std::net::IpAddr>,
     registry: Arc<Registry>,
     tls: Option<Arc<TlsContext>>,
 }
@@ -192,9 +191,8 @@ impl Supervisor {
             settings: Arc::new(ArcSwap::from_pointee(ConnectionSettings::default())),
             shutdown,
             ports: BTreeMap::new(),
-            model: None,
+            plan: None,
             status,
-            public: None,
             registry,
             tls: None,
         }
@@ -211,11 +209,11 @@ impl Supervisor {
         self.tls.as_ref().and_then(|t| t.next_renewal())
     }
 
-    /// Re-resolves every TLS port of the current configuration (renewals, rotations): new
-    /// handshakes use the new certificate, open connections stay.
+    /// Re-resolves every TLS port of the current plan (renewals, rotations): new handshakes use
+    /// the new certificate, open connections stay.
     pub fn refresh(&mut self) {
-        if let Some(model) = self.model.clone() {
-            self.apply(model);
+        if let Some(plan) = self.plan.clone() {
+            self.apply(plan);
         }
     }
 
@@ -224,20 +222,14 @@ impl Supervisor {
         self.registry.clone()
     }
 
-    /// Binds LoadBalancer and NodePort ports on `ip` instead of all interfaces.
-    pub fn with_public_address(mut self, ip: Option<std::net::IpAddr>) -> Self {
-        self.public = ip;
-        self
-    }
-
     /// The shared status, for `status` and the admin API.
     pub fn status(&self) -> Arc<RwLock<Status>> {
         self.status.clone()
     }
 
-    /// The model currently applied.
-    pub fn model(&self) -> Option<&Model> {
-        self.model.as_ref()
+    /// The plan currently applied.
+    pub fn plan(&self) -> Option<&Plan> {
+        self.plan.as_ref()
     }
 
     /// Whether any port waits for a resource (the caller then re-applies soon).
@@ -258,30 +250,16 @@ impl Supervisor {
         self.status.write().last_reload_error = None;
     }
 
-    /// Applies `model`: Broker settings for new sessions and connections, then the ports as a
-    /// difference from what runs now.
-    pub fn apply(&mut self, model: Model) {
-        self.broker
-            .update_settings(plan::broker_settings(&model.broker));
-        self.settings
-            .store(Arc::new(plan::connection_settings(&model.broker)));
-        let desired: BTreeMap<u16, PlannedPort> = plan::ports(&model, self.public)
-            .into_iter()
-            .map(|p| (p.spec.port, p))
-            .collect();
-
-        let removed: Vec<u16> = self
-            .ports
-            .iter()
-            .filter(|(n, running)| {
-                desired
-                    .get(n)
-                    .is_none_or(|d| d.spec != running.planned.spec)
-            })
-            .map(|(n, _)| *n)
-            .collect();
-        for n in removed {
-            if let Some(running) = self.ports.remove(&n) {
+    /// Applies `plan` as a difference from the running one ([`Plan::diff`]): Broker settings for
+    /// new sessions and connections, then the ports.
+    pub fn apply(&mut self, plan: Plan) {
+        let diff = Plan::diff(self.plan.as_ref(), &plan);
+        if diff.settings_changed {
+            self.broker.update_settings(plan.broker.clone());
+            self.settings.store(Arc::new(plan.connection.clone()));
+        }
+        for (n, _) in diff.ports.iter().filter(|(_, change)| change.closes()) {
+            if let Some(running) = self.ports.remove(n) {
                 if let Some(token) = running.token {
                     token.cancel();
                 }
@@ -289,24 +267,26 @@ impl Supervisor {
             }
         }
         let mut rechecks = Vec::new();
-        for (n, planned) in desired {
-            if let Some(running) = self.ports.get_mut(&n)
-                && running.planned == planned
+        for (n, planned) in &plan.ports {
+            let change = diff.ports.get(n).copied().unwrap_or(PortChange::Added);
+            if let PortChange::Kept {
+                authentication,
+                authorization,
+            } = change
+                && let Some(running) = self.ports.get_mut(n)
                 && running.state == PortState::Listening
             {
                 // Authentication changes apply to new connections; authorization changes also
                 // re-check the connected clients (below).
-                let (authn_changed, authz_changed) =
-                    security_changed(self.model.as_ref(), &model, &planned);
-                if (authn_changed || authz_changed)
+                if (authentication || authorization)
                     && let Some(swap) = &running.security
                 {
-                    match PortSecurity::for_port(&model, &planned.config) {
+                    match plan.security(planned) {
                         Ok(security) => {
                             let security = Arc::new(security);
                             swap.store(security.clone());
-                            if authz_changed && let Some(authz) = &security.authz {
-                                rechecks.push((n, authz.clone()));
+                            if authorization && let Some(authz) = &security.authz {
+                                rechecks.push((*n, authz.clone()));
                             }
                         }
                         Err(problem) => warn!(
@@ -319,7 +299,7 @@ impl Supervisor {
                 }
                 // Same port: only its certificate may have changed; swap it for new handshakes.
                 if let Some(swap) = running.tls.clone() {
-                    match resolve_tls(self.tls.as_deref(), &model, &planned) {
+                    match resolve_tls(self.tls.as_deref(), &plan, planned) {
                         Ok(Some(port_tls)) => {
                             swap.store(port_tls.config.clone());
                             running.certificates = port_tls.certificates;
@@ -337,19 +317,19 @@ impl Supervisor {
                 continue;
             }
             // New, changed, or still waiting/failed: (re)start it.
-            if let Some(running) = self.ports.remove(&n)
+            if let Some(running) = self.ports.remove(n)
                 && let Some(token) = running.token
             {
                 token.cancel();
             }
-            let running = self.start(&model, planned);
-            self.ports.insert(n, running);
+            let running = self.start(&plan, planned.clone());
+            self.ports.insert(*n, running);
         }
         // The trust bundle follows the issuers of the ports and the trust settings' ConfigMap.
         if let Some(tls) = &self.tls {
-            tokio::task::block_in_place(|| tls.refresh_trust_bundle(&model));
+            tokio::task::block_in_place(|| tls.refresh_trust_bundle(plan.model()));
         }
-        self.model = Some(model);
+        self.plan = Some(plan);
         for (port, authz) in rechecks {
             self.recheck(port, &authz);
         }
@@ -393,9 +373,9 @@ impl Supervisor {
         }
     }
 
-    fn start(&self, model: &Model, planned: PlannedPort) -> RunningPort {
+    fn start(&self, plan: &Plan, planned: PlannedPort) -> RunningPort {
         let spec = planned.spec.clone();
-        let security = match PortSecurity::for_port(model, &planned.config) {
+        let security = match plan.security(&planned) {
             Ok(s) => Arc::new(ArcSwap::from_pointee(s)),
             Err(problem) => {
                 let state = match problem {
@@ -406,7 +386,7 @@ impl Supervisor {
                 return RunningPort::not_serving(planned, state);
             }
         };
-        let port_tls = match resolve_tls(self.tls.as_deref(), model, &planned) {
+        let port_tls = match resolve_tls(self.tls.as_deref(), plan, &planned) {
             Ok(t) => t,
             Err(state) => return RunningPort::not_serving(planned, state),
         };
@@ -486,7 +466,7 @@ impl Supervisor {
                 (*n, s)
             })
             .collect();
-        status.model = self.model.clone().map(Arc::new);
+        status.model = self.plan.as_ref().map(|p| p.model().clone());
         status.last_reload_error = None;
         status.reloads += 1;
     }
@@ -517,9 +497,10 @@ fn log_state(spec: &PortSpec, state: &PortState) {
 /// runs off the async workers.
 fn resolve_tls(
     tls: Option<&TlsContext>,
-    model: &Model,
+    plan: &Plan,
     planned: &PlannedPort,
 ) -> Result<Option<PortTls>, PortState> {
+    let model = plan.model();
     if planned.config.tls.is_none() {
         return Ok(None);
     }
@@ -547,20 +528,4 @@ fn resolve_tls(
         TlsOutcome::AwaitingConfigMap { message, .. } => Err(PortState::AwaitingConfigMap(message)),
         TlsOutcome::Failed { reason } => Err(PortState::Failed(reason)),
     }
-}
-
-/// Whether the port's BrokerAuthentication and BrokerAuthorization (with the Secrets and
-/// ConfigMaps they read) changed from `old` to `new`.
-fn security_changed(old: Option<&Model>, new: &Model, planned: &PlannedPort) -> (bool, bool) {
-    let Some(old) = old else { return (true, true) };
-    let authn = planned
-        .config
-        .authentication_ref
-        .as_deref()
-        .is_some_and(|name| authentication_changed(old, new, name));
-    let authz = planned
-        .config
-        .effective_authorization_ref()
-        .is_some_and(|name| authorization_changed(old, new, name));
-    (authn, authz)
 }

@@ -12,6 +12,7 @@ use wardgate_protocol::{Packet, ProtocolVersion, QoS};
 use wardgate_server::admin::client::AdminClient;
 use wardgate_server::admin::{AdminState, dto, serve_admin};
 use wardgate_server::metrics::Metrics;
+use wardgate_server::plan::{Plan, ServeOptions};
 use wardgate_server::registry::Registry;
 use wardgate_server::selfcheck::{SelfCheck, SelfCheckSettings};
 use wardgate_server::{ConnectionSettings, PortProtocol, PortSpec, PortState, PortStatus, Status};
@@ -693,7 +694,7 @@ async fn sys_topics_count_the_clients_of_each_port() {
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
     let mut supervisor = wardgate_server::Supervisor::new(broker.clone(), shutdown.clone());
-    supervisor.apply(model);
+    supervisor.apply(Plan::from_model(model, &ServeOptions::default()));
     // The configuration says 10 s; a test cannot wait that long for each update.
     broker.update_settings(BrokerSettings {
         sys_interval: Duration::from_millis(100),
@@ -753,7 +754,7 @@ async fn a_missing_trusted_client_ca_config_map_makes_the_port_await_it() {
     let mut supervisor =
         wardgate_server::Supervisor::new(broker, shutdown.clone()).with_tls(Arc::new(tls));
     let state = |s: &wardgate_server::Supervisor| s.status().read().ports[&port].state.clone();
-    supervisor.apply(model);
+    supervisor.apply(Plan::from_model(model, &ServeOptions::default()));
     let waiting = state(&supervisor);
     assert_eq!(waiting.name(), "AwaitingConfigMap", "{waiting:?}");
     assert!(
@@ -776,11 +777,10 @@ async fn a_missing_trusted_client_ca_config_map_makes_the_port_await_it() {
     let with_cm = format!(
         "{yaml}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: client-ca\ndata:\n  client_ca.pem: |\n{indented}"
     );
-    supervisor.apply(
-        wardgate_config::load_str("listener.yaml", &with_cm)
-            .expect("valid")
-            .model,
-    );
+    let with_cm = wardgate_config::load_str("listener.yaml", &with_cm)
+        .expect("valid")
+        .model;
+    supervisor.apply(Plan::from_model(with_cm, &ServeOptions::default()));
     let listening = state(&supervisor);
     assert_eq!(listening, PortState::Listening, "{listening:?}");
 }

@@ -9,21 +9,20 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-use wardgate_config::model::{self, OperationalMode};
 use wardgate_core::Broker;
-use wardgate_server::plan;
+use wardgate_server::plan::Plan;
 use wardgate_store::{DiskStore, Options};
 
-/// The broker for `broker`'s settings, restored from its store when persistence is on.
+/// The broker for `plan`'s settings, restored from its store when persistence is on.
 pub(crate) fn open(
     data_dir: &Path,
-    broker: &model::Broker,
+    plan: &Plan,
 ) -> anyhow::Result<(Arc<Broker>, Option<Arc<DiskStore>>)> {
-    let settings = plan::broker_settings(broker);
-    let Some(persistence) = &broker.persistence else {
+    let settings = plan.broker.clone();
+    let Some(store) = plan.store else {
         return Ok((Arc::new(Broker::new(settings)), None));
     };
-    if persistence.encryption == OperationalMode::Enabled {
+    if store.encryption {
         warn!(
             "persistence.encryption.mode is Enabled, but encryption at rest is not implemented yet: \
              the store is written unencrypted (set it to Disabled to silence this)"
@@ -33,7 +32,7 @@ pub(crate) fn open(
     let opened = wardgate_store::open(
         data_dir,
         Options {
-            max_size: persistence.max_size_bytes,
+            max_size: store.max_size_bytes,
             commit_delay: commit_delay(),
         },
     )

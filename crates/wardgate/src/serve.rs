@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use wardgate_config::model::Model;
 use wardgate_security::tls::{TlsContext, TlsOptions, TrustSettings};
+use wardgate_server::plan::{Plan, ServeOptions};
 use wardgate_server::{PortProtocol, PortState, Status, Supervisor};
 
 use crate::ServeArgs;
@@ -40,8 +41,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for warning in &warnings {
         warn!("{warning}");
     }
+    let plan = Plan::from_model(model, &serve_options(&args));
     // ---- Persistence (issue 8): the store in <data-dir>/store, restored into the broker. ----
-    let (broker, store) = crate::persist::open(&args.data_dir, &model.broker)?;
+    let (broker, store) = crate::persist::open(&args.data_dir, &plan)?;
     let shutdown = CancellationToken::new();
     crate::persist::stop_on_failure(store.as_ref(), &shutdown);
     let data_dir = args.data_dir.clone();
@@ -54,10 +56,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("opening the certificate store")?
         .context("cannot open the certificate store in the data dir")?;
     let tls = Arc::new(tls);
-    let mut supervisor = Supervisor::new(broker.clone(), shutdown.clone())
-        .with_public_address(args.bind)
-        .with_tls(tls.clone());
-    supervisor.apply(model);
+    let mut supervisor = Supervisor::new(broker.clone(), shutdown.clone()).with_tls(tls.clone());
+    supervisor.apply(plan);
     let status = supervisor.status();
     {
         let status = status.read();
@@ -91,7 +91,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_started(started)
             .with_trust_bundle(tls.trust_bundle_path())
             .with_certificates(Arc::new(certificates));
-        let config = supervisor.model().map(|m| m.broker.clone());
+        let config = supervisor.plan().map(|p| p.model().broker.clone());
         match config.as_ref().and_then(SelfCheckSettings::from_config) {
             Some(settings) => {
                 let check = SelfCheck::spawn(broker.clone(), metrics, settings, shutdown.clone());
@@ -246,12 +246,12 @@ fn reload(args: &ServeArgs, supervisor: &mut Supervisor) {
             for warning in &warnings {
                 warn!("{warning}");
             }
-            if supervisor.model() == Some(&model) {
+            if supervisor.plan().is_some_and(|p| **p.model() == model) {
                 info!("configuration unchanged");
                 supervisor.reload_unchanged();
                 return;
             }
-            supervisor.apply(model);
+            supervisor.apply(Plan::from_model(model, &serve_options(args)));
             info!("configuration reloaded");
         }
         Err(e) => {
@@ -259,6 +259,11 @@ fn reload(args: &ServeArgs, supervisor: &mut Supervisor) {
             supervisor.reload_refused(format!("{e:#}"));
         }
     }
+}
+
+/// What `serve`'s arguments add to the configuration's plan.
+fn serve_options(args: &ServeArgs) -> ServeOptions {
+    ServeOptions { public: args.bind }
 }
 
 /// A cheap identity of the configuration files' names and contents. Reading them again every

@@ -163,7 +163,7 @@ fn broker_resource(
                 Some(ts) => {
                     for (i, t) in ts.iter().enumerate() {
                         match topic::check_topic_filter(t) {
-                            Ok(()) => out.push(TopicTemplate::new_unchecked(t.clone())),
+                            Ok(_) => out.push(TopicTemplate::new_unchecked(t.clone())),
                             Err(e) => ctx.err(doc, &format!("{path}.topics[{i}]"), e),
                         }
                     }

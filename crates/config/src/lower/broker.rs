@@ -373,15 +373,19 @@ fn persistence(
                 "retainSettings",
                 ctx,
             );
-            let topics = settings.and_then(|s| s.topics.clone()).unwrap_or_default();
+            let topics = settings
+                .and_then(|s| s.topics.as_deref())
+                .unwrap_or_default();
+            let mut filters = Vec::with_capacity(topics.len());
             for (i, t) in topics.iter().enumerate() {
-                if let Err(e) = crate::topic::check_topic_filter(t) {
-                    ctx.err(doc, &format!("{path}.retain.retainSettings.topics[{i}]"), e);
+                match crate::topic::check_topic_filter(t) {
+                    Ok(filter) => filters.push(filter),
+                    Err(e) => ctx.err(doc, &format!("{path}.retain.retainSettings.topics[{i}]"), e),
                 }
             }
             PersistencePolicy {
                 mode: r.mode,
-                selectors: topics,
+                selectors: filters,
                 dynamic: dynamic(settings.and_then(|s| s.dynamic.as_ref())),
             }
         }
@@ -490,7 +494,7 @@ fn custom_settings_check(
     }
 }
 
-impl PersistencePolicy {
+impl<S> PersistencePolicy<S> {
     fn none() -> Self {
         PersistencePolicy {
             mode: PersistenceMode::None,

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub use enums::*;
+use wardgate_protocol::TopicFilter;
 
 use crate::raw::broker::VolumeClaimSpec;
 
@@ -190,10 +191,10 @@ pub struct Persistence {
     pub max_size_bytes: u64,
     /// Encryption at rest (default Enabled).
     pub encryption: OperationalMode,
-    /// Retained messages.
-    pub retain: PersistencePolicy,
-    /// Subscriber queues.
-    pub subscriber_queue: PersistencePolicy,
+    /// Retained messages, selected by topic filter.
+    pub retain: PersistencePolicy<TopicFilter>,
+    /// Subscriber queues, selected by client ID pattern (`*` matches any run of characters).
+    pub subscriber_queue: PersistencePolicy<String>,
     /// State store keys.
     pub state_store: StateStorePersistence,
     /// The user property that requests persistence (default `aio-persistence` = `true`).
@@ -202,13 +203,14 @@ pub struct Persistence {
     pub persistent_volume_claim_spec: Option<VolumeClaimSpec>,
 }
 
-/// A retain or subscriber-queue persistence policy.
+/// A retain or subscriber-queue persistence policy; `S` is what selects the persisted items,
+/// parsed when the configuration is validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PersistencePolicy {
+pub struct PersistencePolicy<S> {
     /// All, None (default) or Custom.
     pub mode: PersistenceMode,
-    /// Custom: retain topic filters, or subscriber client IDs (`*` wildcard).
-    pub selectors: Vec<String>,
+    /// Custom: retain topic filters, or subscriber client ID patterns.
+    pub selectors: Vec<S>,
     /// Custom: persistence on request via the user property (default Enabled).
     pub dynamic: OperationalMode,
 }

@@ -5,7 +5,6 @@
 mod common;
 mod create;
 mod defaults;
-mod diff;
 mod loading;
 mod old_api;
 mod seeds;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use wardgate_core::BrokerSettings;
 use wardgate_protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
 use wardgate_server::ConnectionSettings;
-use wardgate_server::plan;
+use wardgate_server::plan::{Plan, ServeOptions};
 use wardgate_testkit::broker::TestBroker;
 use wardgate_testkit::client::{RawClient, Received, connect_packet, pid, publish_packet};
 
@@ -21,11 +21,8 @@ fn settings(spec: &str) -> (BrokerSettings, ConnectionSettings) {
     );
     let loaded = wardgate_config::load_str("broker.yaml", &yaml)
         .unwrap_or_else(|e| panic!("invalid test config:\n{e}\n{yaml}"));
-    let broker = &loaded.model.broker;
-    (
-        plan::broker_settings(broker),
-        plan::connection_settings(broker),
-    )
+    let plan = Plan::from_model(loaded.model, &ServeOptions::default());
+    (plan.broker, plan.connection)
 }
 
 async fn broker(spec: &str) -> TestBroker {

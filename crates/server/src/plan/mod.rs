@@ -1,8 +1,14 @@
-//! From the validated configuration to what the runtime opens: the ports with the addresses their
-//! service type implies (SPEC.md §4.2), and the broker and connection settings from the Broker
-//! resource's limits.
+//! From the validated configuration to what the runtime runs: one [`Plan`], built in one place
+//! ([`Plan::from_model`]) and consumed by startup, persistence and reload. It holds the broker
+//! and connection settings from the Broker resource's limits, the ports with the addresses their
+//! service type implies (SPEC.md §4.2), the store's settings, and the model each port's
+//! security and TLS are built from. A reload is the [`PlanDiff`] of two plans.
 
+mod diff;
+
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use wardgate_config::model::{
@@ -10,10 +16,75 @@ use wardgate_config::model::{
 };
 use wardgate_core::store::{PersistenceSettings, PolicyMode, QueuePolicy, RetainPolicy};
 use wardgate_core::{BrokerSettings, QueueLimits, QueueOverflow};
-use wardgate_protocol::TopicFilter;
 
 use crate::connection::ConnectionSettings;
 use crate::ports::{PortProtocol, PortSpec};
+use crate::security::{PortSecurity, SecurityProblem};
+
+pub use diff::{PlanDiff, PortChange};
+
+/// What `serve` adds to the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// `serve --bind`: LoadBalancer and NodePort ports listen on this address instead of all
+    /// interfaces.
+    pub public: Option<IpAddr>,
+}
+
+/// Everything the runtime runs, derived once from a validated [`Model`].
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The core's settings (they apply to new sessions).
+    pub broker: BrokerSettings,
+    /// The connections' settings (they apply to new connections).
+    pub connection: ConnectionSettings,
+    /// Every port of every listener, by port number.
+    pub ports: BTreeMap<u16, PlannedPort>,
+    /// The persistent store, when `Broker.spec.persistence` is set.
+    pub store: Option<StorePlan>,
+    /// The configuration the plan was made from: the inputs of each port's security and TLS.
+    model: Arc<Model>,
+}
+
+/// The persistent store's settings (SPEC.md §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorePlan {
+    /// `persistence.maxSize` in bytes.
+    pub max_size_bytes: u64,
+    /// `persistence.encryption` is Enabled (not implemented yet: the store warns).
+    pub encryption: bool,
+}
+
+impl Plan {
+    /// The plan for `model`, with `serve`'s `options`.
+    pub fn from_model(model: Model, options: &ServeOptions) -> Plan {
+        let broker = &model.broker;
+        Plan {
+            broker: broker_settings(broker),
+            connection: connection_settings(broker),
+            ports: ports(&model, options.public)
+                .into_iter()
+                .map(|p| (p.spec.port, p))
+                .collect(),
+            store: broker.persistence.as_ref().map(|p| StorePlan {
+                max_size_bytes: p.max_size_bytes,
+                encryption: p.encryption == OperationalMode::Enabled,
+            }),
+            model: Arc::new(model),
+        }
+    }
+
+    /// The configuration the plan was made from.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Builds `port`'s authentication and authorization; the error says which resource is
+    /// unusable, or which Secret or ConfigMap the port waits for.
+    pub fn security(&self, port: &PlannedPort) -> Result<PortSecurity, SecurityProblem> {
+        PortSecurity::for_port(&self.model, &port.config)
+    }
+}
 
 /// One port of the configuration and whether this build can open it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +99,7 @@ pub struct PlannedPort {
 
 /// The addresses a port of `service_type` listens on outside Kubernetes. `public`, when set,
 /// replaces "all interfaces" for LoadBalancer and NodePort ports (`serve --bind`).
-pub fn addresses(service_type: ServiceType, port: u16, public: Option<IpAddr>) -> Vec<SocketAddr> {
+fn addresses(service_type: ServiceType, port: u16, public: Option<IpAddr>) -> Vec<SocketAddr> {
     if let Some(ip) = public
         && service_type != ServiceType::ClusterIp
     {
@@ -45,7 +116,7 @@ pub fn addresses(service_type: ServiceType, port: u16, public: Option<IpAddr>) -
 }
 
 /// Every port of every listener, in listener order.
-pub fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
+fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
     let mut planned = Vec::new();
     for listener in &model.listeners {
         for port in &listener.ports {
@@ -76,7 +147,7 @@ pub fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
 pub const SESSION_SHARE: u64 = 32;
 
 /// The core's settings from the Broker resource.
-pub fn broker_settings(broker: &model::Broker) -> BrokerSettings {
+fn broker_settings(broker: &model::Broker) -> BrokerSettings {
     let limits = &broker.clients;
     let defaults = QueueLimits::default();
     let publish_budget = publish_budget(broker.memory_profile);
@@ -111,7 +182,7 @@ pub fn broker_settings(broker: &model::Broker) -> BrokerSettings {
 }
 
 /// The persistence policies of `Broker.spec.persistence` (SPEC.md §10).
-pub fn persistence_settings(p: &model::Persistence) -> PersistenceSettings {
+fn persistence_settings(p: &model::Persistence) -> PersistenceSettings {
     let mode = |m: PersistenceMode| match m {
         PersistenceMode::All => PolicyMode::All,
         PersistenceMode::None => PolicyMode::None,
@@ -125,13 +196,7 @@ pub fn persistence_settings(p: &model::Persistence) -> PersistenceSettings {
         },
         retained: RetainPolicy {
             mode: mode(p.retain.mode),
-            // Validated as topic filters by the configuration.
-            topics: p
-                .retain
-                .selectors
-                .iter()
-                .filter_map(|t| TopicFilter::new(t.as_str()).ok())
-                .collect(),
+            topics: p.retain.selectors.clone(),
             dynamic: p.retain.dynamic == OperationalMode::Enabled,
         },
         dynamic_property: p.dynamic_user_property.clone(),
@@ -140,7 +205,7 @@ pub fn persistence_settings(p: &model::Persistence) -> PersistenceSettings {
 
 /// The memory profile's budget for in-flight PUBLISH data: AIO's incoming PUBLISH buffer per
 /// backend worker (`aio-broker.md` §2.3). Wardgate is one process, so it gets one worker's worth.
-pub fn publish_budget(profile: MemoryProfile) -> u64 {
+fn publish_budget(profile: MemoryProfile) -> u64 {
     const MIB: u64 = 1024 * 1024;
     match profile {
         MemoryProfile::Tiny => 16 * MIB,
@@ -154,7 +219,7 @@ pub fn publish_budget(profile: MemoryProfile) -> u64 {
 /// (`BrokerSettings::max_subscription_levels`; a level of a wildcard filter is an index node of
 /// about 80 bytes for `+`, 450 for a literal level). Medium, the default, allows 100,000
 /// filters of 10 levels; Tiny, whose largest SUBSCRIBE is 4 MiB, about 11 MB of index.
-pub fn subscription_levels(profile: MemoryProfile) -> u64 {
+fn subscription_levels(profile: MemoryProfile) -> u64 {
     match profile {
         MemoryProfile::Tiny => 25_000,
         MemoryProfile::Low => 100_000,
@@ -164,7 +229,7 @@ pub fn subscription_levels(profile: MemoryProfile) -> u64 {
 }
 
 /// The connection settings from the Broker resource.
-pub fn connection_settings(broker: &model::Broker) -> ConnectionSettings {
+fn connection_settings(broker: &model::Broker) -> ConnectionSettings {
     let limits = &broker.clients;
     ConnectionSettings {
         max_packet_size: broker.max_packet_size(),
