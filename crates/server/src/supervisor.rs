@@ -23,6 +23,7 @@ use crate::plan::{self, PlannedPort};
 use crate::ports::{self, PortSpec};
 use crate::registry::Registry;
 use crate::security::{PortSecurity, SecurityProblem};
+use crate::stats::ConnectionStats;
 
 /// A port's state, as logs, `status` and the admin API show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +169,7 @@ pub struct Supervisor {
     status: Arc<RwLock<Status>>,
     public: Option<std::net::IpAddr>,
     registry: Arc<Registry>,
+    stats: Arc<ConnectionStats>,
     tls: Option<Arc<TlsContext>>,
 }
 
@@ -196,6 +198,7 @@ impl Supervisor {
             status,
             public: None,
             registry,
+            stats: Arc::default(),
             tls: None,
         }
     }
@@ -222,6 +225,11 @@ impl Supervisor {
     /// The live connections of every port.
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
+    }
+
+    /// What the connections of every port count.
+    pub fn stats(&self) -> Arc<ConnectionStats> {
+        self.stats.clone()
     }
 
     /// Binds LoadBalancer and NodePort ports on `ip` instead of all interfaces.
@@ -426,6 +434,7 @@ impl Supervisor {
                     self.broker.clone(),
                     self.settings.clone(),
                     self.registry.clone(),
+                    self.stats.clone(),
                     tls.clone(),
                     security.clone(),
                     token.clone(),
