@@ -21,13 +21,14 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tracing::{Instrument, debug, info};
 use wardgate_core::{Disconnect, LinkState};
-use wardgate_protocol::{Auth, DecodeLimits, ReasonCode, decode};
+use wardgate_protocol::{Auth, DecodeLimits, Packet, ProtocolVersion, ReasonCode, decode, encode};
 
 use super::wake::{Control, Event, SpaceWake, clock_ms};
-use super::{Conn, End, ReadSizer, Stop, Transport, durable, linger, say_goodbye};
+use super::{Conn, End, ReadSizer, Stop, Transport, durable, linger};
 use crate::registry::ConnectionId;
 use crate::stats::CategoryStats;
 
@@ -528,4 +529,27 @@ impl<S: Transport> Live<S> {
 fn credential_timer(conn: &Conn) -> Option<Pin<Box<Sleep>>> {
     conn.credential_deadline()
         .map(|at| Box::pin(tokio::time::sleep_until(at)))
+}
+
+/// Sends what is left in `wbuf` and, to a v5 client, DISCONNECT `reason`; then closes the
+/// write side, within a second.
+async fn say_goodbye<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    wbuf: &mut BytesMut,
+    version: ProtocolVersion,
+    reason: ReasonCode,
+) {
+    if version.is_v5() {
+        let d = wardgate_protocol::Disconnect {
+            reason,
+            properties: Default::default(),
+        };
+        encode(&Packet::Disconnect(d), version, wbuf);
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let _ = wr.write_all(wbuf).await;
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+    })
+    .await;
 }

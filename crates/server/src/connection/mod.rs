@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use wardgate_core::{Attached, Broker, Disconnect, LinkState, Message, Session};
-use wardgate_protocol::{Auth, Packet, PacketId, ProtocolVersion, ReasonCode, TopicName, encode};
+use wardgate_protocol::{Auth, PacketId, ProtocolVersion, ReasonCode, TopicName};
 use wardgate_security::authn::Identity;
 
 pub(crate) use self::connect::handshake::{tls_handshake, upgrade_then_run};
@@ -287,27 +287,6 @@ impl Conn {
     fn category(&self) -> &CategoryStats {
         &self.category
     }
-}
-
-async fn say_goodbye<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    wbuf: &mut BytesMut,
-    version: ProtocolVersion,
-    reason: ReasonCode,
-) {
-    if version.is_v5() {
-        let d = wardgate_protocol::Disconnect {
-            reason,
-            properties: Default::default(),
-        };
-        encode(&Packet::Disconnect(d), version, wbuf);
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = wr.write_all(wbuf).await;
-        let _ = wr.flush().await;
-        let _ = wr.shutdown().await;
-    })
-    .await;
 }
 
 /// How long a connection the server closed (after its DISCONNECT, or a CONNACK refusing the
