@@ -9,6 +9,7 @@ pub mod ports;
 pub mod registry;
 pub mod security;
 pub mod selfcheck;
+pub mod stats;
 pub mod supervisor;
 mod ws;
 

@@ -6,7 +6,7 @@
 //!
 //! - **Read at scrape time** ([`StateCollector`]): numbers the broker already keeps (the core's
 //!   [`Stats`](wardgate_core::Stats) atomics, the port supervisor's [`Status`], the connection
-//!   [`Registry`]). Nothing on the publish path does any extra work for them.
+//!   [`Registry`] and what the connections count, [`ConnectionStats`]). Nothing on the publish path does any extra work for them.
 //! - **Pushed by their owners** (the pub fields of [`Metrics`]): counters and gauges that only
 //!   some component can know about (authentication results from the security layer, self-check
 //!   latency and loss). Those components hold an `Arc<Metrics>` (or clones of the handles, which
@@ -33,6 +33,9 @@ use wardgate_core::Broker;
 use wardgate_protocol::ProtocolVersion;
 
 use crate::registry::Registry;
+use crate::stats::{
+    AuthenticationMetrics, AuthorizationMetrics, CategoryStats, ConnectionStats, UNCATEGORIZED,
+};
 use crate::supervisor::Status;
 
 /// The labels of the self-check's per-QoS series.
@@ -40,26 +43,6 @@ use crate::supervisor::Status;
 pub struct QosLabels {
     /// 0 or 1.
     pub qos: u8,
-}
-
-/// Authentication outcomes. The connection tasks increment them (through the connection
-/// [`Registry`], whose handles share their values with these).
-#[derive(Debug, Clone, Default)]
-pub struct AuthenticationMetrics {
-    /// `wardgate_authentication_successes_total` (AIO `aio_broker_authentication_successes`).
-    pub successes: Counter,
-    /// `wardgate_authentication_failures_total` (AIO `aio_broker_authentication_failures`).
-    pub failures: Counter,
-}
-
-/// Authorization decisions. The connection tasks increment them (through the connection
-/// [`Registry`]).
-#[derive(Debug, Clone, Default)]
-pub struct AuthorizationMetrics {
-    /// `wardgate_authorization_allow_total` (AIO `aio_broker_authorization_allow`).
-    pub allow: Counter,
-    /// `wardgate_authorization_deny_total` (AIO `aio_broker_authorization_deny`).
-    pub deny: Counter,
 }
 
 /// What the self-check records (AIO's `aio_broker_payload_check_*` and `*_latency_*`).
@@ -143,7 +126,7 @@ impl Metrics {
     }
 
     /// [`Metrics::new`] exporting the given authentication and authorization counters (the
-    /// connection registry's, which the connection tasks increment).
+    /// [`ConnectionStats`]' handles, which the connection tasks increment).
     fn with_security(
         authentication: AuthenticationMetrics,
         authorization: AuthorizationMetrics,
@@ -235,21 +218,22 @@ impl Metrics {
     }
 
     /// Metrics for one broker: [`Metrics::new`] plus the [`StateCollector`] reading `broker`,
-    /// the supervisor's `status` and the connection `registry` at every scrape.
+    /// the supervisor's `status`, the connection `registry` and what the connections count
+    /// (`stats`) at every scrape.
     pub fn for_broker(
         broker: Arc<Broker>,
         status: Arc<RwLock<Status>>,
         registry: Arc<Registry>,
+        stats: Arc<ConnectionStats>,
         started: SystemTime,
     ) -> Arc<Self> {
-        let metrics = Self::with_security(
-            registry.authentication.clone(),
-            registry.authorization.clone(),
-        );
+        let metrics =
+            Self::with_security(stats.authentication.clone(), stats.authorization.clone());
         metrics.register_collector(Box::new(StateCollector {
             broker,
             status,
             registry,
+            stats,
             started,
         }));
         Arc::new(metrics)
@@ -274,6 +258,7 @@ pub struct StateCollector {
     broker: Arc<Broker>,
     status: Arc<RwLock<Status>>,
     registry: Arc<Registry>,
+    stats: Arc<ConnectionStats>,
     started: SystemTime,
 }
 
@@ -523,28 +508,22 @@ impl Collector for StateCollector {
             e,
             "accept_failures",
             "Accepts that failed on the MQTT ports (out of file descriptors, most often)",
-            load(&self.registry.accept_failures),
+            load(&self.stats.accept_failures),
         )?;
         counter(
             e,
             "connections_shed",
             "Connections closed as soon as accepted because the process was out of file descriptors",
-            load(&self.registry.connections_shed),
+            load(&self.stats.connections_shed),
         )?;
 
         // By metric category (the CONNECT user property `metriccategory`).
-        let mut categories = self.registry.categories();
-        if !categories
-            .iter()
-            .any(|(name, _)| &**name == crate::registry::UNCATEGORIZED)
-        {
-            categories.push((
-                Arc::from(crate::registry::UNCATEGORIZED),
-                Arc::new(crate::registry::CategoryStats::default()),
-            ));
+        let mut categories = self.stats.categories();
+        if !categories.iter().any(|(name, _)| &**name == UNCATEGORIZED) {
+            categories.push((Arc::from(UNCATEGORIZED), Arc::new(CategoryStats::default())));
         }
         categories.sort_by(|a, b| a.0.cmp(&b.0));
-        type Pick = fn(&crate::registry::CategoryStats) -> &AtomicU64;
+        type Pick = fn(&CategoryStats) -> &AtomicU64;
         let families: [(&str, &str, Pick); 4] = [
             (
                 "category_publishes_received",

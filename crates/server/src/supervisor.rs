@@ -22,6 +22,7 @@ use crate::plan::{Plan, PlannedPort, PortChange};
 use crate::ports::{self, PortSpec};
 use crate::registry::Registry;
 use crate::security::{PortSecurity, SecurityProblem};
+use crate::stats::ConnectionStats;
 
 /// A port's state, as logs, `status` and the admin API show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +168,7 @@ pub struct Supervisor {
     plan: Option<Plan>,
     status: Arc<RwLock<Status>>,
     registry: Arc<Registry>,
+    stats: Arc<ConnectionStats>,
     tls: Option<Arc<TlsContext>>,
 }
 
@@ -194,6 +196,7 @@ impl Supervisor {
             plan: None,
             status,
             registry,
+            stats: Arc::default(),
             tls: None,
         }
     }
@@ -220,6 +223,11 @@ impl Supervisor {
     /// The live connections of every port.
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
+    }
+
+    /// What the connections of every port count.
+    pub fn stats(&self) -> Arc<ConnectionStats> {
+        self.stats.clone()
     }
 
     /// The shared status, for `status` and the admin API.
@@ -406,6 +414,7 @@ impl Supervisor {
                     self.broker.clone(),
                     self.settings.clone(),
                     self.registry.clone(),
+                    self.stats.clone(),
                     tls.clone(),
                     security.clone(),
                     token.clone(),

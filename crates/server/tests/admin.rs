@@ -15,6 +15,7 @@ use wardgate_server::metrics::Metrics;
 use wardgate_server::plan::{Plan, ServeOptions};
 use wardgate_server::registry::Registry;
 use wardgate_server::selfcheck::{SelfCheck, SelfCheckSettings};
+use wardgate_server::stats::ConnectionStats;
 use wardgate_server::{ConnectionSettings, PortProtocol, PortSpec, PortState, PortStatus, Status};
 use wardgate_testkit::client::{RawClient, Received, connect_packet};
 
@@ -43,6 +44,7 @@ struct Options {
 async fn start(options: Options) -> Fixture {
     let broker = Arc::new(Broker::new(options.settings));
     let registry = Arc::new(Registry::default());
+    let stats = Arc::new(ConnectionStats::default());
     let shutdown = CancellationToken::new();
     let spec = PortSpec {
         name: "BrokerListener/default:1883".into(),
@@ -58,6 +60,7 @@ async fn start(options: Options) -> Fixture {
             ConnectionSettings::default(),
         )),
         registry.clone(),
+        stats.clone(),
         None,
         Default::default(),
         shutdown.clone(),
@@ -86,6 +89,7 @@ async fn start(options: Options) -> Fixture {
         broker.clone(),
         status.clone(),
         registry.clone(),
+        stats,
         std::time::SystemTime::now(),
     );
     let mut state = AdminState::new(broker.clone(), status.clone(), registry, metrics.clone());

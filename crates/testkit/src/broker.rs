@@ -53,6 +53,7 @@ impl TestBroker {
                 broker.clone(),
                 conn.clone(),
                 registry.clone(),
+                Default::default(),
                 None,
                 Default::default(),
                 shutdown.clone(),

@@ -84,8 +84,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         use wardgate_server::selfcheck::{SelfCheck, SelfCheckSettings};
         let started = std::time::SystemTime::now();
         let registry = supervisor.registry();
-        let metrics =
-            Metrics::for_broker(broker.clone(), status.clone(), registry.clone(), started);
+        let metrics = Metrics::for_broker(
+            broker.clone(),
+            status.clone(),
+            registry.clone(),
+            supervisor.stats(),
+            started,
+        );
         let certificates = ServedCertificates::new(status.clone(), Some(tls.clone()));
         let mut state = AdminState::new(broker.clone(), status.clone(), registry, metrics.clone())
             .with_started(started)

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use wardgate_core::{Session, Store, Ticket, Wake};
 
-use crate::registry::Control;
+use super::wake::Control;
 
 /// Output waiting for the store. Without persistence it is empty (one pointer: every idle
 /// connection keeps one).

@@ -1,45 +1,32 @@
 //! The packets a client sends after CONNECT, and what the connection does with each.
 
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tracing::debug;
-use wardgate_core::{
-    Attached, Broker, Delivery, Disconnect, LinkState, Message, Outgoing, Qos2Receipt, Session,
-    Sink,
-};
+use wardgate_core::{Disconnect, Message, Qos2Receipt};
 use wardgate_protocol::{
-    AckProperties, Packet, PacketId, ProtocolVersion, PubAck, Publish, QoS, ReasonCode, SubAck,
-    Subscribe, TopicName, UnsubAck, Unsubscribe, encode,
+    AckProperties, Auth, AuthProperties, Packet, PacketId, PubAck, Publish, QoS, ReasonCode,
+    SubAck, Subscribe, TopicName, UnsubAck, Unsubscribe, encode,
 };
-
-use arc_swap::ArcSwap;
-use wardgate_protocol::{Auth, AuthProperties};
-use wardgate_security::authn::{AuthRequest, AuthnOutcome, Identity};
+use wardgate_security::authn::{AuthRequest, AuthnOutcome};
 use wardgate_security::authz::{Authorizer, Decision};
 
-use super::outbound::Outbound;
-use super::{ConnectionSettings, Context, End};
-use crate::registry::{CategoryStats, ConnectionId, Registry};
-use crate::security::PortSecurity;
-
-/// Whether the connection goes on after a packet.
-pub(super) enum Flow {
-    Continue,
-    End(End),
-    /// An AUTH packet for re-authentication: the main loop awaits [`Conn::reauthenticate`].
-    Reauthenticate(Auth),
-}
+use super::{Conn, End, Stop};
+use crate::stats::CategoryStats;
 
 /// Most PUBLISH packets routed together (`Conn::flush_run`): a publisher adds at most this many
 /// messages to a congested queue before it pauses.
 const RUN_MAX: usize = 32;
 
-/// How a PUBLISH that is not routed is answered.
+/// How a PUBLISH that is not routed is answered: a meaning of its own (an answer to one
+/// PUBLISH, decided before the run it would have joined is routed), which [`Conn::on_publish`]
+/// turns into the connection's `ControlFlow<Stop>` once the run before it is acknowledged.
 enum Refused {
     /// The connection ends.
-    End(Flow),
+    End(End),
     /// PUBACK/PUBREC (nothing at QoS 0) with this reason.
     Answer(QoS, Option<PacketId>, ReasonCode),
     /// A QoS 2 retransmission of a message already routed: PUBREC again.
@@ -49,70 +36,15 @@ enum Refused {
 /// A SUBSCRIBE or UNSUBSCRIBE whose acknowledgement (a reason code per filter) the client could
 /// not receive [MQTT-3.1.2-24]: nothing of it is done, and the connection ends with 0x95, since
 /// the acknowledgement it waits for may not be sent.
-fn ack_too_large(why: &'static str) -> Flow {
-    Flow::End(End::Server(ReasonCode::PACKET_TOO_LARGE, why))
+fn ack_too_large(why: &'static str) -> ControlFlow<Stop> {
+    Break(Stop::End(End::Server(ReasonCode::PACKET_TOO_LARGE, why)))
 }
 
-fn protocol_error(why: &'static str) -> Flow {
-    Flow::End(End::Server(ReasonCode::PROTOCOL_ERROR, why))
-}
-
-/// The state of an attached connection.
-pub(super) struct Conn {
-    broker: Arc<Broker>,
-    settings: Arc<ConnectionSettings>,
-    version: ProtocolVersion,
-    session: Arc<Session>,
-    generation: u64,
-    aliases: Vec<Option<TopicName>>,
-    outbound: Outbound,
-    connect_expiry_zero: bool,
-    congested: Option<Arc<Session>>,
-    /// PUBLISH packets to one topic decoded and admitted but not routed yet: routed together
-    /// (`Broker::publish_run`) and acknowledged in order by [`Conn::flush_run`].
-    run: Vec<(Message, Option<PacketId>)>,
-    /// Who the client is; replaced by a successful re-authentication.
-    identity: Arc<Identity>,
-    security: Arc<ArcSwap<PortSecurity>>,
-    client_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
-    peer: std::net::SocketAddr,
-    port: u16,
-    /// The counters of the client's metric category.
-    category: Arc<CategoryStats>,
-    /// Where authentication and authorization outcomes are counted.
-    registry: Arc<Registry>,
+fn protocol_error(why: &'static str) -> End {
+    End::Server(ReasonCode::PROTOCOL_ERROR, why)
 }
 
 impl Conn {
-    pub(super) fn new(
-        ctx: &Context,
-        version: ProtocolVersion,
-        attached: &Attached,
-        outbound: Outbound,
-        session_expiry: u32,
-        identity: Arc<Identity>,
-    ) -> Self {
-        Self {
-            broker: ctx.broker.clone(),
-            settings: ctx.settings.clone(),
-            version,
-            session: attached.session.clone(),
-            generation: attached.generation,
-            aliases: Vec::new(),
-            outbound,
-            connect_expiry_zero: session_expiry == 0,
-            congested: None,
-            run: Vec::new(),
-            identity,
-            security: ctx.security.clone(),
-            client_chain: ctx.client_chain.clone(),
-            peer: ctx.peer,
-            port: ctx.port,
-            category: Arc::default(),
-            registry: ctx.registry.clone(),
-        }
-    }
-
     /// When the client's credential expires (SPEC.md §7.6), as a timer deadline.
     pub(super) fn credential_deadline(&self) -> Option<tokio::time::Instant> {
         let at = self.identity.expires_at?;
@@ -158,7 +90,7 @@ impl Conn {
         };
         let (reason, method, data) = match authn.auth(&request).await {
             AuthnOutcome::Allowed(new) => {
-                self.registry.count_authentication(true);
+                self.stats.count_authentication(true);
                 let method = new.enhanced_method().map(str::to_string);
                 self.identity = Arc::new(new);
                 (ReasonCode::SUCCESS, method, None)
@@ -167,7 +99,7 @@ impl Conn {
                 (ReasonCode::CONTINUE_AUTHENTICATION, Some(method), data)
             }
             AuthnOutcome::Denied { reason, why } => {
-                self.registry.count_authentication(false);
+                self.stats.count_authentication(false);
                 tracing::info!(reason = reason.0, %why, "re-authentication failed");
                 return Some(End::Server(reason, "re-authentication failed"));
             }
@@ -231,120 +163,12 @@ impl Conn {
         }
     }
 
-    /// The `conn` span of the connection's log events, made for each (see `live::Task`).
-    pub(super) fn span(&self) -> tracing::Span {
-        let span = super::conn_span(self.peer, self.port);
-        span.record("client_id", &**self.session.client_id());
-        span
-    }
-
-    pub(super) fn version(&self) -> ProtocolVersion {
-        self.version
-    }
-
-    pub(super) fn settings(&self) -> &Arc<ConnectionSettings> {
-        &self.settings
-    }
-
-    pub(super) fn broker(&self) -> &Arc<Broker> {
-        &self.broker
-    }
-
-    /// Forgets the connection (registry, authorization's per-client state) and detaches its
-    /// session.
-    pub(super) fn detach(&self, id: ConnectionId, how: Disconnect) {
-        self.registry.remove(id);
-        if let Some(authz) = &self.security.load().authz {
-            authz.forget(self.session.client_id());
-        }
-        self.broker
-            .disconnect(&self.session, self.generation, how, Instant::now());
-    }
-
-    /// Where this connection stands with its session: attached, asked to hand it over to a new
-    /// connection of the client ID, or gone.
-    pub(super) fn link_state(&self) -> LinkState {
-        self.session.link_state(self.generation)
-    }
-
-    /// Whether a PUBLISH since the last [`Conn::take_congested`] found a queue congested.
-    pub(super) fn is_congested(&self) -> bool {
-        self.congested.is_some()
-    }
-
-    pub(super) fn take_congested(&mut self) -> Option<Arc<Session>> {
-        self.congested.take()
-    }
-
-    /// Moves what the session's queue allows into the write buffer, encoding each message from
-    /// the session's own entry (no copy). Returns false when this connection no longer owns the
-    /// session (taken over).
-    pub(super) fn pump(&mut self, wbuf: &mut BytesMut) -> bool {
-        let mut sink = Writer {
-            outbound: &mut self.outbound,
-            now: Instant::now(),
-            limit: self.settings.write_soft_limit,
-            wbuf,
-            sent: 0,
-        };
-        let drained = self
-            .session
-            .drain_into(self.generation, sink.now, 256, &mut sink);
-        let sent = sink.sent;
-        let Some(dropped) = drained else { return false };
-        if dropped > 0 {
-            self.broker
-                .stats()
-                .publish_dropped
-                .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.count_sent(sent);
-        true
-    }
-
-    /// Counts the connection's traffic in `category` (its `metriccategory`).
-    pub(super) fn with_category(mut self, category: Arc<CategoryStats>) -> Self {
-        self.category = category;
-        self
-    }
-
-    /// The counters of the client's metric category.
-    pub(super) fn category(&self) -> &CategoryStats {
-        &self.category
-    }
-
-    pub(super) fn write_outgoing(&mut self, pending: &mut Vec<Outgoing>, wbuf: &mut BytesMut) {
-        if pending.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        let mut sent = 0;
-        for out in pending.drain(..) {
-            if matches!(out, Outgoing::Publish { .. }) {
-                sent += 1;
-            }
-            self.outbound.write(out, now, wbuf);
-        }
-        self.count_sent(sent);
-    }
-
-    /// Counts `sent` PUBLISH packets written to the client (broker-wide and in its category).
-    fn count_sent(&self, sent: u64) {
-        if sent > 0 {
-            self.broker
-                .stats()
-                .messages_sent
-                .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
-            CategoryStats::add(&self.category.publishes_sent, sent);
-        }
-    }
-
     /// Handles one packet from the client.
-    pub(super) fn handle(&mut self, packet: Packet, wbuf: &mut BytesMut) -> Flow {
+    pub(super) fn handle(&mut self, packet: Packet, wbuf: &mut BytesMut) -> ControlFlow<Stop> {
         if !matches!(packet, Packet::Publish(_))
             && let Some(end) = self.flush_run(wbuf)
         {
-            return Flow::End(end);
+            return Break(Stop::End(end));
         }
         match packet {
             Packet::Publish(p) => self.on_publish(p, wbuf),
@@ -356,7 +180,7 @@ impl Conn {
                         "PUBACK for an unknown packet id"
                     );
                 }
-                Flow::Continue
+                Continue(())
             }
             Packet::PubRec(rec) => {
                 let accepted = !rec.reason.is_error();
@@ -370,7 +194,7 @@ impl Conn {
                         wbuf,
                     );
                 }
-                Flow::Continue
+                Continue(())
             }
             Packet::PubRel(rel) => {
                 let reason = if self.session.pubrel(rel.packet_id) {
@@ -379,27 +203,27 @@ impl Conn {
                     ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
                 };
                 self.ack(Packet::PubComp, rel.packet_id, reason, wbuf);
-                Flow::Continue
+                Continue(())
             }
             Packet::PubComp(comp) => {
                 self.session.pubcomp(comp.packet_id);
-                Flow::Continue
+                Continue(())
             }
             Packet::Subscribe(s) => self.on_subscribe(s, wbuf),
             Packet::Unsubscribe(u) => self.on_unsubscribe(u, wbuf),
             Packet::PingReq => {
                 encode(&Packet::PingResp, self.version, wbuf);
-                Flow::Continue
+                Continue(())
             }
             Packet::Disconnect(d) => {
                 let update = d.properties.session_expiry_interval;
                 if update.is_some_and(|e| e > 0) && self.connect_expiry_zero {
                     // [MQTT-3.14.2-2]
-                    return protocol_error(
+                    return Break(Stop::End(protocol_error(
                         "DISCONNECT set a session expiry after CONNECT set none",
-                    );
+                    )));
                 }
-                Flow::End(End::Client(if d.reason == ReasonCode::SUCCESS {
+                Break(Stop::End(End::Client(if d.reason == ReasonCode::SUCCESS {
                     Disconnect::Normal {
                         session_expiry: update,
                     }
@@ -407,15 +231,19 @@ impl Conn {
                     Disconnect::WithWill {
                         session_expiry: update,
                     }
-                }))
+                })))
             }
             Packet::Auth(auth) if self.security.load().authn.is_some() => {
-                Flow::Reauthenticate(auth)
+                Break(Stop::Reauthenticate(auth))
             }
-            Packet::Auth(_) => protocol_error("AUTH without an enhanced authentication method"),
-            Packet::Connect(_) => protocol_error("second CONNECT"),
+            Packet::Auth(_) => Break(Stop::End(protocol_error(
+                "AUTH without an enhanced authentication method",
+            ))),
+            Packet::Connect(_) => Break(Stop::End(protocol_error("second CONNECT"))),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                protocol_error("a server-to-client packet sent by the client")
+                Break(Stop::End(protocol_error(
+                    "a server-to-client packet sent by the client",
+                )))
             }
         }
     }
@@ -435,7 +263,7 @@ impl Conn {
         encode(&kind(ack), self.version, wbuf);
     }
 
-    fn resolve_topic(&mut self, p: &Publish) -> Result<TopicName, Flow> {
+    fn resolve_topic(&mut self, p: &Publish) -> Result<TopicName, End> {
         let Some(alias) = p.properties.topic_alias else {
             return p
                 .topic
@@ -443,10 +271,10 @@ impl Conn {
                 .ok_or_else(|| protocol_error("PUBLISH without a topic name"));
         };
         if alias == 0 || alias > self.settings.topic_alias_maximum {
-            return Err(Flow::End(End::Server(
+            return Err(End::Server(
                 ReasonCode::TOPIC_ALIAS_INVALID,
                 "topic alias out of range",
-            )));
+            ));
         }
         let slot = usize::from(alias - 1);
         if self.aliases.len() <= slot {
@@ -463,7 +291,7 @@ impl Conn {
         }
     }
 
-    fn on_publish(&mut self, p: Publish, wbuf: &mut BytesMut) -> Flow {
+    fn on_publish(&mut self, p: Publish, wbuf: &mut BytesMut) -> ControlFlow<Stop> {
         match self.admit_publish(p) {
             Ok(message) => {
                 if self
@@ -472,28 +300,30 @@ impl Conn {
                     .is_some_and(|(m, _)| m.topic != message.0.topic)
                     && let Some(end) = self.flush_run(wbuf)
                 {
-                    return Flow::End(end);
+                    return Break(Stop::End(end));
                 }
                 self.run.push(message);
                 if self.run.len() >= RUN_MAX {
-                    return self.flush_run(wbuf).map_or(Flow::Continue, Flow::End);
+                    return self
+                        .flush_run(wbuf)
+                        .map_or(Continue(()), |end| Break(Stop::End(end)));
                 }
-                Flow::Continue
+                Continue(())
             }
             Err(refused) => {
                 // Acknowledgements leave in the order the PUBLISH packets came.
                 if let Some(end) = self.flush_run(wbuf) {
-                    return Flow::End(end);
+                    return Break(Stop::End(end));
                 }
                 match refused {
-                    Refused::End(flow) => flow,
+                    Refused::End(end) => Break(Stop::End(end)),
                     Refused::Answer(qos, packet_id, reason) => {
                         self.acknowledge_publish(qos, packet_id, reason, wbuf);
-                        Flow::Continue
+                        Continue(())
                     }
                     Refused::PubRecAgain(packet_id) => {
                         self.ack(Packet::PubRec, packet_id, ReasonCode::SUCCESS, wbuf);
-                        Flow::Continue
+                        Continue(())
                     }
                 }
             }
@@ -517,10 +347,10 @@ impl Conn {
             match self.session.receive_qos2(packet_id, max) {
                 Qos2Receipt::Route => {}
                 Qos2Receipt::OverLimit => {
-                    return Err(Refused::End(Flow::End(End::Server(
+                    return Err(Refused::End(End::Server(
                         ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
                         "receive maximum exceeded",
-                    ))));
+                    )));
                 }
                 // A retransmission of a message already routed: acknowledge it again only.
                 Qos2Receipt::Duplicate => return Err(Refused::PubRecAgain(packet_id)),
@@ -538,7 +368,7 @@ impl Conn {
                 .map(|authz| authz.publish(&self.identity, topic.as_str()))
         };
         if let Some(decision) = &decision {
-            self.registry
+            self.stats
                 .count_authorization(matches!(decision, Decision::Allow { .. }));
         }
         if let Some(Decision::Deny { why }) = decision {
@@ -576,10 +406,7 @@ impl Conn {
             let reason = refusal.reason_code();
             if p.qos != QoS::AtMostOnce && !self.version.is_v5() {
                 self.release_refused(p.qos, p.packet_id);
-                return Err(Refused::End(Flow::End(End::Server(
-                    reason,
-                    "quota exceeded",
-                ))));
+                return Err(Refused::End(End::Server(reason, "quota exceeded")));
             }
             return Err(Refused::Answer(p.qos, p.packet_id, reason));
         }
@@ -656,7 +483,7 @@ impl Conn {
         }
     }
 
-    fn on_subscribe(&mut self, s: Subscribe, wbuf: &mut BytesMut) -> Flow {
+    fn on_subscribe(&mut self, s: Subscribe, wbuf: &mut BytesMut) -> ControlFlow<Stop> {
         if !self.outbound.ack_fits(s.packet_id, s.filters.len()) {
             return ack_too_large("the SUBACK would exceed the client's Maximum Packet Size");
         }
@@ -674,7 +501,7 @@ impl Conn {
                 Ok(_)
                     if let Some(Decision::Deny { why }) = authz.as_ref().map(|a| {
                         let decision = a.subscribe(&self.identity, filter.as_str());
-                        self.registry
+                        self.stats
                             .count_authorization(matches!(decision, Decision::Allow { .. }));
                         decision
                     }) =>
@@ -738,10 +565,10 @@ impl Conn {
             reasons,
         };
         encode(&Packet::SubAck(ack), self.version, wbuf);
-        Flow::Continue
+        Continue(())
     }
 
-    fn on_unsubscribe(&mut self, u: Unsubscribe, wbuf: &mut BytesMut) -> Flow {
+    fn on_unsubscribe(&mut self, u: Unsubscribe, wbuf: &mut BytesMut) -> ControlFlow<Stop> {
         if !self.outbound.ack_fits(u.packet_id, u.filters.len()) {
             return ack_too_large("the UNSUBACK would exceed the client's Maximum Packet Size");
         }
@@ -762,7 +589,7 @@ impl Conn {
             reasons,
         };
         encode(&Packet::UnsubAck(ack), self.version, wbuf);
-        Flow::Continue
+        Continue(())
     }
 }
 
@@ -782,32 +609,6 @@ pub(super) fn reserved_for_the_broker(topic: &str) -> bool {
         .and_then(|r| r.strip_suffix("/state"))
         .is_some_and(|id| !id.is_empty() && !id.contains('/'));
     !bridge_state
-}
-
-/// The [`Sink`] the connection drains its session into: encodes each PUBLISH for this client.
-struct Writer<'a> {
-    outbound: &'a mut Outbound,
-    now: Instant,
-    /// The write buffer's soft limit: no more messages once it is reached.
-    limit: usize,
-    wbuf: &'a mut BytesMut,
-    sent: u64,
-}
-
-impl Sink for Writer<'_> {
-    fn fits(&self, d: &Delivery) -> bool {
-        self.outbound.fits(d, self.now)
-    }
-
-    fn publish(&mut self, d: &Delivery, packet_id: Option<PacketId>) {
-        self.outbound
-            .write_publish(d, packet_id, false, self.now, self.wbuf);
-        self.sent += 1;
-    }
-
-    fn has_room(&self) -> bool {
-        self.wbuf.len() < self.limit
-    }
 }
 
 /// The bytes of a message as the broker keeps them. Decoded, a payload or correlation data is a

@@ -14,20 +14,23 @@
 //! reading.
 
 use std::future::Future;
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tracing::{Instrument, debug, info};
 use wardgate_core::{Disconnect, LinkState};
-use wardgate_protocol::{Auth, DecodeLimits, ReasonCode, decode};
+use wardgate_protocol::{Auth, DecodeLimits, Packet, ProtocolVersion, ReasonCode, decode, encode};
 
-use super::inbound::{Conn, Flow};
-use super::{End, ReadSizer, Transport, durable, linger, say_goodbye};
-use crate::registry::{CategoryStats, ConnectionId, Control, SpaceWake, clock_ms};
+use super::wake::{Control, Event, SpaceWake, clock_ms};
+use super::{Conn, End, ReadSizer, Stop, Transport, durable, linger};
+use crate::registry::ConnectionId;
+use crate::stats::CategoryStats;
 
 /// How many passes one poll makes before it lets other tasks run: the socket's own budget
 /// stops reads and writes, but not the session's wake-ups.
@@ -79,13 +82,13 @@ impl<S: Transport> Future for Task<S> {
                     Poll::Ready(Some(live)) => this.state = State::Serving(live),
                 },
                 State::Serving(live) => {
-                    let step = match live.poll_serve(cx) {
+                    let stop = match live.poll_serve(cx) {
                         Poll::Pending => return Poll::Pending,
-                        Poll::Ready(step) => step,
+                        Poll::Ready(stop) => stop,
                     };
-                    this.state = match (std::mem::replace(&mut this.state, State::Done), step) {
-                        (State::Serving(live), Step::End(end)) => Self::ending(live, end),
-                        (State::Serving(live), Step::Reauthenticate(auth)) => {
+                    this.state = match (std::mem::replace(&mut this.state, State::Done), stop) {
+                        (State::Serving(live), Stop::End(end)) => Self::ending(live, end),
+                        (State::Serving(live), Stop::Reauthenticate(auth)) => {
                             let span = live.conn.span();
                             State::Reauthenticating(Box::pin(
                                 live.reauthenticate(auth).instrument(span),
@@ -126,12 +129,6 @@ impl<S: Transport> Task<S> {
         let span = live.conn.span();
         State::Ending(Box::pin(live.finish(end).instrument(span)))
     }
-}
-
-/// What a pass of the loop asks of the task.
-pub(super) enum Step {
-    End(End),
-    Reauthenticate(Auth),
 }
 
 /// What the connect phase hands over besides the socket and the connection's state.
@@ -183,11 +180,7 @@ pub(crate) struct Live<S> {
 impl<S: Transport> Live<S> {
     pub(super) fn new(stream: S, conn: Conn, settled: Settled) -> Self {
         let keep_alive_grace = u64::from(settled.keep_alive) * 1500;
-        if keep_alive_grace > 0 {
-            settled
-                .control
-                .set_keep_alive_due(clock_ms() + keep_alive_grace);
-        }
+        settled.control.keep_alive_for(keep_alive_grace);
         let expiry = credential_timer(&conn);
         // Packets the client sent with CONNECT, before its CONNACK [MQTT-3.1.4-5], are in the
         // read buffer already: the first pass decodes them instead of waiting for the socket
@@ -215,18 +208,18 @@ impl<S: Transport> Live<S> {
     }
 
     /// Runs passes of the loop until the connection must wait, end, or re-authenticate.
-    fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+    fn poll_serve(&mut self, cx: &mut Context<'_>) -> Poll<Stop> {
         // Once per poll: an event after this wakes the task, and one that comes while this poll
         // still runs is either taken by a later pass or polls the task again.
         self.control.register(cx.waker());
         for _ in 0..PASSES_PER_POLL {
             match self.pass(cx) {
-                Pass::Again => {}
-                Pass::Wait => {
+                Continue(true) => {}
+                Continue(false) => {
                     self.release_idle_buffers();
                     return Poll::Pending;
                 }
-                Pass::Step(step) => return Poll::Ready(step),
+                Break(stop) => return Poll::Ready(stop),
             }
         }
         // Other connections' turn; this one goes on at its next poll.
@@ -234,22 +227,23 @@ impl<S: Transport> Live<S> {
         Poll::Pending
     }
 
-    /// One turn of the loop. `Again` when anything happened (another pass may find more).
-    fn pass(&mut self, cx: &mut Context<'_>) -> Pass {
+    /// One turn of the loop: `Continue(true)` when anything happened (another pass may find
+    /// more), `Continue(false)` when the task waits for an event.
+    fn pass(&mut self, cx: &mut Context<'_>) -> ControlFlow<Stop, bool> {
         let mut progress = false;
         let events = self.control.take();
-        if events & Control::KICK != 0 {
+        if events.contains(Event::Kick) {
             let reason = self.control.kick_reason();
             let why = if reason == ReasonCode::SERVER_SHUTTING_DOWN {
                 "server shutting down"
             } else {
                 "disconnected by the broker"
             };
-            return Pass::Step(Step::End(End::Server(reason, why)));
+            return Break(Stop::End(End::Server(reason, why)));
         }
-        if events & Control::QUEUE != 0 {
+        if events.contains(Event::Queue) {
             match self.conn.link_state() {
-                LinkState::Gone(_) => return Pass::Step(Step::End(End::TakenOver)),
+                LinkState::Gone(_) => return Break(Stop::End(End::TakenOver)),
                 // Handing over, only what the client sends counts as progress: messages
                 // queued for the session wait for the new connection.
                 LinkState::HandoverAsked if self.handover.is_some() => {}
@@ -261,30 +255,28 @@ impl<S: Transport> Live<S> {
             }
         }
         // Room in the queue ends the pause that was waiting for it (not one begun below).
-        let space = events & Control::SPACE != 0 && self.pause.is_some();
+        let space = events.contains(Event::Space) && self.pause.is_some();
         if let Some(expiry) = &mut self.expiry
             && expiry.as_mut().poll(cx).is_ready()
         {
-            return Pass::Step(Step::End(End::Server(
+            return Break(Stop::End(End::Server(
                 ReasonCode::NOT_AUTHORIZED,
                 "credential expired",
             )));
         }
-        if events & Control::KEEP_ALIVE != 0 {
+        if events.contains(Event::KeepAlive) {
             // Packets waiting in the read buffer (backpressure) count as heard from the client.
             if self.undecoded {
                 self.heard();
-            } else if clock_ms() >= self.control.keep_alive_due() {
-                return Pass::Step(Step::End(End::Server(
+            } else if self.control.keep_alive_passed(clock_ms()) {
+                return Break(Stop::End(End::Server(
                     ReasonCode::KEEP_ALIVE_TIMEOUT,
                     "keep alive timeout",
                 )));
             }
         }
 
-        if let Some(step) = self.work() {
-            return Pass::Step(step);
-        }
+        self.work()?;
         // Polled after the work, so that a pause it began has its timer registered.
         if let Some(pause) = &mut self.pause
             && (space || pause.as_mut().poll(cx).is_ready())
@@ -298,15 +290,15 @@ impl<S: Transport> Live<S> {
         }
 
         match self.poll_write(cx) {
-            Err(()) => return Pass::Step(Step::End(End::Lost)),
+            Err(()) => return Break(Stop::End(End::Lost)),
             Ok(wrote) => progress |= wrote && self.handover.is_none(),
         }
         match self.poll_read(cx) {
-            Err(()) => return Pass::Step(Step::End(End::Lost)),
+            Err(()) => return Break(Stop::End(End::Lost)),
             Ok(read) => progress |= read,
         }
         if progress {
-            return Pass::Again;
+            return Continue(true);
         }
         if let Some(settle) = &mut self.handover
             && self.pause.is_none()
@@ -319,27 +311,25 @@ impl<S: Transport> Live<S> {
             let settle =
                 settle.get_or_insert_with(|| Box::pin(tokio::time::sleep(HANDOVER_SETTLE)));
             if settle.as_mut().poll(cx).is_ready() {
-                return Pass::Step(Step::End(End::TakenOver));
+                return Break(Stop::End(End::TakenOver));
             }
         }
-        Pass::Wait
+        Continue(false)
     }
 
     /// Decodes and handles what was read, releases durable output, and takes from the session's
     /// queue while the write buffer has room.
-    fn work(&mut self) -> Option<Step> {
+    fn work(&mut self) -> ControlFlow<Stop> {
         if self.wbuf.capacity() == 0 {
             self.wbuf.reserve(self.write_size);
         }
         if self.undecoded && self.pause.is_none() {
             self.undecoded = false;
             let from = self.wbuf.len();
-            let step = self.decode();
+            let flow = self.decode();
             // Persistence: PUBACK/PUBREC/PUBCOMP/SUBACK wait for what they confirm.
             self.gate.hold(&mut self.wbuf, from);
-            if step.is_some() {
-                return step;
-            }
+            flow?;
         }
         // Persistence: release acknowledgements whose data is now durable; what this pass
         // writes is held (in order) while the session's last store write is not.
@@ -350,7 +340,7 @@ impl<S: Transport> Live<S> {
             && self.wbuf.len() + self.gate.held_bytes() < soft_limit
             && !self.conn.pump(&mut self.wbuf)
         {
-            return Some(Step::End(End::TakenOver));
+            return Break(Stop::End(End::TakenOver));
         }
         self.gate.hold(&mut self.wbuf, from);
         if let Some(session) = self.conn.take_congested()
@@ -359,7 +349,7 @@ impl<S: Transport> Live<S> {
             let at = Instant::now() + self.conn.settings().congestion_wait;
             self.pause = Some(Box::pin(tokio::time::sleep_until(at)));
         }
-        None
+        Continue(())
     }
 
     /// Decodes and handles packets until the buffer is empty, a queue is congested, or the
@@ -368,41 +358,41 @@ impl<S: Transport> Live<S> {
     /// publisher adds at most one run to a congested queue per pause, whatever it had
     /// pipelined, and a slow but live subscriber slows its publishers instead of overflowing
     /// (stalled ones do not: `STALLED_AFTER`).
-    fn decode(&mut self) -> Option<Step> {
+    fn decode(&mut self) -> ControlFlow<Stop> {
         loop {
             match decode(&mut self.rbuf, Some(self.conn.version()), &self.limits) {
                 Ok(Some(packet)) => {
-                    match self.conn.handle(packet, &mut self.wbuf) {
-                        Flow::Continue => {}
-                        Flow::End(end) => return Some(Step::End(end)),
-                        Flow::Reauthenticate(auth) => {
-                            // The rest of the buffer is decoded once re-authenticated.
-                            self.undecoded = true;
-                            return Some(Step::Reauthenticate(auth));
-                        }
+                    let flow = self.conn.handle(packet, &mut self.wbuf);
+                    if let Break(Stop::Reauthenticate(_)) = flow {
+                        // The rest of the buffer is decoded once re-authenticated.
+                        self.undecoded = true;
                     }
+                    flow?;
                     if self.conn.is_congested() {
                         // Nothing decoded stays unrouted while paused (a QoS 2 packet id is
                         // recorded already: a retransmission would not be routed again).
                         if let Some(end) = self.conn.flush_run(&mut self.wbuf) {
-                            return Some(Step::End(end));
+                            return Break(Stop::End(end));
                         }
                         self.undecoded = true;
-                        return None;
+                        return Continue(());
                     }
                 }
                 Ok(None) => {
                     // The PUBLISH packets of this read are routed together.
-                    return self.conn.flush_run(&mut self.wbuf).map(Step::End);
+                    return match self.conn.flush_run(&mut self.wbuf) {
+                        Some(end) => Break(Stop::End(end)),
+                        None => Continue(()),
+                    };
                 }
                 Err(e) => {
                     // What came before the malformed packet is routed and acknowledged.
                     if let Some(end) = self.conn.flush_run(&mut self.wbuf) {
-                        return Some(Step::End(end));
+                        return Break(Stop::End(end));
                     }
                     let _span = self.conn.span().entered();
                     debug!(error = %e, "malformed packet");
-                    return Some(Step::End(End::Server(e.reason_code(), "malformed packet")));
+                    return Break(Stop::End(End::Server(e.reason_code(), "malformed packet")));
                 }
             }
         }
@@ -476,10 +466,7 @@ impl<S: Transport> Live<S> {
 
     /// Moves the keep-alive deadline: the client was heard from now.
     fn heard(&self) {
-        if self.keep_alive_grace > 0 {
-            self.control
-                .set_keep_alive_due(clock_ms() + self.keep_alive_grace);
-        }
+        self.control.keep_alive_for(self.keep_alive_grace);
     }
 
     /// Gives the buffers back while the connection waits with nothing in them: most
@@ -539,14 +526,30 @@ impl<S: Transport> Live<S> {
     }
 }
 
-/// What a pass found.
-enum Pass {
-    Again,
-    Wait,
-    Step(Step),
-}
-
 fn credential_timer(conn: &Conn) -> Option<Pin<Box<Sleep>>> {
     conn.credential_deadline()
         .map(|at| Box::pin(tokio::time::sleep_until(at)))
+}
+
+/// Sends what is left in `wbuf` and, to a v5 client, DISCONNECT `reason`; then closes the
+/// write side, within a second.
+async fn say_goodbye<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    wbuf: &mut BytesMut,
+    version: ProtocolVersion,
+    reason: ReasonCode,
+) {
+    if version.is_v5() {
+        let d = wardgate_protocol::Disconnect {
+            reason,
+            properties: Default::default(),
+        };
+        encode(&Packet::Disconnect(d), version, wbuf);
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let _ = wr.write_all(wbuf).await;
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+    })
+    .await;
 }

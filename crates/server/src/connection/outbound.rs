@@ -1,16 +1,20 @@
-//! Turning a session's outgoing flow into bytes for this client: topic aliases towards the
-//! client, remaining message expiry, subscription identifiers, and the client's Maximum Packet
-//! Size (a message that would exceed it is dropped, never sent [MQTT-3.1.2-24]).
+//! Turning a session's outgoing flow into bytes for this client: the session's queue drained
+//! through the [`Sink`] the core writes into ([`Conn::pump`]), topic aliases towards the client,
+//! remaining message expiry, subscription identifiers, and the client's Maximum Packet Size (a
+//! message that would exceed it is dropped, never sent [MQTT-3.1.2-24]).
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use wardgate_core::{Delivery, Outgoing};
+use wardgate_core::{Delivery, Outgoing, Sink};
 use wardgate_protocol::{
     AckProperties, Packet, PacketId, ProtocolVersion, PubAck, PublishParts, PublishProperties,
     ReasonCode, SubAck, TopicName, encode, encode_publish_parts, encoded_len,
 };
+
+use super::Conn;
+use crate::stats::CategoryStats;
 
 /// Per-connection outbound encoding state.
 pub(super) struct Outbound {
@@ -163,5 +167,87 @@ fn parts<'a>(
         packet_id,
         properties,
         payload: &d.message.payload,
+    }
+}
+
+impl Conn {
+    /// Moves what the session's queue allows into the write buffer, encoding each message from
+    /// the session's own entry (no copy). Returns false when this connection no longer owns the
+    /// session (taken over).
+    pub(super) fn pump(&mut self, wbuf: &mut BytesMut) -> bool {
+        let mut sink = Writer {
+            outbound: &mut self.outbound,
+            now: Instant::now(),
+            limit: self.settings.write_soft_limit,
+            wbuf,
+            sent: 0,
+        };
+        let drained = self
+            .session
+            .drain_into(self.generation, sink.now, 256, &mut sink);
+        let sent = sink.sent;
+        let Some(dropped) = drained else { return false };
+        if dropped > 0 {
+            self.broker
+                .stats()
+                .publish_dropped
+                .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.count_sent(sent);
+        true
+    }
+
+    /// Encodes outbound flows handed over whole, not drained from the queue: the unacknowledged
+    /// ones resent when the session resumes (PUBLISH with DUP, PUBREL).
+    pub(super) fn write_outgoing(&mut self, pending: &mut Vec<Outgoing>, wbuf: &mut BytesMut) {
+        if pending.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut sent = 0;
+        for out in pending.drain(..) {
+            if matches!(out, Outgoing::Publish { .. }) {
+                sent += 1;
+            }
+            self.outbound.write(out, now, wbuf);
+        }
+        self.count_sent(sent);
+    }
+
+    /// Counts `sent` PUBLISH packets written to the client (broker-wide and in its category).
+    fn count_sent(&self, sent: u64) {
+        if sent > 0 {
+            self.broker
+                .stats()
+                .messages_sent
+                .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+            CategoryStats::add(&self.category.publishes_sent, sent);
+        }
+    }
+}
+
+/// The [`Sink`] the connection drains its session into: encodes each PUBLISH for this client.
+struct Writer<'a> {
+    outbound: &'a mut Outbound,
+    now: Instant,
+    /// The write buffer's soft limit: no more messages once it is reached.
+    limit: usize,
+    wbuf: &'a mut BytesMut,
+    sent: u64,
+}
+
+impl Sink for Writer<'_> {
+    fn fits(&self, d: &Delivery) -> bool {
+        self.outbound.fits(d, self.now)
+    }
+
+    fn publish(&mut self, d: &Delivery, packet_id: Option<PacketId>) {
+        self.outbound
+            .write_publish(d, packet_id, false, self.now, self.wbuf);
+        self.sent += 1;
+    }
+
+    fn has_room(&self) -> bool {
+        self.wbuf.len() < self.limit
     }
 }

@@ -257,6 +257,7 @@ async fn packets_in_the_same_tls_record_as_connect_are_answered_at_once() {
         broker,
         Default::default(),
         Default::default(),
+        Default::default(),
         Some(Arc::new(arc_swap::ArcSwap::from_pointee(server))),
         Default::default(),
         shutdown,
