@@ -10,7 +10,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use wardgate_core::subscriptions::{Subscriber, SubscriptionIndex};
 use wardgate_core::{Broker, BrokerSettings, ConnectParams, Message, Session, Wake};
 use wardgate_protocol::{
-    ProtocolVersion, PublishProperties, QoS, SubscriptionOptions, TopicFilter, TopicName,
+    ProtocolVersion, PublishProperties, QoS, SubscriptionFilter, SubscriptionOptions, TopicFilter,
+    TopicName,
 };
 
 const SUBSCRIPTIONS: usize = 100_000;
@@ -120,7 +121,7 @@ fn route_one(c: &mut Criterion) {
     let topic = TopicName::new("bench/p2p/0").expect("topic");
     broker.subscribe(
         &subscriber,
-        &TopicFilter::new("bench/p2p/0").expect("filter"),
+        &SubscriptionFilter::new(TopicFilter::new("bench/p2p/0").expect("filter")).expect("plain"),
         SubscriptionOptions::new(QoS::AtMostOnce),
         None,
         Instant::now(),

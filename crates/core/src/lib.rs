@@ -12,7 +12,7 @@ pub mod subscriptions;
 
 pub use broker::{
     Attached, Broker, BrokerSettings, ConnectParams, DEFAULT_MAX_SUBSCRIPTION_LEVELS, Disconnect,
-    RETAINED_VISITS_PER_QUEUED, Refusal, Restored, RouteResult, SubscribeResult, subscription_cost,
+    RETAINED_VISITS_PER_QUEUED, Refusal, Restored, RouteResult, SubscribeResult,
 };
 pub use message::{Delivery, Message, SharedRef};
 pub use session::{

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use wardgate_protocol::{SubscriptionOptions, TopicFilter};
+use wardgate_protocol::{SubscriptionFilter, SubscriptionOptions, TopicFilter};
 
 use crate::session::{Session, SessionId};
 
@@ -221,6 +221,20 @@ impl SubscriptionIndex {
             self.count -= 1;
         }
         removed
+    }
+
+    /// Adds or replaces `sub`'s subscription to `filter`: to its filter, or to its group's
+    /// filter as a member of the group. Returns true when it replaced an existing one.
+    pub fn subscribe(&mut self, filter: &SubscriptionFilter, sub: Subscriber) -> bool {
+        let (filter, group) = filter.route();
+        self.insert(filter, group, sub)
+    }
+
+    /// Removes `session`'s subscription to `filter` (plain or shared). Returns whether it
+    /// existed.
+    pub fn unsubscribe(&mut self, filter: &SubscriptionFilter, session: SessionId) -> bool {
+        let (filter, group) = filter.route();
+        self.remove(filter, group.map(|g| &**g), session)
     }
 
     /// Number of subscriptions (shared members counted one each).

@@ -10,8 +10,8 @@ use wardgate_core::{
     QueueOverflow, Wake,
 };
 use wardgate_protocol::{
-    PacketId, ProtocolVersion, PublishProperties, QoS, RetainHandling, SubscriptionOptions,
-    TopicFilter, TopicName, Will, WillProperties,
+    PacketId, ProtocolVersion, PublishProperties, QoS, RetainHandling, SubscriptionFilter,
+    SubscriptionOptions, TopicFilter, TopicName, Will, WillProperties,
 };
 
 #[derive(Default)]
@@ -57,8 +57,8 @@ fn msg(topic: &str, payload: &'static str, qos: QoS, retain: bool) -> Message {
     }
 }
 
-fn filter(f: &str) -> TopicFilter {
-    TopicFilter::new(f).expect("valid filter")
+fn filter(f: &str) -> SubscriptionFilter {
+    SubscriptionFilter::new(TopicFilter::new(f).expect("valid filter")).expect("well-formed")
 }
 
 fn drain(session: &wardgate_core::Session) -> Vec<(String, QoS, Option<u16>, bool)> {

@@ -39,6 +39,9 @@ pub use packet::{
     SubAck, Subscribe, UnsubAck, Unsubscribe, UserProperties, Will, WillProperties,
 };
 pub use property::MAX_USER_PROPERTIES;
-pub use topic::{MAX_TOPIC_LEN, SharedFilter, TopicError, TopicFilter, TopicName, topic_matches};
+pub use topic::{
+    MAX_TOPIC_LEN, SharedFilter, SubscriptionFilter, TopicError, TopicFilter, TopicName,
+    topic_matches,
+};
 pub use types::{PacketId, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubscriptionOptions};
 pub use wire::MAX_VARINT;

@@ -125,31 +125,15 @@ impl TopicFilter {
         &self.0
     }
 
+    /// Its levels (`a/+/#` has 3; `$share/{group}/` counts as two): what one subscription to
+    /// it costs against a session's subscription limit, each level being a node of the index.
+    pub fn levels(&self) -> u64 {
+        self.0.bytes().filter(|&b| b == b'/').count() as u64 + 1
+    }
+
     /// Whether the filter contains '+' or '#' (and so can match more than one topic name).
     pub fn has_wildcards(&self) -> bool {
         self.0.bytes().any(|b| b == b'+' || b == b'#')
-    }
-
-    /// `$share/{group}/{filter}` parsed: `Ok(Some(SharedFilter))` for a shared subscription,
-    /// `Ok(None)` for an ordinary one, `Err` for a malformed share (empty group, group with + or #, no filter).
-    ///
-    /// The decoder accepts malformed shares as ordinary filters so that the broker can refuse
-    /// just that filter in its SUBACK (0x8F) rather than the whole SUBSCRIBE.
-    pub fn shared(&self) -> Result<Option<SharedFilter>, TopicError> {
-        let Some(rest) = self.0.strip_prefix(SHARE_PREFIX) else {
-            return Ok(None);
-        };
-        let Some((group, filter)) = rest.split_once('/') else {
-            return Err(TopicError::InvalidShare);
-        };
-        if group.is_empty() || group.contains(['+', '#']) || filter.is_empty() {
-            return Err(TopicError::InvalidShare);
-        }
-        // The inner filter's levels are levels of the (valid) whole filter, so they are valid too.
-        Ok(Some(SharedFilter {
-            group: Arc::from(group),
-            filter: TopicFilter(Arc::from(filter)),
-        }))
     }
 
     /// Whether this filter is syntactically a shared subscription (`$share/...`), well-formed or not.
@@ -200,13 +184,127 @@ fn validate_filter(filter: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
-/// A parsed shared subscription: messages matching `filter` go to one member of `group`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A SUBSCRIBE filter parsed once, at SUBSCRIBE: an ordinary filter, or a shared subscription
+/// `$share/{group}/{filter}` split into its group and the filter its members match (MQTT 5
+/// §4.8.2). Hashed, compared and borrowed as the filter the client sent, so a map keyed by it
+/// is queried with that filter's `&str` (UNSUBSCRIBE). Made only by [`SubscriptionFilter::new`],
+/// so an ordinary filter never starts with `$share/`.
+#[derive(Debug, Clone)]
+pub struct SubscriptionFilter(Parsed);
+
+#[derive(Debug, Clone)]
+enum Parsed {
+    /// Every matching subscription gets the message.
+    Plain(TopicFilter),
+    /// One member of the group gets each message.
+    Shared(SharedFilter),
+}
+
+/// A well-formed shared subscription: messages matching [`SharedFilter::filter`] go to one
+/// member of [`SharedFilter::group`]. Made only by [`SubscriptionFilter::new`].
+#[derive(Debug, Clone)]
 pub struct SharedFilter {
+    whole: TopicFilter,
+    group: Arc<str>,
+    filter: TopicFilter,
+}
+
+impl SharedFilter {
     /// The share name.
-    pub group: Arc<str>,
-    /// The filter the group subscribes to.
-    pub filter: TopicFilter,
+    pub fn group(&self) -> &Arc<str> {
+        &self.group
+    }
+
+    /// The filter the group subscribes to (after `$share/{group}/`).
+    pub fn filter(&self) -> &TopicFilter {
+        &self.filter
+    }
+}
+
+impl SubscriptionFilter {
+    /// Parses a SUBSCRIBE filter: `$share/{group}/{filter}` is a shared subscription, anything
+    /// else an ordinary one. `Err(InvalidShare)` for a malformed share (empty group, group with
+    /// `+` or `#`, no filter) [MQTT-4.8.2-1, MQTT-4.8.2-2].
+    ///
+    /// The decoder accepts malformed shares as ordinary filters so that the broker can refuse
+    /// just that filter in its SUBACK (0x8F) rather than the whole SUBSCRIBE.
+    pub fn new(whole: TopicFilter) -> Result<SubscriptionFilter, TopicError> {
+        let Some(rest) = whole.0.strip_prefix(SHARE_PREFIX) else {
+            return Ok(SubscriptionFilter(Parsed::Plain(whole)));
+        };
+        let Some((group, filter)) = rest.split_once('/') else {
+            return Err(TopicError::InvalidShare);
+        };
+        if group.is_empty() || group.contains(['+', '#']) || filter.is_empty() {
+            return Err(TopicError::InvalidShare);
+        }
+        // The inner filter's levels are levels of the (valid) whole filter, so they are valid too.
+        let (group, filter) = (Arc::from(group), TopicFilter(Arc::from(filter)));
+        Ok(SubscriptionFilter(Parsed::Shared(SharedFilter {
+            whole,
+            group,
+            filter,
+        })))
+    }
+
+    /// The filter as the client sent it (`$share/{group}/` included).
+    pub fn as_filter(&self) -> &TopicFilter {
+        match &self.0 {
+            Parsed::Plain(filter) => filter,
+            Parsed::Shared(shared) => &shared.whole,
+        }
+    }
+
+    /// Where a subscription index files it: the filter messages are matched against, and the
+    /// group for a shared subscription.
+    pub fn route(&self) -> (&TopicFilter, Option<&Arc<str>>) {
+        match &self.0 {
+            Parsed::Plain(filter) => (filter, None),
+            Parsed::Shared(shared) => (&shared.filter, Some(&shared.group)),
+        }
+    }
+
+    /// The shared subscription, when it is one.
+    pub fn shared(&self) -> Option<&SharedFilter> {
+        match &self.0 {
+            Parsed::Plain(_) => None,
+            Parsed::Shared(shared) => Some(shared),
+        }
+    }
+
+    /// Whether it is a shared subscription.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.0, Parsed::Shared(_))
+    }
+}
+
+/// Equal when the filters the client sent are (the rest is parsed from them).
+impl PartialEq for SubscriptionFilter {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_filter() == other.as_filter()
+    }
+}
+
+impl Eq for SubscriptionFilter {}
+
+/// The hash of the filter the client sent, as [`Borrow<str>`] requires.
+impl std::hash::Hash for SubscriptionFilter {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_filter().as_str().hash(state);
+    }
+}
+
+/// Lets maps keyed by it be queried with the filter the client sent.
+impl Borrow<str> for SubscriptionFilter {
+    fn borrow(&self) -> &str {
+        self.as_filter().as_str()
+    }
+}
+
+impl fmt::Display for SubscriptionFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_filter())
+    }
 }
 
 /// Whether `filter` matches `topic` under the MQTT rules (the same rule as [`TopicFilter::matches`]).
@@ -349,6 +447,29 @@ mod tests {
         }
         assert_eq!(TopicFilter::new(""), Err(TopicError::Empty));
         assert_eq!(TopicFilter::new("a\0"), Err(TopicError::NullChar));
+    }
+
+    #[test]
+    fn subscription_filters_are_keyed_by_what_the_client_sent() {
+        let parse = |s: &str| SubscriptionFilter::new(TopicFilter::new(s).expect("valid"));
+        let mut map = std::collections::HashMap::new();
+        for (whole, route, group) in [
+            ("a/+", "a/+", None),
+            ("$share/g/a/+", "a/+", Some("g")),
+            ("$share/h/a/+", "a/+", Some("h")),
+        ] {
+            let parsed = parse(whole).expect("well-formed");
+            assert_eq!(parsed.as_filter().as_str(), whole);
+            let (filter, name) = parsed.route();
+            assert_eq!((filter.as_str(), name.map(|g| &**g)), (route, group));
+            assert_eq!(parsed.is_shared(), group.is_some());
+            map.insert(parsed, whole);
+        }
+        // Three keys, each found by the string the client sent (UNSUBSCRIBE).
+        assert_eq!(map.len(), 3);
+        assert_eq!(map.get("$share/h/a/+"), Some(&"$share/h/a/+"));
+        assert_eq!(map.get("a/+"), Some(&"a/+"));
+        assert!(matches!(parse("$share/g"), Err(TopicError::InvalidShare)));
     }
 
     #[test]

@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use wardgate_core::{Broker, ConnectParams, Disconnect, Message, Outgoing, Session, Wake};
 use wardgate_protocol::{
-    ProtocolVersion, PublishProperties, QoS, RetainHandling, SubscriptionOptions, TopicFilter,
-    TopicName,
+    ProtocolVersion, PublishProperties, QoS, RetainHandling, SubscriptionFilter,
+    SubscriptionOptions, TopicFilter, TopicName,
 };
 
 use crate::admin::{CheckResult, ReadinessCheck};
@@ -204,7 +204,7 @@ struct Probe {
 }
 
 impl Probe {
-    fn connect(broker: &Broker, filter: &TopicFilter, client_id: &str) -> Probe {
+    fn connect(broker: &Broker, filter: &SubscriptionFilter, client_id: &str) -> Probe {
         let wake = Arc::new(NotifyWake(Notify::new()));
         let attached = broker.connect(
             ConnectParams {
@@ -334,7 +334,7 @@ async fn run(
     shutdown: CancellationToken,
 ) {
     let base = settings.topic_base();
-    let Ok(filter) = TopicFilter::new(format!("{base}/#")) else {
+    let Ok(filter) = TopicFilter::new(format!("{base}/#")).and_then(SubscriptionFilter::new) else {
         warn!(topic = %base, "self-check disabled: its topic is not valid");
         return;
     };

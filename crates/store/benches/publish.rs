@@ -18,7 +18,8 @@ use wardgate_core::{
     Broker, BrokerSettings, ConnectParams, Message, Outgoing, PersistenceSettings, Store, Wake,
 };
 use wardgate_protocol::{
-    ProtocolVersion, PublishProperties, QoS, SubscriptionOptions, TopicFilter, TopicName,
+    ProtocolVersion, PublishProperties, QoS, SubscriptionFilter, SubscriptionOptions, TopicFilter,
+    TopicName,
 };
 
 struct NoWake;
@@ -56,7 +57,7 @@ fn run(c: &mut Criterion, name: &str, broker: &Broker, qos: QoS) {
     let publ = broker.connect(params("pub"), now);
     broker.subscribe(
         &sub.session,
-        &TopicFilter::new("t/1").expect("filter"),
+        &SubscriptionFilter::new(TopicFilter::new("t/1").expect("filter")).expect("plain"),
         SubscriptionOptions::new(QoS::ExactlyOnce),
         None,
         now,

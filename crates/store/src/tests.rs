@@ -12,8 +12,8 @@ use wardgate_core::{
     Store, Wake,
 };
 use wardgate_protocol::{
-    ProtocolVersion, PublishProperties, QoS, SubscriptionOptions, TopicFilter, TopicName, Will,
-    WillProperties,
+    ProtocolVersion, PublishProperties, QoS, SubscriptionFilter, SubscriptionOptions, TopicFilter,
+    TopicName, Will, WillProperties,
 };
 
 use super::*;
@@ -80,8 +80,8 @@ fn msg(topic: &str, payload: &str, qos: QoS, retain: bool) -> Message {
     }
 }
 
-fn filter(f: &str) -> TopicFilter {
-    TopicFilter::new(f).expect("filter")
+fn filter(f: &str) -> SubscriptionFilter {
+    SubscriptionFilter::new(TopicFilter::new(f).expect("filter")).expect("not a malformed share")
 }
 
 /// Waits until everything written is durable.
@@ -433,7 +433,7 @@ fn restored_subscriptions_count_against_the_session_limit_and_are_kept() {
         !b.subscribe(&s.session, &filter("x"), opts, None, now)
             .quota_exceeded
     );
-    assert!(b.unsubscribe(&s.session, &filter("a/b/c/d")));
+    assert!(b.unsubscribe(&s.session, filter("a/b/c/d").as_filter()));
     assert!(
         !b.subscribe(&s.session, &filter("y/z"), opts, None, now)
             .quota_exceeded

@@ -3,10 +3,19 @@
 //!
 //! There is no router task: the publisher's connection task routes its own messages by calling
 //! [`Broker::publish`], so routing runs on as many cores as there are busy connections.
+//!
+//! One file per flow: `connect` (attach, takeover, clean start, disconnect), `subscribe`,
+//! `route` (admission and PUBLISH), `tick` (wills, session and retained expiry, `$SYS`) and
+//! `restore`. The broker asks a session for what it needs through the session's methods; the
+//! session's state is the session module's own.
 
-mod lifecycle;
+mod connect;
+mod restore;
 mod route;
 mod subscribe;
+#[cfg(test)]
+mod tests;
+mod tick;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,17 +27,18 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use wardgate_protocol::{
     PacketId, ProtocolVersion, PublishProperties, QoS, ReasonCode, RetainHandling,
-    SubscriptionOptions, TopicFilter, TopicName, Will,
+    SubscriptionFilter, SubscriptionOptions, TopicFilter, TopicName, Will,
 };
 
 use crate::budget::{Budget, Charge};
 use crate::message::{Delivery, Message, SharedRef, will_weight};
 use crate::retained::RetainedStore;
 use crate::session::{
-    Enqueued, QueueLimits, Session, SessionEntryCheck, SessionId, SubscriptionEntry, Wake, stored,
+    Enqueued, QueueLimits, Session, SessionEntryCheck, SessionId, Subscribed, SubscriptionEntry,
+    Wake, stored,
 };
 use crate::stats::Stats;
-use crate::store::{Op, PersistenceSettings, Recovered, Store, Ticket};
+use crate::store::{Op, PersistenceSettings, Recovered, Store};
 use crate::subscriptions::{Subscriber, SubscriptionIndex};
 
 /// How often, at most, [`Broker::admit`] trims slow consumers' queues for the memory budget.
@@ -51,7 +61,7 @@ pub struct BrokerSettings {
     /// What is persisted when the broker has a store.
     pub persistence: PersistenceSettings,
     /// The most a session's subscriptions may cost, in levels (the sum over its filters of
-    /// [`subscription_cost`]): a wildcard filter's level is a node of the index (about 80 bytes
+    /// [`TopicFilter::levels`]): a wildcard filter's level is a node of the index (about 80 bytes
     /// for `+`, 450 for a literal level), so this bounds the index memory one client can take.
     /// A SUBSCRIBE filter past it is refused with 0x97 (v3.1.1: 0x80) and counted in
     /// [`Stats::subscriptions_refused`]. [`DEFAULT_MAX_SUBSCRIPTION_LEVELS`] by default.
@@ -69,12 +79,6 @@ pub const DEFAULT_MAX_SUBSCRIPTION_LEVELS: u64 = 1_000_000;
 /// in [`Stats::retained_lookups_skipped`]. More than the queue can take would be dropped by the
 /// queue's strategy anyway; the margin is for filters that visit topics they do not match.
 pub const RETAINED_VISITS_PER_QUEUED: usize = 4;
-
-/// What one SUBSCRIBE filter costs against [`BrokerSettings::max_subscription_levels`]: its
-/// levels (`$share/<group>/` included), whether or not it has wildcards.
-pub fn subscription_cost(filter: &TopicFilter) -> u64 {
-    filter.as_str().bytes().filter(|&b| b == b'/').count() as u64 + 1
-}
 
 impl Default for BrokerSettings {
     fn default() -> Self {
@@ -290,86 +294,6 @@ impl Broker {
         self.budget.used()
     }
 
-    /// Decides whether a new client message of `qos` with `bytes` of payload may be routed.
-    /// Call it before [`Broker::publish`] for messages from clients (not for retransmissions of
-    /// a QoS 2 message already routed); a refusal is counted here.
-    pub fn admit(&self, qos: QoS, bytes: usize) -> Result<(), Refusal> {
-        let bytes = bytes as u64;
-        let drops = &self.stats.drops;
-        if qos != QoS::AtMostOnce
-            && let Some(store) = &self.store
-            && store.is_full()
-        {
-            drops.store_full.fetch_add(1, Ordering::Relaxed);
-            return Err(Refusal::StoreFull);
-        }
-        let (percent, counter) = if qos == QoS::AtMostOnce {
-            (100, &drops.memory_budget_qos0)
-        } else {
-            (75, &drops.memory_budget)
-        };
-        if self.budget.would_pass(bytes, percent) && !self.reclaim(bytes, percent) {
-            counter.fetch_add(1, Ordering::Relaxed);
-            return Err(Refusal::MemoryBudget);
-        }
-        Ok(())
-    }
-
-    /// Whether a CONNECT's will may be held: a will becomes a message its session queues, so it
-    /// may take at most what a session may hold ([`QueueLimits::max_queued_bytes`]; payload,
-    /// topic and properties, [`will_weight`]). A refusal (CONNACK 0x97) is counted here.
-    pub fn admit_will(&self, will: &Will) -> bool {
-        let fits = will_weight(will) <= self.settings.load().queue.max_queued_bytes;
-        if !fits {
-            self.stats
-                .drops
-                .will_too_large
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        fits
-    }
-
-    /// A slow consumer pays for its own backlog, not the other clients: when the memory budget
-    /// is past a threshold, the queues of the sessions that are not being drained (stalled, or
-    /// without a connection) are trimmed, each to an equal part of a quarter of the budget, by
-    /// their overflow policy, before a new message is refused. In-flight copies are never
-    /// dropped. At most once per [`RECLAIM_INTERVAL`] (it visits every session). Returns
-    /// whether `bytes` more now stay within `percent`.
-    fn reclaim(&self, bytes: u64, percent: u64) -> bool {
-        let now = Instant::now();
-        {
-            let mut last = self.last_reclaim.lock();
-            if last.is_some_and(|t| now.saturating_duration_since(t) < RECLAIM_INTERVAL) {
-                return false;
-            }
-            *last = Some(now);
-        }
-        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
-        let slow: Vec<(u64, Arc<Session>)> = sessions
-            .into_iter()
-            .filter_map(|s| s.reclaimable(now).map(|held| (held, s)))
-            .collect();
-        if slow.is_empty() {
-            return false;
-        }
-        let share = self.budget.limit() / 4 / slow.len() as u64;
-        let shed: u64 = slow
-            .iter()
-            .filter(|(held, _)| *held > share)
-            .map(|(_, s)| s.shed_to(share))
-            .sum();
-        if shed > 0 {
-            self.stats
-                .drops
-                .reclaimed
-                .fetch_add(shed, Ordering::Relaxed);
-            self.stats
-                .publish_dropped
-                .fetch_add(shed, Ordering::Relaxed);
-        }
-        !self.budget.would_pass(bytes, percent)
-    }
-
     /// Counters for `$SYS` and metrics.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -378,181 +302,6 @@ impl Broker {
     /// The store, when persistence is on.
     pub fn store(&self) -> Option<&Arc<dyn Store>> {
         self.store.as_ref()
-    }
-
-    /// Attaches a connection to its session, creating, resuming or replacing it. A connection
-    /// already attached to the session is told to go with DISCONNECT 0x8E (session taken over).
-    pub fn connect(&self, params: ConnectParams, now: Instant) -> Attached {
-        self.connect_with_properties(params, &[], now)
-    }
-
-    /// [`Broker::connect`] with the CONNECT's user properties, which may ask for the session's
-    /// queue to be persisted (`aio-persistence: true`, the `dynamic` policy). With persistence
-    /// on, the session's record (and the removal of a session it replaces) is written before
-    /// this returns: the CONNACK waits for [`Session::ticket`].
-    pub fn connect_with_properties(
-        &self,
-        params: ConnectParams,
-        user_properties: &[(String, String)],
-        now: Instant,
-    ) -> Attached {
-        let assigned_client_id = params.client_id.is_empty().then(|| self.assign_client_id());
-        let client_id: Arc<str> =
-            Arc::from(assigned_client_id.as_deref().unwrap_or(&params.client_id));
-        let session_expiry = params
-            .session_expiry
-            .min(self.settings.load().max_session_expiry);
-
-        let mut sessions = self.sessions.lock();
-        let existing = sessions.get(&client_id).cloned();
-        let (session, session_present) = match existing {
-            Some(old) if !params.clean_start && old.resumable_by(params.principal.as_deref()) => {
-                (old, true)
-            }
-            Some(old) => {
-                // Clean start replaces the old session, and so does a connection that may not
-                // resume it: a session with Session Expiry 0 ends with its network connection
-                // [MQTT-3.1.2-6], and one created by another principal is not handed over.
-                // Its subscriptions go, its connection is kicked, and its will (if any) fires
-                // since that session ends now.
-                let will = old.retire();
-                let fresh = self.new_session(client_id.clone(), params.protocol);
-                sessions.insert(client_id.clone(), fresh.clone());
-                drop(sessions);
-                if let Some(ticket) = self.drop_stored(&old) {
-                    fresh.note_ticket(ticket);
-                }
-                self.drop_subscriptions(&old);
-                if let Some(will) = will {
-                    self.publish_will(will, Some(old.id()), now);
-                }
-                sessions = self.sessions.lock();
-                (fresh, false)
-            }
-            None => {
-                let fresh = self.new_session(client_id.clone(), params.protocol);
-                sessions.insert(client_id.clone(), fresh.clone());
-                (fresh, false)
-            }
-        };
-        drop(sessions);
-
-        let (generation, old_will) = session.attach(
-            params.waker,
-            params.receive_maximum,
-            ReasonCode::SESSION_TAKEN_OVER,
-        );
-        let persistence = self.settings.load().persistence.clone();
-        let pending_will =
-            {
-                let mut st = session.state.lock();
-                if st.owner.is_none() {
-                    // A new session, or one stored before sessions remembered their principal.
-                    st.owner = params.principal;
-                }
-                st.protocol = params.protocol;
-                st.expiry_interval = session_expiry;
-                st.will = params.will.map(Box::new);
-                // A reconnection within the will delay cancels the will [MQTT-3.1.3-9].
-                let pending = st.pending_will.take();
-                if self.store.is_some() {
-                    let was_stored = st.stored;
-                    let had_subs = st.persist_subs;
-                    st.stored = session_expiry > 0 || st.will.is_some();
-                    st.persist_subs = session_expiry > 0;
-                    // Switching a queue's persistence off takes a clean start (AIO).
-                    let persist_queue = session_expiry > 0
-                        && (st.persist_queue
-                            || persistence.persists_queue(&client_id, user_properties));
-                    session.set_persist_queue(&mut st, persist_queue);
-                    if st.stored {
-                        let record = session.record(&st);
-                        let mut ops = vec![Op::Session(&record)];
-                        if st.persist_subs && !had_subs {
-                            // A live session taken over with a session expiry now.
-                            ops.extend(st.subscriptions.iter().map(|(filter, entry)| {
-                                Op::Subscribe {
-                                    session: session.id(),
-                                    filter,
-                                    entry: *entry,
-                                }
-                            }));
-                        }
-                        session.write(&ops);
-                    } else if was_stored {
-                        session.write(&[Op::DropSession(session.id())]);
-                    }
-                }
-                pending
-            };
-        drop(pending_will);
-        // Takeover: the old connection's will is sent only if it had no delay [MQTT-3.1.3-9].
-        if let Some(will) = old_will
-            && will.properties.will_delay_interval.unwrap_or(0) == 0
-        {
-            self.publish_will(will, Some(session.id()), now);
-        }
-        self.stats.clients_total.fetch_add(1, Ordering::Relaxed);
-        self.stats.connected(1);
-        Attached {
-            session,
-            generation,
-            session_present,
-            assigned_client_id,
-            session_expiry,
-        }
-    }
-
-    /// Detaches a connection that ended. Publishes or schedules its will, ends the session if
-    /// its expiry is zero, and hands shared-subscription messages it had not acknowledged to
-    /// other members of their groups.
-    pub fn disconnect(
-        &self,
-        session: &Arc<Session>,
-        generation: u64,
-        how: Disconnect,
-        now: Instant,
-    ) {
-        if !session.detach(generation, now) {
-            // Taken over: the new connection owns the session; the takeover handled the will.
-            self.stats.connected(-1);
-            return;
-        }
-        self.stats.connected(-1);
-        let (expiry, will) = {
-            let mut st = session.state.lock();
-            let update = match how {
-                Disconnect::Normal { session_expiry } | Disconnect::WithWill { session_expiry } => {
-                    session_expiry
-                }
-                Disconnect::Lost => None,
-            };
-            if let Some(e) = update {
-                st.expiry_interval = e.min(self.settings.load().max_session_expiry);
-            }
-            let will = st.will.take().map(|w| *w);
-            let will = if matches!(how, Disconnect::Normal { .. }) {
-                None
-            } else {
-                will
-            };
-            (st.expiry_interval, will)
-        };
-        if let Some(will) = will {
-            let delay = will.properties.will_delay_interval.unwrap_or(0);
-            if delay == 0 || expiry == 0 {
-                self.publish_will(will, Some(session.id()), now);
-            } else {
-                let at = now + Duration::from_secs(u64::from(delay.min(expiry)));
-                session.state.lock().pending_will = Some(Box::new((at, will)));
-            }
-        }
-        self.redistribute_shared(session, now);
-        if expiry == 0 {
-            self.end_session(session);
-        } else {
-            session.write_record();
-        }
     }
 
     /// The session registered for `client_id`.
@@ -592,16 +341,5 @@ impl Broker {
             (None, Some(max)) => Some(max),
             (i, None) => i,
         }
-    }
-
-    /// A fresh client identifier for a client that sent none (MQTT 5 Assigned Client
-    /// Identifier).
-    pub fn assign_client_id(&self) -> String {
-        let n = self.next_session.load(Ordering::Relaxed);
-        let nanos = self.started.elapsed().as_nanos() as u64;
-        format!(
-            "wardgate-{:016x}",
-            n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ nanos
-        )
     }
 }

@@ -1,9 +1,76 @@
-//! Routing a PUBLISH: the matching sessions (one member per `$share` group), their copies, and
-//! runs of consecutive messages to one topic.
+//! Routing a PUBLISH: its admission against the memory budget and the store, the matching
+//! sessions (one member per `$share` group), their copies, and runs of consecutive messages to
+//! one topic.
 
 use super::*;
 
 impl Broker {
+    /// Decides whether a new client message of `qos` with `bytes` of payload may be routed.
+    /// Call it before [`Broker::publish`] for messages from clients (not for retransmissions of
+    /// a QoS 2 message already routed); a refusal is counted here.
+    pub fn admit(&self, qos: QoS, bytes: usize) -> Result<(), Refusal> {
+        let bytes = bytes as u64;
+        let drops = &self.stats.drops;
+        if qos != QoS::AtMostOnce
+            && let Some(store) = &self.store
+            && store.is_full()
+        {
+            drops.store_full.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::StoreFull);
+        }
+        let (percent, counter) = if qos == QoS::AtMostOnce {
+            (100, &drops.memory_budget_qos0)
+        } else {
+            (75, &drops.memory_budget)
+        };
+        if self.budget.would_pass(bytes, percent) && !self.reclaim(bytes, percent) {
+            counter.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::MemoryBudget);
+        }
+        Ok(())
+    }
+
+    /// A slow consumer pays for its own backlog, not the other clients: when the memory budget
+    /// is past a threshold, the queues of the sessions that are not being drained (stalled, or
+    /// without a connection) are trimmed, each to an equal part of a quarter of the budget, by
+    /// their overflow policy, before a new message is refused. In-flight copies are never
+    /// dropped. At most once per [`RECLAIM_INTERVAL`] (it visits every session). Returns
+    /// whether `bytes` more now stay within `percent`.
+    fn reclaim(&self, bytes: u64, percent: u64) -> bool {
+        let now = Instant::now();
+        {
+            let mut last = self.last_reclaim.lock();
+            if last.is_some_and(|t| now.saturating_duration_since(t) < RECLAIM_INTERVAL) {
+                return false;
+            }
+            *last = Some(now);
+        }
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        let slow: Vec<(u64, Arc<Session>)> = sessions
+            .into_iter()
+            .filter_map(|s| s.reclaimable(now).map(|held| (held, s)))
+            .collect();
+        if slow.is_empty() {
+            return false;
+        }
+        let share = self.budget.limit() / 4 / slow.len() as u64;
+        let shed: u64 = slow
+            .iter()
+            .filter(|(held, _)| *held > share)
+            .map(|(_, s)| s.shed_to(share))
+            .sum();
+        if shed > 0 {
+            self.stats
+                .drops
+                .reclaimed
+                .fetch_add(shed, Ordering::Relaxed);
+            self.stats
+                .publish_dropped
+                .fetch_add(shed, Ordering::Relaxed);
+        }
+        !self.budget.would_pass(bytes, percent)
+    }
+
     /// Routes a message: updates the retained store when RETAIN is set, then queues the message
     /// once for every session with a matching subscription (the highest granted QoS and every
     /// subscription identifier when several of its subscriptions match), and for one member of
@@ -112,21 +179,11 @@ impl Broker {
     ) -> RouteResult {
         let message = Arc::new(message);
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
-        // Whether the retained store changed in a way the disk must follow.
-        let mut retained_change = None;
-        if message.retain {
-            let mut retained = self.retained.write();
-            retained.apply(&message);
-            self.stats
-                .retained
-                .store(retained.len() as u64, Ordering::Relaxed);
-            if self.store.is_some() {
-                let keep = !message.payload.is_empty()
-                    && self.settings.load().persistence.persists_retained(&message);
-                let was = retained.set_persisted(&message.topic, keep);
-                retained_change = (keep || was).then_some(keep);
-            }
-        }
+        let retained_change = if message.retain {
+            self.retain(&message)
+        } else {
+            StoredRetained::Unchanged
+        };
         let (mut targets, overlapping) = self.targets(&message);
         let mut held = Vec::new();
         let mut results = [RouteResult::default()];
@@ -154,9 +211,9 @@ impl Broker {
                 )
                 .collect();
             match retained_change {
-                Some(true) => ops.push(Op::Retain(&message)),
-                Some(false) => ops.push(Op::ClearRetained(&message.topic)),
-                None => {}
+                StoredRetained::Write => ops.push(Op::Retain(&message)),
+                StoredRetained::Clear => ops.push(Op::ClearRetained(&message.topic)),
+                StoredRetained::Unchanged => {}
             }
             if let Some((session, packet_id)) = incoming {
                 ops.push(Op::IncomingQos2 { session, packet_id });
@@ -179,6 +236,23 @@ impl Broker {
                 .fetch_add(result.dropped as u64, Ordering::Relaxed);
         }
         result
+    }
+
+    /// Applies a RETAIN message to the retained store, and says what the store on disk must do
+    /// to follow (nothing without persistence).
+    fn retain(&self, message: &Arc<Message>) -> StoredRetained {
+        let mut retained = self.retained.write();
+        retained.apply(message);
+        self.stats
+            .retained
+            .store(retained.len() as u64, Ordering::Relaxed);
+        if self.store.is_none() {
+            return StoredRetained::Unchanged;
+        }
+        let keep = !message.payload.is_empty()
+            && self.settings.load().persistence.persists_retained(message);
+        let was = retained.set_persisted(&message.topic, keep);
+        StoredRetained::follow(was, keep)
     }
 
     /// The subscriptions `message` goes to (one member of each matching shared group), and
@@ -331,6 +405,29 @@ impl Broker {
                 result.dropped += 1;
                 drops.queue_full.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+/// What the store on disk must do after a RETAIN message changed the retained store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoredRetained {
+    /// Nothing: the topic was not stored and is not now (or there is no store).
+    Unchanged,
+    /// Write the message: it is stored for its topic now.
+    Write,
+    /// Clear the topic: it was stored and is no longer (an empty payload, or a message the
+    /// persistence policy does not keep).
+    Clear,
+}
+
+impl StoredRetained {
+    /// From whether the topic's retained message `was` stored and should now be kept.
+    fn follow(was: bool, keep: bool) -> StoredRetained {
+        match (was, keep) {
+            (_, true) => StoredRetained::Write,
+            (true, false) => StoredRetained::Clear,
+            (false, false) => StoredRetained::Unchanged,
         }
     }
 }

@@ -4,12 +4,12 @@
 use super::*;
 
 impl Broker {
-    /// Subscribes `session` to `filter` (which may be `$share/<group>/<filter>`), then queues the
-    /// retained messages its Retain Handling asks for (never for shared subscriptions).
+    /// Subscribes `session` to `filter` (plain or shared), then queues the retained messages its
+    /// Retain Handling asks for (never for shared subscriptions).
     pub fn subscribe(
         &self,
         session: &Arc<Session>,
-        filter: &TopicFilter,
+        filter: &SubscriptionFilter,
         options: SubscriptionOptions,
         id: Option<u32>,
         now: Instant,
@@ -34,60 +34,32 @@ impl Broker {
     pub fn subscribe_within(
         &self,
         session: &Arc<Session>,
-        filter: &TopicFilter,
+        filter: &SubscriptionFilter,
         options: SubscriptionOptions,
         id: Option<u32>,
         now: Instant,
         retained_budget: &mut usize,
     ) -> SubscribeResult {
-        let shared = filter.shared().ok().flatten();
         let entry = SubscriptionEntry { options, id };
-        let existed = {
-            let mut st = session.state.lock();
-            if !st.subscriptions.contains_key(filter) {
-                // A replaced subscription (same filter) costs what it already cost.
-                let cost = subscription_cost(filter);
-                let limit = self.settings.load().max_subscription_levels;
-                if st.subscription_levels.saturating_add(cost) > limit {
-                    self.stats
-                        .subscriptions_refused
-                        .fetch_add(1, Ordering::Relaxed);
-                    return SubscribeResult {
-                        quota_exceeded: true,
-                        existed: false,
-                        retained_skipped: false,
-                        retained_sent: 0,
-                        retained_dropped: 0,
-                    };
-                }
-                st.subscription_levels += cost;
+        let limit = self.settings.load().max_subscription_levels;
+        let existed = match session.subscribe(filter, entry, limit) {
+            Subscribed::New => false,
+            Subscribed::Replaced => true,
+            Subscribed::OverLimit => {
+                self.stats
+                    .subscriptions_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                return SubscribeResult {
+                    quota_exceeded: true,
+                    existed: false,
+                    retained_skipped: false,
+                    retained_sent: 0,
+                    retained_dropped: 0,
+                };
             }
-            if st.persist_subs {
-                // SUBACK waits for this.
-                session.write(&[Op::Subscribe {
-                    session: session.id(),
-                    filter,
-                    entry,
-                }]);
-            }
-            st.subscriptions.insert(filter.clone(), entry).is_some()
         };
-        let sub = Subscriber {
-            session: session.clone(),
-            options,
-            id,
-        };
-        {
-            let mut index = self.index.write();
-            match &shared {
-                Some(s) => index.insert(&s.filter, Some(&s.group), sub),
-                None => index.insert(filter, None, sub),
-            };
-            self.stats
-                .subscriptions
-                .store(index.len() as u64, Ordering::Relaxed);
-        }
-        let send_retained = shared.is_none()
+        self.index_insert(session, filter, entry);
+        let send_retained = !filter.is_shared()
             && match options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
                 RetainHandling::SendIfNew => !existed,
@@ -98,10 +70,10 @@ impl Broker {
         let mut result = RouteResult::default();
         let mut retained_skipped = false;
         let messages = if send_retained {
-            let found = self
-                .retained
-                .read()
-                .matching_within(filter, now, retained_budget);
+            let found =
+                self.retained
+                    .read()
+                    .matching_within(filter.as_filter(), now, retained_budget);
             if found.is_none() {
                 retained_skipped = true;
                 self.stats
@@ -140,34 +112,54 @@ impl Broker {
         }
     }
 
-    /// Removes `session`'s subscription to `filter`. Returns whether it existed.
+    /// Removes `session`'s subscription to `filter` (as the client sent it, `$share/<group>/`
+    /// included). Returns whether it existed.
     pub fn unsubscribe(&self, session: &Arc<Session>, filter: &TopicFilter) -> bool {
-        let existed = {
-            let mut st = session.state.lock();
-            let existed = st.subscriptions.remove(filter).is_some();
-            if existed {
-                st.subscription_levels = st
-                    .subscription_levels
-                    .saturating_sub(subscription_cost(filter));
+        match session.unsubscribe(filter) {
+            Some(removed) => {
+                self.index_remove(session, std::slice::from_ref(&removed));
+                true
             }
-            if existed && st.persist_subs {
-                session.write(&[Op::Unsubscribe {
-                    session: session.id(),
-                    filter,
-                }]);
-            }
-            existed
-        };
-        if existed {
-            let mut index = self.index.write();
-            match filter.shared().ok().flatten() {
-                Some(s) => index.remove(&s.filter, Some(&s.group), session.id()),
-                None => index.remove(filter, None, session.id()),
-            };
-            self.stats
-                .subscriptions
-                .store(index.len() as u64, Ordering::Relaxed);
+            None => false,
         }
-        existed
+    }
+
+    /// Takes all of `session`'s subscriptions away, from the session and the index.
+    pub(super) fn drop_subscriptions(&self, session: &Arc<Session>) {
+        let filters = session.take_subscriptions();
+        if !filters.is_empty() {
+            self.index_remove(session, &filters);
+        }
+    }
+
+    /// Files `session`'s subscription to `filter` in the index (replacing one to the same
+    /// filter).
+    pub(super) fn index_insert(
+        &self,
+        session: &Arc<Session>,
+        filter: &SubscriptionFilter,
+        entry: SubscriptionEntry,
+    ) {
+        let sub = Subscriber {
+            session: session.clone(),
+            options: entry.options,
+            id: entry.id,
+        };
+        let mut index = self.index.write();
+        index.subscribe(filter, sub);
+        self.stats
+            .subscriptions
+            .store(index.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Removes `session`'s subscriptions to `filters` from the index.
+    fn index_remove(&self, session: &Session, filters: &[SubscriptionFilter]) {
+        let mut index = self.index.write();
+        for filter in filters {
+            index.unsubscribe(filter, session.id());
+        }
+        self.stats
+            .subscriptions
+            .store(index.len() as u64, Ordering::Relaxed);
     }
 }

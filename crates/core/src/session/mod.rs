@@ -5,9 +5,11 @@
 //! publishers' connection tasks; the owning connection task drains it. Lock order: the subscription
 //! index is never acquired while a session lock is held.
 
+mod connection;
 mod incoming;
 mod outbound;
 mod queue;
+mod subscriptions;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -15,11 +17,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use wardgate_protocol::{PacketId, ProtocolVersion, QoS, SubscriptionOptions, TopicFilter, Will};
+use wardgate_protocol::{
+    PacketId, ProtocolVersion, QoS, SubscriptionFilter, SubscriptionOptions, TopicFilter, Will,
+};
 
 use crate::message::Delivery;
 use crate::stats::Stats;
 use crate::store::{Op, SessionRecord, Store, StoredDelivery, Ticket};
+
+pub(crate) use connection::ConnectTerms;
+pub(crate) use subscriptions::Subscribed;
 
 /// A connected session whose queue is past its congestion threshold and took nothing from it for
 /// this long is stalled (its client stopped reading): publishers no longer wait for it, so one
@@ -257,12 +264,12 @@ impl std::fmt::Debug for dyn Wake {
 
 /// The mutable part of a session.
 #[derive(Debug)]
-pub(crate) struct SessionState {
+struct SessionState {
     link: Option<Link>,
-    pub(crate) subscriptions: HashMap<TopicFilter, SubscriptionEntry>,
-    /// What `subscriptions` cost ([`crate::broker::subscription_cost`]), bounded by
+    subscriptions: HashMap<SubscriptionFilter, SubscriptionEntry>,
+    /// What `subscriptions` cost ([`TopicFilter::levels`]), bounded by
     /// `BrokerSettings::max_subscription_levels` for new subscriptions.
-    pub(crate) subscription_levels: u64,
+    subscription_levels: u64,
     queue: VecDeque<Delivery>,
     /// The bytes of `queue` and `inflight` ([`Delivery::bytes`]), bounded by
     /// `limits.max_queued_bytes`.
@@ -275,15 +282,15 @@ pub(crate) struct SessionState {
     /// The client's Receive Maximum: how many QoS 1/2 PUBLISH may be unacknowledged.
     send_quota: u16,
     incoming_qos2: HashSet<u16, PacketIdHash>,
-    pub(crate) expiry_interval: u32,
+    expiry_interval: u32,
     /// The principal that created the session (`None`: unknown), the only one that resumes it.
-    pub(crate) owner: Option<Arc<str>>,
-    pub(crate) protocol: ProtocolVersion,
-    pub(crate) will: Option<Box<Will>>,
+    owner: Option<Arc<str>>,
+    protocol: ProtocolVersion,
+    will: Option<Box<Will>>,
     /// A will waiting for its delay after the connection dropped.
-    pub(crate) pending_will: Option<Box<(Instant, Will)>>,
+    pending_will: Option<Box<(Instant, Will)>>,
     /// When the session was left without a connection.
-    pub(crate) disconnected_at: Option<Instant>,
+    disconnected_at: Option<Instant>,
     space_waiters: Vec<Arc<dyn Wake>>,
     limits: QueueLimits,
     dropped: u64,
@@ -291,11 +298,11 @@ pub(crate) struct SessionState {
     /// When the attached connection last took a message from the queue (or attached).
     last_drain: Instant,
     /// Persistence (all false without a store): the session's record is in the store.
-    pub(crate) stored: bool,
+    stored: bool,
     /// Its subscriptions and incoming QoS 2 state are stored (it has a session expiry).
-    pub(crate) persist_subs: bool,
+    persist_subs: bool,
     /// Its QoS 1/2 queue is stored (the `subscriberQueue` policy).
-    pub(crate) persist_queue: bool,
+    persist_queue: bool,
     /// The next queue sequence number (the store key of a queued copy).
     next_seq: u64,
 }
@@ -313,7 +320,7 @@ pub struct Session {
     ticket: AtomicU64,
     /// A copy of `persist_queue`, read without the lock.
     queue_stored: AtomicBool,
-    pub(crate) state: Mutex<SessionState>,
+    state: Mutex<SessionState>,
 }
 
 impl Session {
@@ -451,7 +458,7 @@ impl Session {
     }
 
     /// Sets the queue persistence flag (with the state's lock held).
-    pub(crate) fn set_persist_queue(&self, st: &mut SessionState, on: bool) {
+    fn set_persist_queue(&self, st: &mut SessionState, on: bool) {
         st.persist_queue = on;
         self.queue_stored.store(on, Ordering::Relaxed);
     }
@@ -462,7 +469,7 @@ impl Session {
     }
 
     /// The session's record as it is now.
-    pub(crate) fn record(&self, st: &SessionState) -> SessionRecord {
+    fn record(&self, st: &SessionState) -> SessionRecord {
         let (will, will_due) = match (&st.will, &st.pending_will) {
             (Some(w), _) => (Some(Will::clone(w)), None),
             (None, Some(p)) => (Some(p.1.clone()), Some(p.0)),
@@ -496,7 +503,7 @@ impl Session {
         &self,
         record: &SessionRecord,
         disconnected_at: Instant,
-        subscriptions: &[(TopicFilter, SubscriptionEntry)],
+        subscriptions: &[(SubscriptionFilter, SubscriptionEntry)],
         messages: Vec<(Delivery, Option<(PacketId, InflightState)>)>,
         incoming: &[PacketId],
     ) {
@@ -511,7 +518,7 @@ impl Session {
         // Counted, never refused: a session restored over the bound keeps what it had.
         for (filter, entry) in subscriptions {
             if st.subscriptions.insert(filter.clone(), *entry).is_none() {
-                st.subscription_levels += crate::broker::subscription_cost(filter);
+                st.subscription_levels += filter.as_filter().levels();
             }
         }
         let mut last_id = 0;
@@ -689,7 +696,7 @@ impl Session {
             .lock()
             .subscriptions
             .iter()
-            .map(|(f, e)| (f.clone(), *e))
+            .map(|(f, e)| (f.as_filter().clone(), *e))
             .collect()
     }
 

@@ -9,7 +9,7 @@ use tracing::debug;
 use wardgate_core::{Disconnect, Message, Qos2Receipt};
 use wardgate_protocol::{
     AckProperties, Auth, AuthProperties, Packet, PacketId, PubAck, Publish, QoS, ReasonCode,
-    SubAck, Subscribe, TopicName, UnsubAck, Unsubscribe, encode,
+    SubAck, Subscribe, SubscriptionFilter, TopicName, UnsubAck, Unsubscribe, encode,
 };
 use wardgate_security::authn::{AuthRequest, AuthnOutcome};
 use wardgate_security::authz::{Authorizer, Decision};
@@ -496,40 +496,42 @@ impl Conn {
         let reasons = s
             .filters
             .iter()
-            .map(|(filter, options)| match filter.shared() {
-                Err(_) => ReasonCode::TOPIC_FILTER_INVALID,
-                Ok(_)
-                    if let Some(Decision::Deny { why }) = authz.as_ref().map(|a| {
-                        let decision = a.subscribe(&self.identity, filter.as_str());
-                        self.stats
-                            .count_authorization(matches!(decision, Decision::Allow { .. }));
-                        decision
-                    }) =>
-                {
-                    // SUBACK 0x87 (v5); the encoder writes 0x80 for v3.1.1.
-                    self.log_denial("subscribe", filter.as_str(), &why);
-                    ReasonCode::NOT_AUTHORIZED
-                }
-                Ok(_) => {
-                    let result = self.broker.subscribe_within(
-                        &self.session,
-                        filter,
-                        *options,
-                        s.subscription_identifier,
-                        now,
-                        &mut retained_budget,
-                    );
-                    retained_dropped += result.retained_dropped;
-                    skipped += usize::from(result.retained_skipped);
-                    if result.quota_exceeded {
-                        // SUBACK 0x97 (v5); the encoder writes 0x80 for v3.1.1.
-                        refused += 1;
-                        ReasonCode::QUOTA_EXCEEDED
-                    } else {
-                        ReasonCode(options.qos.as_u8())
+            .map(
+                |(filter, options)| match SubscriptionFilter::new(filter.clone()) {
+                    Err(_) => ReasonCode::TOPIC_FILTER_INVALID,
+                    Ok(_)
+                        if let Some(Decision::Deny { why }) = authz.as_ref().map(|a| {
+                            let decision = a.subscribe(&self.identity, filter.as_str());
+                            self.stats
+                                .count_authorization(matches!(decision, Decision::Allow { .. }));
+                            decision
+                        }) =>
+                    {
+                        // SUBACK 0x87 (v5); the encoder writes 0x80 for v3.1.1.
+                        self.log_denial("subscribe", filter.as_str(), &why);
+                        ReasonCode::NOT_AUTHORIZED
                     }
-                }
-            })
+                    Ok(parsed) => {
+                        let result = self.broker.subscribe_within(
+                            &self.session,
+                            &parsed,
+                            *options,
+                            s.subscription_identifier,
+                            now,
+                            &mut retained_budget,
+                        );
+                        retained_dropped += result.retained_dropped;
+                        skipped += usize::from(result.retained_skipped);
+                        if result.quota_exceeded {
+                            // SUBACK 0x97 (v5); the encoder writes 0x80 for v3.1.1.
+                            refused += 1;
+                            ReasonCode::QUOTA_EXCEEDED
+                        } else {
+                            ReasonCode(options.qos.as_u8())
+                        }
+                    }
+                },
+            )
             .collect();
         if retained_dropped > 0 {
             // Counted by reason in the drop metrics; said once per SUBSCRIBE.

@@ -1,0 +1,98 @@
+//! What happens over time: delayed wills that come due, sessions that expire, retained
+//! messages that expire, and the `$SYS` statistics; and publishing a will.
+
+use super::*;
+
+impl Broker {
+    /// Periodic work: fires wills whose delay has passed, ends expired sessions, purges expired
+    /// retained messages, and publishes `$SYS` statistics when due. Call about once a second.
+    pub fn tick(&self, now: Instant) {
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        for session in sessions {
+            match session.check_expiry(now) {
+                SessionEntryCheck::Alive => {}
+                SessionEntryCheck::WillDue(will) => {
+                    self.publish_will(will, Some(session.id()), now);
+                    session.write_record();
+                }
+                SessionEntryCheck::Expired(will) => {
+                    if let Some(will) = will {
+                        self.publish_will(will, Some(session.id()), now);
+                    }
+                    self.end_session(&session);
+                }
+            }
+        }
+        let purged = self.retained.write().purge_expired(now);
+        if !purged.is_empty() {
+            self.stats
+                .retained
+                .store(self.retained.read().len() as u64, Ordering::Relaxed);
+            if let Some(store) = &self.store {
+                // Expired data leaves the disk too, not only the index.
+                let ops: Vec<Op<'_>> = purged
+                    .iter()
+                    .filter(|(_, persisted)| *persisted)
+                    .map(|(topic, _)| Op::ClearRetained(topic))
+                    .collect();
+                if !ops.is_empty() {
+                    store.write(&ops);
+                }
+            }
+        }
+        let due = {
+            let mut last = self.last_sys.lock();
+            let due =
+                last.is_none_or(|t| now.duration_since(t) >= self.settings.load().sys_interval);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if due {
+            let mut topics = self.stats.sys_topics(now.duration_since(self.started));
+            let source = self.sys_source.lock().clone();
+            if let Some(source) = source {
+                topics.extend((source.0)());
+            }
+            for (topic, payload) in topics {
+                if let Ok(topic) = TopicName::new(topic.as_str()) {
+                    self.publish(Message {
+                        topic,
+                        payload: Bytes::from(payload),
+                        qos: QoS::AtMostOnce,
+                        retain: true,
+                        properties: PublishProperties::default(),
+                        origin: None,
+                        expires_at: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Publishes a will as the message of its session `origin`, its expiry capped.
+    pub(super) fn publish_will(&self, will: Will, origin: Option<SessionId>, now: Instant) {
+        let expiry = self.cap_message_expiry(will.properties.message_expiry_interval);
+        let properties = PublishProperties {
+            payload_format_indicator: will.properties.payload_format_indicator,
+            message_expiry_interval: expiry,
+            topic_alias: None,
+            response_topic: will.properties.response_topic,
+            correlation_data: will.properties.correlation_data,
+            user_properties: will.properties.user_properties,
+            subscription_identifiers: Vec::new(),
+            content_type: will.properties.content_type,
+        };
+        self.stats.wills_sent.fetch_add(1, Ordering::Relaxed);
+        self.publish(Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties,
+            origin,
+            expires_at: Message::expiry_from(now, expiry),
+        });
+    }
+}
