@@ -106,13 +106,20 @@ impl Broker {
                         subscription_ids: m.subscription_ids,
                         shared: m.shared,
                         charge: Some(charge),
-                        seq: m.seq,
+                        seq: NonZeroU64::new(m.seq),
                     };
                     (delivery, m.inflight)
                 })
                 .collect();
             report.messages += messages.len();
-            session.restore(&record, since, &r.subscriptions, messages, &r.incoming_qos2);
+            session.restore(
+                &record,
+                since,
+                &r.subscriptions,
+                subscription_cost,
+                messages,
+                &r.incoming_qos2,
+            );
             let expired = record.expiry_interval != u32::MAX
                 && now.duration_since(since)
                     >= Duration::from_secs(u64::from(record.expiry_interval));
