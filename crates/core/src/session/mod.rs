@@ -224,7 +224,7 @@ pub enum LinkState {
 pub(crate) struct SessionState {
     link: Option<Link>,
     pub(crate) subscriptions: HashMap<TopicFilter, SubscriptionEntry>,
-    /// What `subscriptions` cost ([`crate::broker::subscription_cost`]), bounded by
+    /// What `subscriptions` cost ([`crate::subscription_cost`]), bounded by
     /// `BrokerSettings::max_subscription_levels` for new subscriptions.
     pub(crate) subscription_levels: u64,
     queue: VecDeque<Delivery>,
@@ -282,7 +282,7 @@ pub struct Session {
 
 impl Session {
     /// A new session without a connection. The broker makes them; public for the fuzz target
-    /// that drives a [`crate::subscriptions::SubscriptionIndex`] directly.
+    /// that drives a subscription index directly.
     pub fn new(
         id: SessionId,
         client_id: Arc<str>,
