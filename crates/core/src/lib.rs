@@ -3,21 +3,25 @@
 
 pub mod broker;
 mod budget;
+mod ids;
 pub mod message;
 pub mod retained;
 pub mod session;
 pub mod stats;
 pub mod store;
 pub mod subscriptions;
+mod wake;
 
 pub use broker::{
     Attached, Broker, BrokerSettings, ConnectParams, DEFAULT_MAX_SUBSCRIPTION_LEVELS, Disconnect,
     RETAINED_VISITS_PER_QUEUED, Refusal, Restored, RouteResult, SubscribeResult,
 };
+pub use ids::SessionId;
 pub use message::{Delivery, Message, SharedRef};
 pub use session::{
-    Enqueued, InflightState, LinkState, Outgoing, Qos2Receipt, QueueLimits, QueueOverflow, Session,
-    SessionId, Sink, SubscriptionEntry, Wake,
+    Enqueued, LinkState, Outgoing, Qos2Admission, Qos2Receipt, QueueLimits, QueueOverflow, Session,
+    Sink,
 };
 pub use stats::{Drops, Stats};
-pub use store::{Op, PersistenceSettings, Store, Ticket};
+pub use store::{InflightState, Op, PersistenceSettings, Store, SubscriptionEntry, Ticket};
+pub use wake::Wake;

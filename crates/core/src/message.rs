@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wardgate_protocol::{PublishProperties, QoS, TopicName, Will};
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use crate::budget::Charge;
-use crate::session::SessionId;
+use crate::ids::SessionId;
 
 /// What one user property costs in memory beyond its key and value bytes: the `(String, String)`
 /// slot in its vector and the two heap allocations' rounding and bookkeeping.
@@ -122,8 +123,8 @@ pub struct Delivery {
     pub shared: Option<SharedRef>,
     /// The message's share of the in-flight PUBLISH budget, released with the last copy.
     pub(crate) charge: Option<Arc<Charge>>,
-    /// Its key in the session's stored queue; 0 when it is not stored.
-    pub(crate) seq: u64,
+    /// Its key in the session's stored queue (`None`: not stored).
+    pub(crate) seq: Option<NonZeroU64>,
 }
 
 impl Delivery {

@@ -18,10 +18,33 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use wardgate_protocol::{PacketId, ProtocolVersion, QoS, TopicFilter, TopicName, Will};
+use wardgate_protocol::{
+    PacketId, ProtocolVersion, QoS, SubscriptionOptions, TopicFilter, TopicName, Will,
+};
 
+use crate::ids::SessionId;
 use crate::message::{Message, SharedRef};
-use crate::session::{InflightState, SessionId, SubscriptionEntry, Wake};
+use crate::wake::Wake;
+
+/// Where an outbound QoS 1/2 message is in its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InflightState {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    AwaitPubAck,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    AwaitPubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitPubComp,
+}
+
+/// A subscription as the session remembers it (the index holds the routing copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionEntry {
+    /// The options from SUBSCRIBE.
+    pub options: SubscriptionOptions,
+    /// The Subscription Identifier, if the SUBSCRIBE carried one.
+    pub id: Option<u32>,
+}
 
 /// A position in the store's write order. `Ticket(0)` is "nothing written".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

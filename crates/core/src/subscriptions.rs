@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wardgate_protocol::{SubscriptionFilter, SubscriptionOptions, TopicFilter};
 
-use crate::session::{Session, SessionId};
+use crate::ids::SessionId;
+use crate::session::Session;
 
 /// One session's subscription to one filter, as the router sees it.
 #[derive(Debug, Clone)]

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use wardgate_core::message::{Message, SharedRef};
-use wardgate_core::session::InflightState;
-use wardgate_core::store::{SessionRecord, StoredDelivery};
+use wardgate_core::store::{InflightState, SessionRecord, StoredDelivery};
 use wardgate_core::{SessionId, SubscriptionEntry};
 use wardgate_protocol::{
     Connect, ConnectProperties, DecodeLimits, MAX_PACKET_SIZE, Packet, PacketId, ProtocolVersion,

@@ -18,6 +18,7 @@ mod tests;
 mod tick;
 
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -31,15 +32,16 @@ use wardgate_protocol::{
 };
 
 use crate::budget::{Budget, Charge};
+use crate::ids::SessionId;
 use crate::message::{Delivery, Message, SharedRef, will_weight};
 use crate::retained::RetainedStore;
 use crate::session::{
-    Enqueued, QueueLimits, Session, SessionEntryCheck, SessionId, Subscribed, SubscriptionEntry,
-    Wake, stored,
+    Enqueued, Qos2Admission, QueueLimits, Session, SessionEntryCheck, Subscribed, stored,
 };
 use crate::stats::Stats;
-use crate::store::{Op, PersistenceSettings, Recovered, Store};
+use crate::store::{Op, PersistenceSettings, Recovered, Store, SubscriptionEntry};
 use crate::subscriptions::{Subscriber, SubscriptionIndex};
+use crate::wake::Wake;
 
 /// How often, at most, [`Broker::admit`] trims slow consumers' queues for the memory budget.
 pub const RECLAIM_INTERVAL: Duration = Duration::from_millis(50);
@@ -201,6 +203,14 @@ pub struct RouteResult {
     pub dropped: usize,
     /// A queue past its congestion threshold, for the publisher to wait on.
     pub congested: Option<Arc<Session>>,
+}
+
+impl RouteResult {
+    /// Every matching queue dropped the message (and at least one matched): it was not taken,
+    /// and is never acknowledged as delivered (v5: 0x97).
+    pub fn refused(&self) -> bool {
+        self.delivered == 0 && self.dropped > 0
+    }
 }
 
 /// The broker core. Shared as `Arc<Broker>` by every connection task.

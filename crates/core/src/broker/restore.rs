@@ -39,7 +39,7 @@ impl Broker {
                         subscription_ids: m.subscription_ids,
                         shared: m.shared,
                         charge: Some(charge),
-                        seq: m.seq,
+                        seq: NonZeroU64::new(m.seq),
                     };
                     (delivery, m.inflight)
                 })

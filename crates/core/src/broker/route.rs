@@ -79,17 +79,23 @@ impl Broker {
         self.route(message, None)
     }
 
-    /// [`Broker::publish`] for a message from a client's `session`. With persistence on, the
-    /// message's stored copies, its retained update and, for QoS 2, the client's `packet_id`
-    /// are written as one batch, and the PUBACK/PUBREC waits for [`Session::ticket`]: after a
-    /// restart a retransmission of the same QoS 2 packet is then known, and not routed twice.
+    /// [`Broker::publish`] for a message from a client's `session`; `qos2` is the admission of
+    /// a QoS 2 PUBLISH ([`Session::receive_qos2`]). With persistence on, the message's stored
+    /// copies, its retained update and, for QoS 2, the client's packet id are written as one
+    /// batch, and the PUBACK/PUBREC waits for [`Session::ticket`]: after a restart a
+    /// retransmission of the same QoS 2 packet is then known, and not routed twice. A QoS 2
+    /// message every matching queue dropped ([`RouteResult::refused`]) is not taken: its packet
+    /// id is released.
     pub fn publish_from(
         &self,
         session: &Arc<Session>,
-        packet_id: Option<PacketId>,
+        qos2: Option<Qos2Admission>,
         message: Message,
     ) -> RouteResult {
-        self.route(message, Some((session, packet_id)))
+        let packet_id = qos2.as_ref().map(Qos2Admission::packet_id);
+        let result = self.route(message, Some((session, packet_id)));
+        settle(qos2, &result);
+        result
     }
 
     /// Routes a run of messages from `session`'s client, in order, as [`Broker::publish_from`]
@@ -99,6 +105,30 @@ impl Broker {
     /// run under one lock and with one wake-up: a fan-out's cost per delivery is then mostly
     /// the copy itself, not the session's lock and wake-up moving between cores.
     pub fn publish_run(
+        &self,
+        session: &Arc<Session>,
+        run: impl ExactSizeIterator<Item = (Message, Option<Qos2Admission>)>,
+        results: &mut Vec<RouteResult>,
+    ) {
+        // The admissions of the run's QoS 2 messages with their place in `results`, settled once
+        // the run is routed (no allocation without QoS 2).
+        let mut admissions = Vec::new();
+        let from = results.len();
+        let run = run.enumerate().map(|(i, (message, qos2))| {
+            let packet_id = qos2.as_ref().map(Qos2Admission::packet_id);
+            if let Some(admission) = qos2 {
+                admissions.push((from + i, admission));
+            }
+            (message, packet_id)
+        });
+        self.route_run(session, run, results);
+        for (at, admission) in admissions {
+            settle(Some(admission), &results[at]);
+        }
+    }
+
+    /// [`Broker::publish_run`] once the admissions are set aside.
+    fn route_run(
         &self,
         session: &Arc<Session>,
         mut run: impl ExactSizeIterator<Item = (Message, Option<PacketId>)>,
@@ -114,7 +144,7 @@ impl Broker {
         };
         if first.retain {
             results.push(one((first, id)));
-            return self.publish_run(session, run, results);
+            return self.route_run(session, run, results);
         }
         let (mut targets, overlapping) = self.targets(&first);
         let topic = first.topic.clone();
@@ -197,7 +227,7 @@ impl Broker {
         let [mut result] = results;
         if let Some(store) = &self.store {
             let incoming = from.and_then(|(session, packet_id)| {
-                let id = packet_id.filter(|_| message.qos == QoS::ExactlyOnce)?;
+                let id = packet_id?;
                 session.persists_incoming().then_some((session.id(), id))
             });
             let mut ops: Vec<Op<'_>> = held
@@ -205,7 +235,7 @@ impl Broker {
                 .map(
                     |(session, delivery): &(Arc<Session>, Delivery)| Op::Enqueue {
                         session: session.id(),
-                        seq: delivery.seq,
+                        seq: delivery.seq.map_or(0, NonZeroU64::get),
                         delivery: stored(delivery),
                     },
                 )
@@ -348,14 +378,14 @@ impl Broker {
                 subscription_ids: ids.clone(),
                 shared: t.shared.clone(),
                 charge: Some(c.clone()),
-                seq: 0,
+                seq: None,
             });
             if self.store.is_some() && t.session.queue_stored() {
                 for (n, mut delivery) in copies.enumerate() {
                     if delivery.qos != QoS::AtMostOnce
                         && let Some(seq) = t.session.reserve_seq()
                     {
-                        delivery.seq = seq;
+                        delivery.seq = Some(seq);
                         held.push((t.session.clone(), delivery));
                     } else {
                         let enqueued = t.session.enqueue(delivery);
@@ -429,5 +459,15 @@ impl StoredRetained {
             (true, false) => StoredRetained::Clear,
             (false, false) => StoredRetained::Unchanged,
         }
+    }
+}
+
+/// Settles a QoS 2 admission with its message's routing: a message taken keeps its packet id
+/// until PUBREL; one every matching queue dropped releases it (dropping the admission).
+fn settle(qos2: Option<Qos2Admission>, result: &RouteResult) {
+    if let Some(admission) = qos2
+        && !result.refused()
+    {
+        admission.keep();
     }
 }

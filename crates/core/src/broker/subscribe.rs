@@ -92,7 +92,7 @@ impl Broker {
                 subscription_ids: id.into_iter().collect(),
                 shared: None,
                 charge: None,
-                seq: 0,
+                seq: None,
             });
             session.enqueue_many(copies, |enqueued| {
                 self.count(&mut result, session, enqueued);

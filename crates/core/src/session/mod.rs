@@ -8,22 +8,31 @@
 mod connection;
 mod incoming;
 mod outbound;
+mod persistence;
 mod queue;
 mod subscriptions;
+#[cfg(test)]
+mod tests;
+
+pub use incoming::{Qos2Admission, Qos2Receipt};
+pub(crate) use persistence::stored;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use wardgate_protocol::{
-    PacketId, ProtocolVersion, QoS, SubscriptionFilter, SubscriptionOptions, TopicFilter, Will,
-};
+use wardgate_protocol::{PacketId, ProtocolVersion, QoS, SubscriptionFilter, TopicFilter, Will};
 
+use crate::ids::SessionId;
 use crate::message::Delivery;
 use crate::stats::Stats;
-use crate::store::{Op, SessionRecord, Store, StoredDelivery, Ticket};
+use crate::store::{
+    InflightState, Op, SessionRecord, Store, StoredDelivery, SubscriptionEntry, Ticket,
+};
+use crate::wake::Wake;
 
 pub(crate) use connection::ConnectTerms;
 pub(crate) use subscriptions::Subscribed;
@@ -61,16 +70,6 @@ impl std::hash::Hasher for PacketIdHasher {
     fn write_u16(&mut self, id: u16) {
         self.0 = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
-}
-
-/// A broker-unique session number (never reused while the process runs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u64);
-
-/// How the core tells a connection task that its session has work (queued messages, a kick).
-pub trait Wake: Send + Sync {
-    /// Wakes the connection task; cheap and idempotent.
-    fn wake(&self);
 }
 
 /// What happens when a session's queue is full.
@@ -124,17 +123,6 @@ pub enum Enqueued {
     DroppedOffline,
     /// Dropped: the queue is full (in messages or in bytes) and the policy keeps old messages.
     DroppedFull,
-}
-
-/// Where an outbound QoS 1/2 message is in its flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InflightState {
-    /// QoS 1 PUBLISH sent, waiting for PUBACK.
-    AwaitPubAck,
-    /// QoS 2 PUBLISH sent, waiting for PUBREC.
-    AwaitPubRec,
-    /// PUBREL sent, waiting for PUBCOMP.
-    AwaitPubComp,
 }
 
 #[derive(Debug)]
@@ -193,17 +181,6 @@ impl<F: Fn(&Delivery) -> bool> Sink for Collect<'_, F> {
     }
 }
 
-/// What [`Session::receive_qos2`] decided for an incoming QoS 2 PUBLISH.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Qos2Receipt {
-    /// A new packet id, now recorded: route the message and answer PUBREC.
-    Route,
-    /// A retransmission of a packet id not yet released: answer PUBREC again, do not route.
-    Duplicate,
-    /// A new packet id past the Receive Maximum (DISCONNECT 0x93); nothing was recorded.
-    OverLimit,
-}
-
 /// What [`Session::check_expiry`] found.
 #[derive(Debug)]
 pub(crate) enum SessionEntryCheck {
@@ -213,15 +190,6 @@ pub(crate) enum SessionEntryCheck {
     WillDue(Will),
     /// The session expired (with its pending will, if any, to publish first).
     Expired(Option<Will>),
-}
-
-/// A subscription as the session remembers it (the index holds the routing copy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SubscriptionEntry {
-    /// The options from SUBSCRIBE.
-    pub options: SubscriptionOptions,
-    /// The Subscription Identifier, if the SUBSCRIBE carried one.
-    pub id: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -254,12 +222,6 @@ pub enum LinkState {
     HandoverAsked,
     /// Told to go (session taken over, or the reason given), or no longer attached.
     Gone(wardgate_protocol::ReasonCode),
-}
-
-impl std::fmt::Debug for dyn Wake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Wake")
-    }
 }
 
 /// The mutable part of a session.
@@ -304,7 +266,7 @@ struct SessionState {
     /// Its QoS 1/2 queue is stored (the `subscriberQueue` policy).
     persist_queue: bool,
     /// The next queue sequence number (the store key of a queued copy).
-    next_seq: u64,
+    next_seq: NonZeroU64,
 }
 
 /// A session: identity plus state. Shared as `Arc<Session>` by the registry, the subscription
@@ -325,7 +287,7 @@ pub struct Session {
 
 impl Session {
     /// A new session without a connection. The broker makes them; public for the fuzz target
-    /// that drives a [`crate::subscriptions::SubscriptionIndex`] directly.
+    /// that drives a subscription index directly.
     pub fn new(
         id: SessionId,
         client_id: Arc<str>,
@@ -367,7 +329,7 @@ impl Session {
                 stored: false,
                 persist_subs: false,
                 persist_queue: false,
-                next_seq: 1,
+                next_seq: NonZeroU64::MIN,
             }),
         }
     }
@@ -413,146 +375,6 @@ impl Session {
     /// Whether a connection is attached (lock-free; used by shared-subscription selection).
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
-    }
-
-    /// The ticket of the last store write made on this session's behalf: what its connection
-    /// writes after that write must wait until the store says it is durable. `Ticket(0)`
-    /// without persistence.
-    pub fn ticket(&self) -> Ticket {
-        Ticket(self.ticket.load(Ordering::Acquire))
-    }
-
-    /// The broker's store, when persistence is on.
-    pub fn store(&self) -> Option<&Arc<dyn Store>> {
-        self.store.as_ref()
-    }
-
-    /// Writes `ops` that what the connection sends next confirms (CONNACK, SUBACK, PUBCOMP, an
-    /// outgoing QoS 2 PUBLISH or PUBREL): the connection holds its output until they are
-    /// durable. Call with the session's lock held, so the store sees the session's changes in
-    /// the order they happened.
-    pub(crate) fn write(&self, ops: &[Op<'_>]) {
-        if ops.is_empty() {
-            return;
-        }
-        if let Some(store) = &self.store {
-            let ticket = store.write(ops);
-            self.note_ticket(ticket);
-        }
-    }
-
-    /// Writes `ops` that confirm nothing to the client (a dequeue after PUBACK, a drop, the
-    /// record of a session without a connection): the connection does not wait for them. If
-    /// they are lost in a crash, a message is delivered again (QoS 1) or its PUBREL resent.
-    pub(crate) fn write_background(&self, ops: &[Op<'_>]) {
-        if let Some(store) = &self.store
-            && !ops.is_empty()
-        {
-            store.write(ops);
-        }
-    }
-
-    /// Whether this session's QoS 1/2 queue is stored (lock-free, for the publish path).
-    pub(crate) fn queue_stored(&self) -> bool {
-        self.queue_stored.load(Ordering::Relaxed)
-    }
-
-    /// Sets the queue persistence flag (with the state's lock held).
-    fn set_persist_queue(&self, st: &mut SessionState, on: bool) {
-        st.persist_queue = on;
-        self.queue_stored.store(on, Ordering::Relaxed);
-    }
-
-    /// Records that this session's connection must wait for `ticket`.
-    pub(crate) fn note_ticket(&self, ticket: Ticket) {
-        self.ticket.fetch_max(ticket.0, Ordering::AcqRel);
-    }
-
-    /// The session's record as it is now.
-    fn record(&self, st: &SessionState) -> SessionRecord {
-        let (will, will_due) = match (&st.will, &st.pending_will) {
-            (Some(w), _) => (Some(Will::clone(w)), None),
-            (None, Some(p)) => (Some(p.1.clone()), Some(p.0)),
-            (None, None) => (None, None),
-        };
-        SessionRecord {
-            id: self.id,
-            client_id: self.client_id.clone(),
-            protocol: st.protocol,
-            expiry_interval: st.expiry_interval,
-            owner: st.owner.clone(),
-            persist_queue: st.persist_queue,
-            disconnected_at: st.disconnected_at,
-            will,
-            will_due,
-        }
-    }
-
-    /// Writes the session's record when it is stored.
-    pub(crate) fn write_record(&self) {
-        let st = self.state.lock();
-        if st.stored {
-            let record = self.record(&st);
-            self.write_background(&[Op::Session(&record)]);
-        }
-    }
-
-    /// Fills a session created at start from what the store held. It has no connection:
-    /// `disconnected_at` is when it lost it (the restart, for a session that was connected).
-    pub(crate) fn restore(
-        &self,
-        record: &SessionRecord,
-        disconnected_at: Instant,
-        subscriptions: &[(SubscriptionFilter, SubscriptionEntry)],
-        messages: Vec<(Delivery, Option<(PacketId, InflightState)>)>,
-        incoming: &[PacketId],
-    ) {
-        let mut st = self.state.lock();
-        st.stored = true;
-        st.persist_subs = record.expiry_interval > 0;
-        self.set_persist_queue(&mut st, record.persist_queue);
-        st.expiry_interval = record.expiry_interval;
-        st.owner.clone_from(&record.owner);
-        st.protocol = record.protocol;
-        st.disconnected_at = Some(disconnected_at);
-        // Counted, never refused: a session restored over the bound keeps what it had.
-        for (filter, entry) in subscriptions {
-            if st.subscriptions.insert(filter.clone(), *entry).is_none() {
-                st.subscription_levels += filter.as_filter().levels();
-            }
-        }
-        let mut last_id = 0;
-        for (delivery, inflight) in messages {
-            st.next_seq = st.next_seq.max(delivery.seq + 1);
-            st.held_bytes += delivery.bytes();
-            match inflight {
-                Some((packet_id, state)) if st.inflight_ids.insert(packet_id.get()) => {
-                    last_id = last_id.max(packet_id.get());
-                    st.inflight.push_back(Inflight {
-                        packet_id,
-                        delivery,
-                        state,
-                    });
-                }
-                _ => st.queue.push_back(delivery),
-            }
-        }
-        st.next_packet_id = last_id.wrapping_add(1).max(1);
-        for id in incoming {
-            st.incoming_qos2.insert(id.get());
-        }
-    }
-
-    /// Reserves a queue sequence number for a QoS 1/2 copy a publisher is about to write
-    /// (`None` when this session's queue is not stored).
-    pub(crate) fn reserve_seq(&self) -> Option<u64> {
-        let mut st = self.state.lock();
-        if !st.persist_queue {
-            return None;
-        }
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        Some(seq)
     }
 
     /// Whether a connection of `principal` with Clean Start 0 resumes this session: not when
@@ -763,6 +585,13 @@ impl SessionState {
         self.inflight.iter().position(|f| f.packet_id == packet_id)
     }
 
+    /// Takes the next queue sequence number.
+    fn take_seq(&mut self) -> NonZeroU64 {
+        let seq = self.next_seq;
+        self.next_seq = seq.saturating_add(1);
+        seq
+    }
+
     fn allocate_packet_id(&mut self) -> PacketId {
         loop {
             let candidate = self.next_packet_id;
@@ -777,16 +606,5 @@ impl SessionState {
                 return id;
             }
         }
-    }
-}
-
-/// A queued copy as the store sees it.
-pub(crate) fn stored(d: &Delivery) -> StoredDelivery<'_> {
-    StoredDelivery {
-        message: &d.message,
-        qos: d.qos,
-        retain: d.retain,
-        subscription_ids: &d.subscription_ids,
-        shared: d.shared.as_ref(),
     }
 }

@@ -95,13 +95,12 @@ impl Session {
         match found.and_then(|pos| st.inflight.get_mut(pos)) {
             Some(f) if f.state == InflightState::AwaitPubRec => {
                 f.state = InflightState::AwaitPubComp;
-                if f.delivery.seq != 0 {
+                if let Some(seq) = f.delivery.seq {
                     // The PUBREL this answers must not leave before this is durable: after a
                     // restart the flow resumes with PUBREL, never with the PUBLISH again.
-                    let seq = f.delivery.seq;
                     self.write(&[Op::Inflight {
                         session: self.id,
-                        seq,
+                        seq: seq.get(),
                         packet_id,
                         state: InflightState::AwaitPubComp,
                     }]);
@@ -131,11 +130,11 @@ impl Session {
                 st.held_bytes -= done.delivery.bytes();
             }
             if let Some(done) = &done
-                && done.delivery.seq != 0
+                && let Some(seq) = done.delivery.seq
             {
                 self.write_background(&[Op::Dequeue {
                     session: self.id,
-                    seq: done.delivery.seq,
+                    seq: seq.get(),
                 }]);
             }
             st.inflight_ids.remove(&packet_id.get());
@@ -185,8 +184,8 @@ impl Session {
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 dropped += 1;
-                if delivery.seq != 0 {
-                    gone.push(delivery.seq);
+                if let Some(seq) = delivery.seq {
+                    gone.push(seq.get());
                 }
                 continue;
             }
@@ -199,8 +198,8 @@ impl Session {
             let state = if delivery.qos == QoS::AtLeastOnce {
                 InflightState::AwaitPubAck
             } else {
-                if delivery.seq != 0 {
-                    sent.push((delivery.seq, packet_id));
+                if let Some(seq) = delivery.seq {
+                    sent.push((seq.get(), packet_id));
                 }
                 InflightState::AwaitPubRec
             };

@@ -49,11 +49,11 @@ impl Session {
             match st.limits.overflow {
                 QueueOverflow::DropNew => {
                     st.dropped += 1;
-                    if delivery.seq != 0 {
+                    if let Some(seq) = delivery.seq {
                         // Written by its publisher already.
                         self.write_background(&[Op::Dequeue {
                             session: self.id,
-                            seq: delivery.seq,
+                            seq: seq.get(),
                         }]);
                     }
                     return Enqueued::DroppedFull;
@@ -63,10 +63,10 @@ impl Session {
                         break;
                     };
                     st.held_bytes -= old.bytes();
-                    if old.seq != 0 {
+                    if let Some(seq) = old.seq {
                         self.write_background(&[Op::Dequeue {
                             session: self.id,
-                            seq: old.seq,
+                            seq: seq.get(),
                         }]);
                     }
                     st.dropped += 1;
@@ -74,14 +74,14 @@ impl Session {
                 }
             }
         }
-        if delivery.seq == 0 && st.persist_queue && delivery.qos != QoS::AtMostOnce {
+        if delivery.seq.is_none() && st.persist_queue && delivery.qos != QoS::AtMostOnce {
             // Queued by the broker itself (retained on subscribe, a shared copy handed over):
             // stored here, under this session's lock.
-            delivery.seq = st.next_seq;
-            st.next_seq += 1;
+            let seq = st.take_seq();
+            delivery.seq = Some(seq);
             self.write_background(&[Op::Enqueue {
                 session: self.id,
-                seq: delivery.seq,
+                seq: seq.get(),
                 delivery: stored(&delivery),
             }]);
         }
@@ -134,10 +134,10 @@ impl Session {
                 };
                 let Some(old) = old else { break };
                 st.held_bytes -= old.bytes();
-                if old.seq != 0 {
+                if let Some(seq) = old.seq {
                     let ops = [Op::Dequeue {
                         session: self.id,
-                        seq: old.seq,
+                        seq: seq.get(),
                     }];
                     self.write_background(&ops);
                 }
@@ -184,10 +184,10 @@ impl Session {
             st.dropped += gone.len() as u64;
             let ops: Vec<Op<'_>> = gone
                 .iter()
-                .filter(|&&seq| seq != 0)
-                .map(|&seq| Op::Dequeue {
+                .flatten()
+                .map(|seq| Op::Dequeue {
                     session: self.id,
-                    seq,
+                    seq: seq.get(),
                 })
                 .collect();
             self.write_background(&ops);
@@ -232,16 +232,16 @@ impl Session {
         // They leave this session's stored queue; whoever takes them stores them anew.
         let ops: Vec<Op<'_>> = taken
             .iter()
-            .filter(|d| d.seq != 0)
-            .map(|d| Op::Dequeue {
+            .filter_map(|d| d.seq)
+            .map(|seq| Op::Dequeue {
                 session: self.id,
-                seq: d.seq,
+                seq: seq.get(),
             })
             .collect();
         self.write_background(&ops);
         drop(ops);
         for d in &mut taken {
-            d.seq = 0;
+            d.seq = None;
         }
         taken
     }

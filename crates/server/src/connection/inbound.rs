@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tracing::debug;
-use wardgate_core::{Disconnect, Message, Qos2Receipt};
+use wardgate_core::{Disconnect, Message, Qos2Admission, Qos2Receipt};
 use wardgate_protocol::{
     AckProperties, Auth, AuthProperties, Packet, PacketId, PubAck, Publish, QoS, ReasonCode,
     SubAck, Subscribe, SubscriptionFilter, TopicName, UnsubAck, Unsubscribe, encode,
@@ -42,6 +42,15 @@ fn ack_too_large(why: &'static str) -> ControlFlow<Stop> {
 
 fn protocol_error(why: &'static str) -> End {
     End::Server(ReasonCode::PROTOCOL_ERROR, why)
+}
+
+/// A PUBLISH admitted for routing.
+pub(super) struct Admitted {
+    message: Message,
+    /// Its packet id (QoS 1/2), for the acknowledgement.
+    packet_id: Option<PacketId>,
+    /// QoS 2: the packet id's admission, which releases the id unless the message is taken.
+    qos2: Option<Qos2Admission>,
 }
 
 impl Conn {
@@ -297,7 +306,7 @@ impl Conn {
                 if self
                     .run
                     .first()
-                    .is_some_and(|(m, _)| m.topic != message.0.topic)
+                    .is_some_and(|a| a.message.topic != message.message.topic)
                     && let Some(end) = self.flush_run(wbuf)
                 {
                     return Break(Stop::End(end));
@@ -332,7 +341,7 @@ impl Conn {
 
     /// Checks a PUBLISH (topic and alias, QoS 2 state, authorization, admission) and makes the
     /// message to route, or says how it is answered instead.
-    fn admit_publish(&mut self, p: Publish) -> Result<(Message, Option<PacketId>), Refused> {
+    fn admit_publish(&mut self, p: Publish) -> Result<Admitted, Refused> {
         if !p.properties.subscription_identifiers.is_empty() {
             // [MQTT-3.3.4-6]: only the server sends Subscription Identifiers.
             return Err(Refused::End(protocol_error(
@@ -340,12 +349,14 @@ impl Conn {
             )));
         }
         let topic = self.resolve_topic(&p).map_err(Refused::End)?;
+        // Every refusal below drops `qos2`, which releases the packet id.
+        let mut qos2 = None;
         if p.qos == QoS::ExactlyOnce
             && let Some(packet_id) = p.packet_id
         {
             let max = usize::from(self.settings.receive_maximum);
             match self.session.receive_qos2(packet_id, max) {
-                Qos2Receipt::Route => {}
+                Qos2Receipt::Route(admission) => qos2 = Some(admission),
                 Qos2Receipt::OverLimit => {
                     return Err(Refused::End(End::Server(
                         ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
@@ -405,12 +416,15 @@ impl Conn {
         if let Err(refusal) = self.broker.admit(p.qos, message.weight() as usize) {
             let reason = refusal.reason_code();
             if p.qos != QoS::AtMostOnce && !self.version.is_v5() {
-                self.release_refused(p.qos, p.packet_id);
                 return Err(Refused::End(End::Server(reason, "quota exceeded")));
             }
             return Err(Refused::Answer(p.qos, p.packet_id, reason));
         }
-        Ok((message, p.packet_id))
+        Ok(Admitted {
+            message,
+            packet_id: p.packet_id,
+            qos2,
+        })
     }
 
     /// Routes the PUBLISH packets of the run and acknowledges each: PUBACK/PUBREC success when a
@@ -423,16 +437,20 @@ impl Conn {
             return None;
         }
         let run = std::mem::take(&mut self.run);
-        let acks: Vec<(QoS, Option<PacketId>)> = run.iter().map(|(m, id)| (m.qos, *id)).collect();
+        let acks: Vec<(QoS, Option<PacketId>)> =
+            run.iter().map(|a| (a.message.qos, a.packet_id)).collect();
         let mut routed = Vec::with_capacity(run.len());
-        self.broker
-            .publish_run(&self.session, run.into_iter(), &mut routed);
+        self.broker.publish_run(
+            &self.session,
+            run.into_iter().map(|a| (a.message, a.qos2)),
+            &mut routed,
+        );
         CategoryStats::add(&self.category.publishes_received, routed.len() as u64);
         for ((qos, packet_id), routed) in acks.into_iter().zip(routed) {
-            let reason = if routed.delivered > 0 {
-                ReasonCode::SUCCESS
-            } else if routed.dropped > 0 {
+            let reason = if routed.refused() {
                 ReasonCode::QUOTA_EXCEEDED
+            } else if routed.delivered > 0 {
+                ReasonCode::SUCCESS
             } else {
                 ReasonCode::NO_MATCHING_SUBSCRIBERS
             };
@@ -443,7 +461,6 @@ impl Conn {
             // v3.1.1 acknowledgements carry no reason, so the connection closes unacknowledged
             // and the client sends the message again after reconnecting.
             if reason.is_error() && qos != QoS::AtMostOnce && !self.version.is_v5() {
-                self.release_refused(qos, packet_id);
                 return Some(End::Server(reason, "every subscriber queue is full"));
             }
             self.acknowledge_publish(qos, packet_id, reason, wbuf);
@@ -451,19 +468,8 @@ impl Conn {
         None
     }
 
-    /// A QoS 2 message refused by closing the connection unacknowledged (v3.1.1 has no reason
-    /// codes) was not taken: its packet id is released, so that the client's retransmission
-    /// after reconnecting is routed, not answered as a duplicate of a message never delivered.
-    fn release_refused(&self, qos: QoS, packet_id: Option<PacketId>) {
-        if qos == QoS::ExactlyOnce
-            && let Some(id) = packet_id
-        {
-            self.session.pubrel(id);
-        }
-    }
-
-    /// PUBACK (QoS 1) or PUBREC (QoS 2) with `reason`; nothing for QoS 0. An error PUBREC ends
-    /// the QoS 2 flow, so its packet id is released (no PUBREL follows).
+    /// PUBACK (QoS 1) or PUBREC (QoS 2) with `reason`; nothing for QoS 0. (An error PUBREC ends
+    /// the QoS 2 flow: core released its packet id when it refused the message.)
     fn acknowledge_publish(
         &self,
         qos: QoS,
@@ -473,12 +479,7 @@ impl Conn {
     ) {
         match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => self.ack(Packet::PubAck, id, reason, wbuf),
-            (QoS::ExactlyOnce, Some(id)) => {
-                if reason.is_error() {
-                    self.session.pubrel(id);
-                }
-                self.ack(Packet::PubRec, id, reason, wbuf);
-            }
+            (QoS::ExactlyOnce, Some(id)) => self.ack(Packet::PubRec, id, reason, wbuf),
             _ => {}
         }
     }

@@ -32,8 +32,8 @@ use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::sync::CancellationToken;
-use wardgate_core::{Attached, Broker, Disconnect, LinkState, Message, Session};
-use wardgate_protocol::{Auth, PacketId, ProtocolVersion, ReasonCode, TopicName};
+use wardgate_core::{Attached, Broker, Disconnect, LinkState, Session};
+use wardgate_protocol::{Auth, ProtocolVersion, ReasonCode, TopicName};
 use wardgate_security::authn::Identity;
 
 pub(crate) use self::connect::handshake::{tls_handshake, upgrade_then_run};
@@ -185,7 +185,7 @@ struct Conn {
     congested: Option<Arc<Session>>,
     /// PUBLISH packets to one topic decoded and admitted but not routed yet: routed together
     /// (`Broker::publish_run`) and acknowledged in order by [`Conn::flush_run`].
-    run: Vec<(Message, Option<PacketId>)>,
+    run: Vec<inbound::Admitted>,
     /// Who the client is; replaced by a successful re-authentication.
     identity: Arc<Identity>,
     security: Arc<ArcSwap<PortSecurity>>,

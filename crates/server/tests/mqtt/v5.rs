@@ -620,6 +620,54 @@ async fn pipelined_publishes_are_acknowledged_in_order() {
     assert_eq!(got, sent);
 }
 
+/// A QoS 2 PUBLISH answered with an error PUBREC (0x87 not authorized, 0x97 every matching
+/// queue full) ends its flow: no PUBREL follows, so its packet id must not stay recorded as
+/// received. The next PUBLISH with the same packet id is a new message and is routed, not
+/// answered with PUBREC as a duplicate.
+#[tokio::test]
+async fn a_qos2_packet_id_refused_with_an_error_pubrec_starts_a_new_message() {
+    let b = crate::tiny_queues().await;
+    let mut sc = connect_packet(V, "er-away", true);
+    sc.properties.session_expiry_interval = Some(60);
+    let (mut away, _) = RawClient::connect_with(b.tcp, sc).await;
+    away.subscribe("full/#", QoS::AtLeastOnce).await;
+    away.drop_connection().await;
+    let (mut sub, _) = RawClient::connect(b.tcp, V, "er-sub").await;
+    sub.subscribe("ok", QoS::AtLeastOnce).await;
+    let (mut publ, _) = RawClient::connect(b.tcp, V, "er-pub").await;
+    let reason = |ack: Option<Packet>| match ack {
+        Some(Packet::PubRec(a)) => a.reason,
+        other => panic!("expected PUBREC, got {other:?}"),
+    };
+    let first = publ
+        .publish("full/1", b"q", QoS::AtLeastOnce, false, 1)
+        .await;
+    assert!(
+        matches!(&first, Some(Packet::PubAck(a)) if a.reason == ReasonCode::SUCCESS),
+        "the offline subscriber's queue is now full: {first:?}"
+    );
+    for (topic, id, refused) in [
+        ("$SYS/x", 2, ReasonCode::NOT_AUTHORIZED),
+        ("full/2", 3, ReasonCode::QUOTA_EXCEEDED),
+    ] {
+        let first = publ
+            .publish(topic, b"refused", QoS::ExactlyOnce, false, id)
+            .await;
+        assert_eq!(reason(first), refused, "{topic}");
+        let again = publ
+            .publish("ok", topic.as_bytes(), QoS::ExactlyOnce, false, id)
+            .await;
+        assert_eq!(reason(again), ReasonCode::SUCCESS, "{topic}");
+        let got = sub.publish_received().await;
+        assert_eq!(
+            &got.payload[..],
+            topic.as_bytes(),
+            "packet id {id} is routed"
+        );
+        sub.puback(got.packet_id.expect("QoS 1")).await;
+    }
+}
+
 /// A new QoS 2 PUBLISH past the server's Receive Maximum ends the connection with DISCONNECT
 /// 0x93, unacknowledged. Its packet id must not stay recorded as received: the client's
 /// retransmission (DUP) after resuming its session is routed, not answered with PUBREC as a
