@@ -186,71 +186,59 @@ data:
     #[test]
     fn each_change_of_the_configuration_maps_to_what_the_supervisor_does() {
         let base = edited(&[]);
-        // (what changed, the new configuration, settings changed, ports 1883 and 8883).
-        let cases: Vec<(&str, String, bool, [(u16, PortChange); 2])> = vec![
-            ("nothing", base.clone(), false, [(1883, KEEP), (8883, KEEP)]),
-            (
-                "the Broker's limits",
-                format!("{base}{BROKER}"),
-                true,
-                [(1883, KEEP), (8883, KEEP)],
-            ),
+        let (authentication, authorization) = (
+            Kept {
+                authentication: true,
+                authorization: false,
+            },
+            Kept {
+                authentication: false,
+                authorization: true,
+            },
+        );
+        // What changed, the new configuration, whether the settings changed, and the change of
+        // port 8883 (port 1883 is kept in every case).
+        let cases: Vec<(&str, String, bool, PortChange)> = vec![
+            ("nothing", base.clone(), false, KEEP),
+            ("the Broker's limits", format!("{base}{BROKER}"), true, KEEP),
             (
                 "the TLS port's protocol",
                 edited(&[("    tls:\n", "    protocol: WebSockets\n    tls:\n")]),
                 false,
-                [(1883, KEEP), (8883, Moved)],
+                Moved,
             ),
             (
                 "the TLS port's authorization reference",
                 edited(&[("    authorizationRef: rules\n", "")]),
                 false,
-                [(1883, KEEP), (8883, Changed)],
+                Changed,
             ),
             (
                 "the ConfigMap the X509 method reads",
                 edited(&[("ca.pem: one", "ca.pem: two")]),
                 false,
-                [
-                    (1883, KEEP),
-                    (
-                        8883,
-                        Kept {
-                            authentication: true,
-                            authorization: false,
-                        },
-                    ),
-                ],
+                authentication,
             ),
             (
                 "the authorization rules",
                 edited(&[("usernames: [a]", "usernames: [b]")]),
                 false,
-                [
-                    (1883, KEEP),
-                    (
-                        8883,
-                        Kept {
-                            authentication: false,
-                            authorization: true,
-                        },
-                    ),
-                ],
+                authorization,
             ),
+            // TLS material is re-resolved on every kept port, changed or not.
             (
-                // TLS material is re-resolved on every kept port, changed or not.
                 "the certificate Secret",
                 format!("{base}{SECRET}"),
                 false,
-                [(1883, KEEP), (8883, KEEP)],
+                KEEP,
             ),
         ];
         let old = plan(&base, ServeOptions::default());
-        for (what, yaml, settings_changed, ports) in cases {
+        for (what, yaml, settings_changed, tls_port) in cases {
             let new = plan(&yaml, ServeOptions::default());
             let expected = PlanDiff {
                 settings_changed,
-                ports: ports.into_iter().collect(),
+                ports: [(1883, KEEP), (8883, tls_port)].into(),
             };
             assert_eq!(diff(Some(&old), &new), expected, "changed: {what}");
         }
