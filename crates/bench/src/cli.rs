@@ -1,5 +1,6 @@
 //! The command line: `run` drives one broker that is already running, `compare` starts Wardgate,
-//! Mosquitto and rumqttd in turn on the same cases; `--quick` is the smoke subset.
+//! Mosquitto and rumqttd in turn on the same cases (`--quick` is the smoke subset), `chart` draws
+//! the results as PNG charts.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use crate::load::{LoadOptions, Target};
 use crate::peers::{Binaries, Kind};
 use crate::report::{Machine, Report, RunResult, header, line};
 use crate::scenario::{Case, Matrix, ReadMode, Shape};
-use crate::{conns, load, peers, procfs};
+use crate::{chart, conns, load, peers, procfs};
 
 /// Load generator for MQTT brokers, and a side-by-side comparison of Wardgate with Mosquitto and
 /// rumqttd.
@@ -30,6 +31,18 @@ enum Command {
     Run(RunArgs),
     /// Start each broker in turn (fresh for every case) and compare them.
     Compare(CompareArgs),
+    /// Draw PNG charts (throughput, latency, memory per connection) from a comparison's results.
+    Chart(ChartArgs),
+}
+
+#[derive(Debug, Args)]
+struct ChartArgs {
+    /// The results of a run (`compare --out DIR` writes `DIR/results.json`).
+    #[arg(long, default_value = "target/bench/results.json")]
+    results: PathBuf,
+    /// Where the PNG files go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -660,7 +673,18 @@ pub fn main() -> Result<bool> {
     match cli.command {
         Command::Run(args) => run_one(args),
         Command::Compare(args) => compare(args),
+        Command::Chart(args) => chart(args),
     }
+}
+
+/// Draws the charts of a results file and names the files written.
+fn chart(args: ChartArgs) -> Result<bool> {
+    let results = std::fs::read_to_string(&args.results)
+        .map_err(|e| Error::io(format!("read {}", args.results.display()), e))?;
+    for path in chart::write(&results, &args.out)? {
+        println!("{}", path.display());
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A chart could not be drawn from the results.
+    #[error("chart: {0}")]
+    Chart(String),
     /// The command line asks for something impossible.
     #[error("usage: {0}")]
     Usage(String),

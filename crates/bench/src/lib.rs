@@ -8,6 +8,7 @@
 //! per-publisher sequence sets on both sides give losses and duplicates, the stamp gives latency,
 //! and `/proc` gives the broker's and the generator's own CPU time and memory.
 
+pub mod chart;
 pub mod cli;
 pub mod conns;
 pub mod error;
