@@ -11,6 +11,7 @@ pub mod security;
 pub mod selfcheck;
 pub mod stats;
 pub mod supervisor;
+pub mod wake;
 mod ws;
 
 use std::sync::Arc;

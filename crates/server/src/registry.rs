@@ -13,7 +13,7 @@ use wardgate_protocol::ProtocolVersion;
 use wardgate_protocol::ReasonCode;
 use wardgate_security::authn::Identity;
 
-use crate::connection::wake::{Control, clock_ms};
+use crate::wake::{Control, clock_ms};
 
 /// A connection's number, unique for the process's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use wardgate_core::{Session, Store, Ticket, Wake};
 
-use super::wake::Control;
+use crate::wake::Control;
 
 /// Output waiting for the store. Without persistence it is empty (one pointer: every idle
 /// connection keeps one).

@@ -27,10 +27,10 @@ use tracing::{Instrument, debug, info};
 use wardgate_core::{Disconnect, LinkState};
 use wardgate_protocol::{Auth, DecodeLimits, Packet, ProtocolVersion, ReasonCode, decode, encode};
 
-use super::wake::{Control, Event, SpaceWake, clock_ms};
 use super::{Conn, End, ReadSizer, Stop, Transport, durable, linger};
 use crate::registry::ConnectionId;
 use crate::stats::CategoryStats;
+use crate::wake::{Control, Event, SpaceWake, clock_ms};
 
 /// How many passes one poll makes before it lets other tasks run: the socket's own budget
 /// stops reads and writes, but not the session's wake-ups.

@@ -14,7 +14,7 @@
 //! 5. [`durable`]: with persistence, output held until the store made durable what it
 //!    acknowledges.
 //!
-//! [`wake`] is how the rest of the broker reaches a connection's task. What the connection state
+//! [`crate::wake`] is how the rest of the broker reaches a connection's task. What the connection state
 //! is ([`Conn`]) and why it stops ([`End`], [`Stop`]) are here; each step above adds its methods.
 
 mod connect;
@@ -22,7 +22,6 @@ mod durable;
 mod inbound;
 mod live;
 mod outbound;
-pub mod wake;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -26,9 +26,9 @@ use self::refuse::{close_quietly, fit_connack, refuse, refuse_connect};
 use super::durable;
 use super::live::{Live, Settled};
 use super::outbound::Outbound;
-use super::wake::Control;
 use super::{Conn, Context, ReadSizer, Transport, conn_span, linger};
 use crate::registry::ConnectionInfo;
+use crate::wake::Control;
 
 /// Reads CONNECT, authenticates and attaches the session; `None` when the connection ended
 /// before that.
