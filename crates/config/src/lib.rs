@@ -39,6 +39,7 @@ pub use diag::{ConfigErrors, Diagnostic};
 pub use diff::{Change, ModelDiff, PortKey};
 pub use load::{MAX_FILE_BYTES, Source, discover};
 pub use model::*;
+pub use topic::TopicSegment;
 
 /// A valid configuration.
 #[derive(Debug, Clone)]
