@@ -37,6 +37,7 @@ pub use defaults::{
 pub use diag::{ConfigErrors, Diagnostic};
 pub use load::{MAX_FILE_BYTES, Source, discover};
 pub use model::*;
+pub use topic::TopicSegment;
 
 /// A valid configuration.
 #[derive(Debug, Clone)]

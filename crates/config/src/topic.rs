@@ -6,7 +6,18 @@
 
 use wardgate_protocol::{TopicError, TopicFilter};
 
-use crate::model::TopicSegment;
+/// A segment of an authorization topic filter (`TopicTemplate::segments`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicSegment<'a> {
+    /// Literal text, `+` or `#`.
+    Literal(&'a str),
+    /// `{principal.clientId}`.
+    ClientId,
+    /// `{principal.username}`.
+    Username,
+    /// `{principal.attributes.<key>}`.
+    Attribute(&'a str),
+}
 
 /// Classifies one topic segment.
 pub(crate) fn classify_segment(seg: &str) -> TopicSegment<'_> {

@@ -6,10 +6,11 @@
 //!
 //! `cargo bench -p wardgate-security --bench authz`
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wardgate_security::authn::{self, Identity};
+use wardgate_security::authn::{AuthMethodKind, Identity};
 use wardgate_security::authz::Authorizer;
 
 const RULES: usize = 1_000;
@@ -36,11 +37,16 @@ fn authorizer(cache: &str) -> Authorizer {
 
 /// A client that only the last rule applies to.
 fn client() -> Identity {
-    let mut id = authn::anonymous("device-7", Some("device-7"));
-    id.attributes
-        .insert("group".into(), format!("g{}", RULES - 1));
-    id.attributes.insert("site".into(), "s1".into());
-    id
+    let attributes = BTreeMap::from([
+        ("group".to_owned(), format!("g{}", RULES - 1)),
+        ("site".to_owned(), "s1".to_owned()),
+    ]);
+    Identity::unverified_for_tests(
+        "device-7",
+        Some("device-7"),
+        attributes,
+        AuthMethodKind::Anonymous,
+    )
 }
 
 fn decisions(c: &mut Criterion) {
@@ -72,7 +78,7 @@ fn decisions(c: &mut Criterion) {
     let a = authorizer("Enabled");
     c.bench_function("authz_1000_rules/cold_cache/publish_allowed", |b| {
         b.iter(|| {
-            a.forget(&id.client_id);
+            a.forget(id.client_id());
             a.publish(black_box(&id), black_box(&allowed))
         })
     });

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use wardgate_core::Broker;
 use wardgate_protocol::ReasonCode;
@@ -47,9 +48,18 @@ pub struct BoundPort {
     /// What was asked for.
     pub spec: PortSpec,
     listeners: Vec<TcpListener>,
+    /// Where the accept loops and connections run; graceful shutdown awaits them there.
+    tasks: TaskTracker,
 }
 
 impl BoundPort {
+    /// Runs the port's accept loops and connections on `tasks` (the server's, which shutdown
+    /// awaits), instead of a tracker of their own that nothing awaits.
+    pub fn with_tasks(mut self, tasks: TaskTracker) -> BoundPort {
+        self.tasks = tasks;
+        self
+    }
+
     /// The local addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
@@ -61,7 +71,8 @@ impl BoundPort {
     /// Accepts connections until `shutdown`, spawning a task per connection. Each connection
     /// takes the settings current when it is accepted, and ends (v5: DISCONNECT 0x8B) when
     /// `shutdown` is cancelled: cancel a port's own token to close it alone. The connections
-    /// register in `registry` and count in `stats`.
+    /// register in `registry` and count in `stats`. The accept loops and the connections run
+    /// on the port's tasks ([`BoundPort::with_tasks`]).
     #[expect(
         clippy::too_many_arguments,
         reason = "what a port shares with its connections, each from its own owner"
@@ -86,9 +97,10 @@ impl BoundPort {
             tls,
             security,
             shutdown,
+            tasks: self.tasks,
         });
         for listener in self.listeners {
-            tokio::spawn(accept_loop(listener, shared.clone()));
+            shared.tasks.spawn(accept_loop(listener, shared.clone()));
         }
     }
 }
@@ -105,6 +117,8 @@ struct PortShared {
     /// The port's authentication and authorization, swapped on reload.
     security: Arc<ArcSwap<PortSecurity>>,
     shutdown: CancellationToken,
+    /// Where the connection tasks run.
+    tasks: TaskTracker,
 }
 
 /// Binds every address of `spec`. Binding `[::]` also covers IPv4 where the OS allows it, so an
@@ -128,7 +142,11 @@ pub fn bind(spec: PortSpec) -> Result<BoundPort, ServerError> {
             }
         }
     }
-    Ok(BoundPort { spec, listeners })
+    Ok(BoundPort {
+        spec,
+        listeners,
+        tasks: TaskTracker::new(),
+    })
 }
 
 fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -192,11 +210,12 @@ async fn accept_loop(listener: TcpListener, port: Arc<PortShared>) {
         let ctx = context(peer, number, &port);
         match (&port.tls, spec.protocol) {
             // The task is the connection itself: nothing else lives as long as it does.
-            (None, PortProtocol::Mqtt) => tokio::spawn(connection::run(stream, ctx)),
-            (None, protocol) => tokio::spawn(serve_protocol(stream, ctx, protocol)),
+            (None, PortProtocol::Mqtt) => port.tasks.spawn(connection::run(stream, ctx)),
+            (None, protocol) => port.tasks.spawn(serve_protocol(stream, ctx, protocol)),
             (Some(tls), protocol) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
-                tokio::spawn(handshake_then_serve(stream, ctx, acceptor, protocol))
+                port.tasks
+                    .spawn(handshake_then_serve(stream, ctx, acceptor, protocol))
             }
         };
     }
@@ -392,6 +411,7 @@ mod tests {
             tls: None,
             security: Default::default(),
             shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         });
         let ctx = context(addr, addr.port(), &port);
         let size = std::mem::size_of_val(&connection::run(stream, ctx));

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use wardgate_core::{Broker, ConnectParams, Disconnect, Message, Outgoing, Session, Wake};
 use wardgate_protocol::{
@@ -102,18 +103,19 @@ impl fmt::Debug for SelfCheck {
 }
 
 impl SelfCheck {
-    /// Starts the self-check on `broker` until `shutdown`.
+    /// Starts the self-check on `broker`, as a task on `tasks`, until `shutdown`.
     pub fn spawn(
         broker: Arc<Broker>,
         metrics: Arc<Metrics>,
         settings: SelfCheckSettings,
         shutdown: CancellationToken,
+        tasks: &TaskTracker,
     ) -> SelfCheck {
         let handle = SelfCheck {
             verdict: Arc::default(),
             metrics,
         };
-        tokio::spawn(run(broker, settings, handle.clone(), shutdown));
+        tasks.spawn(run(broker, settings, handle.clone(), shutdown));
         handle
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 use wardgate_config::model::Model;
 use wardgate_core::Broker;
@@ -163,6 +164,7 @@ pub struct Supervisor {
     broker: Arc<Broker>,
     settings: Arc<ArcSwap<ConnectionSettings>>,
     shutdown: CancellationToken,
+    tasks: TaskTracker,
     ports: BTreeMap<u16, RunningPort>,
     /// The plan running now.
     plan: Option<Plan>,
@@ -192,6 +194,7 @@ impl Supervisor {
             broker,
             settings: Arc::new(ArcSwap::from_pointee(ConnectionSettings::default())),
             shutdown,
+            tasks: TaskTracker::new(),
             ports: BTreeMap::new(),
             plan: None,
             status,
@@ -199,6 +202,13 @@ impl Supervisor {
             stats: Arc::default(),
             tls: None,
         }
+    }
+
+    /// Runs the ports' accept loops and connections on `tasks`, which graceful shutdown awaits
+    /// ([`crate::shut_down`]).
+    pub fn with_tasks(mut self, tasks: TaskTracker) -> Self {
+        self.tasks = tasks;
+        self
     }
 
     /// Serves TLS ports with certificates from `tls` (without it, TLS ports fail).
@@ -410,7 +420,7 @@ impl Supervisor {
                     ),
                     None => (None, Vec::new(), Vec::new()),
                 };
-                bound.serve(
+                bound.with_tasks(self.tasks.clone()).serve(
                     self.broker.clone(),
                     self.settings.clone(),
                     self.registry.clone(),

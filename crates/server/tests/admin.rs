@@ -97,7 +97,13 @@ async fn start(options: Options) -> Fixture {
         state = state.with_trust_bundle(path);
     }
     if let Some(settings) = options.selfcheck {
-        let check = SelfCheck::spawn(broker.clone(), metrics, settings, shutdown.clone());
+        let check = SelfCheck::spawn(
+            broker.clone(),
+            metrics,
+            settings,
+            shutdown.clone(),
+            &tokio_util::task::TaskTracker::new(),
+        );
         state = state.with_check(Arc::new(check));
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 use wardgate_config::model::Model;
 use wardgate_security::tls::{TlsContext, TlsOptions, TrustSettings};
@@ -45,6 +46,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // ---- Persistence (issue 8): the store in <data-dir>/store, restored into the broker. ----
     let (broker, store) = crate::persist::open(&args.data_dir, &plan)?;
     let shutdown = CancellationToken::new();
+    // Every long-lived task runs here; shutdown awaits them before it flushes the store.
+    let tasks = TaskTracker::new();
     crate::persist::stop_on_failure(store.as_ref(), &shutdown);
     let data_dir = args.data_dir.clone();
     let options = TlsOptions {
@@ -56,7 +59,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("opening the certificate store")?
         .context("cannot open the certificate store in the data dir")?;
     let tls = Arc::new(tls);
-    let mut supervisor = Supervisor::new(broker.clone(), shutdown.clone()).with_tls(tls.clone());
+    let mut supervisor = Supervisor::new(broker.clone(), shutdown.clone())
+        .with_tasks(tasks.clone())
+        .with_tls(tls.clone());
     supervisor.apply(plan);
     let status = supervisor.status();
     {
@@ -70,7 +75,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         print_banner(&args, &status, &tls);
     }
-    tokio::spawn(wardgate_server::run_ticker(
+    tasks.spawn(wardgate_server::run_ticker(
         broker.clone(),
         shutdown.clone(),
     ));
@@ -99,7 +104,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let config = supervisor.plan().map(|p| p.model().broker.clone());
         match config.as_ref().and_then(SelfCheckSettings::from_config) {
             Some(settings) => {
-                let check = SelfCheck::spawn(broker.clone(), metrics, settings, shutdown.clone());
+                let check =
+                    SelfCheck::spawn(broker.clone(), metrics, settings, shutdown.clone(), &tasks);
                 state = state.with_check(Arc::new(check));
             }
             None => info!("self-check disabled (diagnostics.selfCheck.mode)"),
@@ -113,7 +119,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let addr = listener.local_addr().unwrap_or(addr);
                 info!(%addr, "admin API listening: http://{addr}/metrics, /readyz, /api/v1/");
                 let shutdown = shutdown.clone();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     if let Err(e) = serve_admin(listener, state, shutdown).await {
                         error!(%addr, error = %e, "the admin API stopped");
                     }
@@ -168,17 +174,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     info!("shutting down");
-    shutdown.cancel();
-    // Connection tasks send DISCONNECT 0x8B and close; give them a moment.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while broker
-        .stats()
-        .clients_connected
-        .load(std::sync::atomic::Ordering::Relaxed)
-        > 0
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Connection tasks send DISCONNECT 0x8B and close; the store is flushed after them.
+    let grace = wardgate_server::SHUTDOWN_GRACE;
+    if !wardgate_server::shut_down(&shutdown, &tasks, grace).await {
+        warn!(
+            tasks = tasks.len(),
+            "tasks still running {grace:?} after shutdown began; flushing the store without them"
+        );
     }
     crate::persist::close(store.as_ref()); // Persistence (issue 8): flush the store.
     Ok(())

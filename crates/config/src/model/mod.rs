@@ -11,6 +11,7 @@ pub use enums::*;
 use wardgate_protocol::TopicFilter;
 
 use crate::raw::broker::VolumeClaimSpec;
+use crate::topic::{TopicSegment, classify_segment};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -554,21 +555,8 @@ impl TopicTemplate {
 
     /// The segments, each either literal text (with `+`/`#`) or a token.
     pub fn segments(&self) -> impl Iterator<Item = TopicSegment<'_>> {
-        self.0.split('/').map(crate::topic::classify_segment)
+        self.0.split('/').map(classify_segment)
     }
-}
-
-/// A segment of a [`TopicTemplate`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TopicSegment<'a> {
-    /// Literal text, `+` or `#`.
-    Literal(&'a str),
-    /// `{principal.clientId}`.
-    ClientId,
-    /// `{principal.username}`.
-    Username,
-    /// `{principal.attributes.<key>}`.
-    Attribute(&'a str),
 }
 
 /// A Kubernetes Secret with decoded values.

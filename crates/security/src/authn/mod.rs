@@ -75,21 +75,16 @@ impl fmt::Display for AuthMethodKind {
 
 /// Who a client is, as authentication established it: what authorization decides from.
 ///
-/// Every field is readable; only this module makes identities (the private field), so an
-/// `Identity` always comes from a method that checked it, or from [`anonymous`].
+/// A proof type: the fields are private and only this module makes identities, so an
+/// `Identity` always comes from a method that checked it, from [`anonymous`], or from
+/// [`Identity::unverified_for_tests`]. Read it through the accessors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The MQTT client ID.
-    pub client_id: String,
-    /// The username: the leaf CN (X509), the token's `sub` (SAT), the CONNECT username
-    /// (Custom, UsernamePassword, anonymous).
-    pub username: Option<String>,
-    /// Authorization attributes.
-    pub attributes: BTreeMap<String, String>,
-    /// When the credential expires (the connection is closed then, SPEC.md §7.6).
-    pub expires_at: Option<SystemTime>,
-    /// The method that authenticated the client.
-    pub method: AuthMethodKind,
+    client_id: String,
+    username: Option<String>,
+    attributes: BTreeMap<String, String>,
+    expires_at: Option<SystemTime>,
+    method: AuthMethodKind,
     origin: Origin,
 }
 
@@ -124,6 +119,43 @@ impl Identity {
         let mut id = Identity::new(client_id, username.map(str::to_owned), method);
         id.attributes = attributes;
         id
+    }
+
+    /// An identity no method checked, for tests and benchmarks of authorization: the server
+    /// never builds one this way.
+    pub fn unverified_for_tests(
+        client_id: &str,
+        username: Option<&str>,
+        attributes: BTreeMap<String, String>,
+        method: AuthMethodKind,
+    ) -> Identity {
+        Identity::assumed(client_id, username, attributes, method)
+    }
+
+    /// The MQTT client ID.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The username: the leaf CN (X509), the token's `sub` (SAT), the CONNECT username
+    /// (Custom, UsernamePassword, anonymous).
+    pub fn username(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+
+    /// Authorization attributes.
+    pub fn attributes(&self) -> &BTreeMap<String, String> {
+        &self.attributes
+    }
+
+    /// When the credential expires (the connection is closed then, SPEC.md §7.6).
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+
+    /// The method that authenticated the client.
+    pub fn method(&self) -> AuthMethodKind {
+        self.method
     }
 
     /// The authentication method name a v5 client must use to re-authenticate, if any.

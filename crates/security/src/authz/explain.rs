@@ -113,12 +113,11 @@ impl fmt::Display for Explanation {
                 writeln!(
                     f,
                     "    => {} client ID \"{}\", username {}, attributes {}",
-                    id.method,
-                    id.client_id,
-                    id.username
-                        .as_deref()
+                    id.method(),
+                    id.client_id(),
+                    id.username()
                         .map_or_else(|| "(none)".to_owned(), |u| format!("\"{u}\"")),
-                    fmt_attrs(&id.attributes)
+                    fmt_attrs(id.attributes())
                 )?;
             }
             if !p.authorization.is_empty() {

@@ -376,15 +376,15 @@ impl Authorizer {
     }
 
     fn cached(&self, cache: &Mutex<HashMap<String, Arc<Cached>>>, id: &Identity) -> Arc<Cached> {
-        if let Some(e) = cache.lock().get(&id.client_id)
-            && e.username == id.username
-            && e.attributes == id.attributes
+        if let Some(e) = cache.lock().get(id.client_id())
+            && e.username.as_deref() == id.username()
+            && e.attributes == *id.attributes()
         {
             return e.clone();
         }
         let entry = Arc::new(Cached {
-            username: id.username.clone(),
-            attributes: id.attributes.clone(),
+            username: id.username().map(str::to_owned),
+            attributes: id.attributes().clone(),
             grants: self.grants(id),
             decisions: Mutex::new([HashMap::new(), HashMap::new()]),
         });
@@ -392,7 +392,7 @@ impl Authorizer {
         if map.len() >= MAX_CACHED_PRINCIPALS {
             map.clear();
         }
-        map.insert(id.client_id.clone(), entry.clone());
+        map.insert(id.client_id().to_owned(), entry.clone());
         entry
     }
 
@@ -438,7 +438,7 @@ impl Authorizer {
                     "{} applies to {} but its Connect clientIds do not admit client ID \"{}\"",
                     rule_list(&near_connect),
                     describe(id),
-                    id.client_id
+                    id.client_id()
                 ),
             },
             None if self.rules.is_empty() => Decision::Deny {
@@ -509,14 +509,13 @@ fn rule_list(rules: &[usize]) -> String {
 
 /// Whether a rule's principals include the client.
 fn principal_matches(p: &Principals, id: &Identity) -> bool {
-    p.client_ids.contains(&id.client_id)
+    p.client_ids.iter().any(|c| c == id.client_id())
         || id
-            .username
-            .as_ref()
+            .username()
             .is_some_and(|u| p.usernames.iter().any(|n| n == u))
         || p.attributes
             .iter()
-            .any(|m| !m.is_empty() && m.iter().all(|(k, v)| id.attributes.get(k) == Some(v)))
+            .any(|m| !m.is_empty() && m.iter().all(|(k, v)| id.attributes().get(k) == Some(v)))
 }
 
 fn connect_admits(grant: &ConnectGrant, id: &Identity) -> bool {
@@ -527,8 +526,8 @@ fn connect_admits(grant: &ConnectGrant, id: &Identity) -> bool {
                 return false;
             };
             match p.strip_suffix('*') {
-                Some(prefix) => id.client_id.starts_with(prefix),
-                None => id.client_id == p,
+                Some(prefix) => id.client_id().starts_with(prefix),
+                None => id.client_id() == p,
             }
         }),
     }
@@ -544,11 +543,11 @@ fn substitute_text(pattern: &str, id: &Identity) -> Option<String> {
         let close = rest[open..].find('}')? + open;
         let token = &rest[open + 1..close];
         let value = match token {
-            "principal.clientId" => Some(id.client_id.as_str()),
-            "principal.username" => id.username.as_deref(),
+            "principal.clientId" => Some(id.client_id()),
+            "principal.username" => id.username(),
             _ => token
                 .strip_prefix("principal.attributes.")
-                .and_then(|k| id.attributes.get(k))
+                .and_then(|k| id.attributes().get(k))
                 .map(String::as_str),
         }?;
         out.push_str(value);
@@ -560,16 +559,16 @@ fn substitute_text(pattern: &str, id: &Identity) -> Option<String> {
 
 /// The principal, for messages.
 pub(crate) fn describe(id: &Identity) -> String {
-    let mut s = format!("client ID \"{}\"", id.client_id);
-    match &id.username {
+    let mut s = format!("client ID \"{}\"", id.client_id());
+    match id.username() {
         Some(u) => s.push_str(&format!(", username \"{u}\"")),
         None => s.push_str(", no username"),
     }
-    if id.attributes.is_empty() {
+    if id.attributes().is_empty() {
         s.push_str(", no attributes");
     } else {
         let attrs: Vec<String> = id
-            .attributes
+            .attributes()
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();

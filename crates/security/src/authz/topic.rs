@@ -49,9 +49,9 @@ impl Granted {
                     levels.push(Level::Literal(l.to_owned()));
                     continue;
                 }
-                TopicSegment::ClientId => Some(id.client_id.as_str()),
-                TopicSegment::Username => id.username.as_deref(),
-                TopicSegment::Attribute(k) => id.attributes.get(k).map(String::as_str),
+                TopicSegment::ClientId => Some(id.client_id()),
+                TopicSegment::Username => id.username(),
+                TopicSegment::Attribute(k) => id.attributes().get(k).map(String::as_str),
             }?;
             if value.is_empty() || value.contains(['/', '+', '#', '\0']) {
                 return None;

@@ -168,17 +168,17 @@ async fn passes_and_fails_as_the_server_says() {
     let AuthnOutcome::Allowed(id) = a.connect(&login("alice", "alice-pw")).await else {
         panic!("alice passes")
     };
-    assert_eq!(id.method, AuthMethodKind::Custom);
-    assert_eq!(id.username.as_deref(), Some("alice"));
-    assert_eq!(id.attributes["floor"], "1");
-    let exp = id.expires_at.expect("the server's expiry");
+    assert_eq!(id.method(), AuthMethodKind::Custom);
+    assert_eq!(id.username(), Some("alice"));
+    assert_eq!(id.attributes()["floor"], "1");
+    let exp = id.expires_at().expect("the server's expiry");
     let in_an_hour = SystemTime::now() + Duration::from_secs(3600);
     assert!(exp <= in_an_hour && exp > in_an_hour - Duration::from_secs(120));
 
     let AuthnOutcome::Allowed(id) = a.connect(&login("carol", "carol-pw")).await else {
         panic!("carol passes")
     };
-    assert_eq!(id.expires_at, None, "no expiry: never expires");
+    assert_eq!(id.expires_at(), None, "no expiry: never expires");
 
     // 403 with the server's reason code.
     let (r, why) = denial(&a, &login("alice", "wrong")).await;
@@ -306,14 +306,14 @@ async fn enhanced_authentication_and_reauthentication() {
         panic!("enhanced authentication passes")
     };
     assert_eq!(id.enhanced_method(), Some(USERPASS));
-    assert_eq!(id.attributes["floor"], "1");
+    assert_eq!(id.attributes()["floor"], "1");
 
     // AUTH 0x19 with the same method: a new expiry.
     let AuthnOutcome::Allowed(again) = a.auth(&auth_req(Some(&id), "alice:alice-pw")).await else {
         panic!("re-authenticated")
     };
-    assert_eq!(again.attributes, id.attributes);
-    assert!(again.expires_at.is_some());
+    assert_eq!(again.attributes(), id.attributes());
+    assert!(again.expires_at().is_some());
     // Wrong password on re-authentication: denied (DISCONNECT).
     let AuthnOutcome::Denied { reason, .. } = a.auth(&auth_req(Some(&id), "alice:nope")).await
     else {

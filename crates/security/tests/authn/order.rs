@@ -41,7 +41,7 @@ async fn method_of(
     req: &ConnectRequest<'_>,
 ) -> Result<AuthMethodKind, (ReasonCode, String)> {
     match a.connect(req).await {
-        AuthnOutcome::Allowed(id) => Ok(id.method),
+        AuthnOutcome::Allowed(id) => Ok(id.method()),
         AuthnOutcome::Denied { reason, why } => Err((reason, why)),
         other => panic!("{other:?}"),
     }

@@ -59,16 +59,16 @@ async fn aio_sample_hash_and_wardgate_passwd_hash_both_work() {
     let AuthnOutcome::Allowed(id) = a.connect(&login("client1", b"password")).await else {
         panic!("client1 with the AIO sample's password")
     };
-    assert_eq!(id.method, AuthMethodKind::UsernamePassword);
-    assert_eq!(id.username.as_deref(), Some("client1"));
-    assert_eq!(id.attributes["floor"], "floor1");
-    assert_eq!(id.attributes["site"], "site1");
-    assert_eq!(id.expires_at, None);
+    assert_eq!(id.method(), AuthMethodKind::UsernamePassword);
+    assert_eq!(id.username(), Some("client1"));
+    assert_eq!(id.attributes()["floor"], "floor1");
+    assert_eq!(id.attributes()["site"], "site1");
+    assert_eq!(id.expires_at(), None);
 
     let AuthnOutcome::Allowed(id) = a.connect(&login("alice", b"correct horse")).await else {
         panic!("alice")
     };
-    assert_eq!(id.attributes, attrs);
+    assert_eq!(id.attributes(), &attrs);
 }
 
 #[tokio::test]

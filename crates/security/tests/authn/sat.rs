@@ -175,14 +175,14 @@ async fn rs256_and_es256_tokens_authenticate() {
         let AuthnOutcome::Allowed(id) = a.connect(&sat_connect(&token)).await else {
             panic!("{} token", key.alg())
         };
-        assert_eq!(id.method, AuthMethodKind::ServiceAccountToken);
+        assert_eq!(id.method(), AuthMethodKind::ServiceAccountToken);
         assert_eq!(
-            id.username.as_deref(),
+            id.username(),
             Some(SUB),
             "the verified sub, not the CONNECT username"
         );
-        assert!(id.attributes.is_empty());
-        let exp = id.expires_at.unwrap();
+        assert!(id.attributes().is_empty());
+        let exp = id.expires_at().unwrap();
         assert!(exp > SystemTime::now() + Duration::from_secs(3500));
         assert_eq!(id.enhanced_method(), Some(K8S_SAT));
     }
@@ -298,7 +298,7 @@ async fn method_names_and_continuation() {
     else {
         panic!("allowed after AUTH")
     };
-    assert_eq!(id.username.as_deref(), Some(SUB));
+    assert_eq!(id.username(), Some(SUB));
 
     // No K8S-SAT at all (a v3.1.1 client with a password): not relevant, denied.
     let AuthnOutcome::Denied { reason, .. } = a
@@ -341,8 +341,8 @@ async fn reauthentication_renews_the_expiry() {
     let AuthnOutcome::Allowed(new) = a.auth(&reauth(&id, K8S_SAT, &renewed)).await else {
         panic!("re-authenticated")
     };
-    assert!(new.expires_at.unwrap() > id.expires_at.unwrap() + Duration::from_secs(3600));
-    assert_eq!(new.username, id.username);
+    assert!(new.expires_at().unwrap() > id.expires_at().unwrap() + Duration::from_secs(3600));
+    assert_eq!(new.username(), id.username());
 
     // Another method name: 0x8C.
     let AuthnOutcome::Denied { reason, .. } = a.auth(&reauth(&id, "OTHER", &renewed)).await else {

@@ -45,11 +45,11 @@ async fn tutorial_devices_get_exactly_the_tutorial_attributes() {
         let AuthnOutcome::Allowed(id) = a.connect(&req).await else {
             panic!("{device} should authenticate");
         };
-        assert_eq!(id.method, AuthMethodKind::X509);
-        assert_eq!(id.client_id, device);
-        assert_eq!(id.username.as_deref(), Some(device), "username = leaf CN");
-        assert_eq!(id.attributes, want, "{device}");
-        let exp = id.expires_at.expect("expires at the leaf's notAfter");
+        assert_eq!(id.method(), AuthMethodKind::X509);
+        assert_eq!(id.client_id(), device);
+        assert_eq!(id.username(), Some(device), "username = leaf CN");
+        assert_eq!(id.attributes(), &want, "{device}");
+        let exp = id.expires_at().expect("expires at the leaf's notAfter");
         assert!(exp > SystemTime::now() + Duration::from_secs(86_400 * 300));
         assert_eq!(id.enhanced_method(), None);
     }
@@ -86,7 +86,7 @@ spec:
         else {
             panic!("allowed")
         };
-        assert_eq!(id.attributes, attrs(&[("org", "fabrikam")]));
+        assert_eq!(id.attributes(), &attrs(&[("org", "fabrikam")]));
     }
 }
 
@@ -126,7 +126,7 @@ spec:
     else {
         panic!("allowed")
     };
-    assert_eq!(id.attributes, attrs(&[("site", "plant")]));
+    assert_eq!(id.attributes(), &attrs(&[("site", "plant")]));
     // Without its intermediate the leaf does not reach the trusted root: denied.
     let chain = vec![leaf, forged.der.clone()];
     let AuthnOutcome::Denied { reason, why } = a
@@ -209,8 +209,8 @@ spec:
         else {
             panic!("allowed")
         };
-        assert_eq!(id.username.as_deref(), Some("smart-fan"));
-        assert_eq!(id.attributes, expect, "{fan_subject} / {root_subject}");
+        assert_eq!(id.username(), Some("smart-fan"));
+        assert_eq!(id.attributes(), &expect, "{fan_subject} / {root_subject}");
     }
 }
 
@@ -257,7 +257,7 @@ spec:
         else {
             panic!("allowed")
         };
-        assert_eq!(id.attributes, want, "{device}");
+        assert_eq!(id.attributes(), &want, "{device}");
     }
 }
 
@@ -382,8 +382,8 @@ async fn chains_made_by_the_pki_module() {
         else {
             panic!("{device} allowed")
         };
-        assert_eq!(id.username.as_deref(), Some(device));
-        assert_eq!(id.attributes, want, "{device}");
+        assert_eq!(id.username(), Some(device));
+        assert_eq!(id.attributes(), &want, "{device}");
     }
 }
 
@@ -525,7 +525,7 @@ async fn chains_made_with_openssl() {
         else {
             panic!("{device} allowed")
         };
-        assert_eq!(id.username.as_deref(), Some(device));
-        assert_eq!(id.attributes, want, "{device}");
+        assert_eq!(id.username(), Some(device));
+        assert_eq!(id.attributes(), &want, "{device}");
     }
 }

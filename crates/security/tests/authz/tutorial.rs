@@ -53,7 +53,7 @@ async fn the_tutorial_outcomes() {
 
         // Every device may connect (CONNACK 0).
         for id in [&thermostat, &heater, &lightbulb, &hygrometer] {
-            assert!(authz.connect(id).is_allowed(), "{}", id.client_id);
+            assert!(authz.connect(id).is_allowed(), "{}", id.client_id());
         }
 
         // thermostat → telemetry/humidity: PUBACK 135.

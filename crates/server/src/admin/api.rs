@@ -103,11 +103,11 @@ fn connected_client(c: &ConnectionInfo) -> dto::Client {
     dto::Client {
         client_id: c.client_id().to_string(),
         connected: true,
-        username: c.identity.username.clone(),
+        username: c.identity.username().map(str::to_owned),
         port: Some(c.port),
         peer: Some(c.peer.to_string()),
         protocol_version: Some(mqtt_version_label(c.protocol).to_string()),
-        attributes: c.identity.attributes.clone(),
+        attributes: c.identity.attributes().clone(),
         connected_since: Some(dto::rfc3339(c.connected_at)),
         subscriptions: subscriptions(&c.session),
         queued: c.session.queued_len(),

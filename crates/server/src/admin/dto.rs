@@ -3,9 +3,12 @@
 //! tests; they are the API's contract, so change them together with the OpenAPI file.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,74 +252,28 @@ pub struct Error {
     pub error: String,
 }
 
-/// `t` as RFC 3339 in UTC with second precision (`2026-07-01T12:34:56Z`).
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z in Unix seconds: the times RFC 3339 can write.
+const RFC3339_SECONDS: RangeInclusive<i64> = -62_167_219_200..=253_402_300_799;
+
+/// `t` as RFC 3339 in UTC with second precision (`2026-07-01T12:34:56Z`); a time outside the
+/// years 0000 to 9999 is written as the nearest end.
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
     };
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let secs = secs.clamp(*RFC3339_SECONDS.start(), *RFC3339_SECONDS.end());
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|at| at.format(&Rfc3339).ok())
+        .expect("a time in the years 0000 to 9999 is valid and has an RFC 3339 form")
 }
 
-/// Parses what [`rfc3339`] writes (UTC, `Z`, second precision; fractions are ignored).
+/// Parses an RFC 3339 date-time, such as [`rfc3339`] writes.
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-');
-    let (y, m, day): (i64, u32, u32) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    let time = time.split('.').next()?;
-    let mut t = time.splitn(3, ':');
-    let (hh, mm, ss): (i64, i64, i64) = (
-        t.next()?.parse().ok()?,
-        t.next()?.parse().ok()?,
-        t.next()?.parse().ok()?,
-    );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    let secs = days_from_civil(y, m, day) * 86_400 + hh * 3600 + mm * 60 + ss;
-    let magnitude = std::time::Duration::from_secs(secs.unsigned_abs());
-    if secs >= 0 {
-        SystemTime::UNIX_EPOCH.checked_add(magnitude)
-    } else {
-        SystemTime::UNIX_EPOCH.checked_sub(magnitude)
-    }
-}
-
-/// Howard Hinnant's `days_from_civil`: (year, month, day) to days since 1970-01-01.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .map(SystemTime::from)
 }
 
 #[cfg(test)]
@@ -336,6 +293,12 @@ mod tests {
             let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
             assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
         }
+        assert_eq!(at(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(at(253_402_300_800), "9999-12-31T23:59:59Z", "clamped");
+        let before = |s| rfc3339(SystemTime::UNIX_EPOCH - Duration::from_secs(s));
+        assert_eq!(before(1), "1969-12-31T23:59:59Z");
+        assert_eq!(before(62_167_219_200), "0000-01-01T00:00:00Z");
+        assert_eq!(before(62_167_219_201), "0000-01-01T00:00:00Z", "clamped");
         assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
     }

@@ -84,10 +84,10 @@ impl From<&Explanation> for dto::Explanation {
                     allowed: p.allowed,
                     authentication: p.authentication.clone(),
                     identity: p.identity.as_ref().map(|id| dto::ExplainedIdentity {
-                        method: id.method.to_string(),
-                        client_id: id.client_id.clone(),
-                        username: id.username.clone(),
-                        attributes: id.attributes.clone(),
+                        method: id.method().to_string(),
+                        client_id: id.client_id().to_owned(),
+                        username: id.username().map(str::to_owned),
+                        attributes: id.attributes().clone(),
                     }),
                     authorization: p.authorization.clone(),
                 })

@@ -56,7 +56,7 @@ pub(super) struct Admitted {
 impl Conn {
     /// When the client's credential expires (SPEC.md §7.6), as a timer deadline.
     pub(super) fn credential_deadline(&self) -> Option<tokio::time::Instant> {
-        let at = self.identity.expires_at?;
+        let at = self.identity.expires_at()?;
         let left = at
             .duration_since(std::time::SystemTime::now())
             .unwrap_or_default();
@@ -83,8 +83,8 @@ impl Conn {
         }
         let identity = self.identity.clone();
         let request = AuthRequest {
-            client_id: &identity.client_id,
-            username: identity.username.as_deref(),
+            client_id: identity.client_id(),
+            username: identity.username(),
             auth_method: auth
                 .properties
                 .authentication_method
@@ -134,7 +134,7 @@ impl Conn {
     fn log_denial(&self, action: &'static str, target: &str, why: &str) {
         let _span = self.span().entered();
         tracing::info!(
-            username = self.identity.username.as_deref().unwrap_or(""),
+            username = self.identity.username().unwrap_or(""),
             action,
             target,
             why,

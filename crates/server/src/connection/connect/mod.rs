@@ -212,7 +212,7 @@ async fn answer_connect<S: Transport>(
         };
         ctx.stats.count_authorization(denied.is_none());
         if let Some(why) = denied {
-            info!(username = identity.username.as_deref().unwrap_or(""), %why, action = "connect", "authorization denied");
+            info!(username = identity.username().unwrap_or(""), %why, action = "connect", "authorization denied");
             refuse_connect(
                 &mut stream,
                 version,
