@@ -12,14 +12,9 @@ use wardgate_core::{Broker, BrokerSettings, ConnectParams, Message, Session, Wak
 use wardgate_protocol::{
     ProtocolVersion, PublishProperties, QoS, SubscriptionOptions, TopicFilter, TopicName,
 };
+use wardgate_testkit::fixtures::WakeCount;
 
 const SUBSCRIPTIONS: usize = 100_000;
-
-struct NoWake;
-
-impl Wake for NoWake {
-    fn wake(&self) {}
-}
 
 /// A small deterministic generator (no extra dependency).
 struct Lcg(u64);
@@ -45,7 +40,7 @@ fn session(broker: &Broker, i: usize) -> Arc<Session> {
                 receive_maximum: u16::MAX,
                 will: None,
                 principal: None,
-                waker: Arc::new(NoWake),
+                waker: Arc::new(WakeCount::default()),
             },
             Instant::now(),
         )

@@ -20,12 +20,7 @@ use wardgate_core::{
 use wardgate_protocol::{
     ProtocolVersion, PublishProperties, QoS, SubscriptionOptions, TopicFilter, TopicName,
 };
-
-struct NoWake;
-
-impl Wake for NoWake {
-    fn wake(&self) {}
-}
+use wardgate_testkit::fixtures::WakeCount;
 
 fn settings() -> BrokerSettings {
     BrokerSettings {
@@ -50,7 +45,7 @@ fn run(c: &mut Criterion, name: &str, broker: &Broker, qos: QoS) {
         receive_maximum: 100,
         will: None,
         principal: None,
-        waker: Arc::new(NoWake),
+        waker: Arc::new(WakeCount::default()),
     };
     let sub = broker.connect(params("sub"), now);
     let publ = broker.connect(params("pub"), now);
