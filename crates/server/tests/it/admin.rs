@@ -16,6 +16,7 @@ use wardgate_server::registry::Registry;
 use wardgate_server::selfcheck::{SelfCheck, SelfCheckSettings};
 use wardgate_server::{ConnectionSettings, PortProtocol, PortSpec, PortState, PortStatus, Status};
 use wardgate_testkit::client::{RawClient, Received, connect_packet};
+use wardgate_testkit::resources;
 
 /// A broker with one MQTT port, its status as a supervisor would publish it, and the admin API.
 struct Fixture {
@@ -683,9 +684,7 @@ async fn sys_topics_count_the_clients_of_each_port() {
         wardgate_testkit::process::free_port().expect("port"),
         wardgate_testkit::process::free_port().expect("port"),
     );
-    let yaml = format!(
-        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {a}\n    protocol: Mqtt\n  - port: {b}\n    protocol: Mqtt\n"
-    );
+    let yaml = resources::listener(&(resources::mqtt_port(a) + &resources::mqtt_port(b)));
     let model = wardgate_config::load_str("listener.yaml", &yaml)
         .expect("valid")
         .model;

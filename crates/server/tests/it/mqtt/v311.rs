@@ -132,11 +132,11 @@ async fn a_v311_publish_to_sys_is_acknowledged_and_dropped() {
         .await;
     let (mut reader, _) = RawClient::connect(b.tcp, V, "reader").await;
     reader.subscribe("$SYS/#", QoS::AtLeastOnce).await;
-    let got = crate::payloads_until_quiet(&mut reader, Duration::from_millis(300)).await;
+    let got = super::payloads_until_quiet(&mut reader, Duration::from_millis(300)).await;
     assert!(!got.iter().any(|p| &p[..] == b"spoofed"), "{got:?}");
 
     let mut c = connect_packet(V, "sys-will", true);
-    c.will = Some(crate::will_on("$SYS/broker/uptime"));
+    c.will = Some(super::will_on("$SYS/broker/uptime"));
     let (_, ack) = RawClient::connect_with(b.tcp, c).await;
     assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
 }
@@ -232,7 +232,7 @@ async fn dollar_topics_are_not_matched_by_leading_wildcards() {
 
 #[tokio::test]
 async fn a_v311_publisher_is_disconnected_rather_than_acknowledged_when_every_queue_dropped() {
-    let b = crate::tiny_queues().await;
+    let b = super::tiny_queues().await;
     let (mut sub, _) = RawClient::connect_with(b.tcp, connect_packet(V, "away", false)).await;
     sub.subscribe("full/#", QoS::AtLeastOnce).await;
     sub.drop_connection().await;

@@ -397,7 +397,7 @@ async fn clients_cannot_publish_to_sys() {
 
     let (mut reader, _) = RawClient::connect(b.tcp, V, "reader").await;
     reader.subscribe("$SYS/#", QoS::AtLeastOnce).await;
-    let got = crate::payloads_until_quiet(&mut reader, Duration::from_millis(300)).await;
+    let got = super::payloads_until_quiet(&mut reader, Duration::from_millis(300)).await;
     assert!(!got.iter().any(|p| &p[..] == b"spoofed"), "{got:?}");
     assert!(
         got.iter().any(|p| &p[..] == b"1"),
@@ -405,11 +405,11 @@ async fn clients_cannot_publish_to_sys() {
     );
 
     let mut c = connect_packet(V, "sys-will", true);
-    c.will = Some(crate::will_on("$SYS/broker/uptime"));
+    c.will = Some(super::will_on("$SYS/broker/uptime"));
     let (_, ack) = RawClient::connect_with(b.tcp, c).await;
     assert_eq!(ack.reason, ReasonCode::NOT_AUTHORIZED);
     let mut c = connect_packet(V, "bridge-2", true);
-    c.will = Some(crate::will_on("$SYS/broker/connection/bridge-2/state"));
+    c.will = Some(super::will_on("$SYS/broker/connection/bridge-2/state"));
     let (_, ack) = RawClient::connect_with(b.tcp, c).await;
     assert_eq!(ack.reason, ReasonCode::SUCCESS);
 }
@@ -538,7 +538,7 @@ async fn subscription_identifier_from_a_client_is_a_protocol_error() {
 
 #[tokio::test]
 async fn a_message_every_queue_dropped_is_not_acknowledged_as_delivered() {
-    let b = crate::tiny_queues().await;
+    let b = super::tiny_queues().await;
     let mut sc = connect_packet(V, "away", true);
     sc.properties.session_expiry_interval = Some(60);
     let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
