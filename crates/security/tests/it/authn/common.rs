@@ -1,8 +1,6 @@
 //! Helpers shared by the authentication and authorization tests: certificate chains made with
 //! rcgen, configurations loaded through `wardgate_config`, CONNECT requests.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::net::SocketAddr;
 
 use rcgen::{
@@ -14,14 +12,14 @@ use wardgate_config::Model;
 use wardgate_security::authn::ConnectRequest;
 
 /// A CA: its parameters and key sign certificates.
-pub struct Ca {
-    pub params: CertificateParams,
-    pub key: KeyPair,
-    pub der: CertificateDer<'static>,
+pub(crate) struct Ca {
+    pub(crate) params: CertificateParams,
+    pub(crate) key: KeyPair,
+    pub(crate) der: CertificateDer<'static>,
 }
 
 impl Ca {
-    pub fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         pem(&self.der)
     }
 
@@ -46,12 +44,12 @@ fn ca_params(dn: &[(DnType, &str)], path_len: Option<u8>) -> CertificateParams {
 }
 
 /// A self-signed root CA with subject `CN = <cn>`.
-pub fn root(cn: &str) -> Ca {
+pub(crate) fn root(cn: &str) -> Ca {
     root_dn(&[(DnType::CommonName, cn)])
 }
 
 /// A self-signed root CA with this subject (encoded in the given order).
-pub fn root_dn(dn: &[(DnType, &str)]) -> Ca {
+pub(crate) fn root_dn(dn: &[(DnType, &str)]) -> Ca {
     let params = ca_params(dn, None);
     let key = KeyPair::generate().unwrap();
     let der = params.self_signed(&key).unwrap().der().clone();
@@ -59,7 +57,7 @@ pub fn root_dn(dn: &[(DnType, &str)]) -> Ca {
 }
 
 /// An intermediate CA signed by `parent`.
-pub fn intermediate(cn: &str, parent: &Ca) -> Ca {
+pub(crate) fn intermediate(cn: &str, parent: &Ca) -> Ca {
     let params = ca_params(&[(DnType::CommonName, cn)], Some(0));
     let key = KeyPair::generate().unwrap();
     let der = params
@@ -71,7 +69,10 @@ pub fn intermediate(cn: &str, parent: &Ca) -> Ca {
 }
 
 /// A client leaf with this subject, signed by `parent`.
-pub fn client_leaf(dn: &[(DnType, &str)], parent: &Ca) -> (CertificateDer<'static>, KeyPair) {
+pub(crate) fn client_leaf(
+    dn: &[(DnType, &str)],
+    parent: &Ca,
+) -> (CertificateDer<'static>, KeyPair) {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     // rcgen starts with `CN = rcgen self signed cert`; start empty to keep the order given.
     p.distinguished_name = DistinguishedName::new();
@@ -85,7 +86,7 @@ pub fn client_leaf(dn: &[(DnType, &str)], parent: &Ca) -> (CertificateDer<'stati
 }
 
 /// A server leaf for `localhost` and 127.0.0.1, signed by `parent`.
-pub fn server_leaf(parent: &Ca) -> (CertificateDer<'static>, KeyPair) {
+pub(crate) fn server_leaf(parent: &Ca) -> (CertificateDer<'static>, KeyPair) {
     let mut p =
         CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
     p.distinguished_name.push(DnType::CommonName, "localhost");
@@ -95,7 +96,7 @@ pub fn server_leaf(parent: &Ca) -> (CertificateDer<'static>, KeyPair) {
     (der, key)
 }
 
-pub fn pem(der: &CertificateDer<'_>) -> String {
+pub(crate) fn pem(der: &CertificateDer<'_>) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
     let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
@@ -108,7 +109,7 @@ pub fn pem(der: &CertificateDer<'_>) -> String {
 }
 
 /// A YAML block scalar of `text`, indented for a value at `indent` spaces.
-pub fn block(text: &str, indent: usize) -> String {
+pub(crate) fn block(text: &str, indent: usize) -> String {
     let pad = " ".repeat(indent);
     let mut s = String::from("|\n");
     for line in text.lines() {
@@ -120,7 +121,7 @@ pub fn block(text: &str, indent: usize) -> String {
 }
 
 /// A ConfigMap document.
-pub fn config_map(name: &str, key: &str, text: &str) -> String {
+pub(crate) fn config_map(name: &str, key: &str, text: &str) -> String {
     format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata:\n  {key}: {}",
         block(text, 4)
@@ -128,7 +129,7 @@ pub fn config_map(name: &str, key: &str, text: &str) -> String {
 }
 
 /// An Opaque Secret document with `stringData`.
-pub fn secret(name: &str, key: &str, text: &str) -> String {
+pub(crate) fn secret(name: &str, key: &str, text: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: Opaque\nstringData:\n  {key}: {}",
         block(text, 4)
@@ -136,7 +137,7 @@ pub fn secret(name: &str, key: &str, text: &str) -> String {
 }
 
 /// Loads YAML documents (joined with `---`) into a model; panics with every error.
-pub fn load(docs: &[String]) -> Model {
+pub(crate) fn load(docs: &[String]) -> Model {
     let yaml = docs.join("\n---\n");
     match wardgate_config::load_str("test.yaml", &yaml) {
         Ok(l) => l.model,
@@ -144,12 +145,12 @@ pub fn load(docs: &[String]) -> Model {
     }
 }
 
-pub fn peer() -> SocketAddr {
+pub(crate) fn peer() -> SocketAddr {
     "127.0.0.1:50000".parse().unwrap()
 }
 
 /// A CONNECT with nothing but a client ID (v5).
-pub fn connect<'a>(client_id: &'a str) -> ConnectRequest<'a> {
+pub(crate) fn connect<'a>(client_id: &'a str) -> ConnectRequest<'a> {
     ConnectRequest {
         client_id,
         username: None,
@@ -165,14 +166,13 @@ pub fn connect<'a>(client_id: &'a str) -> ConnectRequest<'a> {
 
 /// The seed tutorial's Fabrikam client PKI: root, intermediate, and the four device leaves,
 /// each presented with the intermediate (`--bundle`).
-pub struct Fabrikam {
-    pub root: Ca,
-    pub intermediate: Ca,
-    pub devices: Vec<(String, Vec<CertificateDer<'static>>)>,
+pub(crate) struct Fabrikam {
+    pub(crate) root: Ca,
+    pub(crate) devices: Vec<(String, Vec<CertificateDer<'static>>)>,
 }
 
 impl Fabrikam {
-    pub fn new() -> Fabrikam {
+    pub(crate) fn new() -> Fabrikam {
         let root = root("Fabrikam Root CA");
         let intermediate = intermediate("Fabrikam Intermediate CA 1", &root);
         let devices = ["thermostat", "hygrometer", "heater", "lightbulb"]
@@ -182,14 +182,10 @@ impl Fabrikam {
                 ((*d).to_owned(), vec![leaf, intermediate.der.clone()])
             })
             .collect();
-        Fabrikam {
-            root,
-            intermediate,
-            devices,
-        }
+        Fabrikam { root, devices }
     }
 
-    pub fn chain(&self, device: &str) -> &[CertificateDer<'static>] {
+    pub(crate) fn chain(&self, device: &str) -> &[CertificateDer<'static>] {
         &self
             .devices
             .iter()
@@ -200,7 +196,7 @@ impl Fabrikam {
 }
 
 /// The tutorial's `x509-auth` BrokerAuthentication, exactly as its JSON, in YAML.
-pub const TUTORIAL_AUTHN: &str = r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
+pub(crate) const TUTORIAL_AUTHN: &str = r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
 kind: BrokerAuthentication
 metadata: {name: x509-auth}
 spec:
@@ -224,7 +220,7 @@ spec:
 "#;
 
 /// The tutorial's `abac-authz` rules, exactly as its JSON, in YAML.
-pub const TUTORIAL_AUTHZ: &str = r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
+pub(crate) const TUTORIAL_AUTHZ: &str = r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
 kind: BrokerAuthorization
 metadata: {name: abac-authz}
 spec:
@@ -261,7 +257,7 @@ spec:
 
 /// The tutorial's listener: LoadBalancer `mqtts-endpoint`, port 8883, manual TLS, x509-auth and
 /// abac-authz.
-pub const TUTORIAL_LISTENER: &str = r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
+pub(crate) const TUTORIAL_LISTENER: &str = r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
 kind: BrokerListener
 metadata: {name: mqtts-endpoint}
 spec:

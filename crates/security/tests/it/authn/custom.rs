@@ -14,7 +14,7 @@ use wardgate_security::authn::{
     AuthMethodKind, AuthRequest, Authenticator, AuthnOutcome, ConnectRequest, Identity,
 };
 
-use crate::common::*;
+use super::common::*;
 
 /// The example server's enhanced-authentication method (data `user:password`).
 pub(crate) const USERPASS: &str = "WG-USERPASS";

@@ -2,7 +2,7 @@
 //! the AIO sample), JWTs signed with freshly generated RS256/ES256 keys, and HTTPS to the
 //! example custom authentication server.
 
-mod common;
+pub(super) mod common;
 mod custom;
 mod order;
 mod password;

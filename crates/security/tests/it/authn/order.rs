@@ -5,8 +5,8 @@
 use wardgate_protocol::ReasonCode;
 use wardgate_security::authn::{AuthMethodKind, Authenticator, AuthnOutcome, ConnectRequest};
 
-use crate::common::*;
-use crate::custom::{AuthServer, custom_docs};
+use super::common::*;
+use super::custom::{AuthServer, custom_docs};
 
 /// SAT (no JWKS: any token is refused), X509, Custom at `endpoint`, UsernamePassword (dave /
 /// dave-pw).

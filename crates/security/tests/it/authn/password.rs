@@ -10,7 +10,7 @@ use wardgate_security::authn::{
     AuthMethodKind, Authenticator, AuthnOutcome, ConnectRequest, authentication_changed,
 };
 
-use crate::common::*;
+use super::common::*;
 
 /// The AIO sample `auth-server-user-pass-mqtt`'s entry for `client1` (password `password`).
 const AIO_CLIENT1: &str = r#"# Credential #1

@@ -15,7 +15,7 @@ use wardgate_security::authn::{
     AuthMethodKind, AuthRequest, Authenticator, AuthnOutcome, ConnectRequest, Identity, K8S_SAT,
 };
 
-use crate::common::*;
+use super::common::*;
 
 /// A signing key with its JWK.
 enum Signer {

@@ -8,7 +8,7 @@ use rcgen::DnType;
 use wardgate_protocol::ReasonCode;
 use wardgate_security::authn::{AuthMethodKind, Authenticator, AuthnOutcome, ConnectRequest};
 
-use crate::common::*;
+use super::common::*;
 
 fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

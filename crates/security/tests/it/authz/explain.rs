@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use wardgate_security::authz::{ExplainAction, ExplainQuery, explain};
 
-use crate::common::*;
+use super::common::*;
 
 fn query(f: &Fabrikam, device: &str, action: ExplainAction) -> ExplainQuery {
     ExplainQuery {

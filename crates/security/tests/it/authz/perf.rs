@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use wardgate_security::authz::Authorizer;
 
-use crate::common::*;
+use super::common::*;
 
 fn policy(cache: &str) -> String {
     let mut rules = String::new();

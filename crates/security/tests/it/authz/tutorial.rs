@@ -7,7 +7,7 @@ use wardgate_config::Model;
 use wardgate_security::authn::{Authenticator, AuthnOutcome, ConnectRequest, Identity};
 use wardgate_security::authz::{Authorizer, Decision, Recheck};
 
-use crate::common::*;
+use super::common::*;
 
 fn tutorial(f: &Fabrikam, cache: bool) -> Model {
     let authz = if cache {

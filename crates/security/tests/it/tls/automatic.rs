@@ -11,7 +11,7 @@ use wardgate_security::pki::store::QUICKSTART_CA_COMMON_NAME;
 use wardgate_security::pki::{CertificateInfo, ExtendedKeyUsage, KeyType, SubjectAltName, pem};
 use wardgate_security::tls::TlsOutcome;
 
-use crate::common::*;
+use super::common::*;
 
 const QUICKSTART: &str = "azure-iot-operations-aio-certificate-issuer";
 

@@ -15,7 +15,7 @@ use wardgate_config::model::Model;
 use wardgate_security::pki::issue::{CertRequest, Key, Profile};
 use wardgate_security::tls::{PortTls, TlsOutcome};
 
-use crate::common::*;
+use super::common::*;
 
 /// A manual port (server chain from `server_root`) whose authentication trusts `cas`.
 fn port_trusting(server_root: &Ca, cas: &[(&str, String)]) -> (Model, TlsOutcome) {

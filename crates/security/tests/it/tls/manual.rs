@@ -9,7 +9,7 @@ use wardgate_security::pki::issue::{CertRequest, Key, Profile};
 use wardgate_security::pki::{KeyType, pem};
 use wardgate_security::tls::TlsOutcome;
 
-use crate::common::*;
+use super::common::*;
 
 fn resolve_secret(crt: &str, key: &str) -> TlsOutcome {
     let dir = tempfile::tempdir().unwrap();

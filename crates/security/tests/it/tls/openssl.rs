@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wardgate_config::KeyAlgorithm;
 use wardgate_config::model::Model;
 
-use crate::common::*;
+use super::common::*;
 
 /// The seed's server-side recipe: RSA root, intermediate, leaf with an IP SAN. With
 /// `intermediate_ext`, the intermediate is signed with that extensions file (the fix).
