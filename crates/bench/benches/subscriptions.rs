@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use wardgate_core::subscriptions::{Subscriber, SubscriptionIndex};
-use wardgate_core::{Broker, BrokerSettings, ConnectParams, Message, Session, Wake};
+use wardgate_core::{Broker, BrokerSettings, ConnectParams, Message, Session};
 use wardgate_protocol::{
     ProtocolVersion, PublishProperties, QoS, SubscriptionOptions, TopicFilter, TopicName,
 };

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use wardgate_core::store::{PolicyMode, QueuePolicy};
 use wardgate_core::{
-    Broker, BrokerSettings, ConnectParams, Message, Outgoing, PersistenceSettings, Store, Wake,
+    Broker, BrokerSettings, ConnectParams, Message, Outgoing, PersistenceSettings, Store,
 };
 use wardgate_protocol::{
     ProtocolVersion, PublishProperties, QoS, SubscriptionOptions, TopicFilter, TopicName,

@@ -8,17 +8,12 @@ use std::time::Duration;
 use wardgate_protocol::{Packet, ProtocolVersion, ReasonCode};
 use wardgate_testkit::client::{RawClient, Received};
 use wardgate_testkit::process::{Running, free_port, wait_for_port};
+use wardgate_testkit::resources::named_listener;
+
+use crate::support::tls::make_ca;
 
 fn wardgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wardgate"))
-}
-
-/// A BrokerListener; tests name it `default` so that it replaces the built-in default listener
-/// (ClusterIp, loopback only) instead of adding a second ClusterIp listener.
-fn listener_yaml(name: &str, service_type: &str, ports: &str) -> String {
-    format!(
-        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: {name}\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: {name}\n  serviceType: {service_type}\n  ports:\n{ports}"
-    )
 }
 
 fn sigterm(process: &Running) {
@@ -50,7 +45,7 @@ async fn config_folder_ports_serve_and_sigterm_disconnects_gracefully() {
         format!("  - port: {tcp}\n    protocol: Mqtt\n  - port: {ws}\n    protocol: WebSockets\n");
     std::fs::write(
         dir.path().join("listener.yaml"),
-        listener_yaml("default", "ClusterIp", &ports),
+        named_listener("default", "ClusterIp", &ports),
     )
     .expect("write config");
     let mut broker = serve(dir.path(), &dir.path().join("data"));
@@ -85,7 +80,7 @@ fn invalid_configuration_exits_1_naming_the_file() {
     let file = dir.path().join("broken.yaml");
     std::fs::write(
         &file,
-        listener_yaml("lan", "ClusterIp", "  - port: 99999\n    protocol: Mqtt\n"),
+        named_listener("lan", "ClusterIp", "  - port: 99999\n    protocol: Mqtt\n"),
     )
     .expect("write");
     let out = serve(&file, &dir.path().join("data"))
@@ -107,7 +102,7 @@ fn a_port_that_cannot_open_is_reported_and_the_others_serve() {
     );
     std::fs::write(
         dir.path().join("l.yaml"),
-        listener_yaml("default", "ClusterIp", &ports),
+        named_listener("default", "ClusterIp", &ports),
     )
     .expect("write");
     let mut broker = serve(dir.path(), &dir.path().join("data"));
@@ -134,7 +129,7 @@ fn validate_prints_every_error_and_exits_1() {
     let bad = "  - port: 1883\n    protocol: Mqtt\n  - port: 1883\n    protocol: Carrier-Pigeon\n";
     std::fs::write(
         dir.path().join("bad.yaml"),
-        listener_yaml("default", "ClusterIp", bad),
+        named_listener("default", "ClusterIp", bad),
     )
     .expect("write");
     let out = wardgate_testkit::process::run(
@@ -156,7 +151,7 @@ fn validate_accepts_a_good_folder() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("ok.yaml"),
-        listener_yaml(
+        named_listener(
             "default",
             "ClusterIp",
             "  - port: 1883\n    protocol: Mqtt\n",
@@ -178,30 +173,9 @@ fn validate_accepts_a_good_folder() {
 #[test]
 fn create_secret_tls_writes_yaml_that_loads() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
-    let openssl = wardgate_testkit::process::run(
-        Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-            ])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert),
-        Duration::from_secs(20),
-    )
-    .expect("openssl runs");
-    assert!(openssl.success(), "{openssl}");
+    // A self-signed certificate and its key, as openssl makes them.
+    make_ca(dir.path());
+    let (cert, key) = (dir.path().join("ca.crt"), dir.path().join("ca.key"));
     let config = dir.path().join("config");
     let out = wardgate_testkit::process::run(
         wardgate()
@@ -258,7 +232,7 @@ fn a_second_broker_says_loudly_that_its_port_and_admin_address_are_taken() {
             .collect();
         std::fs::write(
             config.join("l.yaml"),
-            listener_yaml("default", "ClusterIp", &items),
+            named_listener("default", "ClusterIp", &items),
         )
         .expect("write");
         config

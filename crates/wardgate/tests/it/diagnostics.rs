@@ -18,6 +18,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::tls::make_expired_server;
 use wardgate_server::admin::client::AdminClient;
 use wardgate_server::admin::dto;
 use wardgate_testkit::process::{
@@ -548,59 +549,6 @@ fn create_secret(name: &str, cert: &Path, key: &Path, config: &Path) {
     );
 }
 
-/// A certificate for CN=expired.example that expired on 2020-01-02, signed by `ca.crt` with
-/// `openssl ca` (which, unlike `req` and `x509`, takes a start and end date).
-fn make_expired(dir: &Path) {
-    let ossl = |args: &[&str]| must(Command::new("openssl").args(args).current_dir(dir));
-    std::fs::write(dir.join("index.txt"), "").expect("index");
-    std::fs::write(dir.join("serial"), "0A\n").expect("serial");
-    std::fs::write(
-        dir.join("ca.cnf"),
-        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nserial = serial\nnew_certs_dir = .\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n",
-    )
-    .expect("ca.cnf");
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("ext.cnf");
-    ossl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=expired.example",
-        "-keyout",
-        "old.key",
-        "-out",
-        "old.csr",
-    ]);
-    ossl(&[
-        "ca",
-        "-batch",
-        "-config",
-        "ca.cnf",
-        "-cert",
-        "ca.crt",
-        "-keyfile",
-        "ca.key",
-        "-in",
-        "old.csr",
-        "-out",
-        "old.crt",
-        "-startdate",
-        "20200101000000Z",
-        "-enddate",
-        "20200102000000Z",
-        "-extfile",
-        "ext.cnf",
-    ]);
-}
-
 fn status(admin: u16) -> Output {
     run(
         wardgate().args(["status", "--admin-addr", &format!("127.0.0.1:{admin}")]),
@@ -617,7 +565,7 @@ async fn readyz_waits_for_a_secret_and_the_served_certificates_are_reported() {
     std::fs::create_dir(&pki).expect("mkdir");
     let [plain, late, old, admin] = [(); 4].map(|_| free_port().expect("port"));
     make_secret("late-cert", &pki, &pki); // written to pki/ for now: the port waits
-    make_expired(&pki);
+    make_expired_server(&pki, "old");
     create_secret(
         "old-cert",
         &pki.join("old.crt"),
@@ -724,9 +672,9 @@ async fn readyz_waits_for_a_secret_and_the_served_certificates_are_reported() {
         "{served:?}"
     );
     let expired = find(old);
-    assert_eq!(expired.subject, "CN = expired.example");
-    assert_eq!(expired.not_after, "2020-01-02T00:00:00Z");
-    assert_eq!(x509("-enddate", "old.crt"), "Jan  2 00:00:00 2020 GMT");
+    assert_eq!(expired.subject, "CN = localhost");
+    assert_eq!(expired.not_after, "2024-02-01T00:00:00Z");
+    assert_eq!(x509("-enddate", "old.crt"), "Feb  1 00:00:00 2024 GMT");
     assert!(expired.expired);
     // Both ports serve manual leaves without their root: no certificate here comes from a CA
     // the broker knows, so the trust bundle is empty; the quickstart CA, which signs nothing
@@ -765,7 +713,7 @@ async fn readyz_waits_for_a_secret_and_the_served_certificates_are_reported() {
             &m,
             &series("wardgate_certificate_expiry_timestamp_seconds", expired)
         ),
-        1_577_923_200.0
+        1_706_745_600.0
     );
 
     let out = tokio::task::spawn_blocking(move || status(admin))
@@ -778,7 +726,7 @@ async fn readyz_waits_for_a_secret_and_the_served_certificates_are_reported() {
         .find(|l| l.contains(&format!("BrokerListener/default:{old}")))
         .unwrap_or_else(|| panic!("no row for the expired certificate: {out}"));
     assert!(
-        row.contains("CN = expired.example") && row.contains("EXPIRED"),
+        row.contains("CN = localhost") && row.contains("EXPIRED"),
         "{row}"
     );
 

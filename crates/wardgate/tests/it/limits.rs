@@ -2,8 +2,6 @@
 //! the broker's memory without bound nor slows the other subscribers of the same topic; at the
 //! file-descriptor limit, new clients are shed, not left hanging.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -11,7 +9,7 @@ use std::time::{Duration, Instant};
 use wardgate_protocol::{Packet, ProtocolVersion, QoS};
 use wardgate_testkit::client::{RawClient, Received, publish_packet};
 
-use support::Node;
+use crate::support::Node;
 
 const V: ProtocolVersion = ProtocolVersion::V5;
 const FAST: usize = 10;
@@ -147,7 +145,7 @@ async fn at_the_file_descriptor_limit_clients_are_shed_and_the_broker_recovers()
             .env("NO_COLOR", "1"),
     )
     .expect("start wardgate");
-    wait_for_port(node.port, support::START_TIMEOUT).expect("the port opens");
+    wait_for_port(node.port, crate::support::START_TIMEOUT).expect("the port opens");
     let addr = node.addr();
 
     let (mut held, mut shed) = (Vec::new(), 0);
@@ -215,11 +213,11 @@ fn a_v311_keep_alive_above_the_maximum_is_refused_and_the_log_says_why() {
     };
     let mut refused = args("ka-long", "120");
     refused[1] = &port;
-    let out = support::mosquitto_pub_output(&refused);
+    let out = crate::support::mosquitto_pub_output(&refused);
     assert!(out.contains("identifier rejected"), "{out}");
     let mut accepted = args("ka-ok", "30");
     accepted[1] = &port;
-    let out = support::mosquitto_pub_output(&accepted);
+    let out = crate::support::mosquitto_pub_output(&accepted);
     assert!(!out.contains("rejected"), "{out}");
     let log = node.kill().stdout;
     let line = log

@@ -3,8 +3,6 @@
 //! sessions with subscriptions, queued messages and delayed wills survive a graceful restart and a
 //! SIGKILL; a corrupted store is moved aside and the broker still starts.
 
-mod support;
-
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +17,7 @@ use wardgate_protocol::{
 };
 use wardgate_testkit::client::{RawClient, Received, connect_packet};
 
-use support::Node;
+use crate::support::Node;
 
 const V: ProtocolVersion = ProtocolVersion::V5;
 

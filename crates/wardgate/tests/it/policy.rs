@@ -13,11 +13,21 @@ use std::time::Duration;
 use wardgate_protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
 use wardgate_testkit::client::{RawClient, Received, connect_packet};
 use wardgate_testkit::process::{Running, free_port, wait_for_port};
+use wardgate_testkit::resources::{authenticated_port, authentication, listener, password_method};
 
-mod support;
-use support::{Node, mosquitto_pub_output, mosquitto_sub_running, passwd, passwords_secret};
+use crate::support::{Node, mosquitto_pub_output, mosquitto_sub_running, passwd, passwords_secret};
 
 const V: ProtocolVersion = ProtocolVersion::V5;
+
+/// The BrokerAuthentication `users` (passwords from the Secret `passwords`) and listener
+/// `default` on `port` using it and the BrokerAuthorization `authz`.
+fn users_listener(port: u16, authz: &str) -> String {
+    format!(
+        "{}---\n{}",
+        authentication("users", &password_method("passwords")),
+        listener(&authenticated_port(port, "users", Some(authz)))
+    )
+}
 
 fn policy(subscribe_for_heaters: &str) -> String {
     format!(
@@ -70,8 +80,9 @@ async fn a_policy_edit_disconnects_only_the_clients_that_lost_access() {
     std::fs::write(
         dir.join("auth.yaml"),
         format!(
-            "{}---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: users\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: UsernamePassword\n    usernamePasswordSettings:\n      secretRef: passwords\n---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {port}\n    protocol: Mqtt\n    authenticationRef: users\n    authorizationRef: policy\n",
-            passwords_secret("passwords", &passwords)
+            "{}---\n{}",
+            passwords_secret("passwords", &passwords),
+            users_listener(port, "policy")
         ),
     )
     .expect("write auth");
@@ -207,13 +218,7 @@ fn denials_on_the_wire_for_each_packet_and_protocol_version() {
     passwd(&passwords, "outsider", "o-secret", &["role=outsider"]);
     node.write_config("passwords.yaml", &passwords_secret("passwords", &passwords));
     node.write_config("policy.yaml", DENIALS_POLICY);
-    node.write_config(
-        "auth.yaml",
-        &format!(
-            "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: users\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: UsernamePassword\n    usernamePasswordSettings:\n      secretRef: passwords\n---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {}\n    protocol: Mqtt\n    authenticationRef: users\n    authorizationRef: denials\n",
-            node.port
-        ),
-    );
+    node.write_config("auth.yaml", &users_listener(node.port, "denials"));
     node.start();
     let port = node.port.to_string();
     let wait = Duration::from_secs(20);
@@ -379,13 +384,7 @@ async fn a_deep_filter_under_a_granted_prefix_is_served_without_crashing() {
     passwd(&passwords, "alice", "a-secret", &[]);
     node.write_config("passwords.yaml", &passwords_secret("passwords", &passwords));
     node.write_config("policy.yaml", PREFIX_POLICY);
-    node.write_config(
-        "auth.yaml",
-        &format!(
-            "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: users\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: UsernamePassword\n    usernamePasswordSettings:\n      secretRef: passwords\n---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {}\n    protocol: Mqtt\n    authenticationRef: users\n    authorizationRef: prefix\n",
-            node.port
-        ),
-    );
+    node.write_config("auth.yaml", &users_listener(node.port, "prefix"));
     node.start();
     let addr = node.addr();
     let filter = format!("a/alice/{}+", "+/".repeat(9_997));
@@ -499,9 +498,9 @@ fn password_node(users: &[&str], authz_name: &str, policy: &str) -> Node {
     node.write_config(
         "auth.yaml",
         &format!(
-            "{}---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: users\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: UsernamePassword\n    usernamePasswordSettings:\n      secretRef: passwords\n---\napiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {}\n    protocol: Mqtt\n    authenticationRef: users\n    authorizationRef: {authz_name}\n",
+            "{}---\n{}",
             passwords_secret("passwords", &passwords),
-            node.port
+            users_listener(node.port, authz_name)
         ),
     );
     node.write_config("policy.yaml", policy);

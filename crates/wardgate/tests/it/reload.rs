@@ -9,14 +9,15 @@ use std::time::Duration;
 use wardgate_protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
 use wardgate_testkit::client::{RawClient, Received};
 use wardgate_testkit::process::{Running, free_port, wait_for_port};
+use wardgate_testkit::resources;
 
 fn write_listener(dir: &Path, ports: &[u16]) {
-    let mut yaml = String::from(
-        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n",
+    let yaml = resources::listener(
+        &ports
+            .iter()
+            .map(|&p| resources::mqtt_port(p))
+            .collect::<String>(),
     );
-    for p in ports {
-        yaml.push_str(&format!("  - port: {p}\n    protocol: Mqtt\n"));
-    }
     // Write then rename, as editors and Kubernetes do, so a poll never reads half a file.
     let tmp = dir.join(".listener.yaml.tmp");
     std::fs::write(&tmp, yaml).expect("write config");

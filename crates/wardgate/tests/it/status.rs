@@ -10,6 +10,7 @@ use wardgate_protocol::{ProtocolVersion, QoS};
 use wardgate_server::admin::client::AdminClient;
 use wardgate_testkit::client::RawClient;
 use wardgate_testkit::process::{Output, Running, free_port, run, serve_command, wait_for_port};
+use wardgate_testkit::resources::{mqtt_port, named_listener, quickstart_tls_port};
 
 const START: Duration = Duration::from_secs(30);
 
@@ -24,17 +25,8 @@ fn write_listener(dir: &Path, port: u16) {
 
 /// [`write_listener`] with more ports (YAML list items, indented by two spaces).
 fn write_listener_with(dir: &Path, port: u16, more_ports: &str) {
-    let yaml = format!(
-        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: default\n  serviceType: ClusterIp\n  ports:\n  - port: {port}\n    protocol: Mqtt\n{more_ports}"
-    );
+    let yaml = named_listener("default", "ClusterIp", &(mqtt_port(port) + more_ports));
     std::fs::write(dir.join("listener.yaml"), yaml).expect("write listener");
-}
-
-/// A port with an automatic certificate from the quickstart CA.
-fn automatic_tls_port(port: u16) -> String {
-    format!(
-        "  - port: {port}\n    protocol: Mqtt\n    tls:\n      mode: Automatic\n      certManagerCertificateSpec:\n        issuerRef:\n          group: cert-manager.io\n          kind: ClusterIssuer\n          name: azure-iot-operations-aio-certificate-issuer\n"
-    )
 }
 
 fn serve(config: &Path, data: &Path, admin: Option<u16>) -> Running {
@@ -97,7 +89,7 @@ async fn status_shows_ports_and_clients_of_a_running_broker() {
     // Ports are listed by number: the MQTT port first.
     let (a, b) = (free_port().expect("port"), free_port().expect("port"));
     let (mqtt, tls) = (a.min(b), a.max(b));
-    write_listener_with(&config, mqtt, &automatic_tls_port(tls));
+    write_listener_with(&config, mqtt, &quickstart_tls_port(tls, "Mqtt", ""));
     let data = root.path().join("data");
     let mut broker = serve(&config, &data, Some(admin));
     wait_for_port(mqtt, START).expect("MQTT port");

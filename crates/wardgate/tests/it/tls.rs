@@ -4,18 +4,17 @@
 //! configuration (`seeds/004_…`'s bring-your-own CA, `selfSigned`), MQTT.js over wss, the
 //! "awaiting secret" flow, a name outside the SANs, and an expired certificate.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::tls::{
-    automatic_port, create_secret, file_serial, key_and_request, log_line, make_ca,
-    make_ca_and_server, make_expired_server, make_server, manual_port, publish, quickstart_port,
-    seed_002_chain, serve, sign, tls_round_trip, write_listener,
+use crate::support::tls::{
+    create_secret, file_serial, key_and_request, log_line, make_ca, make_ca_and_server,
+    make_expired_server, make_server, publish, seed_002_chain, serve, sign, tls_round_trip,
+    write_listener,
 };
 use wardgate_testkit::process::{self, free_port, run, wait_for_port};
+use wardgate_testkit::resources::{automatic_tls_port, manual_tls_port, quickstart_tls_port};
 
 #[test]
 fn manual_secret_made_with_openssl_serves_mosquitto_over_tls() {
@@ -24,7 +23,7 @@ fn manual_secret_made_with_openssl_serves_mosquitto_over_tls() {
     make_ca_and_server(root.path());
     create_secret("server-cert", root.path(), "server", &config);
     let port = free_port().expect("port");
-    write_listener(&config, &manual_port(port, "server-cert"));
+    write_listener(&config, &manual_tls_port(port, "server-cert"));
     let _broker = serve(&config, &root.path().join("data"));
     wait_for_port(port, Duration::from_secs(30)).expect("the TLS port opens");
     tls_round_trip(port, &root.path().join("ca.crt"), "localhost");
@@ -59,7 +58,7 @@ fn automatic_certificate_from_the_quickstart_ca_and_the_trust_bundle() {
     let root = tempfile::tempdir().expect("tempdir");
     let config = root.path().join("config");
     let port = free_port().expect("port");
-    write_listener(&config, &quickstart_port(port, "Mqtt", ""));
+    write_listener(&config, &quickstart_tls_port(port, "Mqtt", ""));
     let data = root.path().join("data");
     let mut broker = serve(&config, &data);
     let bundle = data.join("trust-bundle").join("ca.crt");
@@ -100,7 +99,7 @@ fn a_port_awaiting_its_secret_starts_when_the_secret_appears() {
         &config,
         &format!(
             "  - port: {plain}\n    protocol: Mqtt\n{}",
-            manual_port(tls, "late-cert")
+            manual_tls_port(tls, "late-cert")
         ),
     );
     let mut broker = serve(&config, &root.path().join("data"));
@@ -164,15 +163,15 @@ fn bring_your_own_ca_issuers_and_a_self_signed_issuer_serve_mosquitto() {
         &config,
         &format!(
             "{}{}{}",
-            automatic_port(by_issuer, "Mqtt", "Issuer", "contoso-issuer", ""),
-            automatic_port(
+            automatic_tls_port(by_issuer, "Mqtt", "Issuer", "contoso-issuer", ""),
+            automatic_tls_port(
                 by_cluster_issuer,
                 "Mqtt",
                 "ClusterIssuer",
                 "contoso-cluster-issuer",
                 ""
             ),
-            automatic_port(
+            automatic_tls_port(
                 self_signed,
                 "Mqtt",
                 "Issuer",
@@ -195,7 +194,7 @@ fn bring_your_own_ca_issuers_and_a_self_signed_issuer_serve_mosquitto() {
     let own = data.join("pki/issued/selfsigned-cert/ca.crt");
     tls_round_trip(self_signed, &own, "localhost");
     assert_eq!(
-        support::tls::served_serial(self_signed),
+        crate::support::tls::served_serial(self_signed),
         file_serial(&own),
         "the served certificate is the stored self-signed one"
     );
@@ -230,7 +229,7 @@ fn mqttjs_over_wss_with_the_quickstart_trust_bundle() {
     let root = tempfile::tempdir().expect("tempdir");
     let config = root.path().join("config");
     let port = free_port().expect("port");
-    write_listener(&config, &quickstart_port(port, "WebSockets", ""));
+    write_listener(&config, &quickstart_tls_port(port, "WebSockets", ""));
     let data = root.path().join("data");
     let _broker = serve(&config, &data);
     wait_for_port(port, Duration::from_secs(30)).expect("the wss port opens");
@@ -298,7 +297,7 @@ fn a_name_not_in_the_sans_is_rejected_and_cert_inspect_predicts_it() {
 
     create_secret("named-cert", dir, "named", &config);
     let port = free_port().expect("port");
-    write_listener(&config, &manual_port(port, "named-cert"));
+    write_listener(&config, &manual_tls_port(port, "named-cert"));
     let mut broker = serve(&config, &dir.join("data"));
     wait_for_port(port, Duration::from_secs(30)).expect("the TLS port opens");
     let rejected = publish(
@@ -335,7 +334,7 @@ fn an_expired_manual_certificate_is_served_with_a_warning() {
     make_expired_server(dir, "expired");
     create_secret("expired-cert", dir, "expired", &config);
     let port = free_port().expect("port");
-    write_listener(&config, &manual_port(port, "expired-cert"));
+    write_listener(&config, &manual_tls_port(port, "expired-cert"));
     let mut broker = serve(&config, &dir.join("data"));
     let warning = broker
         .wait_for_line("the expiry warning", Duration::from_secs(30), |l| {
@@ -349,7 +348,7 @@ fn an_expired_manual_certificate_is_served_with_a_warning() {
     );
     wait_for_port(port, Duration::from_secs(30)).expect("the port serves anyway");
     assert_eq!(
-        support::tls::served_serial(port),
+        crate::support::tls::served_serial(port),
         file_serial(&dir.join("expired.crt"))
     );
     let verify = run(
@@ -397,7 +396,7 @@ fn the_seed_002_recipe_as_written_is_refused_with_the_fix() {
         &config,
         &format!(
             "  - port: {plain}\n    protocol: Mqtt\n{}",
-            manual_port(tls, "broker-server-cert")
+            manual_tls_port(tls, "broker-server-cert")
         ),
     );
     let mut broker = serve(&config, &dir.join("data"));
@@ -448,9 +447,9 @@ fn validate_reports_exactly_what_serve_refuses_in_the_certificate_material() {
         &config,
         &format!(
             "  - port: {plain}\n    protocol: Mqtt\n{}{}{}",
-            manual_port(ports[0], "v1-cert"),
-            manual_port(ports[1], "order-cert"),
-            manual_port(ports[2], "other-cert"),
+            manual_tls_port(ports[0], "v1-cert"),
+            manual_tls_port(ports[1], "order-cert"),
+            manual_tls_port(ports[2], "other-cert"),
         ),
     );
 
@@ -560,7 +559,10 @@ async fn the_trust_bundle_is_the_ca_of_your_issuer_not_the_quickstart_ca() {
     std::fs::create_dir_all(&config).expect("mkdir");
     byo_issuer(dir, &config);
     let (port, admin) = (free_port().expect("port"), free_port().expect("port"));
-    write_listener(&config, &automatic_port(port, "Mqtt", "Issuer", "byo", ""));
+    write_listener(
+        &config,
+        &automatic_tls_port(port, "Mqtt", "Issuer", "byo", ""),
+    );
     let mut broker = serve_with(&config, &data, admin, &[]);
     let bundle = data.join("trust-bundle/ca.crt");
     log_line(
@@ -623,7 +625,7 @@ fn trust_settings_add_the_config_map_and_replace_the_quickstart_issuer() {
     .expect("create configmap runs");
     assert!(created.success(), "{created}");
     let (port, admin) = (free_port().expect("port"), free_port().expect("port"));
-    write_listener(&config, &quickstart_port(port, "Mqtt", ""));
+    write_listener(&config, &quickstart_tls_port(port, "Mqtt", ""));
     let _broker = serve_with(
         &config,
         &data,
@@ -658,7 +660,7 @@ fn a_client_offering_only_tls_1_1_is_logged_with_the_version_it_offered() {
     make_ca_and_server(root.path());
     create_secret("server-cert", root.path(), "server", &config);
     let port = free_port().expect("port");
-    write_listener(&config, &manual_port(port, "server-cert"));
+    write_listener(&config, &manual_tls_port(port, "server-cert"));
     let mut broker = serve(&config, &root.path().join("data"));
     wait_for_port(port, Duration::from_secs(30)).expect("the TLS port opens");
     let out = run(
@@ -687,7 +689,7 @@ fn seed_000_server_certificate_parameters_are_honoured() {
     let (config, data) = (root.path().join("config"), root.path().join("data"));
     let port = free_port().expect("port");
     let block = "        namespace: az\n        secret: my-issuer-8884\n        privateKey:\n          rotationPolicy: Always\n          algorithm: ECDSA\n          size: 384\n        duration: 720h\n        renewBefore: 240h\n        san:\n          dns:\n          - iotmq.example.com\n          ip:\n          - 192.168.1.1\n";
-    write_listener(&config, &quickstart_port(port, "Mqtt", block));
+    write_listener(&config, &quickstart_tls_port(port, "Mqtt", block));
     let _broker = serve(&config, &data);
     wait_for_port(port, Duration::from_secs(30)).expect("the TLS port opens");
     let stored = data.join("pki/issued/my-issuer-8884/tls.crt");

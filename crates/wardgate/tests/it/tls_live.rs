@@ -3,19 +3,17 @@
 //! in the background, and bad input (plain MQTT, random bytes, a stalled handshake, a client
 //! certificate from an unknown CA) that fails only its own connection with a log line saying why.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::tls::{
+use crate::support::tls::{
     Conversation, create_secret, file_serial, log_line, make_ca, make_ca_and_server, make_server,
-    manual_port, publish, quickstart_port, serve, served_serial, tls_round_trip,
-    wait_for_new_serial, write_listener,
+    publish, serve, served_serial, tls_round_trip, wait_for_new_serial, write_listener,
 };
-use support::wardgate;
+use crate::support::wardgate;
 use wardgate_testkit::process::{free_port, wait_for_port};
+use wardgate_testkit::resources::{authentication, manual_tls_port, quickstart_tls_port};
 
 /// Rotation without dropping anyone: a subscriber and a publisher keep exchanging QoS 1
 /// messages over their TLS connections while `wardgate create secret tls` replaces the Secret;
@@ -35,7 +33,7 @@ fn a_replaced_secret_serves_new_clients_while_connected_ones_keep_talking() {
     assert_ne!(first, second);
     create_secret("rotating", dir, "first", &config);
     let port = free_port().expect("port");
-    write_listener(&config, &manual_port(port, "rotating"));
+    write_listener(&config, &manual_tls_port(port, "rotating"));
     let mut broker = serve(&config, &dir.join("data"));
     wait_for_port(port, Duration::from_secs(30)).expect("the TLS port opens");
     assert_eq!(served_serial(port), first);
@@ -71,7 +69,7 @@ fn an_automatic_certificate_is_renewed_in_the_background_while_clients_stay() {
     let port = free_port().expect("port");
     write_listener(
         &config,
-        &quickstart_port(
+        &quickstart_tls_port(
             port,
             "Mqtt",
             "        duration: 25s\n        renewBefore: 15s\n        secretName: short-lived\n",
@@ -195,7 +193,10 @@ fn bad_input_fails_only_its_own_connection_and_the_log_says_why() {
     );
     std::fs::write(
         config.join("authn.yaml"),
-        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata:\n  name: x509-auth\n  namespace: azure-iot-operations\nspec:\n  authenticationMethods:\n  - method: X509\n    x509Settings:\n      trustedClientCaCert: devices-ca\n",
+        authentication(
+            "x509-auth",
+            "  - method: X509\n    x509Settings:\n      trustedClientCaCert: devices-ca\n",
+        ),
     )
     .expect("write authn");
     let port = free_port().expect("port");
@@ -203,7 +204,7 @@ fn bad_input_fails_only_its_own_connection_and_the_log_says_why() {
         &config,
         &format!(
             "{}    authenticationRef: x509-auth\n",
-            manual_port(port, "server-cert")
+            manual_tls_port(port, "server-cert")
         ),
     );
     let mut broker = serve(&config, &dir.join("data"));

@@ -5,11 +5,8 @@
 //! The clients are installed by `scripts/test`; a missing one fails the test and says so.
 //! `WARDGATE_TEST_BROKER=mosquitto` runs the same journeys against Mosquitto, as a reference.
 
-#[path = "real_clients/mosquitto.rs"]
 mod mosquitto;
-#[path = "real_clients/mqttjs.rs"]
 mod mqttjs;
-#[path = "real_clients/paho.rs"]
 mod paho;
 
 use std::fmt::Display;

@@ -4,8 +4,6 @@
 //! the tests prepare with (`wardgate cert`/`create`/`passwd`, openssl) and mosquitto clients.
 //! [`tls`]: certificates, Secrets and TLS clients for the TLS tests.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 pub(crate) mod tls;
 
 use std::io::Write;
@@ -17,6 +15,7 @@ use std::time::Duration;
 use wardgate_testkit::process::{
     Output, Running, free_port, mosquitto_pub, mosquitto_sub, run, wait_for_port,
 };
+use wardgate_testkit::resources;
 
 /// How long a start may take (a restart replays the store first).
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -39,19 +38,12 @@ impl Node {
         let (port, config) = (node.port, node.config_dir());
         std::fs::write(
             config.join("listener.yaml"),
-            format!(
-                "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n  - port: {port}\n    protocol: Mqtt\n"
-            ),
+            resources::listener(&resources::mqtt_port(port)),
         )
         .expect("write listener");
         if !broker_spec.is_empty() {
-            std::fs::write(
-                config.join("broker.yaml"),
-                format!(
-                    "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n{broker_spec}"
-                ),
-            )
-            .expect("write broker");
+            std::fs::write(config.join("broker.yaml"), resources::broker(broker_spec))
+                .expect("write broker");
         }
         node
     }

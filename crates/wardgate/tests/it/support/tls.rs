@@ -8,49 +8,13 @@ use std::time::{Duration, Instant};
 
 use super::openssl;
 use wardgate_testkit::process::{Output, Running, mosquitto_pub, mosquitto_sub, run};
+use wardgate_testkit::resources;
 
-/// A BrokerListener named `default` (ClusterIp: loopback only) with `ports` (YAML list items,
-/// indented by two spaces).
-pub(crate) fn listener_yaml(ports: &str) -> String {
-    format!(
-        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerListener\nmetadata:\n  name: default\n  namespace: azure-iot-operations\nspec:\n  brokerRef: default\n  serviceName: aio-broker\n  serviceType: ClusterIp\n  ports:\n{ports}"
-    )
-}
-
-/// Writes [`listener_yaml`] with `ports` as `config/listener.yaml`, creating the folder.
+/// Writes [`resources::listener`] with `ports` as `config/listener.yaml`, creating the folder.
 pub(crate) fn write_listener(config: &Path, ports: &str) {
     std::fs::create_dir_all(config).expect("mkdir config");
-    std::fs::write(config.join("listener.yaml"), listener_yaml(ports)).expect("write listener");
-}
-
-/// The port item of a TLS port with a manual Secret.
-pub(crate) fn manual_port(port: u16, secret: &str) -> String {
-    format!(
-        "  - port: {port}\n    protocol: Mqtt\n    tls:\n      mode: Manual\n      manual:\n        secretRef: {secret}\n"
-    )
-}
-
-/// The built-in ClusterIssuer backed by the quickstart CA.
-pub(crate) const QUICKSTART_ISSUER: &str = "azure-iot-operations-aio-certificate-issuer";
-
-/// The port item of an automatic TLS port (`protocol` Mqtt or WebSockets) from the issuer
-/// `kind`/`name`, with `extra` certManagerCertificateSpec fields (each line indented by eight
-/// spaces and ending in a newline).
-pub(crate) fn automatic_port(
-    port: u16,
-    protocol: &str,
-    kind: &str,
-    name: &str,
-    extra: &str,
-) -> String {
-    format!(
-        "  - port: {port}\n    protocol: {protocol}\n    tls:\n      mode: Automatic\n      certManagerCertificateSpec:\n        issuerRef:\n          group: cert-manager.io\n          kind: {kind}\n          name: {name}\n{extra}"
-    )
-}
-
-/// [`automatic_port`] from the built-in ClusterIssuer (the quickstart CA).
-pub(crate) fn quickstart_port(port: u16, protocol: &str, extra: &str) -> String {
-    automatic_port(port, protocol, "ClusterIssuer", QUICKSTART_ISSUER, extra)
+    std::fs::write(config.join("listener.yaml"), resources::listener(ports))
+        .expect("write listener");
 }
 
 /// A root CA made by openssl (EC P-256, `CA:TRUE` as `req -x509` writes it): `ca.crt`, `ca.key`.
