@@ -8,19 +8,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use wardgate_core::subscriptions::{Subscriber, SubscriptionIndex};
-use wardgate_core::{Broker, BrokerSettings, ConnectParams, Message, Session, Wake};
+use wardgate_core::{Broker, BrokerSettings, ConnectParams, Message, Session};
 use wardgate_protocol::{
     ProtocolVersion, PublishProperties, QoS, SubscriptionFilter, SubscriptionOptions, TopicFilter,
     TopicName,
 };
+use wardgate_testkit::fixtures::WakeCount;
 
 const SUBSCRIPTIONS: usize = 100_000;
-
-struct NoWake;
-
-impl Wake for NoWake {
-    fn wake(&self) {}
-}
 
 /// A small deterministic generator (no extra dependency).
 struct Lcg(u64);
@@ -46,7 +41,7 @@ fn session(broker: &Broker, i: usize) -> Arc<Session> {
                 receive_maximum: u16::MAX,
                 will: None,
                 principal: None,
-                waker: Arc::new(NoWake),
+                waker: Arc::new(WakeCount::default()),
             },
             Instant::now(),
         )

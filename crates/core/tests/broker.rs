@@ -1,27 +1,18 @@
 //! The broker core driven directly, without sockets: routing, QoS windows, sessions, wills.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wardgate_core::{
-    Broker, BrokerSettings, ConnectParams, Disconnect, Message, Outgoing, QueueLimits,
-    QueueOverflow, Wake,
+    Broker, BrokerSettings, ConnectParams, Disconnect, Outgoing, QueueLimits, QueueOverflow,
 };
 use wardgate_protocol::{
-    PacketId, ProtocolVersion, PublishProperties, QoS, RetainHandling, SubscriptionFilter,
-    SubscriptionOptions, TopicFilter, TopicName, Will, WillProperties,
+    PacketId, ProtocolVersion, QoS, RetainHandling, SubscriptionFilter, SubscriptionOptions,
+    TopicFilter, TopicName, Will, WillProperties,
 };
-
-#[derive(Default)]
-struct Counter(AtomicUsize);
-
-impl Wake for Counter {
-    fn wake(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
+use wardgate_testkit::fixtures::{WakeCount, message};
 
 fn params(client_id: &str, clean_start: bool, expiry: u32, will: Option<Will>) -> ConnectParams {
     ConnectParams {
@@ -32,7 +23,7 @@ fn params(client_id: &str, clean_start: bool, expiry: u32, will: Option<Will>) -
         receive_maximum: 2,
         will,
         principal: None,
-        waker: Arc::new(Counter::default()),
+        waker: Arc::new(WakeCount::default()),
     }
 }
 
@@ -42,18 +33,6 @@ fn opts(qos: QoS) -> SubscriptionOptions {
         no_local: false,
         retain_as_published: false,
         retain_handling: RetainHandling::SendAtSubscribe,
-    }
-}
-
-fn msg(topic: &str, payload: &'static str, qos: QoS, retain: bool) -> Message {
-    Message {
-        topic: TopicName::new(topic).expect("valid topic"),
-        payload: Bytes::from_static(payload.as_bytes()),
-        qos,
-        retain,
-        properties: PublishProperties::default(),
-        origin: None,
-        expires_at: None,
     }
 }
 
@@ -94,10 +73,10 @@ fn qos_is_downgraded_and_inflight_window_follows_receive_maximum() {
         now,
     );
     for (i, p) in ["a", "b", "c"].iter().enumerate() {
-        let r = broker.publish(msg(&format!("t/{i}"), p, QoS::ExactlyOnce, false));
+        let r = broker.publish(message(&format!("t/{i}"), p, QoS::ExactlyOnce, false));
         assert_eq!(r.delivered, 1);
     }
-    broker.publish(msg("t/x", "q0", QoS::AtMostOnce, false));
+    broker.publish(message("t/x", "q0", QoS::AtMostOnce, false));
     // Receive Maximum 2: two QoS 1 in flight; the third waits, and so does the QoS 0 behind it.
     let first = drain(&sub.session);
     assert_eq!(
@@ -134,11 +113,11 @@ fn persistent_session_queues_offline_and_redelivers_inflight_with_dup() {
         None,
         now,
     );
-    broker.publish(msg("t", "inflight", QoS::AtLeastOnce, false));
+    broker.publish(message("t", "inflight", QoS::AtLeastOnce, false));
     assert_eq!(drain(&first.session).len(), 1);
     broker.disconnect(&first.session, first.generation, Disconnect::Lost, now);
-    broker.publish(msg("t", "queued", QoS::AtLeastOnce, false));
-    broker.publish(msg("t", "dropped-qos0", QoS::AtMostOnce, false));
+    broker.publish(message("t", "queued", QoS::AtLeastOnce, false));
+    broker.publish(message("t", "dropped-qos0", QoS::AtMostOnce, false));
 
     let second = broker.connect(params("p", false, 3600, None), now);
     assert!(second.session_present);
@@ -175,7 +154,7 @@ fn clean_start_discards_the_session_and_expiry_zero_ends_it() {
     assert!(!b.session_present);
     assert_eq!(
         broker
-            .publish(msg("t", "x", QoS::AtLeastOnce, false))
+            .publish(message("t", "x", QoS::AtLeastOnce, false))
             .delivered,
         0
     );
@@ -222,7 +201,7 @@ fn takeover_kicks_the_old_connection_and_keeps_the_session() {
         None,
         now,
     );
-    broker.publish(msg("t", "for-new", QoS::AtLeastOnce, false));
+    broker.publish(message("t", "for-new", QoS::AtLeastOnce, false));
     let mut out = Vec::new();
     assert_eq!(
         old.session
@@ -346,7 +325,7 @@ fn takeover_within_will_delay_does_not_send_the_will() {
 fn retained_messages_follow_retain_handling() {
     let broker = Broker::new(BrokerSettings::default());
     let now = Instant::now();
-    broker.publish(msg("r/1", "one", QoS::AtLeastOnce, true));
+    broker.publish(message("r/1", "one", QoS::AtLeastOnce, true));
     let s = broker.connect(params("s", true, 0, None), now);
     let mut o = opts(QoS::AtLeastOnce);
     let first = broker.subscribe(&s.session, &filter("r/#"), o, None, now);
@@ -366,7 +345,7 @@ fn retained_messages_follow_retain_handling() {
         0
     );
     // Cleared by an empty retained publish.
-    broker.publish(msg("r/1", "", QoS::AtMostOnce, true));
+    broker.publish(message("r/1", "", QoS::AtMostOnce, true));
     assert_eq!(broker.retained_count(), 0);
 }
 
@@ -389,7 +368,7 @@ fn overlapping_subscriptions_deliver_once_with_every_identifier() {
         Some(2),
         now,
     );
-    broker.publish(msg("a/b", "x", QoS::ExactlyOnce, false));
+    broker.publish(message("a/b", "x", QoS::ExactlyOnce, false));
     let mut out = Vec::new();
     s.session.drain(now, 10, |_| true, &mut out);
     match &out[..] {
@@ -411,12 +390,12 @@ fn no_local_skips_the_publisher() {
     let mut o = opts(QoS::AtMostOnce);
     o.no_local = true;
     broker.subscribe(&s.session, &filter("t"), o, None, now);
-    let mut m = msg("t", "x", QoS::AtMostOnce, false);
+    let mut m = message("t", "x", QoS::AtMostOnce, false);
     m.origin = Some(s.session.id());
     assert_eq!(broker.publish(m).delivered, 0);
     assert_eq!(
         broker
-            .publish(msg("t", "y", QoS::AtMostOnce, false))
+            .publish(message("t", "y", QoS::AtMostOnce, false))
             .delivered,
         1
     );
@@ -438,7 +417,7 @@ fn shared_subscription_round_robins_and_hands_over_unacked_messages() {
         );
     }
     for i in 0..4 {
-        broker.publish(msg(&format!("jobs/{i}"), "j", QoS::AtLeastOnce, false));
+        broker.publish(message(&format!("jobs/{i}"), "j", QoS::AtLeastOnce, false));
     }
     assert_eq!(a.session.queued_len(), 2);
     assert_eq!(b.session.queued_len(), 2);
@@ -472,7 +451,7 @@ fn queue_limit_drops_new_or_oldest_and_counts() {
         broker.subscribe(&s.session, &filter("t"), opts(QoS::AtLeastOnce), None, now);
         let payloads = ["0", "1", "2"];
         for payload in payloads {
-            broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+            broker.publish(message("t", payload, QoS::AtLeastOnce, false));
         }
         assert_eq!(s.session.dropped(), 1);
         assert_eq!(drain(&s.session)[0].0, expect_first);
@@ -503,18 +482,18 @@ fn queue_bytes_limit_drops_new_or_oldest_and_counts_in_flight() {
         let s = broker.connect(p, now);
         broker.subscribe(&s.session, &filter("t"), opts(QoS::AtLeastOnce), None, now);
         for _ in 0..5 {
-            broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+            broker.publish(message("t", payload, QoS::AtLeastOnce, false));
         }
         // 3 x 101 bytes fit in 350.
         assert_eq!((s.session.queued_len(), s.session.dropped()), (3, 2));
         // One goes in flight: it still counts, so the queue takes no more.
         assert_eq!(drain(&s.session).len(), 1);
-        broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+        broker.publish(message("t", payload, QoS::AtLeastOnce, false));
         assert_eq!(s.session.queued_len() + s.session.inflight_len(), 3);
         assert_eq!(s.session.dropped(), 3);
         // Acknowledged, it makes room for one.
         assert!(s.session.puback(PacketId::new(1).expect("id")));
-        broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+        broker.publish(message("t", payload, QoS::AtLeastOnce, false));
         assert_eq!(s.session.queued_len(), 3);
         let drops = &broker.stats().drops;
         let counted = match overflow {
@@ -534,8 +513,8 @@ fn queue_bytes_limit_drops_new_or_oldest_and_counts_in_flight() {
     let now = Instant::now();
     let s = broker.connect(params("big", true, 0, None), now);
     broker.subscribe(&s.session, &filter("t"), opts(QoS::AtMostOnce), None, now);
-    broker.publish(msg("t", payload, QoS::AtMostOnce, false));
-    broker.publish(msg("t", payload, QoS::AtMostOnce, false));
+    broker.publish(message("t", payload, QoS::AtMostOnce, false));
+    broker.publish(message("t", payload, QoS::AtMostOnce, false));
     assert_eq!((s.session.queued_len(), s.session.dropped()), (1, 1));
 }
 
@@ -565,7 +544,7 @@ fn shared_messages_handed_to_a_full_member_are_counted_as_dropped() {
         );
     }
     for payload in ["1", "2", "3", "4"] {
-        broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+        broker.publish(message("t", payload, QoS::AtLeastOnce, false));
         // `a` takes its messages in flight; `b` reads nothing.
         drain(&a.session);
     }
@@ -584,7 +563,7 @@ fn expired_messages_are_not_delivered() {
     let now = Instant::now();
     let s = broker.connect(params("s", true, 0, None), now);
     broker.subscribe(&s.session, &filter("t"), opts(QoS::AtLeastOnce), None, now);
-    let mut m = msg("t", "x", QoS::AtLeastOnce, false);
+    let mut m = message("t", "x", QoS::AtLeastOnce, false);
     m.expires_at = Some(now + Duration::from_secs(1));
     broker.publish(m);
     let mut out = Vec::new();
@@ -636,7 +615,7 @@ fn acknowledgements_find_their_flow_across_the_packet_id_wrap_and_out_of_order()
     let id = |n: u16| PacketId::new(n).expect("non-zero");
     // Id 65,533 stays in flight the whole time, so the allocator must skip it after the wrap.
     for n in 1..=65_533u16 {
-        broker.publish(msg("t", "x", QoS::ExactlyOnce, false));
+        broker.publish(message("t", "x", QoS::ExactlyOnce, false));
         assert_eq!(drain(&sub.session)[0].2, Some(n));
         if n != 65_533 {
             assert!(sub.session.pubrec(id(n), true));
@@ -644,7 +623,7 @@ fn acknowledgements_find_their_flow_across_the_packet_id_wrap_and_out_of_order()
         }
     }
     for _ in 0..5 {
-        broker.publish(msg("t", "y", QoS::ExactlyOnce, false));
+        broker.publish(message("t", "y", QoS::ExactlyOnce, false));
     }
     let ids: Vec<Option<u16>> = drain(&sub.session).iter().map(|d| d.2).collect();
     assert_eq!(ids, [Some(65_534), Some(65_535), Some(1), Some(2), Some(3)]);
@@ -658,7 +637,7 @@ fn acknowledgements_find_their_flow_across_the_packet_id_wrap_and_out_of_order()
     }
     assert_eq!(sub.session.inflight_len(), 0);
     // Allocation goes on in sequence: 4 follows 3.
-    broker.publish(msg("t", "z", QoS::ExactlyOnce, false));
+    broker.publish(message("t", "z", QoS::ExactlyOnce, false));
     assert_eq!(drain(&sub.session)[0].2, Some(4));
 }
 
@@ -686,7 +665,7 @@ fn draining_stops_when_the_sink_is_full() {
     let now = Instant::now();
     let sub = subscriber_of_t(&broker, 100, QoS::AtLeastOnce, now);
     for payload in ["a", "b", "c", "d", "e"] {
-        broker.publish(msg("t", payload, QoS::AtLeastOnce, false));
+        broker.publish(message("t", payload, QoS::AtLeastOnce, false));
     }
     let mut sink = Buffer {
         got: Vec::new(),
@@ -735,12 +714,12 @@ fn a_run_of_messages_is_routed_as_one_by_one() {
     broker.subscribe(&b.session, &filter("t"), opts(QoS::AtMostOnce), None, now);
     broker.subscribe(&b.session, &filter("#"), opts(QoS::AtLeastOnce), None, now);
     let run = [
-        msg("t", "0", QoS::AtLeastOnce, false),
-        msg("t", "1", QoS::AtLeastOnce, false),
-        msg("t", "2", QoS::AtLeastOnce, true),
-        msg("u", "3", QoS::AtLeastOnce, false),
-        msg("t", "4", QoS::AtLeastOnce, false),
-        msg("t", "5", QoS::AtLeastOnce, false),
+        message("t", "0", QoS::AtLeastOnce, false),
+        message("t", "1", QoS::AtLeastOnce, false),
+        message("t", "2", QoS::AtLeastOnce, true),
+        message("u", "3", QoS::AtLeastOnce, false),
+        message("t", "4", QoS::AtLeastOnce, false),
+        message("t", "5", QoS::AtLeastOnce, false),
     ];
     let mut results = Vec::new();
     broker.publish_run(
@@ -777,7 +756,7 @@ fn a_run_of_messages_is_routed_as_one_by_one() {
     results.clear();
     broker.publish_run(
         &publisher.session,
-        (0..4).map(|_| (msg("jobs", "j", QoS::AtLeastOnce, false), None)),
+        (0..4).map(|_| (message("jobs", "j", QoS::AtLeastOnce, false), None)),
         &mut results,
     );
     assert_eq!(results.len(), 4);

@@ -15,18 +15,13 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use wardgate_core::store::{PolicyMode, QueuePolicy};
 use wardgate_core::{
-    Broker, BrokerSettings, ConnectParams, Message, Outgoing, PersistenceSettings, Store, Wake,
+    Broker, BrokerSettings, ConnectParams, Message, Outgoing, PersistenceSettings, Store,
 };
 use wardgate_protocol::{
     ProtocolVersion, PublishProperties, QoS, SubscriptionFilter, SubscriptionOptions, TopicFilter,
     TopicName,
 };
-
-struct NoWake;
-
-impl Wake for NoWake {
-    fn wake(&self) {}
-}
+use wardgate_testkit::fixtures::WakeCount;
 
 fn settings() -> BrokerSettings {
     BrokerSettings {
@@ -51,7 +46,7 @@ fn run(c: &mut Criterion, name: &str, broker: &Broker, qos: QoS) {
         receive_maximum: 100,
         will: None,
         principal: None,
-        waker: Arc::new(NoWake),
+        waker: Arc::new(WakeCount::default()),
     };
     let sub = broker.connect(params("sub"), now);
     let publ = broker.connect(params("pub"), now);

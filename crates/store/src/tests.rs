@@ -2,30 +2,21 @@
 //! restores; expired data leaves the disk; a damaged store is moved aside.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wardgate_core::store::{PolicyMode, QueuePolicy, RetainPolicy};
 use wardgate_core::{
-    Broker, BrokerSettings, ConnectParams, Disconnect, Message, Outgoing, PersistenceSettings,
-    Store, Wake,
+    Broker, BrokerSettings, ConnectParams, Disconnect, Outgoing, PersistenceSettings, Store,
 };
 use wardgate_protocol::{
-    ProtocolVersion, PublishProperties, QoS, SubscriptionFilter, SubscriptionOptions, TopicFilter,
-    TopicName, Will, WillProperties,
+    ProtocolVersion, QoS, SubscriptionFilter, SubscriptionOptions, TopicFilter, TopicName, Will,
+    WillProperties,
 };
+use wardgate_testkit::fixtures::{WakeCount, message};
 
 use super::*;
-
-#[derive(Default)]
-struct Count(AtomicUsize);
-
-impl Wake for Count {
-    fn wake(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-}
 
 fn settings() -> BrokerSettings {
     BrokerSettings {
@@ -64,19 +55,7 @@ fn params(client_id: &str, clean_start: bool, expiry: u32, will: Option<Will>) -
         receive_maximum: 10,
         will,
         principal: None,
-        waker: Arc::new(Count::default()),
-    }
-}
-
-fn msg(topic: &str, payload: &str, qos: QoS, retain: bool) -> Message {
-    Message {
-        topic: TopicName::new(topic).expect("topic"),
-        payload: Bytes::copy_from_slice(payload.as_bytes()),
-        qos,
-        retain,
-        properties: PublishProperties::default(),
-        origin: None,
-        expires_at: None,
+        waker: Arc::new(WakeCount::default()),
     }
 }
 
@@ -129,14 +108,14 @@ fn sessions_queues_inflight_incoming_retained_and_wills_survive_a_restart() {
             b.publish_from(
                 &publ.session,
                 qos2,
-                msg("t/a", &format!("m{i}"), qos, false),
+                message("t/a", &format!("m{i}"), qos, false),
             );
             assert!(
                 publ.session.ticket() > before,
                 "the PUBACK waits for the message"
             );
         }
-        b.publish(msg("r/x", "kept", QoS::AtMostOnce, true));
+        b.publish(message("r/x", "kept", QoS::AtMostOnce, true));
         // The subscriber takes the first two into flight; only QoS 2 flows are stored as such.
         let mut out = Vec::new();
         sub.session.drain(now, 2, |_| true, &mut out);
@@ -255,11 +234,11 @@ fn expiry_removes_data_from_the_disk() {
             now,
         );
         b.disconnect(&s.session, s.generation, Disconnect::Lost, now);
-        b.publish(msg("x", "queued", QoS::AtLeastOnce, false));
-        let mut expiring = msg("r", "soon", QoS::AtMostOnce, true);
+        b.publish(message("x", "queued", QoS::AtLeastOnce, false));
+        let mut expiring = message("r", "soon", QoS::AtMostOnce, true);
         expiring.expires_at = Some(now + Duration::from_secs(1));
         b.publish(expiring);
-        b.publish(msg("r2", "stays", QoS::AtMostOnce, true));
+        b.publish(message("r2", "stays", QoS::AtMostOnce, true));
         b.tick(now + Duration::from_secs(2));
         assert!(b.session("short").is_none());
         settle(&store);
@@ -291,7 +270,7 @@ fn clean_sessions_without_a_will_write_nothing() {
         None,
         Instant::now(),
     );
-    b.publish(msg("c", "x", QoS::AtLeastOnce, false));
+    b.publish(message("c", "x", QoS::AtLeastOnce, false));
     assert_eq!(store.stats().writes.load(Ordering::Relaxed), before);
     assert_eq!(s.session.ticket().0, 0);
 }
@@ -301,10 +280,10 @@ fn wait_durable_wakes_once_the_flusher_synced() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, store, _, _) = broker(dir.path());
     let ticket = store.write(&[]);
-    let count = Arc::new(Count::default());
+    let count = Arc::new(WakeCount::default());
     store.wait_durable(ticket, count.clone());
     let deadline = Instant::now() + Duration::from_secs(5);
-    while count.0.load(Ordering::Relaxed) == 0 {
+    while count.get() == 0 {
         assert!(Instant::now() < deadline, "never woken");
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -318,7 +297,12 @@ fn a_scribbled_store_is_moved_aside_and_a_fresh_one_opened() {
     {
         let (b, store, _, _) = broker(dir.path());
         for i in 0..50 {
-            b.publish(msg(&format!("r/{i}"), "retained", QoS::AtMostOnce, true));
+            b.publish(message(
+                &format!("r/{i}"),
+                "retained",
+                QoS::AtMostOnce,
+                true,
+            ));
         }
         settle(&store);
     }
@@ -349,7 +333,12 @@ fn a_truncated_journal_loses_at_most_its_tail() {
     {
         let (b, store, _, _) = broker(dir.path());
         for i in 0..50 {
-            b.publish(msg(&format!("r/{i}"), "retained", QoS::AtMostOnce, true));
+            b.publish(message(
+                &format!("r/{i}"),
+                "retained",
+                QoS::AtMostOnce,
+                true,
+            ));
         }
         settle(&store);
     }

@@ -1,6 +1,9 @@
 //! Test support: an in-process broker on port 0, a raw-bytes MQTT client built on the protocol
-//! crate, and helpers that run real clients (mosquitto, Paho, MQTT.js) against a broker process.
+//! crate, fixtures for driving the core without sockets, and helpers that run real clients
+//! (mosquitto, Paho, MQTT.js) against a broker process.
 
 pub mod broker;
 pub mod client;
+pub mod fixtures;
 pub mod process;
+pub mod resources;

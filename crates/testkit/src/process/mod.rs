@@ -20,6 +20,8 @@ use std::sync::{Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::resources;
+
 /// Environment variable that picks the broker under test: `wardgate` (default) or `mosquitto`.
 pub const BROKER_ENV: &str = "WARDGATE_TEST_BROKER";
 /// Environment variable naming the Python interpreter of the venv that holds `paho-mqtt`.
@@ -887,25 +889,10 @@ pub fn serve_command(
 /// The BrokerListener that opens the three ports, as a user would write it. It replaces the
 /// built-in `default` listener and is ClusterIp, so every port listens on loopback only.
 pub fn listener_yaml(ports: BrokerPorts) -> String {
-    format!(
-        "apiVersion: mqttbroker.iotoperations.azure.com/v1
-kind: BrokerListener
-metadata:
-  name: default
-  namespace: azure-iot-operations
-spec:
-  brokerRef: default
-  serviceName: aio-broker
-  serviceType: ClusterIp
-  ports:
-  - port: {}
-    protocol: Mqtt
-  - port: {}
-    protocol: Mqtt
-  - port: {}
-    protocol: WebSockets
-",
-        ports.mqtt, ports.mqtt2, ports.ws
+    resources::listener(
+        &(resources::mqtt_port(ports.mqtt)
+            + &resources::mqtt_port(ports.mqtt2)
+            + &resources::port(ports.ws, "WebSockets")),
     )
 }
 

@@ -1,0 +1,21 @@
+//! The binary crate's integration tests, one test binary split by topic: each module drives the
+//! real `wardgate` executable (`CARGO_BIN_EXE_wardgate`) and real clients; [`support`] holds
+//! what they share.
+//!
+//! One binary links once: fourteen separate binaries each linked the whole dependency tree.
+
+mod authn;
+mod cli;
+mod diagnostics;
+mod examples;
+mod limits;
+mod persistence;
+mod policy;
+mod real_clients;
+mod reload;
+mod status;
+mod support;
+mod tidy;
+mod tls;
+mod tls_live;
+mod tutorial;
