@@ -15,6 +15,7 @@
 
 pub mod create;
 pub mod diag;
+pub mod enums;
 pub mod model;
 pub mod raw;
 

@@ -1,13 +1,13 @@
 //! Stage two's result: the validated configuration, with typed values and every default filled
 //! in. This is what the server, the security layer and the reload machinery consume.
 
-pub mod enums;
+pub use crate::enums;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-pub use enums::*;
+pub use crate::enums::*;
 use wardgate_protocol::TopicFilter;
 
 use crate::raw::broker::VolumeClaimSpec;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::listener::X509ManualCertificate;
-use crate::model::enums::{AdditionalValidation, AuthnMethodKind};
+use crate::enums::{AdditionalValidation, AuthnMethodKind};
 
 /// `spec` of a BrokerAuthentication.
 #[derive(Debug, Clone, Deserialize)]

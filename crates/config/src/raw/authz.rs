@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::model::enums::{BrokerMethod, KeyType, OperationalMode, StateStoreMethod};
+use crate::enums::{BrokerMethod, KeyType, OperationalMode, StateStoreMethod};
 
 /// `spec` of a BrokerAuthorization.
 #[derive(Debug, Clone, Deserialize)]

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::listener::CertManagerPrivateKey;
-use crate::model::enums::{
+use crate::enums::{
     KeyType, LogFormat, MemoryProfile, OperationalMode, PersistenceMode, QueueStrategy,
 };
 

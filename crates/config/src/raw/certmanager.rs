@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::listener::IssuerRef;
-use crate::model::enums::RotationPolicy;
+use crate::enums::RotationPolicy;
 
 /// `spec` of an Issuer or ClusterIssuer.
 #[derive(Debug, Clone, Deserialize)]

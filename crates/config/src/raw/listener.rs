@@ -3,9 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::model::enums::{
-    IssuerKind, KeyAlgorithm, PortProtocol, RotationPolicy, ServiceType, TlsMode,
-};
+use crate::enums::{IssuerKind, KeyAlgorithm, PortProtocol, RotationPolicy, ServiceType, TlsMode};
 
 /// `spec` of a BrokerListener.
 #[derive(Debug, Clone, Deserialize)]

@@ -11,7 +11,7 @@ use serde::de::IgnoredAny;
 use super::broker::{Cardinality, DiskBackedMessageBuffer};
 use super::certmanager::CertManagerKeyAlgorithm;
 use super::listener::{IssuerRef, SanForCert};
-use crate::model::enums::{BrokerMethod, MemoryProfile, PortProtocol, RotationPolicy, ServiceType};
+use crate::enums::{BrokerMethod, MemoryProfile, PortProtocol, RotationPolicy, ServiceType};
 
 /// `spec` of an old Broker.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,7 +54,7 @@ pub struct Diagnostics {
     /// Default true.
     pub enable_self_tracing: Option<bool>,
     /// text or json.
-    pub log_format: Option<crate::model::enums::LogFormat>,
+    pub log_format: Option<crate::enums::LogFormat>,
     /// Default 30.
     pub metric_update_frequency_seconds: Option<i64>,
     /// Default 30.
