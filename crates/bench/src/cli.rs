@@ -68,7 +68,8 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct CompareArgs {
-    /// Brokers to compare (Mosquitto runs first in each case: the latency rate comes from it).
+    /// Brokers to compare: wardgate, mosquitto, rumqttd, wardgate-baseline (Mosquitto runs
+    /// first in each case: the latency rate comes from it).
     /// `--quick` defaults to wardgate alone.
     #[arg(long, value_delimiter = ',')]
     brokers: Option<Vec<String>>,
@@ -81,6 +82,10 @@ struct CompareArgs {
     /// The rumqttd binary.
     #[arg(long, default_value = "rumqttd")]
     rumqttd_bin: PathBuf,
+    /// Another Wardgate build, run as the broker `wardgate-baseline` beside `wardgate`: the
+    /// before and after of a change in one run (e.g. `--brokers wardgate,wardgate-baseline`).
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
     /// First loopback port of the brokers (each broker gets its own).
     #[arg(long, default_value_t = 21883)]
     port: u16,
@@ -537,9 +542,14 @@ fn compare(args: CompareArgs) -> Result<bool> {
     for n in &names {
         kinds.push(Kind::from_name(n).ok_or_else(|| {
             Error::Usage(format!(
-                "unknown broker {n}; known: wardgate, mosquitto, rumqttd"
+                "unknown broker {n}; known: wardgate, mosquitto, rumqttd, wardgate-baseline"
             ))
         })?);
+    }
+    if kinds.contains(&Kind::Baseline) != args.baseline_bin.is_some() {
+        return Err(Error::Usage(
+            "--baseline-bin and the broker wardgate-baseline go together".into(),
+        ));
     }
     // Mosquitto first in every case: the latency cases take their rate from its maximum.
     kinds.sort_by_key(|k| *k != Kind::Mosquitto);
@@ -547,6 +557,7 @@ fn compare(args: CompareArgs) -> Result<bool> {
         wardgate: args.wardgate_bin.clone(),
         mosquitto: args.mosquitto_bin.clone(),
         rumqttd: args.rumqttd_bin.clone(),
+        baseline: args.baseline_bin.clone(),
     };
     let rt = runtime(args.common.threads)?;
     let bench = Bench {

@@ -25,6 +25,9 @@ pub enum Kind {
     Mosquitto,
     /// rumqttd 0.20 (crates.io).
     Rumqttd,
+    /// Wardgate again, from another build (`--baseline-bin`): the "before" of a change measured
+    /// beside its "after" in the same run, on the same configuration.
+    Baseline,
 }
 
 impl Kind {
@@ -34,14 +37,20 @@ impl Kind {
             Kind::Wardgate => "wardgate",
             Kind::Mosquitto => "mosquitto",
             Kind::Rumqttd => "rumqttd",
+            Kind::Baseline => "wardgate-baseline",
         }
     }
 
     /// The kind for a name.
     pub fn from_name(name: &str) -> Option<Kind> {
-        [Kind::Wardgate, Kind::Mosquitto, Kind::Rumqttd]
-            .into_iter()
-            .find(|k| k.name() == name)
+        [
+            Kind::Wardgate,
+            Kind::Mosquitto,
+            Kind::Rumqttd,
+            Kind::Baseline,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
     }
 }
 
@@ -54,6 +63,8 @@ pub struct Binaries {
     pub mosquitto: PathBuf,
     /// `rumqttd`.
     pub rumqttd: PathBuf,
+    /// Another `wardgate` build, for a before/after comparison.
+    pub baseline: Option<PathBuf>,
 }
 
 impl Binaries {
@@ -62,6 +73,8 @@ impl Binaries {
             Kind::Wardgate => &self.wardgate,
             Kind::Mosquitto => &self.mosquitto,
             Kind::Rumqttd => &self.rumqttd,
+            // `compare` refuses wardgate-baseline without --baseline-bin.
+            Kind::Baseline => self.baseline.as_deref().unwrap_or(&self.wardgate),
         }
     }
 
@@ -154,7 +167,7 @@ pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
     let mut tls = None;
     let mut cmd = Command::new(bins.of(kind));
     match kind {
-        Kind::Wardgate => {
+        Kind::Wardgate | Kind::Baseline => {
             // The same three ports as Mosquitto's: plain, TLS, and TLS with X.509 client
             // authentication (the certificate is verified against the bench CA).
             let pki = Arc::new(Pki::generate()?);
