@@ -10,7 +10,7 @@ use wardgate_testkit::client::{RawClient, Received};
 use wardgate_testkit::process::{Running, free_port, wait_for_port};
 use wardgate_testkit::resources::named_listener;
 
-use crate::support::tls::make_ca;
+use wardgate_testkit::pki::TestCa;
 
 fn wardgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wardgate"))
@@ -173,8 +173,8 @@ fn validate_accepts_a_good_folder() {
 #[test]
 fn create_secret_tls_writes_yaml_that_loads() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A self-signed certificate and its key, as openssl makes them.
-    make_ca(dir.path());
+    // A self-signed certificate and its key.
+    TestCa::new("Test Root CA").write(dir.path(), "ca");
     let (cert, key) = (dir.path().join("ca.crt"), dir.path().join("ca.key"));
     let config = dir.path().join("config");
     let out = wardgate_testkit::process::run(

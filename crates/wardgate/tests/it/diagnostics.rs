@@ -18,9 +18,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::tls::make_expired_server;
 use wardgate_server::admin::client::AdminClient;
 use wardgate_server::admin::dto;
+use wardgate_testkit::pki::{LOCALHOST, TestCa};
 use wardgate_testkit::process::{
     Output, Running, free_port, mosquitto_pub, mosquitto_sub, python_command, run, serve_command,
     wait_for_port,
@@ -565,7 +565,9 @@ async fn readyz_waits_for_a_secret_and_the_served_certificates_are_reported() {
     std::fs::create_dir(&pki).expect("mkdir");
     let [plain, late, old, admin] = [(); 4].map(|_| free_port().expect("port"));
     make_secret("late-cert", &pki, &pki); // written to pki/ for now: the port waits
-    make_expired_server(&pki, "old");
+    TestCa::new("Test Root CA")
+        .issue_expired_server(&LOCALHOST)
+        .write(&pki, "old", &[]);
     create_secret(
         "old-cert",
         &pki.join("old.crt"),

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use crate::support::tls::{
     create_secret, file_serial, key_and_request, log_line, make_ca, make_ca_and_server,
-    make_expired_server, make_server, publish, seed_002_chain, serve, sign, tls_round_trip,
-    write_listener,
+    make_server, publish, seed_002_chain, serve, sign, tls_round_trip, write_listener,
 };
+use wardgate_testkit::pki::{self, TestCa};
 use wardgate_testkit::process::{self, free_port, run, wait_for_port};
 use wardgate_testkit::resources::{automatic_tls_port, manual_tls_port, quickstart_tls_port};
 
@@ -93,7 +93,7 @@ fn automatic_certificate_from_the_quickstart_ca_and_the_trust_bundle() {
 fn a_port_awaiting_its_secret_starts_when_the_secret_appears() {
     let root = tempfile::tempdir().expect("tempdir");
     let config = root.path().join("config");
-    make_ca_and_server(root.path());
+    pki::write_ca_and_server(root.path());
     let (plain, tls) = (free_port().expect("port"), free_port().expect("port"));
     write_listener(
         &config,
@@ -330,8 +330,10 @@ fn an_expired_manual_certificate_is_served_with_a_warning() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path();
     let config = dir.join("config");
-    make_ca(dir);
-    make_expired_server(dir, "expired");
+    let ca = TestCa::new("Test Root CA");
+    ca.write(dir, "ca");
+    ca.issue_expired_server(&pki::LOCALHOST)
+        .write(dir, "expired", &[]);
     create_secret("expired-cert", dir, "expired", &config);
     let port = free_port().expect("port");
     write_listener(&config, &manual_tls_port(port, "expired-cert"));
@@ -613,7 +615,7 @@ fn trust_settings_add_the_config_map_and_replace_the_quickstart_issuer() {
     byo_issuer(dir, &config);
     let other = dir.join("other");
     std::fs::create_dir_all(&other).expect("mkdir");
-    make_ca(&other);
+    TestCa::new("Test Root CA").write(&other, "ca");
     let created = run(
         Command::new(env!("CARGO_BIN_EXE_wardgate"))
             .args(["create", "configmap", "user-trust", "--from-file"])
@@ -657,7 +659,7 @@ fn trust_settings_add_the_config_map_and_replace_the_quickstart_issuer() {
 fn a_client_offering_only_tls_1_1_is_logged_with_the_version_it_offered() {
     let root = tempfile::tempdir().expect("tempdir");
     let config = root.path().join("config");
-    make_ca_and_server(root.path());
+    pki::write_ca_and_server(root.path());
     create_secret("server-cert", root.path(), "server", &config);
     let port = free_port().expect("port");
     write_listener(&config, &manual_tls_port(port, "server-cert"));

@@ -8,10 +8,11 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::support::tls::{
-    Conversation, create_secret, file_serial, log_line, make_ca, make_ca_and_server, make_server,
-    publish, serve, served_serial, tls_round_trip, wait_for_new_serial, write_listener,
+    Conversation, create_secret, file_serial, log_line, publish, serve, served_serial,
+    tls_round_trip, wait_for_new_serial, write_listener,
 };
 use crate::support::wardgate;
+use wardgate_testkit::pki::{self, TestCa};
 use wardgate_testkit::process::{free_port, wait_for_port};
 use wardgate_testkit::resources::{authentication, manual_tls_port, quickstart_tls_port};
 
@@ -23,9 +24,10 @@ fn a_replaced_secret_serves_new_clients_while_connected_ones_keep_talking() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path();
     let config = dir.join("config");
-    make_ca(dir);
-    make_server(dir, "first", "DNS:localhost,IP:127.0.0.1");
-    make_server(dir, "second", "DNS:localhost,IP:127.0.0.1");
+    let ca = TestCa::new("Test Root CA");
+    ca.write(dir, "ca");
+    ca.issue_server(&pki::LOCALHOST).write(dir, "first", &[]);
+    ca.issue_server(&pki::LOCALHOST).write(dir, "second", &[]);
     let (first, second) = (
         file_serial(&dir.join("first.crt")),
         file_serial(&dir.join("second.crt")),
@@ -145,7 +147,7 @@ fn bad_input_fails_only_its_own_connection_and_the_log_says_why() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path();
     let config = dir.join("config");
-    make_ca_and_server(dir);
+    pki::write_ca_and_server(dir);
     create_secret("server-cert", dir, "server", &config);
     for (ca, device) in [("devices", "good-device"), ("rogue", "rogue-device")] {
         let (ca_crt, ca_key) = (format!("{ca}_ca.crt"), format!("{ca}_ca.key"));

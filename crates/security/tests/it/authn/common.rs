@@ -1,112 +1,13 @@
 //! Helpers shared by the authentication and authorization tests: certificate chains made with
-//! rcgen, configurations loaded through `wardgate_config`, CONNECT requests.
+//! `wardgate_testkit::pki`, configurations loaded through `wardgate_config`, CONNECT requests.
 
 use std::net::SocketAddr;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
-};
+use rcgen::DnType;
 use rustls_pki_types::CertificateDer;
 use wardgate_config::Model;
 use wardgate_security::authn::ConnectRequest;
-
-/// A CA: its parameters and key sign certificates.
-pub(crate) struct Ca {
-    pub(crate) params: CertificateParams,
-    pub(crate) key: KeyPair,
-    pub(crate) der: CertificateDer<'static>,
-}
-
-impl Ca {
-    pub(crate) fn pem(&self) -> String {
-        pem(&self.der)
-    }
-
-    fn issuer(&self) -> Issuer<'_, &KeyPair> {
-        Issuer::from_params(&self.params, &self.key)
-    }
-}
-
-fn ca_params(dn: &[(DnType, &str)], path_len: Option<u8>) -> CertificateParams {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    // rcgen starts with `CN = rcgen self signed cert`; start empty to keep the order given.
-    p.distinguished_name = DistinguishedName::new();
-    for (t, v) in dn {
-        p.distinguished_name.push(t.clone(), *v);
-    }
-    p.is_ca = IsCa::Ca(match path_len {
-        Some(n) => BasicConstraints::Constrained(n),
-        None => BasicConstraints::Unconstrained,
-    });
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    p
-}
-
-/// A self-signed root CA with subject `CN = <cn>`.
-pub(crate) fn root(cn: &str) -> Ca {
-    root_dn(&[(DnType::CommonName, cn)])
-}
-
-/// A self-signed root CA with this subject (encoded in the given order).
-pub(crate) fn root_dn(dn: &[(DnType, &str)]) -> Ca {
-    let params = ca_params(dn, None);
-    let key = KeyPair::generate().unwrap();
-    let der = params.self_signed(&key).unwrap().der().clone();
-    Ca { params, key, der }
-}
-
-/// An intermediate CA signed by `parent`.
-pub(crate) fn intermediate(cn: &str, parent: &Ca) -> Ca {
-    let params = ca_params(&[(DnType::CommonName, cn)], Some(0));
-    let key = KeyPair::generate().unwrap();
-    let der = params
-        .signed_by(&key, &parent.issuer())
-        .unwrap()
-        .der()
-        .clone();
-    Ca { params, key, der }
-}
-
-/// A client leaf with this subject, signed by `parent`.
-pub(crate) fn client_leaf(
-    dn: &[(DnType, &str)],
-    parent: &Ca,
-) -> (CertificateDer<'static>, KeyPair) {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    // rcgen starts with `CN = rcgen self signed cert`; start empty to keep the order given.
-    p.distinguished_name = DistinguishedName::new();
-    for (t, v) in dn {
-        p.distinguished_name.push(t.clone(), *v);
-    }
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let key = KeyPair::generate().unwrap();
-    let der = p.signed_by(&key, &parent.issuer()).unwrap().der().clone();
-    (der, key)
-}
-
-/// A server leaf for `localhost` and 127.0.0.1, signed by `parent`.
-pub(crate) fn server_leaf(parent: &Ca) -> (CertificateDer<'static>, KeyPair) {
-    let mut p =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "localhost");
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().unwrap();
-    let der = p.signed_by(&key, &parent.issuer()).unwrap().der().clone();
-    (der, key)
-}
-
-pub(crate) fn pem(der: &CertificateDer<'_>) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-    let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        s.push_str(std::str::from_utf8(chunk).unwrap());
-        s.push('\n');
-    }
-    s.push_str("-----END CERTIFICATE-----\n");
-    s
-}
+pub(crate) use wardgate_testkit::pki::TestCa;
 
 /// A YAML block scalar of `text`, indented for a value at `indent` spaces.
 pub(crate) fn block(text: &str, indent: usize) -> String {
@@ -167,19 +68,22 @@ pub(crate) fn connect<'a>(client_id: &'a str) -> ConnectRequest<'a> {
 /// The seed tutorial's Fabrikam client PKI: root, intermediate, and the four device leaves,
 /// each presented with the intermediate (`--bundle`).
 pub(crate) struct Fabrikam {
-    pub(crate) root: Ca,
+    pub(crate) root: TestCa,
     pub(crate) devices: Vec<(String, Vec<CertificateDer<'static>>)>,
 }
 
 impl Fabrikam {
     pub(crate) fn new() -> Fabrikam {
-        let root = root("Fabrikam Root CA");
-        let intermediate = intermediate("Fabrikam Intermediate CA 1", &root);
+        let root = TestCa::new("Fabrikam Root CA");
+        let intermediate = root.intermediate("Fabrikam Intermediate CA 1");
         let devices = ["thermostat", "hygrometer", "heater", "lightbulb"]
             .iter()
             .map(|d| {
-                let (leaf, _) = client_leaf(&[(DnType::CommonName, d)], &intermediate);
-                ((*d).to_owned(), vec![leaf, intermediate.der.clone()])
+                let leaf = intermediate.issue_client(&[(DnType::CommonName, d)]);
+                (
+                    (*d).to_owned(),
+                    vec![leaf.der().clone(), intermediate.der().clone()],
+                )
             })
             .collect();
         Fabrikam { root, devices }

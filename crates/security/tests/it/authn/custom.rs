@@ -24,7 +24,7 @@ pub(crate) struct AuthServer {
     child: Child,
     pub(crate) port: u16,
     pub(crate) ca_pem: String,
-    pub(crate) client_ca: Ca,
+    pub(crate) client_ca: TestCa,
     _dir: tempfile::TempDir,
 }
 
@@ -60,11 +60,10 @@ pub(crate) fn users_toml() -> String {
 impl AuthServer {
     pub(crate) fn start(extra: &[&str]) -> AuthServer {
         let dir = tempfile::tempdir().unwrap();
-        let ca = root("Auth Server Test CA");
-        let (leaf, key) = server_leaf(&ca);
-        let client_ca = root("Broker Client CA");
-        std::fs::write(dir.path().join("server.crt"), pem(&leaf)).unwrap();
-        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+        let ca = TestCa::new("Auth Server Test CA");
+        ca.issue_server(&wardgate_testkit::pki::LOCALHOST)
+            .write(dir.path(), "server", &[]);
+        let client_ca = TestCa::new("Broker Client CA");
         std::fs::write(dir.path().join("client-ca.crt"), client_ca.pem()).unwrap();
         std::fs::write(dir.path().join("users.toml"), users_toml()).unwrap();
         let mut cmd = Command::new("python3");
@@ -223,16 +222,15 @@ async fn a_422_is_retried_with_a_supported_version() {
 #[tokio::test]
 async fn the_broker_presents_its_client_certificate() {
     let server = AuthServer::start(&["--client-ca"]);
-    let (cert, key) = client_leaf(
-        &[(rcgen::DnType::CommonName, "wardgate-broker")],
-        &server.client_ca,
-    );
+    let leaf = server
+        .client_ca
+        .issue_client(&[(rcgen::DnType::CommonName, "wardgate-broker")]);
     let endpoint = format!("https://127.0.0.1:{}", server.port);
     let mut docs = custom_docs(&endpoint, &server.ca_pem, Some("broker-client-cert"), "");
     docs.push(format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: broker-client-cert}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: {}  tls.key: {}",
-        block(&pem(&cert), 4),
-        block(&key.serialize_pem(), 4)
+        block(&leaf.pem(), 4),
+        block(&leaf.key_pem(), 4)
     ));
     let a = Authenticator::new(&load(&docs), "custom").unwrap();
     assert!(matches!(
@@ -257,7 +255,7 @@ async fn the_broker_presents_its_client_certificate() {
 #[tokio::test]
 async fn an_untrusted_server_certificate_is_unavailable() {
     let server = AuthServer::start(&[]);
-    let other_ca = root("Someone Else");
+    let other_ca = TestCa::new("Someone Else");
     let a = Authenticator::new(
         &load(&custom_docs(
             &format!("https://127.0.0.1:{}", server.port),
@@ -343,7 +341,7 @@ async fn an_unreachable_or_slow_server_is_not_relevant() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let ca = root("unused");
+    let ca = TestCa::new("unused");
     let a = Authenticator::new(
         &load(&custom_docs(
             &format!("https://127.0.0.1:{port}"),

@@ -75,7 +75,7 @@ spec:
     ]);
     let a = Authenticator::new(&model, "a").unwrap();
     let mut with_root = f.chain("lightbulb").to_vec();
-    with_root.push(f.root.der.clone());
+    with_root.push(f.root.der().clone());
     for chain in [with_root.as_slice(), f.chain("lightbulb")] {
         let AuthnOutcome::Allowed(id) = a
             .connect(&ConnectRequest {
@@ -94,10 +94,13 @@ spec:
 async fn certificates_off_the_issuance_path_are_ignored() {
     // A device under an intermediate with no entry appends a certificate it made itself, whose
     // subject has privileged attributes. It must not get them.
-    let root = root("Plant Root");
-    let other = intermediate("Plant Intermediate", &root);
-    let (leaf, _) = client_leaf(&[(DnType::CommonName, "sensor")], &other);
-    let forged = root_dn(&[(DnType::CommonName, "Plant Admin CA")]);
+    let root = TestCa::new("Plant Root");
+    let other = root.intermediate("Plant Intermediate");
+    let leaf = other
+        .issue_client(&[(DnType::CommonName, "sensor")])
+        .der()
+        .clone();
+    let forged = TestCa::with_subject(&[(DnType::CommonName, "Plant Admin CA")]);
     let model = load(&[
         r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
 kind: BrokerAuthentication
@@ -116,7 +119,7 @@ spec:
     ]);
     let a = Authenticator::new(&model, "a").unwrap();
     // The forged certificate first, then the real intermediate.
-    let chain = vec![leaf.clone(), forged.der.clone(), other.der.clone()];
+    let chain = vec![leaf.clone(), forged.der().clone(), other.der().clone()];
     let AuthnOutcome::Allowed(id) = a
         .connect(&ConnectRequest {
             client_chain: &chain,
@@ -128,7 +131,7 @@ spec:
     };
     assert_eq!(id.attributes(), &attrs(&[("site", "plant")]));
     // Without its intermediate the leaf does not reach the trusted root: denied.
-    let chain = vec![leaf, forged.der.clone()];
+    let chain = vec![leaf, forged.der().clone()];
     let AuthnOutcome::Denied { reason, why } = a
         .connect(&ConnectRequest {
             client_chain: &chain,
@@ -144,19 +147,16 @@ spec:
 
 #[tokio::test]
 async fn multi_rdn_subjects_and_spacing() {
-    let root = root_dn(&[
+    let root = TestCa::with_subject(&[
         (DnType::CountryName, "US"),
         (DnType::OrganizationalUnitName, "Engineering"),
         (DnType::CommonName, "Contoso Root CA Cert"),
     ]);
-    let (leaf, _) = client_leaf(
-        &[
-            (DnType::OrganizationName, "Contoso"),
-            (DnType::CommonName, "smart-fan"),
-        ],
-        &root,
-    );
-    let chain = vec![leaf, root.der.clone()];
+    let leaf = root.issue_client(&[
+        (DnType::OrganizationName, "Contoso"),
+        (DnType::CommonName, "smart-fan"),
+    ]);
+    let chain = vec![leaf.der().clone(), root.der().clone()];
     for (fan_subject, root_subject, expect) in [
         // AIO's written style (most specific first), spaces around `=`.
         (
@@ -289,17 +289,12 @@ async fn no_certificate_on_an_x509_only_port_is_not_authorized() {
 
 #[tokio::test]
 async fn expired_leaf_is_denied() {
-    let root = root("R");
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    let root = TestCa::new("R");
+    let mut p = wardgate_testkit::pki::empty_params();
     p.distinguished_name.push(DnType::CommonName, "old");
     p.not_before = rcgen::date_time_ymd(2020, 1, 1);
     p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = p
-        .signed_by(&key, &rcgen::Issuer::from_params(&root.params, &root.key))
-        .unwrap()
-        .der()
-        .clone();
+    let leaf = root.sign(&p).der().clone();
     let model = load(&[
         "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: BrokerAuthentication\nmetadata: {name: a}\nspec:\n  authenticationMethods:\n  - method: X509\n".to_owned(),
         config_map("client-ca", "ca.crt", &root.pem()),
@@ -361,7 +356,11 @@ async fn chains_made_by_the_pki_module() {
     .unwrap();
     let model = load(&[
         TUTORIAL_AUTHN.to_owned(),
-        config_map("fabrikam-ca", "client_ca.pem", &pem(&root_der)),
+        config_map(
+            "fabrikam-ca",
+            "client_ca.pem",
+            &wardgate_security::pki::pem::certificate_pem(&root_der),
+        ),
     ]);
     let a = Authenticator::new(&model, "x509-auth").unwrap();
     for (device, want) in [

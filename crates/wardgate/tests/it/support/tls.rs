@@ -1,6 +1,19 @@
 //! TLS ports of a running `wardgate serve`: certificates made with openssl and `wardgate cert`,
 //! Secrets written by `wardgate create secret tls`, mosquitto over TLS, what `openssl s_client`
 //! is served, and a publisher/subscriber pair that stays connected while certificates change.
+//!
+//! Certificates a test merely needs come from `wardgate_testkit::pki` (rcgen, in-process). The
+//! openssl recipes here ([`make_ca`], [`make_server`], [`sign_by`], [`seed_002_chain`], …) are
+//! kept only for the tests that exist to prove that openssl-made input, as the seeds and docs
+//! tell users to make it, works or is refused with the right words: in `tls`,
+//! `manual_secret_made_with_openssl_serves_mosquitto_over_tls`, the `seeds/004_…`
+//! bring-your-own-CA tests (`bring_your_own_ca_issuers_and_a_self_signed_issuer_serve_mosquitto`,
+//! `the_trust_bundle_is_the_ca_of_your_issuer_not_the_quickstart_ca`,
+//! `trust_settings_add_the_config_map_and_replace_the_quickstart_issuer`), the seeds' SAN
+//! mistake (`a_name_not_in_the_sans_is_rejected_and_cert_inspect_predicts_it`) and `seeds/002_…`'s
+//! X.509 v1 intermediate (`the_seed_002_recipe_as_written_is_refused_with_the_fix`,
+//! `validate_reports_exactly_what_serve_refuses_in_the_certificate_material`); in `authn::x509`,
+//! `an_x509_port_takes_openssl_and_wardgate_chains_and_refuses_untrusted_or_missing_ones`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -134,43 +147,6 @@ pub(crate) fn seed_002_chain(dir: &Path, name: &str) {
 pub(crate) fn make_server(dir: &Path, name: &str, san: &str) {
     request(dir, name, san);
     sign(dir, name);
-}
-
-/// A server certificate `<name>.crt` for localhost/127.0.0.1, signed by `ca.crt`, valid in
-/// January 2024 only (`openssl ca` sets both dates; `openssl x509 -req` cannot).
-pub(crate) fn make_expired_server(dir: &Path, name: &str) {
-    request(dir, name, "DNS:localhost,IP:127.0.0.1");
-    std::fs::write(dir.join("index.txt"), "").expect("write index");
-    std::fs::write(dir.join("serial"), "1000\n").expect("write serial");
-    std::fs::write(
-        dir.join("ca.cnf"),
-        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n",
-    )
-    .expect("write ca.cnf");
-    openssl(
-        &[
-            "ca",
-            "-batch",
-            "-notext",
-            "-config",
-            "ca.cnf",
-            "-cert",
-            "ca.crt",
-            "-keyfile",
-            "ca.key",
-            "-in",
-            &format!("{name}.csr"),
-            "-startdate",
-            "20240101000000Z",
-            "-enddate",
-            "20240201000000Z",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.crt"),
-        ],
-        dir,
-    );
 }
 
 /// A CA and a server certificate for localhost/127.0.0.1 signed by it, as the seeds' openssl
