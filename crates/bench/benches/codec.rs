@@ -6,8 +6,8 @@ use std::hint::black_box;
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use wardgate_protocol::{
-    DecodeLimits, Packet, PacketId, ProtocolVersion, Publish, PublishProperties, QoS, TopicName,
-    decode, encode_publish,
+    DecodeLimits, Packet, PacketId, ProtocolVersion, Publish, PublishProperties, PublishQos, QoS,
+    TopicName, decode, encode_publish,
 };
 
 /// Packets per iteration: enough that per-iteration overhead disappears.
@@ -16,10 +16,9 @@ const BATCH: usize = 256;
 fn publish(payload: usize, qos: QoS) -> Publish {
     Publish {
         dup: false,
-        qos,
+        qos: PublishQos::new(qos, PacketId::new(17).expect("id")),
         retain: false,
         topic: Some(TopicName::new("site/7/line/3/device/42/telemetry").expect("topic")),
-        packet_id: (qos != QoS::AtMostOnce).then(|| PacketId::new(17).expect("id")),
         properties: PublishProperties::default(),
         payload: Bytes::from(vec![0x5A; payload]),
     }

@@ -6,6 +6,7 @@
 //! for, so [`parse_publish`] reads just the QoS, packet id and payload.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroU16;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -15,8 +16,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use wardgate_protocol::{
     ConnAck, Connect, ConnectProperties, DecodeLimits, Packet, PacketId, ProtocolVersion, Publish,
-    PublishProperties, QoS, Subscribe, SubscriptionOptions, TopicFilter, TopicName, decode, encode,
-    encode_publish,
+    PublishProperties, PublishQos, QoS, Subscribe, SubscriptionOptions, TopicFilter, TopicName,
+    decode, encode, encode_publish,
 };
 
 use crate::error::{Error, Result};
@@ -298,10 +299,9 @@ impl PublishTemplate {
         let topic = TopicName::new(topic).map_err(|e| Error::Usage(format!("topic: {e}")))?;
         let publish = Publish {
             dup: false,
-            qos,
+            qos: PublishQos::new(qos, PacketId::from(NonZeroU16::MIN)),
             retain: false,
             topic: Some(topic),
-            packet_id: (qos != QoS::AtMostOnce).then(|| PacketId::new(1).expect("nonzero")),
             properties: PublishProperties::default(),
             payload: Bytes::from(vec![0u8; payload_len]),
         };
@@ -310,7 +310,7 @@ impl PublishTemplate {
         let payload_at = out.len() - payload_len;
         // Packet id, then (v5) an empty property length byte, then the payload.
         let props = usize::from(version.is_v5());
-        let packet_id_at = publish.packet_id.map(|_| payload_at - props - 2);
+        let packet_id_at = publish.qos.packet_id().map(|_| payload_at - props - 2);
         let template = PublishTemplate {
             frame: out.to_vec(),
             packet_id_at,
@@ -333,9 +333,10 @@ impl PublishTemplate {
         match decoded {
             Ok(Some(Packet::Publish(p)))
                 if p.topic == publish.topic
-                    && p.packet_id
+                    && p.qos.packet_id()
                         == publish
-                            .packet_id
+                            .qos
+                            .packet_id()
                             .map(|_| PacketId::new(0x1234).expect("nonzero"))
                     && Stamp::read(&p.payload) == Some(stamp) =>
             {

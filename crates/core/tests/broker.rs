@@ -9,8 +9,8 @@ use wardgate_core::{
     Broker, BrokerSettings, ConnectParams, Disconnect, Outgoing, QueueLimits, QueueOverflow,
 };
 use wardgate_protocol::{
-    PacketId, ProtocolVersion, QoS, RetainHandling, SubscriptionFilter, SubscriptionOptions,
-    TopicFilter, TopicName, Will, WillProperties,
+    PacketId, ProtocolVersion, PublishQos, QoS, RetainHandling, SubscriptionFilter,
+    SubscriptionOptions, TopicFilter, TopicName, Will, WillProperties,
 };
 use wardgate_testkit::fixtures::{WakeCount, message};
 
@@ -45,14 +45,10 @@ fn drain(session: &wardgate_core::Session) -> Vec<(String, QoS, Option<u16>, boo
     session.drain(Instant::now(), 1000, |_| true, &mut out);
     out.into_iter()
         .filter_map(|o| match o {
-            Outgoing::Publish {
-                delivery,
-                packet_id,
-                dup,
-            } => Some((
+            Outgoing::Publish { delivery, qos, dup } => Some((
                 String::from_utf8_lossy(&delivery.message.payload).into_owned(),
                 delivery.qos,
-                packet_id.map(PacketId::get),
+                qos.packet_id().map(PacketId::get),
                 dup,
             )),
             Outgoing::PubRel(_) => None,
@@ -127,7 +123,7 @@ fn persistent_session_queues_offline_and_redelivers_inflight_with_dup() {
         &resend[..],
         [Outgoing::Publish {
             dup: true,
-            packet_id: Some(_),
+            qos: PublishQos::AtLeastOnce(_) | PublishQos::ExactlyOnce(_),
             ..
         }]
     ));
@@ -653,9 +649,9 @@ fn draining_stops_when_the_sink_is_full() {
         fn fits(&self, _: &wardgate_core::Delivery) -> bool {
             true
         }
-        fn publish(&mut self, d: &wardgate_core::Delivery, packet_id: Option<PacketId>) {
+        fn publish(&mut self, d: &wardgate_core::Delivery, qos: PublishQos) {
             let payload = String::from_utf8_lossy(&d.message.payload).into_owned();
-            self.got.push((payload, packet_id.map(PacketId::get)));
+            self.got.push((payload, qos.packet_id().map(PacketId::get)));
         }
         fn has_room(&self) -> bool {
             self.got.len() < self.room

@@ -13,7 +13,7 @@ use crate::packet::{
 use crate::property;
 use crate::topic::{TopicError, TopicFilter, TopicName};
 use crate::types::{
-    PacketId, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
+    PacketId, ProtocolVersion, PublishQos, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
 };
 use crate::wire::{Reader, Result};
 
@@ -392,10 +392,10 @@ fn decode_publish(first: u8, mut frame: Bytes, header_len: usize, v5: bool) -> R
         .ok_or(DecodeError::MalformedPacket("PUBLISH with QoS 3"))?;
     let mut r = Reader::new(&frame, header_len, frame.len());
     let topic = r.str()?;
-    let packet_id = if qos == QoS::AtMostOnce {
-        None
-    } else {
-        Some(packet_id(&mut r)?)
+    let qos = match qos {
+        QoS::AtMostOnce => PublishQos::AtMostOnce,
+        QoS::AtLeastOnce => PublishQos::AtLeastOnce(packet_id(&mut r)?),
+        QoS::ExactlyOnce => PublishQos::ExactlyOnce(packet_id(&mut r)?),
     };
     let properties = if v5 {
         property::decode_publish(&mut r)?
@@ -425,7 +425,6 @@ fn decode_publish(first: u8, mut frame: Bytes, header_len: usize, v5: bool) -> R
         qos,
         retain: first & 0x01 != 0,
         topic,
-        packet_id,
         properties,
         payload,
     })
@@ -759,5 +758,43 @@ mod tests {
         assert!(!valid_reason(PacketKind::Disconnect, 0x8C));
         assert!(valid_reason(PacketKind::ConnAck, 0x8C));
         assert!(!valid_reason(PacketKind::ConnAck, 0x8B));
+    }
+
+    #[test]
+    fn publish_above_qos_0_without_a_packet_id_is_refused() {
+        // QoS 1 and QoS 2 PUBLISHes whose variable header ends after the topic "t".
+        for first in [0x32, 0x34] {
+            assert_eq!(
+                decode_hex(&[first, 3, 0, 1, b't'], Some(ProtocolVersion::V311)),
+                Err(DecodeError::MalformedPacket("truncated packet identifier"))
+            );
+        }
+    }
+
+    #[test]
+    fn every_publish_qos_round_trips() {
+        let id = PacketId::new(0x1234).expect("non-zero");
+        for qos in [
+            PublishQos::AtMostOnce,
+            PublishQos::AtLeastOnce(id),
+            PublishQos::ExactlyOnce(id),
+        ] {
+            for version in [ProtocolVersion::V311, ProtocolVersion::V5] {
+                let publish = Publish {
+                    dup: false,
+                    qos,
+                    retain: false,
+                    topic: TopicName::new("t").ok(),
+                    properties: PublishProperties::default(),
+                    payload: Bytes::from_static(b"x"),
+                };
+                let mut buf = BytesMut::new();
+                crate::encode_publish(&publish, version, &mut buf);
+                assert_eq!(
+                    decode(&mut buf, Some(version), &DecodeLimits::default()),
+                    Ok(Some(Packet::Publish(publish)))
+                );
+            }
+        }
     }
 }

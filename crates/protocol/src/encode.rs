@@ -11,7 +11,7 @@ use crate::packet::{
     Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::property::{EncodeProperties, put_properties, section_len};
-use crate::types::{PacketId, ProtocolVersion, QoS, ReasonCode};
+use crate::types::{ProtocolVersion, PublishQos, ReasonCode};
 use crate::wire::{bin_len, put_bin, put_str, put_varint, str_len, varint_len};
 
 /// The sizes an encoder needs before writing: the remaining length and the property lengths
@@ -113,14 +113,12 @@ fn put_header(out: &mut BytesMut, first: u8, layout: Layout) {
 pub struct PublishParts<'a> {
     /// DUP (ignored at QoS 0).
     pub dup: bool,
-    /// QoS.
-    pub qos: QoS,
+    /// QoS and, above QoS 0, the packet identifier.
+    pub qos: PublishQos,
     /// RETAIN.
     pub retain: bool,
     /// The topic; empty when a topic alias stands for it.
     pub topic: &'a str,
-    /// The packet id (QoS 1/2).
-    pub packet_id: Option<PacketId>,
     /// MQTT 5 properties; `None` is an empty property section (ignored for 3.1.1).
     pub properties: Option<&'a PublishProperties>,
     /// The payload.
@@ -135,7 +133,6 @@ impl<'a> PublishParts<'a> {
             qos: p.qos,
             retain: p.retain,
             topic: p.topic.as_deref().unwrap_or_default(),
-            packet_id: p.packet_id,
             properties: Some(&p.properties),
             payload: &p.payload,
         }
@@ -152,7 +149,7 @@ impl<'a> PublishParts<'a> {
             _ => 0,
         };
         let mut remaining = str_len(self.topic) + self.payload.len();
-        if self.qos != QoS::AtMostOnce {
+        if self.qos.packet_id().is_some() {
             remaining += 2;
         }
         if v5 {
@@ -172,7 +169,7 @@ fn publish_layout(p: &Publish, v5: bool) -> Layout {
 
 /// Fast path for the broker's hot loop: encode a PUBLISH without building a Packet.
 ///
-/// The packet identifier is written iff QoS > 0 (0 if the caller left it out), and DUP is
+/// The packet identifier is written iff QoS > 0 (the type carries one exactly then), and DUP is
 /// cleared for QoS 0 [MQTT-3.3.1-2], so the output is always a parseable packet.
 pub fn encode_publish(publish: &Publish, version: ProtocolVersion, out: &mut BytesMut) {
     encode_publish_parts(&PublishParts::of(publish), version, out);
@@ -186,13 +183,14 @@ pub fn encode_publish_parts(
 ) {
     let v5 = version.is_v5();
     let layout = parts.layout(v5);
-    let qos = parts.qos;
-    let dup = parts.dup && qos != QoS::AtMostOnce;
-    let first = 0x30 | (u8::from(dup) << 3) | (qos.as_u8() << 1) | u8::from(parts.retain);
+    let packet_id = parts.qos.packet_id();
+    let dup = parts.dup && packet_id.is_some();
+    let first =
+        0x30 | (u8::from(dup) << 3) | (parts.qos.level().as_u8() << 1) | u8::from(parts.retain);
     put_header(out, first, layout);
     put_str(out, parts.topic);
-    if qos != QoS::AtMostOnce {
-        out.put_u16(parts.packet_id.map_or(0, |id| id.get()));
+    if let Some(id) = packet_id {
+        out.put_u16(id.get());
     }
     if v5 {
         match parts.properties {
@@ -525,10 +523,9 @@ mod tests {
     fn publish_qos1_v311_layout() {
         let publish = Publish {
             dup: true,
-            qos: QoS::AtLeastOnce,
+            qos: PublishQos::AtLeastOnce(pid(10)),
             retain: true,
             topic: TopicName::new("a/b").ok(),
-            packet_id: Some(pid(10)),
             properties: PublishProperties::default(),
             payload: Bytes::from_static(b"hi"),
         };
@@ -542,10 +539,9 @@ mod tests {
     fn publish_qos0_clears_dup_and_skips_the_packet_id() {
         let publish = Publish {
             dup: true,
-            qos: QoS::AtMostOnce,
+            qos: PublishQos::AtMostOnce,
             retain: false,
             topic: TopicName::new("t").ok(),
-            packet_id: Some(pid(1)),
             properties: PublishProperties::default(),
             payload: Bytes::new(),
         };

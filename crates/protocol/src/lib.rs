@@ -43,5 +43,7 @@ pub use topic::{
     MAX_TOPIC_LEN, SharedFilter, SubscriptionFilter, TopicError, TopicFilter, TopicName,
     topic_matches,
 };
-pub use types::{PacketId, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubscriptionOptions};
+pub use types::{
+    PacketId, ProtocolVersion, PublishQos, QoS, ReasonCode, RetainHandling, SubscriptionOptions,
+};
 pub use wire::MAX_VARINT;

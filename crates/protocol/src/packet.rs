@@ -8,7 +8,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::topic::{TopicFilter, TopicName};
-use crate::types::{PacketId, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions};
+use crate::types::{PacketId, ProtocolVersion, PublishQos, QoS, ReasonCode, SubscriptionOptions};
 
 /// User properties (MQTT 5 §3.1.2.11.8): order preserved, duplicates allowed.
 pub type UserProperties = Vec<(String, String)>;
@@ -296,15 +296,13 @@ pub struct ConnAckProperties {
 pub struct Publish {
     /// DUP: this may be a re-delivery (never set with QoS 0).
     pub dup: bool,
-    /// QoS.
-    pub qos: QoS,
+    /// QoS and, above QoS 0, the packet identifier.
+    pub qos: PublishQos,
     /// RETAIN.
     pub retain: bool,
     /// None only when the topic name on the wire was empty (v5 with a Topic Alias); the decoder
     /// rejects an empty topic without an alias, and always in v3.1.1.
     pub topic: Option<TopicName>,
-    /// Some iff qos > 0 (decoder enforces; encoder trusts).
-    pub packet_id: Option<PacketId>,
     /// v5 PUBLISH properties.
     pub properties: PublishProperties,
     /// The application message: a zero-copy slice of the input buffer.

@@ -78,6 +78,49 @@ impl QoS {
     }
 }
 
+/// A PUBLISH's QoS together with its packet identifier: QoS 0 carries none, QoS 1 and 2 always
+/// carry one [MQTT-2.2.1-2], so a QoS > 0 PUBLISH without an identifier cannot be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PublishQos {
+    /// QoS 0: no packet identifier.
+    AtMostOnce,
+    /// QoS 1 under the given packet identifier.
+    AtLeastOnce(PacketId),
+    /// QoS 2 under the given packet identifier.
+    ExactlyOnce(PacketId),
+}
+
+impl PublishQos {
+    /// `level` sent under `id`; QoS 0 has no identifier, so `id` is unused there.
+    #[inline]
+    pub fn new(level: QoS, id: PacketId) -> PublishQos {
+        match level {
+            QoS::AtMostOnce => PublishQos::AtMostOnce,
+            QoS::AtLeastOnce => PublishQos::AtLeastOnce(id),
+            QoS::ExactlyOnce => PublishQos::ExactlyOnce(id),
+        }
+    }
+
+    /// The QoS level.
+    #[inline]
+    pub fn level(self) -> QoS {
+        match self {
+            PublishQos::AtMostOnce => QoS::AtMostOnce,
+            PublishQos::AtLeastOnce(_) => QoS::AtLeastOnce,
+            PublishQos::ExactlyOnce(_) => QoS::ExactlyOnce,
+        }
+    }
+
+    /// The packet identifier: `None` exactly at QoS 0.
+    #[inline]
+    pub fn packet_id(self) -> Option<PacketId> {
+        match self {
+            PublishQos::AtMostOnce => None,
+            PublishQos::AtLeastOnce(id) | PublishQos::ExactlyOnce(id) => Some(id),
+        }
+    }
+}
+
 /// A packet identifier: never 0 on the wire [MQTT-2.2.1-3], so the type cannot hold 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PacketId(NonZeroU16);
@@ -329,6 +372,20 @@ mod tests {
         for q in 0..3 {
             assert_eq!(QoS::from_u8(q).map(QoS::as_u8), Some(q));
         }
+    }
+
+    #[test]
+    fn publish_qos_carries_an_id_exactly_above_qos_0() {
+        let id = PacketId::new(9).expect("non-zero");
+        for level in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            let qos = PublishQos::new(level, id);
+            assert_eq!(qos.level(), level);
+            assert_eq!(qos.packet_id(), (level != QoS::AtMostOnce).then_some(id));
+        }
+        assert_eq!(
+            size_of::<PublishQos>(),
+            size_of::<(QoS, Option<PacketId>)>()
+        );
     }
 
     #[test]

@@ -282,12 +282,8 @@ impl Probe {
             let mut arrived = false;
             for outgoing in out.drain(..) {
                 match outgoing {
-                    Outgoing::Publish {
-                        delivery,
-                        packet_id,
-                        ..
-                    } => {
-                        if let Some(id) = packet_id {
+                    Outgoing::Publish { delivery, qos, .. } => {
+                        if let Some(id) = qos.packet_id() {
                             self.session.puback(id);
                         }
                         // Late copies of earlier rounds' messages are dropped here.

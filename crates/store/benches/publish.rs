@@ -18,8 +18,8 @@ use wardgate_core::{
     Broker, BrokerSettings, ConnectParams, Message, Outgoing, PersistenceSettings, Store,
 };
 use wardgate_protocol::{
-    ProtocolVersion, PublishProperties, QoS, SubscriptionFilter, SubscriptionOptions, TopicFilter,
-    TopicName,
+    ProtocolVersion, PublishProperties, PublishQos, QoS, SubscriptionFilter, SubscriptionOptions,
+    TopicFilter, TopicName,
 };
 use wardgate_testkit::fixtures::WakeCount;
 
@@ -77,16 +77,16 @@ fn run(c: &mut Criterion, name: &str, broker: &Broker, qos: QoS) {
             );
             sub.session.drain(now, 8, |_| true, &mut out);
             for o in out.drain(..) {
-                if let Outgoing::Publish {
-                    packet_id: Some(id),
-                    ..
-                } = o
-                {
-                    if qos == QoS::AtLeastOnce {
-                        sub.session.puback(id);
-                    } else {
-                        sub.session.pubrec(id, true);
-                        sub.session.pubcomp(id);
+                if let Outgoing::Publish { qos: sent, .. } = o {
+                    match sent {
+                        PublishQos::AtMostOnce => {}
+                        PublishQos::AtLeastOnce(id) => {
+                            sub.session.puback(id);
+                        }
+                        PublishQos::ExactlyOnce(id) => {
+                            sub.session.pubrec(id, true);
+                            sub.session.pubcomp(id);
+                        }
                     }
                 }
             }

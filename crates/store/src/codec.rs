@@ -26,7 +26,7 @@ use wardgate_core::store::{InflightState, SessionRecord, StoredDelivery};
 use wardgate_core::{SessionId, SubscriptionEntry};
 use wardgate_protocol::{
     Connect, ConnectProperties, DecodeLimits, MAX_PACKET_SIZE, Packet, PacketId, ProtocolVersion,
-    Publish, QoS, Subscribe, TopicFilter, decode, encode,
+    Publish, PublishQos, QoS, Subscribe, TopicFilter, decode, encode,
 };
 
 const VERSION: u8 = 1;
@@ -214,10 +214,10 @@ fn put_message(out: &mut BytesMut, clock: Clock, m: &Message) {
     clock.put_time(out, m.expires_at);
     let publish = Publish {
         dup: false,
-        qos: m.qos,
+        // The id is a placeholder (1), kept so records stay byte for byte what they were.
+        qos: PublishQos::new(m.qos, one()),
         retain: m.retain,
         topic: Some(m.topic.clone()),
-        packet_id: (m.qos != QoS::AtMostOnce).then(one),
         properties: m.properties.clone(),
         payload: m.payload.clone(),
     };
@@ -232,7 +232,7 @@ fn get_message(buf: &mut Bytes, clock: Clock) -> Result<Message> {
     Ok(Message {
         topic: p.topic.ok_or(Corrupt("stored message without a topic"))?,
         payload: p.payload,
-        qos: p.qos,
+        qos: p.qos.level(),
         retain: p.retain,
         properties: p.properties,
         origin: None,

@@ -121,7 +121,7 @@ fn sessions_queues_inflight_incoming_retained_and_wills_survive_a_restart() {
         sub.session.drain(now, 2, |_| true, &mut out);
         assert_eq!(out.len(), 2);
         let qos2_id = match &out[1] {
-            Outgoing::Publish { packet_id, .. } => packet_id.expect("QoS 2 has an id"),
+            Outgoing::Publish { qos, .. } => qos.packet_id().expect("QoS 2 has an id"),
             Outgoing::PubRel(_) => unreachable!(),
         };
         // The subscriber goes with a delayed will.
@@ -177,12 +177,12 @@ fn sessions_queues_inflight_incoming_retained_and_wills_survive_a_restart() {
     match &out[..] {
         [
             Outgoing::Publish {
-                packet_id,
+                qos,
                 dup: true,
                 delivery,
             },
         ] => {
-            assert_eq!(packet_id.map(|p| p.get()), Some(expected));
+            assert_eq!(qos.packet_id().map(|p| p.get()), Some(expected));
             assert_eq!(&delivery.message.payload[..], b"m1");
             assert_eq!(delivery.subscription_ids, vec![7]);
         }

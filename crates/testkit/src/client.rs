@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wardgate_protocol::{
     AckProperties, ConnAck, Connect, ConnectProperties, DecodeLimits, Packet, PacketId,
-    ProtocolVersion, PubAck, Publish, PublishProperties, QoS, SubAck, Subscribe,
+    ProtocolVersion, PubAck, Publish, PublishProperties, PublishQos, QoS, SubAck, Subscribe,
     SubscriptionOptions, TopicFilter, TopicName, decode, encode,
 };
 
@@ -221,10 +221,12 @@ pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean_start: bo
 pub fn publish_packet(topic: &str, payload: &[u8], qos: QoS, retain: bool, id: u16) -> Publish {
     Publish {
         dup: false,
-        qos,
+        qos: match qos {
+            QoS::AtMostOnce => PublishQos::AtMostOnce,
+            level => PublishQos::new(level, pid(id)),
+        },
         retain,
         topic: Some(TopicName::new(topic).expect("valid topic")),
-        packet_id: (qos != QoS::AtMostOnce).then(|| pid(id)),
         properties: PublishProperties::default(),
         payload: Bytes::copy_from_slice(payload),
     }

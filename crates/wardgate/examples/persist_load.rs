@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use wardgate_protocol::{
-    AckProperties, Packet, PacketId, ProtocolVersion, PubAck, Publish, PublishProperties, QoS,
-    ReasonCode, TopicName,
+    AckProperties, Packet, PacketId, ProtocolVersion, PubAck, Publish, PublishProperties,
+    PublishQos, QoS, ReasonCode, TopicName,
 };
 use wardgate_testkit::client::{RawClient, Received, connect_packet};
 
@@ -107,12 +107,12 @@ async fn subscriber(mut c: RawClient, counters: Arc<Counters>, stop: Arc<AtomicB
                 if counters.measuring.load(Ordering::Relaxed) {
                     counters.delivered.fetch_add(1, Ordering::Relaxed);
                 }
-                if let Some(id) = p.packet_id {
-                    let reply = if p.qos == QoS::ExactlyOnce {
-                        Packet::PubRec(ack(id))
-                    } else {
-                        Packet::PubAck(ack(id))
-                    };
+                let reply = match p.qos {
+                    PublishQos::AtMostOnce => None,
+                    PublishQos::AtLeastOnce(id) => Some(Packet::PubAck(ack(id))),
+                    PublishQos::ExactlyOnce(id) => Some(Packet::PubRec(ack(id))),
+                };
+                if let Some(reply) = reply {
                     c.send(&reply).await;
                 }
             }
@@ -142,10 +142,9 @@ async fn publisher(
             open += 1;
             c.send(&Packet::Publish(Publish {
                 dup: false,
-                qos: a.qos,
+                qos: PublishQos::new(a.qos, id),
                 retain: false,
                 topic: Some(topic.clone()),
-                packet_id: Some(id),
                 properties: PublishProperties::default(),
                 payload: payload.clone(),
             }))

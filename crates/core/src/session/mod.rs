@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use wardgate_protocol::{PacketId, ProtocolVersion, QoS, SubscriptionFilter, TopicFilter, Will};
+use wardgate_protocol::{
+    PacketId, ProtocolVersion, PublishQos, QoS, SubscriptionFilter, TopicFilter, Will,
+};
 
 use crate::ids::SessionId;
 use crate::message::Delivery;
@@ -135,10 +137,11 @@ struct Inflight {
 /// One packet the connection task must write for its session's outbound flow.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// A PUBLISH; `packet_id` is set for QoS 1/2, `dup` on redelivery.
+    /// A PUBLISH at `qos` (the delivery's QoS and, above 0, its packet id), `dup` on
+    /// redelivery.
     Publish {
         delivery: Delivery,
-        packet_id: Option<PacketId>,
+        qos: PublishQos,
         dup: bool,
     },
     /// A PUBREL to (re)send for a QoS 2 flow that got its PUBREC.
@@ -152,8 +155,8 @@ pub trait Sink {
     /// Whether `d` can be sent (the client's Maximum Packet Size); a delivery that cannot is
     /// dropped and counted.
     fn fits(&self, d: &Delivery) -> bool;
-    /// Writes `d` as a new PUBLISH (`packet_id` set for QoS 1/2).
-    fn publish(&mut self, d: &Delivery, packet_id: Option<PacketId>);
+    /// Writes `d` as a new PUBLISH at `qos` (the delivery's QoS and, above 0, its packet id).
+    fn publish(&mut self, d: &Delivery, qos: PublishQos);
     /// Whether to take another message: a connection stops at its write buffer's soft limit, so
     /// large messages are not encoded far ahead of the socket (1,000 subscribers of 1 KiB
     /// messages each held hundreds of KiB of encoded copies).
@@ -172,10 +175,10 @@ impl<F: Fn(&Delivery) -> bool> Sink for Collect<'_, F> {
     fn fits(&self, d: &Delivery) -> bool {
         (self.fits)(d)
     }
-    fn publish(&mut self, d: &Delivery, packet_id: Option<PacketId>) {
+    fn publish(&mut self, d: &Delivery, qos: PublishQos) {
         self.out.push(Outgoing::Publish {
             delivery: d.clone(),
-            packet_id,
+            qos,
             dup: false,
         });
     }

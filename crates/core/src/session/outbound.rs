@@ -65,8 +65,8 @@ impl Session {
             out.push(match f.state {
                 InflightState::AwaitPubComp => Outgoing::PubRel(f.packet_id),
                 _ => Outgoing::Publish {
+                    qos: PublishQos::new(f.delivery.qos, f.packet_id),
                     delivery: f.delivery.clone(),
-                    packet_id: Some(f.packet_id),
                     dup: true,
                 },
             });
@@ -191,7 +191,7 @@ impl Session {
             }
             taken += 1;
             if delivery.qos == QoS::AtMostOnce {
-                sink.publish(&delivery, None);
+                sink.publish(&delivery, PublishQos::AtMostOnce);
                 continue;
             }
             let packet_id = st.allocate_packet_id();
@@ -204,7 +204,7 @@ impl Session {
                 InflightState::AwaitPubRec
             };
             st.inflight_ids.insert(packet_id.get());
-            sink.publish(&delivery, Some(packet_id));
+            sink.publish(&delivery, PublishQos::new(delivery.qos, packet_id));
             st.inflight.push_back(Inflight {
                 packet_id,
                 delivery,

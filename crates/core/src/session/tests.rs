@@ -407,13 +407,9 @@ fn outgoing(out: &[Outgoing], separator: &str) -> String {
     let packets: Vec<String> = out
         .iter()
         .map(|o| match o {
-            Outgoing::Publish {
-                delivery,
-                packet_id,
-                dup,
-            } => {
+            Outgoing::Publish { delivery, qos, dup } => {
                 let mut p = String::from_utf8_lossy(&delivery.message.payload).into_owned();
-                if let Some(id) = packet_id {
+                if let Some(id) = qos.packet_id() {
                     let _ = write!(p, "#{}", id.get());
                 }
                 if *dup {

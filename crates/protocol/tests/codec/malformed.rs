@@ -721,7 +721,7 @@ fn user_properties_are_bounded_per_property_set() {
     use bytes::BytesMut;
     use wardgate_protocol::{
         Connect, ConnectProperties, DecodeLimits, MAX_USER_PROPERTIES, ProtocolVersion, Publish,
-        PublishProperties, QoS, Will, WillProperties, decode, encode,
+        PublishProperties, PublishQos, QoS, Will, WillProperties, decode, encode,
     };
     let users = |n: usize| -> Vec<(String, String)> {
         (0..n).map(|i| (format!("k{i}"), String::new())).collect()
@@ -753,10 +753,9 @@ fn user_properties_are_bounded_per_property_set() {
     let publish = |n: usize| {
         Packet::Publish(Publish {
             dup: false,
-            qos: QoS::AtMostOnce,
+            qos: PublishQos::AtMostOnce,
             retain: false,
             topic: Some(topic("t")),
-            packet_id: None,
             properties: PublishProperties {
                 user_properties: users(n),
                 ..PublishProperties::default()

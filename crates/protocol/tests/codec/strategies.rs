@@ -10,7 +10,7 @@ use proptest::sample::select;
 use wardgate_protocol::{
     AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties,
     Disconnect, DisconnectProperties, MAX_VARINT, Packet, PacketId, ProtocolVersion, PubAck,
-    Publish, PublishProperties, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
+    Publish, PublishProperties, PublishQos, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
     SubscriptionOptions, TopicFilter, TopicName, UnsubAck, Unsubscribe, UserProperties, Will,
     WillProperties,
 };
@@ -336,14 +336,13 @@ pub(crate) fn publish(version: ProtocolVersion) -> impl Strategy<Value = Publish
                 let aliased = properties.topic_alias.is_some();
                 Publish {
                     dup: dup && qos != QoS::AtMostOnce,
-                    qos,
+                    qos: PublishQos::new(qos, id),
                     retain,
                     topic: if drop_topic && aliased {
                         None
                     } else {
                         Some(topic)
                     },
-                    packet_id: (qos != QoS::AtMostOnce).then_some(id),
                     payload: fit_payload(properties.payload_format_indicator, payload),
                     properties,
                 }

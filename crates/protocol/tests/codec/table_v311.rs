@@ -2,8 +2,8 @@
 
 use wardgate_protocol::{
     AckProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties, Disconnect,
-    DisconnectProperties, Packet, ProtocolVersion, PubAck, Publish, PublishProperties, QoS,
-    ReasonCode, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
+    DisconnectProperties, Packet, ProtocolVersion, PubAck, Publish, PublishProperties, PublishQos,
+    QoS, ReasonCode, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
     WillProperties,
 };
 
@@ -22,13 +22,12 @@ fn connect(protocol: ProtocolVersion, client_id: &str) -> Connect {
     }
 }
 
-fn publish(qos: QoS, topic_name: &str, id: Option<u16>, payload: &'static [u8]) -> Publish {
+fn publish(qos: PublishQos, topic_name: &str, payload: &'static [u8]) -> Publish {
     Publish {
         dup: false,
         qos,
         retain: false,
         topic: Some(topic(topic_name)),
-        packet_id: id.map(pid),
         properties: PublishProperties::default(),
         payload: b(payload),
     }
@@ -50,7 +49,7 @@ fn v311_packets_decode_and_re_encode_exactly() {
         password: Some(b(b"pw")),
         ..connect(ProtocolVersion::V311, "")
     };
-    let mut dup_qos2 = publish(QoS::ExactlyOnce, "t", Some(5), b"xy");
+    let mut dup_qos2 = publish(PublishQos::ExactlyOnce(pid(5)), "t", b"xy");
     dup_qos2.dup = true;
     dup_qos2.retain = true;
 
@@ -124,9 +123,8 @@ fn v311_packets_decode_and_re_encode_exactly() {
             V3,
             "30 07 0003 'a/b' 'hi'",
             canonical(Packet::Publish(publish(
-                QoS::AtMostOnce,
+                PublishQos::AtMostOnce,
                 "a/b",
-                None,
                 b"hi",
             ))),
         ),
@@ -134,16 +132,15 @@ fn v311_packets_decode_and_re_encode_exactly() {
             "PUBLISH QoS 0 with an empty payload",
             V3,
             "30 03 0001 't'",
-            canonical(Packet::Publish(publish(QoS::AtMostOnce, "t", None, b""))),
+            canonical(Packet::Publish(publish(PublishQos::AtMostOnce, "t", b""))),
         ),
         case(
             "PUBLISH QoS 1",
             V3,
             "32 07 0001 't' 0001 'hi'",
             canonical(Packet::Publish(publish(
-                QoS::AtLeastOnce,
+                PublishQos::AtLeastOnce(pid(1)),
                 "t",
-                Some(1),
                 b"hi",
             ))),
         ),
@@ -158,9 +155,8 @@ fn v311_packets_decode_and_re_encode_exactly() {
             V3,
             "30 0A 0008 '$SYS/' C3A9 'x' ",
             canonical(Packet::Publish(publish(
-                QoS::AtMostOnce,
+                PublishQos::AtMostOnce,
                 "$SYS/éx",
-                None,
                 b"",
             ))),
         ),

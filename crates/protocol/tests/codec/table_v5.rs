@@ -4,8 +4,8 @@
 use wardgate_protocol::{
     AckProperties, Auth, AuthProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties,
     Disconnect, DisconnectProperties, Packet, ProtocolVersion, PubAck, Publish, PublishProperties,
-    QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
-    Will, WillProperties,
+    PublishQos, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
+    Unsubscribe, Will, WillProperties,
 };
 
 use crate::support::*;
@@ -84,10 +84,9 @@ fn v5_packets_decode_and_re_encode_exactly() {
     };
     let aliased = Publish {
         dup: false,
-        qos: QoS::AtMostOnce,
+        qos: PublishQos::AtMostOnce,
         retain: false,
         topic: None,
-        packet_id: None,
         properties: PublishProperties {
             topic_alias: Some(5),
             ..PublishProperties::default()
@@ -96,10 +95,9 @@ fn v5_packets_decode_and_re_encode_exactly() {
     };
     let utf8_publish = Publish {
         dup: false,
-        qos: QoS::AtLeastOnce,
+        qos: PublishQos::AtLeastOnce(pid(7)),
         retain: false,
         topic: Some(topic("t")),
-        packet_id: Some(pid(7)),
         properties: PublishProperties {
             payload_format_indicator: Some(true),
             content_type: Some("j".into()),
@@ -109,10 +107,9 @@ fn v5_packets_decode_and_re_encode_exactly() {
     };
     let server_publish = Publish {
         dup: false,
-        qos: QoS::AtMostOnce,
+        qos: PublishQos::AtMostOnce,
         retain: true,
         topic: Some(topic("t")),
-        packet_id: None,
         properties: PublishProperties {
             message_expiry_interval: Some(1),
             response_topic: Some(topic("r")),

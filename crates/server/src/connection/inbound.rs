@@ -8,8 +8,8 @@ use bytes::{Bytes, BytesMut};
 use tracing::debug;
 use wardgate_core::{Disconnect, Message, Qos2Admission, Qos2Receipt};
 use wardgate_protocol::{
-    AckProperties, Auth, AuthProperties, Packet, PacketId, PubAck, Publish, QoS, ReasonCode,
-    SubAck, Subscribe, SubscriptionFilter, TopicName, UnsubAck, Unsubscribe, encode,
+    AckProperties, Auth, AuthProperties, Packet, PacketId, PubAck, Publish, PublishQos, QoS,
+    ReasonCode, SubAck, Subscribe, SubscriptionFilter, TopicName, UnsubAck, Unsubscribe, encode,
 };
 use wardgate_security::authn::{AuthRequest, AuthnOutcome};
 use wardgate_security::authz::{Authorizer, Decision};
@@ -28,7 +28,7 @@ enum Refused {
     /// The connection ends.
     End(End),
     /// PUBACK/PUBREC (nothing at QoS 0) with this reason.
-    Answer(QoS, Option<PacketId>, ReasonCode),
+    Answer(PublishQos, ReasonCode),
     /// A QoS 2 retransmission of a message already routed: PUBREC again.
     PubRecAgain(PacketId),
 }
@@ -47,8 +47,8 @@ fn protocol_error(why: &'static str) -> End {
 /// A PUBLISH admitted for routing.
 pub(super) struct Admitted {
     message: Message,
-    /// Its packet id (QoS 1/2), for the acknowledgement.
-    packet_id: Option<PacketId>,
+    /// Its QoS and packet id, for the acknowledgement.
+    qos: PublishQos,
     /// QoS 2: the packet id's admission, which releases the id unless the message is taken.
     qos2: Option<Qos2Admission>,
 }
@@ -326,8 +326,8 @@ impl Conn {
                 }
                 match refused {
                     Refused::End(end) => Break(Stop::End(end)),
-                    Refused::Answer(qos, packet_id, reason) => {
-                        self.acknowledge_publish(qos, packet_id, reason, wbuf);
+                    Refused::Answer(qos, reason) => {
+                        self.acknowledge_publish(qos, reason, wbuf);
                         Continue(())
                     }
                     Refused::PubRecAgain(packet_id) => {
@@ -351,9 +351,7 @@ impl Conn {
         let topic = self.resolve_topic(&p).map_err(Refused::End)?;
         // Every refusal below drops `qos2`, which releases the packet id.
         let mut qos2 = None;
-        if p.qos == QoS::ExactlyOnce
-            && let Some(packet_id) = p.packet_id
-        {
+        if let PublishQos::ExactlyOnce(packet_id) = p.qos {
             let max = usize::from(self.settings.receive_maximum);
             match self.session.receive_qos2(packet_id, max) {
                 Qos2Receipt::Route(admission) => qos2 = Some(admission),
@@ -389,7 +387,7 @@ impl Conn {
             } else {
                 ReasonCode::SUCCESS
             };
-            return Err(Refused::Answer(p.qos, p.packet_id, reason));
+            return Err(Refused::Answer(p.qos, reason));
         }
         let now = Instant::now();
         let mut properties = p.properties;
@@ -403,7 +401,7 @@ impl Conn {
         let message = Message {
             topic,
             payload: own(p.payload),
-            qos: p.qos,
+            qos: p.qos.level(),
             retain: p.retain,
             properties,
             origin: Some(self.session.id()),
@@ -413,16 +411,16 @@ impl Conn {
         // budget charges it, properties included: a refused QoS 0 message is dropped; QoS 1/2
         // gets 0x97 and is not routed. v3.1.1 has no reason codes, so the connection closes
         // unacknowledged and the client resends after reconnecting.
-        if let Err(refusal) = self.broker.admit(p.qos, message.weight() as usize) {
+        if let Err(refusal) = self.broker.admit(message.qos, message.weight() as usize) {
             let reason = refusal.reason_code();
-            if p.qos != QoS::AtMostOnce && !self.version.is_v5() {
+            if message.qos != QoS::AtMostOnce && !self.version.is_v5() {
                 return Err(Refused::End(End::Server(reason, "quota exceeded")));
             }
-            return Err(Refused::Answer(p.qos, p.packet_id, reason));
+            return Err(Refused::Answer(p.qos, reason));
         }
         Ok(Admitted {
             message,
-            packet_id: p.packet_id,
+            qos: p.qos,
             qos2,
         })
     }
@@ -437,8 +435,7 @@ impl Conn {
             return None;
         }
         let run = std::mem::take(&mut self.run);
-        let acks: Vec<(QoS, Option<PacketId>)> =
-            run.iter().map(|a| (a.message.qos, a.packet_id)).collect();
+        let acks: Vec<PublishQos> = run.iter().map(|a| a.qos).collect();
         let mut routed = Vec::with_capacity(run.len());
         self.broker.publish_run(
             &self.session,
@@ -446,7 +443,7 @@ impl Conn {
             &mut routed,
         );
         CategoryStats::add(&self.category.publishes_received, routed.len() as u64);
-        for ((qos, packet_id), routed) in acks.into_iter().zip(routed) {
+        for (qos, routed) in acks.into_iter().zip(routed) {
             let reason = if routed.refused() {
                 ReasonCode::QUOTA_EXCEEDED
             } else if routed.delivered > 0 {
@@ -460,27 +457,21 @@ impl Conn {
             // Every matching queue dropped it: never acknowledge it as delivered. v5 says 0x97;
             // v3.1.1 acknowledgements carry no reason, so the connection closes unacknowledged
             // and the client sends the message again after reconnecting.
-            if reason.is_error() && qos != QoS::AtMostOnce && !self.version.is_v5() {
+            if reason.is_error() && qos != PublishQos::AtMostOnce && !self.version.is_v5() {
                 return Some(End::Server(reason, "every subscriber queue is full"));
             }
-            self.acknowledge_publish(qos, packet_id, reason, wbuf);
+            self.acknowledge_publish(qos, reason, wbuf);
         }
         None
     }
 
     /// PUBACK (QoS 1) or PUBREC (QoS 2) with `reason`; nothing for QoS 0. (An error PUBREC ends
     /// the QoS 2 flow: core released its packet id when it refused the message.)
-    fn acknowledge_publish(
-        &self,
-        qos: QoS,
-        packet_id: Option<PacketId>,
-        reason: ReasonCode,
-        wbuf: &mut BytesMut,
-    ) {
-        match (qos, packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => self.ack(Packet::PubAck, id, reason, wbuf),
-            (QoS::ExactlyOnce, Some(id)) => self.ack(Packet::PubRec, id, reason, wbuf),
-            _ => {}
+    fn acknowledge_publish(&self, qos: PublishQos, reason: ReasonCode, wbuf: &mut BytesMut) {
+        match qos {
+            PublishQos::AtMostOnce => {}
+            PublishQos::AtLeastOnce(id) => self.ack(Packet::PubAck, id, reason, wbuf),
+            PublishQos::ExactlyOnce(id) => self.ack(Packet::PubRec, id, reason, wbuf),
         }
     }
 

@@ -4,13 +4,14 @@
 //! message that would exceed it is dropped, never sent [MQTT-3.1.2-24]).
 
 use std::collections::HashMap;
+use std::num::NonZeroU16;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use wardgate_core::{Delivery, Outgoing, Sink};
 use wardgate_protocol::{
     AckProperties, Packet, PacketId, ProtocolVersion, PubAck, PublishParts, PublishProperties,
-    ReasonCode, SubAck, TopicName, encode, encode_publish_parts, encoded_len,
+    PublishQos, ReasonCode, SubAck, TopicName, encode, encode_publish_parts, encoded_len,
 };
 
 use super::Conn;
@@ -65,13 +66,9 @@ impl Outbound {
             return true;
         };
         let properties = self.properties(d, now, None);
-        let parts = parts(
-            d,
-            d.message.topic.as_str(),
-            None,
-            false,
-            properties.as_ref(),
-        );
+        // Any id: its value does not change the size.
+        let qos = PublishQos::new(d.qos, PacketId::from(NonZeroU16::MIN));
+        let parts = parts(d, d.message.topic.as_str(), qos, false, properties.as_ref());
         parts.encoded_len(self.version) <= max as usize
     }
 
@@ -107,7 +104,7 @@ impl Outbound {
     pub(super) fn write_publish(
         &mut self,
         d: &Delivery,
-        packet_id: Option<PacketId>,
+        qos: PublishQos,
         dup: bool,
         now: Instant,
         wbuf: &mut BytesMut,
@@ -127,18 +124,16 @@ impl Outbound {
             }
         }
         let properties = self.properties(d, now, alias);
-        let parts = parts(d, topic, packet_id, dup, properties.as_ref());
+        let parts = parts(d, topic, qos, dup, properties.as_ref());
         encode_publish_parts(&parts, self.version, wbuf);
     }
 
     /// Encodes one outgoing packet.
     pub(super) fn write(&mut self, out: Outgoing, now: Instant, wbuf: &mut BytesMut) {
         match out {
-            Outgoing::Publish {
-                delivery,
-                packet_id,
-                dup,
-            } => self.write_publish(&delivery, packet_id, dup, now, wbuf),
+            Outgoing::Publish { delivery, qos, dup } => {
+                self.write_publish(&delivery, qos, dup, now, wbuf)
+            }
             Outgoing::PubRel(packet_id) => {
                 let rel = PubAck {
                     packet_id,
@@ -155,16 +150,15 @@ impl Outbound {
 fn parts<'a>(
     d: &'a Delivery,
     topic: &'a str,
-    packet_id: Option<PacketId>,
+    qos: PublishQos,
     dup: bool,
     properties: Option<&'a PublishProperties>,
 ) -> PublishParts<'a> {
     PublishParts {
         dup,
-        qos: d.qos,
+        qos,
         retain: d.retain,
         topic,
-        packet_id,
         properties,
         payload: &d.message.payload,
     }
@@ -241,9 +235,9 @@ impl Sink for Writer<'_> {
         self.outbound.fits(d, self.now)
     }
 
-    fn publish(&mut self, d: &Delivery, packet_id: Option<PacketId>) {
+    fn publish(&mut self, d: &Delivery, qos: PublishQos) {
         self.outbound
-            .write_publish(d, packet_id, false, self.now, self.wbuf);
+            .write_publish(d, qos, false, self.now, self.wbuf);
         self.sent += 1;
     }
 

@@ -425,7 +425,7 @@ async fn metrics_count_the_workload() {
     let mut got = 0;
     while got < 6 {
         let p = sub.publish_received().await;
-        sub.puback(p.packet_id.expect("QoS 1")).await;
+        sub.puback(p.qos.packet_id().expect("QoS 1")).await;
         got += 1;
     }
     settle().await;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use wardgate_protocol::{
-    AckProperties, Packet, PacketId, ProtocolVersion, PubAck, Publish, PublishProperties, QoS,
-    ReasonCode, Will, WillProperties,
+    AckProperties, Packet, PacketId, ProtocolVersion, PubAck, Publish, PublishProperties,
+    PublishQos, QoS, ReasonCode, Will, WillProperties,
 };
 use wardgate_testkit::client::{RawClient, Received, connect_packet};
 
@@ -72,10 +72,9 @@ fn ack(packet_id: PacketId) -> PubAck {
 fn publish(topic: &str, seq: u64, qos: QoS, id: u16, dup: bool) -> Packet {
     Packet::Publish(Publish {
         dup,
-        qos,
+        qos: PublishQos::new(qos, pid(id)),
         retain: false,
         topic: Some(wardgate_protocol::TopicName::new(topic).expect("topic")),
-        packet_id: Some(pid(id)),
         properties: PublishProperties::default(),
         payload: Bytes::from(seq.to_be_bytes().to_vec()),
     })
@@ -244,13 +243,13 @@ async fn subscriber(
                 Packet::Publish(p) => {
                     let topic = p.topic.as_ref().map(|t| t.as_str().to_owned());
                     let seq = <[u8; 8]>::try_from(&p.payload[..]).map(u64::from_be_bytes);
-                    let (Some(topic), Ok(seq), Some(id)) = (topic, seq, p.packet_id) else {
+                    let (Some(topic), Ok(seq), Some(id)) = (topic, seq, p.qos.packet_id()) else {
                         errors
                             .lock()
                             .push(format!("{client_id}: odd PUBLISH {p:?}"));
                         continue;
                     };
-                    match p.qos {
+                    match p.qos.level() {
                         QoS::ExactlyOnce => {
                             if pending.insert(id.get()) {
                                 received.lock().entry(topic).or_default().push(seq);
@@ -578,7 +577,7 @@ async fn restart_keeps_state(kill: bool) {
     for i in 1..=3 {
         let got = s.publish_received().await;
         assert_eq!(got.payload, format!("m{i}").as_bytes(), "message {i}");
-        s.puback(got.packet_id.expect("QoS 1")).await;
+        s.puback(got.qos.packet_id().expect("QoS 1")).await;
     }
     // The subscription survived too: a new message reaches the session.
     let (mut p, _) = RawClient::connect(addr, V, "restart-pub-2").await;
@@ -656,7 +655,7 @@ async fn a_deep_subscription_is_restored_served_and_expired() {
     );
     let got = s.publish_received().await;
     assert_eq!(&got.payload[..], b"queued");
-    s.puback(got.packet_id.expect("QoS 1")).await;
+    s.puback(got.qos.packet_id().expect("QoS 1")).await;
     let (mut p, _) = RawClient::connect(addr, V, "deep-pub").await;
     p.publish(&topic, b"live", QoS::AtMostOnce, false, 0).await;
     assert_eq!(&s.publish_received().await.payload[..], b"live");

@@ -412,7 +412,7 @@ async fn a_deep_filter_under_a_granted_prefix_is_served_without_crashing() {
     }
     let got = s.publish_received().await;
     assert_eq!(&got.payload[..], b"deep");
-    s.puback(got.packet_id.expect("QoS 1")).await;
+    s.puback(got.qos.packet_id().expect("QoS 1")).await;
     let unsub = wardgate_protocol::Unsubscribe {
         packet_id: wardgate_testkit::client::pid(2),
         user_properties: Vec::new(),

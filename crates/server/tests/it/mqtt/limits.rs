@@ -128,7 +128,7 @@ async fn max_receive_maximum_caps_what_the_client_asks_for() {
         Received::Timeout,
         "only 2 unacknowledged"
     );
-    sub.puback(first.packet_id.expect("id")).await;
+    sub.puback(first.qos.packet_id().expect("id")).await;
     assert_eq!(&sub.publish_received().await.payload[..], b"3");
 }
 
@@ -238,7 +238,7 @@ async fn retained_messages_beyond_the_subscriber_queue_are_counted_as_drops() {
             sub.recv_within(Duration::from_millis(300)).await
         {
             assert!(p.retain);
-            sub.puback(p.packet_id.expect("QoS 1")).await;
+            sub.puback(p.qos.packet_id().expect("QoS 1")).await;
             got += 1;
         }
         assert_eq!(got, 3, "{strategy}: the queue's length");
@@ -270,7 +270,7 @@ async fn a_slow_live_subscriber_slows_its_publisher_and_nothing_is_dropped() {
         while got.len() < usize::from(N) {
             let p = sub.publish_received().await;
             got.push(u16::from_be_bytes([p.payload[0], p.payload[1]]));
-            sub.puback(p.packet_id.expect("QoS 1")).await;
+            sub.puback(p.qos.packet_id().expect("QoS 1")).await;
             if got.len() % 10 == 0 {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -395,7 +395,7 @@ async fn publish_budget_refuses_qos1_and_qos2_with_0x97_past_75_percent() {
     // The holder acknowledges its messages: the budget is free again.
     for _ in 0..4 {
         let p = sub.publish_received().await;
-        if let Some(id) = p.packet_id {
+        if let Some(id) = p.qos.packet_id() {
             sub.puback(id).await;
         }
     }
@@ -492,7 +492,7 @@ async fn a_v311_qos2_message_refused_by_closing_is_routed_when_sent_again() {
     let (mut sub, _) = RawClient::connect_with(b.tcp, sc).await;
     let first = sub.publish_received().await;
     assert_eq!(&first.payload[..], b"1");
-    sub.puback(first.packet_id.expect("QoS 1")).await;
+    sub.puback(first.qos.packet_id().expect("QoS 1")).await;
     let (mut publ, ack) = RawClient::connect_with(b.tcp, connect_packet(V3, "q2-pub", false)).await;
     assert!(ack.session_present);
     let mut again = publish_packet("q2", b"2", QoS::ExactlyOnce, false, 2);

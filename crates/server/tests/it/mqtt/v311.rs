@@ -26,14 +26,18 @@ async fn connack_then_pubsub_at_every_qos() {
         None
     );
     let p = sub.publish_received().await;
-    assert_eq!((&p.payload[..], p.qos), (&b"zero"[..], QoS::AtMostOnce));
+    assert_eq!(
+        (&p.payload[..], p.qos.level()),
+        (&b"zero"[..], QoS::AtMostOnce)
+    );
 
     assert!(
         matches!(publ.publish("t/1", b"one", QoS::AtLeastOnce, false, 7).await, Some(Packet::PubAck(a)) if a.packet_id.get() == 7)
     );
     let p = sub.publish_received().await;
-    assert_eq!(p.qos, QoS::AtLeastOnce);
-    sub.puback(p.packet_id.expect("QoS 1 has an id")).await;
+    assert_eq!(p.qos.level(), QoS::AtLeastOnce);
+    sub.puback(p.qos.packet_id().expect("QoS 1 has an id"))
+        .await;
 
     let rec = publ
         .publish("t/2", b"two", QoS::ExactlyOnce, false, 8)
@@ -44,8 +48,11 @@ async fn connack_then_pubsub_at_every_qos() {
     publ.send(&Packet::PubRel(rec.clone())).await;
     assert!(matches!(publ.packet().await, Packet::PubComp(c) if c.packet_id == rec.packet_id));
     let p = sub.publish_received().await;
-    assert_eq!((p.qos, &p.payload[..]), (QoS::ExactlyOnce, &b"two"[..]));
-    let id = p.packet_id.expect("QoS 2 has an id");
+    assert_eq!(
+        (p.qos.level(), &p.payload[..]),
+        (QoS::ExactlyOnce, &b"two"[..])
+    );
+    let id = p.qos.packet_id().expect("QoS 2 has an id");
     sub.send(&Packet::PubRec(wardgate_protocol::PubAck::new(id)))
         .await;
     assert!(matches!(sub.packet().await, Packet::PubRel(r) if r.packet_id == id));

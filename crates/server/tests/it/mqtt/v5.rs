@@ -477,7 +477,7 @@ async fn receive_maximum_limits_unacknowledged_deliveries() {
         sub.recv_within(Duration::from_millis(300)).await,
         Received::Timeout
     );
-    sub.puback(first.packet_id.expect("id")).await;
+    sub.puback(first.qos.packet_id().expect("id")).await;
     assert_eq!(&sub.publish_received().await.payload[..], b"2");
 }
 
@@ -613,7 +613,7 @@ async fn pipelined_publishes_are_acknowledged_in_order() {
     while got.len() < 39 {
         let p = sub.publish_received().await;
         got.push(u16::from_be_bytes([p.payload[0], p.payload[1]]));
-        sub.puback(p.packet_id.expect("QoS 1")).await;
+        sub.puback(p.qos.packet_id().expect("QoS 1")).await;
     }
     let mut sent: Vec<u16> = vec![1, 2];
     sent.extend(4..=40);
@@ -664,7 +664,7 @@ async fn a_qos2_packet_id_refused_with_an_error_pubrec_starts_a_new_message() {
             topic.as_bytes(),
             "packet id {id} is routed"
         );
-        sub.puback(got.packet_id.expect("QoS 1")).await;
+        sub.puback(got.qos.packet_id().expect("QoS 1")).await;
     }
 }
 
