@@ -7,8 +7,8 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use wardgate_protocol::{
-    DecodeLimits, MAX_PACKET_SIZE, Packet, ProtocolVersion, decode, encode, encode_publish,
-    encoded_len, topic_matches,
+    DecodeLimits, MAX_PACKET_SIZE, Packet, ProtocolVersion, SubscriptionFilter, decode, encode,
+    encode_publish, encoded_len, topic_matches,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
             }
             Packet::Subscribe(s) => {
                 for (filter, _) in &s.filters {
-                    let _ = filter.shared();
+                    let _ = SubscriptionFilter::new(filter.clone());
                     if let Some(topic) = &last_topic {
                         assert_eq!(filter.matches(topic), topic_matches(filter, topic));
                     }
