@@ -577,7 +577,8 @@ impl Metric {
     fn verdict(self, p: &str, ratio: Option<f64>, w: &RunResult) -> Option<String> {
         let mark = |ok: bool| if ok { "met" } else { "MISSED" };
         match self {
-            Metric::Throughput if w.qos <= 1 => {
+            // Issue 3's targets are against the peers; a baseline build of Wardgate has none.
+            Metric::Throughput if w.qos <= 1 && p != "wardgate-baseline" => {
                 let need = if p == "mosquitto" { 2.0 } else { 1.2 };
                 let r = ratio?;
                 Some(format!("≥{need}× {p}: {}", mark(r >= need)))
