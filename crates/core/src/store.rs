@@ -15,6 +15,7 @@
 //! become visible in the queues, so no subscriber can acknowledge (and delete) a copy whose
 //! creation is not yet in the store.
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -103,7 +104,7 @@ pub enum Op<'a> {
         /// The session.
         session: SessionId,
         /// The copy's place in the session's queue.
-        seq: u64,
+        seq: NonZeroU64,
         /// The copy.
         delivery: StoredDelivery<'a>,
     },

@@ -301,7 +301,7 @@ fn encode(op: &Op<'_>, clock: Clock, items: &mut Vec<Item>) -> usize {
             delivery,
         } => key(
             Space::Queue,
-            &codec::seq_key(session, seq),
+            &codec::seq_key(session, seq.get()),
             Some(codec::queue_value(clock, &delivery)),
         ),
         Op::Inflight {

@@ -233,9 +233,9 @@ impl Broker {
             let mut ops: Vec<Op<'_>> = held
                 .iter()
                 .map(
-                    |(session, delivery): &(Arc<Session>, Delivery)| Op::Enqueue {
+                    |(session, seq, delivery): &(Arc<Session>, NonZeroU64, Delivery)| Op::Enqueue {
                         session: session.id(),
-                        seq: delivery.seq.map_or(0, NonZeroU64::get),
+                        seq: *seq,
                         delivery: stored(delivery),
                     },
                 )
@@ -256,7 +256,7 @@ impl Broker {
                 }
             }
             // Only now, with their creation in the store, may the stored copies be taken.
-            for (session, delivery) in held {
+            for (session, _, delivery) in held {
                 self.count(&mut result, &session, session.enqueue(delivery));
             }
         }
@@ -338,7 +338,7 @@ impl Broker {
         messages: &[Arc<Message>],
         targets: &mut [Target],
         overlapping: bool,
-        held: &mut Vec<(Arc<Session>, Delivery)>,
+        held: &mut Vec<(Arc<Session>, NonZeroU64, Delivery)>,
         results: &mut [RouteResult],
     ) {
         if targets.is_empty() {
@@ -386,7 +386,7 @@ impl Broker {
                         && let Some(seq) = t.session.reserve_seq()
                     {
                         delivery.seq = Some(seq);
-                        held.push((t.session.clone(), delivery));
+                        held.push((t.session.clone(), seq, delivery));
                     } else {
                         let enqueued = t.session.enqueue(delivery);
                         self.count(&mut results[n], &t.session, enqueued);

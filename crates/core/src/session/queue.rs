@@ -81,7 +81,7 @@ impl Session {
             delivery.seq = Some(seq);
             self.write_background(&[Op::Enqueue {
                 session: self.id,
-                seq: seq.get(),
+                seq,
                 delivery: stored(&delivery),
             }]);
         }
