@@ -3,6 +3,7 @@
 
 pub mod broker;
 mod budget;
+pub mod fabric;
 mod ids;
 pub mod message;
 pub mod retained;
@@ -14,8 +15,9 @@ mod wake;
 
 pub use broker::{
     Attached, Broker, BrokerSettings, ConnectParams, DEFAULT_MAX_SUBSCRIPTION_LEVELS, Disconnect,
-    RETAINED_VISITS_PER_QUEUED, Refusal, Restored, RouteResult, SubscribeResult,
+    RETAINED_VISITS_PER_QUEUED, Refusal, RemoteScope, Restored, RouteResult, SubscribeResult,
 };
+pub use fabric::Fabric;
 pub use ids::SessionId;
 pub use message::{Delivery, Message, SharedRef};
 pub use session::{

@@ -19,8 +19,8 @@ mod tick;
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -32,6 +32,7 @@ use wardgate_protocol::{
 };
 
 use crate::budget::{Budget, Charge};
+use crate::fabric::Fabric;
 use crate::ids::SessionId;
 use crate::message::{Delivery, Message, SharedRef, will_weight};
 use crate::retained::RetainedStore;
@@ -223,6 +224,8 @@ pub struct Broker {
     stats: Arc<Stats>,
     budget: Arc<Budget>,
     store: Option<Arc<dyn Store>>,
+    /// The cluster, when this node is one of several ([`Broker::join`]).
+    fabric: OnceLock<Arc<dyn Fabric>>,
     next_session: AtomicU64,
     started: Instant,
     last_sys: Mutex<Option<Instant>>,
@@ -242,6 +245,35 @@ impl std::fmt::Debug for SysSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SysSource")
     }
+}
+
+/// Which of this node's subscribers a message from another node is for
+/// ([`Broker::publish_remote`]).
+#[derive(Debug, Clone, Copy)]
+pub enum RemoteScope<'a> {
+    /// Every matching plain subscription (shared groups get the message through their own
+    /// scope: the cluster picks one node per group).
+    Subscribers,
+    /// One member of the shared group `group` on `filter` (the cluster picked this node).
+    Group {
+        /// The group's name.
+        group: &'a str,
+        /// The group's filter.
+        filter: &'a TopicFilter,
+    },
+}
+
+/// Where a routed message goes.
+#[derive(Debug, Clone, Copy)]
+enum Reach<'a> {
+    /// This node's subscribers only (`$SYS`, the self-check): every matching shared group picks
+    /// a local member.
+    Node,
+    /// Every node: this node's subscribers, then the fabric (a client's message, a will). In a
+    /// cluster, shared groups are left to the fabric, which picks one node per group.
+    Cluster,
+    /// A message from another node.
+    Remote(RemoteScope<'a>),
 }
 
 struct Target {
@@ -267,6 +299,7 @@ impl Broker {
     fn build(settings: BrokerSettings, store: Option<Arc<dyn Store>>) -> Self {
         Self {
             store,
+            fabric: OnceLock::new(),
             budget: Budget::new(settings.publish_budget),
             settings: ArcSwap::from_pointee(settings),
             sessions: Mutex::new(HashMap::new()),
@@ -312,6 +345,30 @@ impl Broker {
     /// The store, when persistence is on.
     pub fn store(&self) -> Option<&Arc<dyn Store>> {
         self.store.as_ref()
+    }
+
+    /// Makes this broker a node of a cluster: from now on the messages its clients publish and
+    /// its wills go to `fabric` too, its acknowledgements wait for the fabric's tickets, and the
+    /// fabric learns every filter its sessions subscribe to (the ones held now at once). Call
+    /// once, before serving; a second call is refused with the fabric given.
+    pub fn join(&self, fabric: Arc<dyn Fabric>) -> Result<(), Arc<dyn Fabric>> {
+        self.fabric.set(fabric.clone())?;
+        let held: Vec<SubscriptionFilter> = {
+            let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+            sessions
+                .iter()
+                .flat_map(|s| s.subscription_filters())
+                .collect()
+        };
+        for filter in &held {
+            fabric.interest(filter, true);
+        }
+        Ok(())
+    }
+
+    /// The cluster this node belongs to, if any.
+    pub fn fabric(&self) -> Option<&Arc<dyn Fabric>> {
+        self.fabric.get()
     }
 
     /// The session registered for `client_id`.

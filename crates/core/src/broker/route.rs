@@ -75,8 +75,38 @@ impl Broker {
     /// once for every session with a matching subscription (the highest granted QoS and every
     /// subscription identifier when several of its subscriptions match), and for one member of
     /// every matching shared group.
+    ///
+    /// The message stays on this node (`$SYS`, the self-check): it is not forwarded to a
+    /// cluster, and a shared group picks a local member.
     pub fn publish(&self, message: Message) -> RouteResult {
-        self.route(message, None)
+        self.route(message, None, Reach::Node)
+    }
+
+    /// Routes a message another node of the cluster forwarded to this one, to the local
+    /// subscribers `scope` names. It is not forwarded again, and a retained message does not
+    /// change the retained store here: the cluster's retained bucket does
+    /// ([`Broker::apply_retained`]).
+    pub fn publish_remote(&self, message: Message, scope: RemoteScope<'_>) -> RouteResult {
+        self.route(message, None, Reach::Remote(scope))
+    }
+
+    /// Sets (or, with an empty payload, clears) the retained message of `message.topic` as
+    /// another node published it, without routing it (docs/cluster.md: the retained bucket is
+    /// the cluster's one source of retained messages).
+    pub fn apply_retained(&self, message: Message) {
+        let message = Arc::new(message);
+        let change = self.retain(&message);
+        if let Some(store) = &self.store {
+            match change {
+                StoredRetained::Write => {
+                    store.write(&[Op::Retain(&message)]);
+                }
+                StoredRetained::Clear => {
+                    store.write(&[Op::ClearRetained(&message.topic)]);
+                }
+                StoredRetained::Unchanged => {}
+            }
+        }
     }
 
     /// [`Broker::publish`] for a message from a client's `session`; `qos2` is the admission of
@@ -93,7 +123,7 @@ impl Broker {
         message: Message,
     ) -> RouteResult {
         let packet_id = qos2.as_ref().map(Qos2Admission::packet_id);
-        let result = self.route(message, Some((session, packet_id)));
+        let result = self.route(message, Some((session, packet_id)), Reach::Cluster);
         settle(qos2, &result);
         result
     }
@@ -134,8 +164,11 @@ impl Broker {
         mut run: impl ExactSizeIterator<Item = (Message, Option<PacketId>)>,
         results: &mut Vec<RouteResult>,
     ) {
-        let one = |(m, id): (Message, Option<PacketId>)| self.route(m, Some((session, id)));
-        if self.store.is_some() || run.len() < 2 {
+        let one = |(m, id): (Message, Option<PacketId>)| {
+            self.route(m, Some((session, id)), Reach::Cluster)
+        };
+        // With a store or a cluster each message is written or forwarded on its own.
+        if self.store.is_some() || self.fabric.get().is_some() || run.len() < 2 {
             results.extend(run.map(one));
             return;
         }
@@ -146,7 +179,7 @@ impl Broker {
             results.push(one((first, id)));
             return self.route_run(session, run, results);
         }
-        let (mut targets, overlapping) = self.targets(&first);
+        let (mut targets, overlapping) = self.targets(&first, Reach::Cluster);
         let topic = first.topic.clone();
         let mut messages: Vec<Arc<Message>> = Vec::with_capacity(run.len() + 1);
         messages.push(Arc::new(first));
@@ -206,15 +239,16 @@ impl Broker {
         &self,
         message: Message,
         from: Option<(&Arc<Session>, Option<PacketId>)>,
+        reach: Reach<'_>,
     ) -> RouteResult {
         let message = Arc::new(message);
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
-        let retained_change = if message.retain {
+        let retained_change = if message.retain && !matches!(reach, Reach::Remote(_)) {
             self.retain(&message)
         } else {
             StoredRetained::Unchanged
         };
-        let (mut targets, overlapping) = self.targets(&message);
+        let (mut targets, overlapping) = self.targets(&message, reach);
         let mut held = Vec::new();
         let mut results = [RouteResult::default()];
         self.deliver(
@@ -260,6 +294,13 @@ impl Broker {
                 self.count(&mut result, &session, session.enqueue(delivery));
             }
         }
+        if let Reach::Cluster = reach
+            && let Some(fabric) = self.fabric.get()
+            && let Some(ticket) = fabric.forward(&message)
+            && let Some((session, _)) = from
+        {
+            session.note_fabric_ticket(ticket);
+        }
         if result.dropped > 0 {
             self.stats
                 .publish_dropped
@@ -288,11 +329,35 @@ impl Broker {
     /// The subscriptions `message` goes to (one member of each matching shared group), and
     /// whether a session may be named twice (several matching entries: overlapping
     /// subscriptions, merged in `deliver`).
-    pub(super) fn targets(&self, message: &Message) -> (Vec<Target>, bool) {
+    pub(super) fn targets(&self, message: &Message, reach: Reach<'_>) -> (Vec<Target>, bool) {
         let mut targets: Vec<Target> = Vec::new();
         // Within one filter's entry a session subscribes once; only several matching entries
         // can name a session twice (overlapping subscriptions, merged in `deliver`).
         let mut entries = 0;
+        // In a cluster a shared group's member is picked by the fabric, which picks a node.
+        let local_groups = match reach {
+            Reach::Node => true,
+            Reach::Cluster => self.fabric.get().is_none(),
+            Reach::Remote(RemoteScope::Subscribers) => false,
+            Reach::Remote(RemoteScope::Group { group, filter }) => {
+                let index = self.index.read();
+                if let Some(g) = index.group(filter, group)
+                    && let Some(sub) = g.pick(None)
+                {
+                    targets.push(Target {
+                        session: sub.session.clone(),
+                        qos: sub.options.qos,
+                        retain_as_published: sub.options.retain_as_published,
+                        id: sub.id,
+                        shared: Some(SharedRef {
+                            group: g.name.clone(),
+                            filter: g.filter.clone(),
+                        }),
+                    });
+                }
+                return (targets, false);
+            }
+        };
         {
             let index = self.index.read();
             let origin = message.origin;
@@ -310,7 +375,7 @@ impl Broker {
                         shared: None,
                     });
                 }
-                for group in &entry.groups {
+                for group in entry.groups.iter().filter(|_| local_groups) {
                     if let Some(sub) = group.pick(None) {
                         targets.push(Target {
                             session: sub.session.clone(),

@@ -146,7 +146,10 @@ impl Broker {
             id: entry.id,
         };
         let mut index = self.index.write();
-        index.subscribe(filter, sub);
+        let replaced = index.subscribe(filter, sub);
+        if !replaced && let Some(fabric) = self.fabric.get() {
+            fabric.interest(filter, true);
+        }
         self.stats
             .subscriptions
             .store(index.len() as u64, Ordering::Relaxed);
@@ -155,8 +158,13 @@ impl Broker {
     /// Removes `session`'s subscriptions to `filters` from the index.
     fn index_remove(&self, session: &Session, filters: &[SubscriptionFilter]) {
         let mut index = self.index.write();
+        let fabric = self.fabric.get();
         for filter in filters {
-            index.unsubscribe(filter, session.id());
+            if index.unsubscribe(filter, session.id())
+                && let Some(fabric) = fabric
+            {
+                fabric.interest(filter, false);
+            }
         }
         self.stats
             .subscriptions

@@ -85,7 +85,7 @@ impl Broker {
             content_type: will.properties.content_type,
         };
         self.stats.wills_sent.fetch_add(1, Ordering::Relaxed);
-        self.publish(Message {
+        let will = Message {
             topic: will.topic,
             payload: will.payload,
             qos: will.qos,
@@ -93,6 +93,7 @@ impl Broker {
             properties,
             origin,
             expires_at: Message::expiry_from(now, expiry),
-        });
+        };
+        self.route(will, None, Reach::Cluster);
     }
 }

@@ -283,6 +283,9 @@ pub struct Session {
     store: Option<Arc<dyn Store>>,
     /// The ticket of the last store write made on this session's behalf.
     ticket: AtomicU64,
+    /// The ticket of the last message this session's client published that the cluster must
+    /// make durable before it is acknowledged (docs/cluster.md).
+    fabric_ticket: AtomicU64,
     /// A copy of `persist_queue`, read without the lock.
     queue_stored: AtomicBool,
     state: Mutex<SessionState>,
@@ -306,6 +309,7 @@ impl Session {
             stats,
             store,
             ticket: AtomicU64::new(0),
+            fabric_ticket: AtomicU64::new(0),
             queue_stored: AtomicBool::new(false),
             state: Mutex::new(SessionState {
                 link: None,

@@ -11,6 +11,18 @@ impl Session {
         Ticket(self.ticket.load(Ordering::Acquire))
     }
 
+    /// The cluster's ticket for the last message this session's client published (`Ticket(0)`
+    /// outside a cluster): what its connection writes after that must wait until the fabric
+    /// says it is durable ([`Fabric::durable`](crate::Fabric::durable)).
+    pub fn fabric_ticket(&self) -> Ticket {
+        Ticket(self.fabric_ticket.load(Ordering::Acquire))
+    }
+
+    /// Records that this session's connection must wait for the cluster's `ticket`.
+    pub(crate) fn note_fabric_ticket(&self, ticket: Ticket) {
+        self.fabric_ticket.fetch_max(ticket.0, Ordering::AcqRel);
+    }
+
     /// The broker's store, when persistence is on.
     pub fn store(&self) -> Option<&Arc<dyn Store>> {
         self.store.as_ref()

@@ -70,4 +70,9 @@ impl Session {
         st.subscription_levels = 0;
         st.subscriptions.drain().map(|(filter, _)| filter).collect()
     }
+
+    /// The filters of every subscription, parsed (for a cluster the node joins).
+    pub(crate) fn subscription_filters(&self) -> Vec<SubscriptionFilter> {
+        self.state.lock().subscriptions.keys().cloned().collect()
+    }
 }

@@ -15,34 +15,75 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use wardgate_core::{Session, Store, Ticket, Wake};
+use wardgate_core::{Fabric, Session, Store, Ticket, Wake};
 
 use crate::wake::Control;
 
-/// Output waiting for the store. Without persistence it is empty (one pointer: every idle
-/// connection keeps one).
+/// Output waiting for the store or the cluster. Without either it is empty (one pointer: every
+/// idle connection keeps one).
 pub(super) struct Gate(Option<Box<Held>>);
 
 struct Held {
-    store: Arc<dyn Store>,
+    store: Option<Arc<dyn Store>>,
+    fabric: Option<Arc<dyn Fabric>>,
     session: Arc<Session>,
-    held: VecDeque<(Ticket, BytesMut)>,
+    held: VecDeque<(Need, BytesMut)>,
     held_bytes: usize,
-    /// The ticket the store was asked to wake us for.
-    waiting: Option<Ticket>,
+    /// What the store and the fabric were asked to wake us for.
+    waiting: Option<Need>,
+}
+
+/// What a held chunk waits for: a store ticket and a fabric ticket (`Ticket(0)`: nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Need {
+    store: Ticket,
+    fabric: Ticket,
+}
+
+impl Need {
+    fn max(self, other: Need) -> Need {
+        Need {
+            store: self.store.max(other.store),
+            fabric: self.fabric.max(other.fabric),
+        }
+    }
+}
+
+impl Held {
+    /// What the session's last writes and forwards need now.
+    fn need(&self) -> Need {
+        Need {
+            store: self.session.ticket(),
+            fabric: self.session.fabric_ticket(),
+        }
+    }
+
+    /// Whether `need` is met: durable in the store and in the cluster.
+    fn met(&self, need: Need) -> bool {
+        self.store
+            .as_ref()
+            .is_none_or(|s| s.durable() >= need.store)
+            && self
+                .fabric
+                .as_ref()
+                .is_none_or(|f| f.durable() >= need.fabric)
+    }
 }
 
 impl Gate {
-    pub(super) fn new(session: &Arc<Session>) -> Gate {
-        Gate(session.store().map(|store| {
-            Box::new(Held {
-                store: store.clone(),
-                session: session.clone(),
-                held: VecDeque::new(),
-                held_bytes: 0,
-                waiting: None,
-            })
-        }))
+    pub(super) fn new(session: &Arc<Session>, fabric: Option<&Arc<dyn Fabric>>) -> Gate {
+        let store = session.store().cloned();
+        if store.is_none() && fabric.is_none() {
+            return Gate(None);
+        }
+        Gate(Some(Box::new(Held {
+            store,
+            fabric: fabric.cloned(),
+            session: session.clone(),
+            held: VecDeque::new(),
+            held_bytes: 0,
+            waiting: None,
+        })))
     }
 
     /// Bytes held back (they count towards the output buffer's limits).
@@ -51,14 +92,14 @@ impl Gate {
     }
 
     /// Takes what was written to `wbuf` from `from` on, if it must wait: the session's last
-    /// store write is not durable yet, or earlier output is still held.
+    /// store write or cluster forward is not durable yet, or earlier output is still held.
     pub(super) fn hold(&mut self, wbuf: &mut BytesMut, from: usize) {
         let Some(g) = &mut self.0 else { return };
         if wbuf.len() <= from {
             return;
         }
-        let mut need = g.session.ticket();
-        if g.held.is_empty() && g.store.durable() >= need {
+        let mut need = g.need();
+        if g.held.is_empty() && g.met(need) {
             return;
         }
         if let Some((last, _)) = g.held.back() {
@@ -72,28 +113,30 @@ impl Gate {
         }
     }
 
-    /// Moves what became durable to `wbuf`, and asks the store to wake `waker` when the next
-    /// held chunk is.
+    /// Moves what became durable to `wbuf`, and asks the store and the fabric to wake `waker`
+    /// when the next held chunk is.
     pub(super) fn release(&mut self, wbuf: &mut BytesMut, waker: &Arc<Control>) {
         let Some(g) = &mut self.0 else { return };
-        if g.held.is_empty() {
-            return;
-        }
-        let durable = g.store.durable();
-        while let Some((ticket, _)) = g.held.front()
-            && *ticket <= durable
+        while let Some((need, _)) = g.held.front()
+            && g.met(*need)
         {
             if let Some((_, chunk)) = g.held.pop_front() {
                 g.held_bytes -= chunk.len();
                 wbuf.extend_from_slice(&chunk);
             }
         }
-        if let Some((ticket, _)) = g.held.front()
-            && g.waiting != Some(*ticket)
+        if let Some((need, _)) = g.held.front()
+            && g.waiting != Some(*need)
         {
-            g.waiting = Some(*ticket);
-            g.store
-                .wait_durable(*ticket, waker.clone() as Arc<dyn Wake>);
+            let need = *need;
+            g.waiting = Some(need);
+            // Each wakes us once its part is durable; the next pass finds whether both are.
+            if let Some(store) = &g.store {
+                store.wait_durable(need.store, waker.clone() as Arc<dyn Wake>);
+            }
+            if let Some(fabric) = &g.fabric {
+                fabric.wait_durable(need.fabric, waker.clone() as Arc<dyn Wake>);
+            }
         }
     }
 }

@@ -373,8 +373,9 @@ async fn answer_connect<S: Transport>(
     let mut pending = Vec::new();
     attached.session.resend_inflight(&mut pending);
     conn.write_outgoing(&mut pending, &mut wbuf);
-    // Persistence: the CONNACK (and resent flows) wait until the session's record is durable.
-    let mut gate = durable::Gate::new(&attached.session);
+    // Persistence: the CONNACK (and resent flows) wait until the session's record is durable
+    // (and, in a cluster, what the session's client published is durable there).
+    let mut gate = durable::Gate::new(&attached.session, ctx.broker.fabric());
     gate.hold(&mut wbuf, 0);
     Some(Live::new(
         stream,

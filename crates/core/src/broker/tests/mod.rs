@@ -498,3 +498,5 @@ fn persistent_subscriptions_follow_the_session_on_disk() {
     connect(&broker, "s", true, 0);
     assert_eq!(store.take(), [format!("drop {}", s.session.id().0)]);
 }
+
+mod fabric;

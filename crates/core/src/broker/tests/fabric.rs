@@ -1,0 +1,171 @@
+//! The cluster seam ([`Fabric`]): what a node forwards, what it routes from other nodes, the
+//! interest it declares, and the tickets its acknowledgements wait for.
+
+use super::*;
+
+/// A fabric that records what the broker tells it; every forward of a QoS 1/2 message gets
+/// the next ticket.
+#[derive(Default)]
+struct Cluster {
+    forwarded: StdMutex<Vec<String>>,
+    interest: StdMutex<Vec<String>>,
+}
+
+impl Cluster {
+    fn forwarded(&self) -> Vec<String> {
+        std::mem::take(&mut *self.forwarded.lock().expect("not poisoned"))
+    }
+
+    fn interest(&self) -> Vec<String> {
+        std::mem::take(&mut *self.interest.lock().expect("not poisoned"))
+    }
+}
+
+impl Fabric for Cluster {
+    fn forward(&self, message: &Message) -> Option<Ticket> {
+        let mut forwarded = self.forwarded.lock().expect("not poisoned");
+        forwarded.push(format!(
+            "{} {}",
+            message.topic,
+            String::from_utf8_lossy(&message.payload)
+        ));
+        (message.qos != QoS::AtMostOnce).then(|| Ticket(forwarded.len() as u64))
+    }
+    fn durable(&self) -> Ticket {
+        Ticket(0)
+    }
+    fn wait_durable(&self, _: Ticket, _: Arc<dyn Wake>) {}
+    fn interest(&self, filter: &SubscriptionFilter, held: bool) {
+        let sign = if held { '+' } else { '-' };
+        let mut interest = self.interest.lock().expect("not poisoned");
+        interest.push(format!("{sign}{}", filter.as_filter()));
+    }
+}
+
+fn clustered() -> (Broker, Arc<Cluster>) {
+    let broker = Broker::new(BrokerSettings::default());
+    let cluster = Arc::new(Cluster::default());
+    broker.join(cluster.clone()).expect("joins once");
+    (broker, cluster)
+}
+
+fn payloads(session: &Session) -> Vec<String> {
+    sent(session).into_iter().map(|(p, _)| p).collect()
+}
+
+#[test]
+fn a_node_declares_the_filters_its_sessions_hold_once_each() {
+    let broker = Broker::new(BrokerSettings::default());
+    let a = connect(&broker, "a", true, 0);
+    subscribe(&broker, &a, "held/before", options(QoS::AtMostOnce));
+    let cluster = Arc::new(Cluster::default());
+    broker.join(cluster.clone()).expect("joins once");
+    assert!(
+        broker.join(cluster.clone()).is_err(),
+        "a second join is refused"
+    );
+    assert_eq!(cluster.interest(), ["+held/before"]);
+
+    subscribe(&broker, &a, "x/#", options(QoS::AtMostOnce));
+    // The same filter again replaces the subscription: no new interest.
+    subscribe(&broker, &a, "x/#", options(QoS::AtLeastOnce));
+    subscribe(&broker, &a, "$share/g/y/+", options(QoS::AtMostOnce));
+    assert_eq!(cluster.interest(), ["+x/#", "+$share/g/y/+"]);
+
+    let topic = TopicFilter::new("x/#").expect("valid");
+    assert!(broker.unsubscribe(&a.session, &topic));
+    assert!(!broker.unsubscribe(&a.session, &topic));
+    assert_eq!(cluster.interest(), ["-x/#"]);
+
+    // A clean start drops the session's subscriptions: their interest goes.
+    connect(&broker, "a", true, 0);
+    let mut gone = cluster.interest();
+    gone.sort();
+    assert_eq!(gone, ["-$share/g/y/+", "-held/before"]);
+}
+
+#[test]
+fn a_clients_message_and_a_will_are_forwarded_and_sys_and_remote_messages_are_not() {
+    let (broker, cluster) = clustered();
+    let publisher = connect(&broker, "pub", true, 0);
+    let result = broker.publish_from(&publisher.session, None, message("t/1", "m1", false));
+    assert_eq!(result.delivered, 0);
+    assert_eq!(cluster.forwarded(), ["t/1 m1"]);
+    // The publisher's acknowledgement waits for the fabric's ticket.
+    assert_eq!(publisher.session.fabric_ticket(), Ticket(1));
+
+    broker.publish(message("$SYS/x", "node", false));
+    broker.publish_remote(message("t/2", "remote", false), RemoteScope::Subscribers);
+    assert!(cluster.forwarded().is_empty());
+
+    let with_will = connect_as(&broker, "w", true, 0, None, Some(will("wills/w", 0)));
+    broker.disconnect(
+        &with_will.session,
+        with_will.generation,
+        Disconnect::Lost,
+        Instant::now(),
+    );
+    assert_eq!(cluster.forwarded(), ["wills/w gone"]);
+}
+
+#[test]
+fn a_remote_message_reaches_plain_subscribers_and_leaves_the_retained_store_to_the_bucket() {
+    let (broker, _cluster) = clustered();
+    let sub = connect(&broker, "sub", true, 0);
+    subscribe(&broker, &sub, "t/+", options(QoS::AtLeastOnce));
+    let routed = broker.publish_remote(message("t/1", "r1", true), RemoteScope::Subscribers);
+    assert_eq!(routed.delivered, 1);
+    assert_eq!(payloads(&sub.session), ["r1"]);
+    assert_eq!(
+        broker.retained_count(),
+        0,
+        "the retained bucket sets it, not the message"
+    );
+
+    broker.apply_retained(message("t/1", "kept", true));
+    assert_eq!(broker.retained_count(), 1);
+    let late = connect(&broker, "late", true, 0);
+    subscribe(&broker, &late, "t/1", options(QoS::AtLeastOnce));
+    assert_eq!(payloads(&late.session), ["kept"]);
+    broker.apply_retained(message("t/1", "", true));
+    assert_eq!(broker.retained_count(), 0);
+}
+
+#[test]
+fn in_a_cluster_shared_groups_get_a_message_only_through_their_scope() {
+    let (broker, _cluster) = clustered();
+    let member = connect(&broker, "member", true, 0);
+    subscribe(&broker, &member, "$share/g/s/+", options(QoS::AtLeastOnce));
+    let publisher = connect(&broker, "pub", true, 0);
+
+    // The node's own client: the fabric picks the group's node, not the publisher's.
+    broker.publish_from(&publisher.session, None, message("s/1", "local", false));
+    broker.publish_remote(message("s/2", "plain", false), RemoteScope::Subscribers);
+    assert!(payloads(&member.session).is_empty());
+
+    let f = TopicFilter::new("s/+").expect("valid");
+    let scope = RemoteScope::Group {
+        group: "g",
+        filter: &f,
+    };
+    let routed = broker.publish_remote(message("s/3", "picked", false), scope);
+    assert_eq!(routed.delivered, 1);
+    assert_eq!(payloads(&member.session), ["picked"]);
+    let other = RemoteScope::Group {
+        group: "h",
+        filter: &f,
+    };
+    assert_eq!(
+        broker
+            .publish_remote(message("s/4", "none", false), other)
+            .delivered,
+        0
+    );
+
+    // A single node picks a local member itself.
+    let single = Broker::new(BrokerSettings::default());
+    let member = connect(&single, "member", true, 0);
+    subscribe(&single, &member, "$share/g/s/+", options(QoS::AtLeastOnce));
+    single.publish(message("s/1", "local", false));
+    assert_eq!(payloads(&member.session), ["local"]);
+}
