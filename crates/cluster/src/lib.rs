@@ -1,0 +1,14 @@
+//! Several Wardgate nodes acting as one broker on NATS JetStream (docs/cluster.md): the
+//! reversible topic → subject mapping ([`subject`]), the frame a message travels in between
+//! nodes ([`frame`]), and the node's part of the fabric ([`Node`]): forwarding its clients'
+//! messages, receiving what its sessions subscribed to from the others, and the cluster's
+//! retained messages.
+
+pub mod frame;
+mod node;
+mod outbox;
+mod retained;
+pub mod subject;
+
+pub use node::{Node, NodeError, NodeOptions};
+pub use subject::{filter_subjects, subject_topic, topic_subject};
