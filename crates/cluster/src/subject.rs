@@ -1,0 +1,240 @@
+//! The reversible mapping between MQTT topics and NATS subjects, and from MQTT filters to the
+//! NATS subjects that match the same topics.
+//!
+//! A subject is `<prefix>.<class>.<tok1>.<tok2>...`, one token per topic level. The class is `t`
+//! for topics whose first level does not start with `$` and `s` for those that do, so a filter
+//! starting with `+` or `#` (mapped into class `t` only) never matches a `$` topic (MQTT 5
+//! §4.7.2). A level made only of `[A-Za-z0-9-]` is its own token; any other level (empty, or
+//! with a byte NATS forbids in a token or that could be confused with an encoding) is `_`
+//! followed by the lowercase hex of its UTF-8 bytes, the empty level being `_` alone. A raw token
+//! never starts with `_`, so the mapping is injective and [`subject_topic`] reverses it.
+
+use std::fmt::Write as _;
+
+use wardgate_protocol::{TopicFilter, TopicName};
+
+/// The class token of topics whose first level does not start with `$`.
+const CLASS_TOPIC: &str = "t";
+/// The class token of topics whose first level starts with `$` (`$SYS/...`, `$azure/...`).
+const CLASS_SYSTEM: &str = "s";
+/// The first byte of an encoded token.
+const ENCODED: u8 = b'_';
+
+/// The NATS subject `topic` is published on under `prefix` (e.g. `wg`): `a/b` → `wg.t.a.b`,
+/// `$SYS/x` → `wg.s._24535953.x`, `/` → `wg.t._._`.
+pub fn topic_subject(prefix: &str, topic: &TopicName) -> String {
+    let class = if topic.is_system() {
+        CLASS_SYSTEM
+    } else {
+        CLASS_TOPIC
+    };
+    let mut subject = subject_head(prefix, class, topic.len());
+    for level in topic.split('/') {
+        subject.push('.');
+        push_level(&mut subject, level);
+    }
+    subject
+}
+
+/// The topic whose subject under `prefix` is `subject`; `None` for a subject
+/// [`topic_subject`] does not make (another prefix, a wildcard, an unknown class, a token that is
+/// not in canonical form, or levels that are not a valid topic name).
+pub fn subject_topic(prefix: &str, subject: &str) -> Option<TopicName> {
+    let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
+    let (class, tokens) = rest.split_once('.')?;
+    let mut topic = String::with_capacity(tokens.len());
+    for (i, token) in tokens.split('.').enumerate() {
+        if i > 0 {
+            topic.push('/');
+        }
+        topic.push_str(&decode_token(token)?);
+    }
+    let system = topic.starts_with('$');
+    let expected = if system { CLASS_SYSTEM } else { CLASS_TOPIC };
+    if class != expected {
+        return None;
+    }
+    TopicName::new(topic).ok()
+}
+
+/// The NATS subjects under `prefix` that together match exactly the topics `filter` matches:
+/// `+` → `*`; a trailing `#` → `>` plus the parent level itself (`a/#` → `[p.t.a, p.t.a.>]`,
+/// `#` → `[p.t.>]`). A filter whose first level is a wildcard maps into class `t` only, one
+/// whose first level is a literal starting with `$` into class `s`. `filter` is the plain
+/// filter: pass a shared subscription's inner filter (`SubscriptionFilter::route`).
+pub fn filter_subjects(prefix: &str, filter: &TopicFilter) -> Vec<String> {
+    let class = if filter.starts_with('$') {
+        CLASS_SYSTEM
+    } else {
+        CLASS_TOPIC
+    };
+    let (levels, multi) = match filter.strip_suffix('#') {
+        // `#` alone, or `.../#`: `#` is always a whole last level.
+        Some("") => (None, true),
+        Some(parent) => (parent.strip_suffix('/'), true),
+        None => (Some(filter.as_str()), false),
+    };
+    let mut parent = subject_head(prefix, class, filter.len());
+    if let Some(levels) = levels {
+        for level in levels.split('/') {
+            parent.push('.');
+            if level == "+" {
+                parent.push('*');
+            } else {
+                push_level(&mut parent, level);
+            }
+        }
+    }
+    if !multi {
+        return vec![parent];
+    }
+    let all = format!("{parent}.>");
+    if levels.is_none() {
+        // `#` alone: `p.t` is never a topic subject (every topic has at least one level).
+        return vec![all];
+    }
+    vec![parent, all]
+}
+
+/// `<prefix>.<class>`, with room for a topic of `topic_len` bytes.
+fn subject_head(prefix: &str, class: &str, topic_len: usize) -> String {
+    let mut subject = String::with_capacity(prefix.len() + 3 + topic_len * 2);
+    subject.push_str(prefix);
+    subject.push('.');
+    subject.push_str(class);
+    subject
+}
+
+/// Whether `level` is its own token: not empty, only `[A-Za-z0-9-]`.
+fn is_raw(level: &str) -> bool {
+    !level.is_empty()
+        && level
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Appends the token of one topic level.
+fn push_level(subject: &mut String, level: &str) {
+    if is_raw(level) {
+        subject.push_str(level);
+        return;
+    }
+    subject.push(char::from(ENCODED));
+    for b in level.bytes() {
+        // Writing to a String cannot fail.
+        let _ = write!(subject, "{b:02x}");
+    }
+}
+
+/// The level a token stands for, if the token is in the form [`push_level`] makes.
+fn decode_token(token: &str) -> Option<String> {
+    let Some(hex) = token.strip_prefix(char::from(ENCODED)) else {
+        return is_raw(token).then(|| token.to_owned());
+    };
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = hex
+        .as_bytes()
+        .chunks_exact(2)
+        .map(|pair| Some((hex_digit(pair[0])? << 4) | hex_digit(pair[1])?))
+        .collect::<Option<Vec<u8>>>()?;
+    let level = String::from_utf8(bytes).ok()?;
+    // Canonical form only: a raw level is never encoded, so `_61` is not a token for `a`.
+    (!is_raw(&level)).then_some(level)
+}
+
+/// The value of a lowercase hex digit.
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(s: &str) -> TopicName {
+        TopicName::new(s).expect("topic")
+    }
+
+    fn filter(s: &str) -> TopicFilter {
+        TopicFilter::new(s).expect("filter")
+    }
+
+    #[test]
+    fn topics_map_level_by_level() {
+        let cases = [
+            ("a/b", "wg.t.a.b"),
+            ("A-1/b-C", "wg.t.A-1.b-C"),
+            ("/", "wg.t._._"),
+            ("/a", "wg.t._.a"),
+            ("a//b", "wg.t.a._.b"),
+            ("a.b", "wg.t._612e62"),
+            ("a b", "wg.t._612062"),
+            ("_x", "wg.t._5f78"),
+            ("*/>", "wg.t._2a._3e"),
+            ("$SYS/x", "wg.s._24535953.x"),
+            ("a/$x", "wg.t.a._2478"),
+            ("é", "wg.t._c3a9"),
+        ];
+        for (t, s) in cases {
+            assert_eq!(topic_subject("wg", &topic(t)), s, "{t}");
+            assert_eq!(subject_topic("wg", s), Some(topic(t)), "{s}");
+        }
+    }
+
+    #[test]
+    fn filters_map_wildcards_and_the_parent_of_hash() {
+        let cases: [(&str, &[&str]); 8] = [
+            ("a/b", &["p.t.a.b"]),
+            ("a/+", &["p.t.a.*"]),
+            ("+", &["p.t.*"]),
+            ("#", &["p.t.>"]),
+            ("a/#", &["p.t.a", "p.t.a.>"]),
+            ("+/#", &["p.t.*", "p.t.*.>"]),
+            ("$SYS/#", &["p.s._24535953", "p.s._24535953.>"]),
+            ("/+/#", &["p.t._.*", "p.t._.*.>"]),
+        ];
+        for (f, subjects) in cases {
+            assert_eq!(filter_subjects("p", &filter(f)), subjects, "{f}");
+        }
+    }
+
+    #[test]
+    fn subjects_not_made_by_the_mapping_have_no_topic() {
+        for s in [
+            "wg",
+            "wg.t",
+            "other.t.a",
+            "wg.x.a",
+            "wg.t.a.*",
+            "wg.t.a.>",
+            "wg.t._61",
+            "wg.t._6",
+            "wg.t._6G",
+            "wg.t._2B",
+            "wg.t._2b",
+            "wg.t._00",
+            "wg.t._ff",
+            "wg.s.a",
+            "wg.t._2478",
+            "wg.t.a b",
+            "wg.t.a..b",
+            "wgx.t.a",
+        ] {
+            assert_eq!(subject_topic("wg", s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn a_dotted_prefix_is_kept_whole() {
+        let s = topic_subject("site1.wg", &topic("a/b"));
+        assert_eq!(s, "site1.wg.t.a.b");
+        assert_eq!(subject_topic("site1.wg", &s), Some(topic("a/b")));
+        assert_eq!(subject_topic("site1", &s), None);
+    }
+}
