@@ -1,5 +1,6 @@
 //! The cluster crate's tests: the topic/subject mapping property-tested against MQTT's matching
 //! rules, and the same mapping and a replicated stream on a real NATS cluster.
 
+mod fabric;
 mod nats_live;
 mod subject_props;

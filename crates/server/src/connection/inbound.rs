@@ -443,10 +443,12 @@ impl Conn {
             &mut routed,
         );
         CategoryStats::add(&self.category.publishes_received, routed.len() as u64);
+        let clustered = self.broker.fabric().is_some();
         for (qos, routed) in acks.into_iter().zip(routed) {
             let reason = if routed.refused() {
                 ReasonCode::QUOTA_EXCEEDED
-            } else if routed.delivered > 0 {
+            } else if routed.delivered > 0 || clustered {
+                // In a cluster this node cannot know whether another node's sessions match.
                 ReasonCode::SUCCESS
             } else {
                 ReasonCode::NO_MATCHING_SUBSCRIBERS
