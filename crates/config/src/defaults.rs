@@ -59,6 +59,7 @@ pub(crate) fn default_broker() -> Broker {
         internal_certs: None,
         disk_backed_message_buffer: None,
         generate_resource_limits_cpu: OperationalMode::Enabled,
+        cluster: None,
     }
 }
 

@@ -151,6 +151,11 @@ impl NatsCluster {
         &self.servers[i].name
     }
 
+    /// The process id of server `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.servers[i].child.as_ref().map(Child::id)
+    }
+
     /// Kills server `i` (SIGKILL: no goodbye to its peers) and reaps it. Its store stays.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.servers[i].child.take() {
@@ -370,6 +375,28 @@ fn monitor_get(port: u16, path: &str) -> io::Result<(u16, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_server_is_killed_when_the_test_panics() {
+        let pids = std::sync::Mutex::new(Vec::new());
+        let outcome = std::panic::catch_unwind(|| {
+            let nats = NatsCluster::start_with(2).expect("2 nats-servers");
+            let mut seen = pids.lock().expect("pids");
+            seen.extend((0..nats.len()).filter_map(|i| nats.pid(i)));
+            drop(seen);
+            panic!("a failing test");
+        });
+        assert!(outcome.is_err());
+        let pids = pids.into_inner().expect("pids");
+        assert_eq!(pids.len(), 2);
+        for pid in pids {
+            // Killed and reaped: not even a zombie is left.
+            assert!(
+                !Path::new(&format!("/proc/{pid}")).exists(),
+                "{pid} lives on"
+            );
+        }
+    }
 
     #[test]
     fn a_meta_leader_is_a_non_empty_name_in_meta_cluster() {

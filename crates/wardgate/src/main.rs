@@ -80,6 +80,14 @@ struct ServeArgs {
     /// Log format (overrides the Broker's diagnostics.logs.format; default text).
     #[arg(long, value_enum, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+    /// Join a cluster at these NATS servers (nats://HOST:PORT, tls://, ws://, wss://); replaces
+    /// the Broker's spec.cluster.nats.urls, with its defaults when it has no spec.cluster.
+    #[arg(long = "cluster", value_name = "URL", num_args = 1.., value_delimiter = ',',
+          value_parser = wardgate_config::model::NatsUrl::parse)]
+    cluster: Vec<wardgate_config::model::NatsUrl>,
+    /// This node's id in the cluster (A-Z, a-z, 0-9, '_', '-'; default: the host name).
+    #[arg(long, value_name = "ID", value_parser = wardgate_config::model::NodeId::new)]
+    node_id: Option<wardgate_config::model::NodeId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

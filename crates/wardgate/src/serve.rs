@@ -9,8 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 use wardgate_config::model::Model;
+use wardgate_config::model::NatsUrls;
 use wardgate_security::tls::{TlsContext, TlsOptions, TrustSettings};
-use wardgate_server::plan::{Plan, ServeOptions};
+use wardgate_server::plan::{ClusterOptions, Plan, ServeOptions};
 use wardgate_server::{PortProtocol, PortState, Status, Supervisor};
 
 use crate::ServeArgs;
@@ -43,6 +44,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         warn!("{warning}");
     }
     let plan = Plan::from_model(model, &serve_options(&args));
+    if let Some(cluster) = &plan.cluster {
+        // Issue 17: the configuration is read and checked; the fabric is not wired yet.
+        warn!(
+            node_id = %cluster.node_id,
+            "a cluster is configured (spec.cluster or --cluster), but this build does not join clusters yet: serving as a single node"
+        );
+    }
     // ---- Persistence (issue 8): the store in <data-dir>/store, restored into the broker. ----
     let (broker, store) = crate::persist::open(&args.data_dir, &plan)?;
     let shutdown = CancellationToken::new();
@@ -270,7 +278,13 @@ fn reload(args: &ServeArgs, supervisor: &mut Supervisor) {
 
 /// What `serve`'s arguments add to the configuration's plan.
 fn serve_options(args: &ServeArgs) -> ServeOptions {
-    ServeOptions { public: args.bind }
+    ServeOptions {
+        public: args.bind,
+        cluster: ClusterOptions {
+            urls: NatsUrls::new(args.cluster.clone()),
+            node_id: args.node_id.clone(),
+        },
+    }
 }
 
 /// A cheap identity of the configuration files' names and contents. Reading them again every

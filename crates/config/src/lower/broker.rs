@@ -98,6 +98,9 @@ fn lower_current(doc: &RawDocument, o: &Object<raw::BrokerSpec>, ctx: &mut Ctx) 
     if let Some(p) = &spec.persistence {
         b.persistence = persistence(doc, p, ctx);
     }
+    if let Some(c) = &spec.cluster {
+        b.cluster = super::cluster::lower(doc, &o.api_version, c, ctx);
+    }
     b
 }
 

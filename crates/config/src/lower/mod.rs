@@ -5,6 +5,7 @@
 mod authn;
 mod authz;
 mod broker;
+mod cluster;
 mod listener;
 mod resources;
 

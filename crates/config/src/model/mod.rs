@@ -1,6 +1,8 @@
 //! Stage two's result: the validated configuration, with typed values and every default filled
 //! in. This is what the server, the security layer and the reload machinery consume.
 
+pub mod cluster;
+
 pub use crate::enums;
 
 use std::collections::BTreeMap;
@@ -8,6 +10,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub use crate::enums::*;
+pub use cluster::{Cluster, NatsUrl, NatsUrls, NodeId, Replicas, SubjectPrefix};
 use wardgate_protocol::TopicFilter;
 
 use crate::raw::broker::VolumeClaimSpec;
@@ -57,6 +60,8 @@ pub struct Broker {
     pub disk_backed_message_buffer: Option<DiskBackedMessageBuffer>,
     /// CPU requests (Kubernetes; recorded only; default Enabled as in the API).
     pub generate_resource_limits_cpu: OperationalMode,
+    /// The cluster the node joins (extension `spec.cluster`); `None` = a single node.
+    pub cluster: Option<Cluster>,
 }
 
 impl Broker {

@@ -19,6 +19,8 @@ pub struct BrokerSpec {
     pub advanced: Option<AdvancedSettings>,
     /// Pod counts (Kubernetes; recorded only).
     pub cardinality: Option<Cardinality>,
+    /// The NATS JetStream cluster the nodes join (Wardgate extension, `wardgate.io/v1` only).
+    pub cluster: Option<super::cluster::ClusterSettings>,
     /// Logs, metrics, self-check, traces.
     pub diagnostics: Option<BrokerDiagnostics>,
     /// Disk spill of subscriber queues (Kubernetes; recorded only).

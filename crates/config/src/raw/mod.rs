@@ -9,6 +9,7 @@ pub mod authn;
 pub mod authz;
 pub mod broker;
 pub mod certmanager;
+pub mod cluster;
 pub mod k8s;
 pub mod listener;
 pub mod old;

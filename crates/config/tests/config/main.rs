@@ -2,6 +2,7 @@
 //! exact message, old-API conversion, defaults, loading of files and folders, diffs and
 //! `wardgate create`.
 
+mod cluster;
 mod common;
 mod create;
 mod defaults;

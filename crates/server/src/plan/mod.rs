@@ -4,6 +4,7 @@
 //! service type implies (SPEC.md §4.2), the store's settings, and the model each port's
 //! security and TLS are built from. A reload is the [`PlanDiff`] of two plans.
 
+mod cluster;
 mod diff;
 
 use std::collections::BTreeMap;
@@ -21,14 +22,17 @@ use crate::connection::ConnectionSettings;
 use crate::ports::{PortProtocol, PortSpec};
 use crate::security::{PortSecurity, SecurityProblem};
 
+pub use cluster::{ClusterOptions, ClusterPlan};
 pub use diff::{PlanDiff, PortChange};
 
 /// What `serve` adds to the configuration.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServeOptions {
     /// `serve --bind`: LoadBalancer and NodePort ports listen on this address instead of all
     /// interfaces.
     pub public: Option<IpAddr>,
+    /// `serve --cluster` and `--node-id`.
+    pub cluster: ClusterOptions,
 }
 
 /// Everything the runtime runs, derived once from a validated [`Model`].
@@ -42,6 +46,9 @@ pub struct Plan {
     pub ports: BTreeMap<u16, PlannedPort>,
     /// The persistent store, when `Broker.spec.persistence` is set.
     pub store: Option<StorePlan>,
+    /// The cluster this node joins, when `Broker.spec.cluster` or `serve --cluster` asks for
+    /// one; `None` = a single node.
+    pub cluster: Option<ClusterPlan>,
     /// The configuration the plan was made from: the inputs of each port's security and TLS.
     model: Arc<Model>,
 }
@@ -70,6 +77,7 @@ impl Plan {
                 max_size_bytes: p.max_size_bytes,
                 encryption: p.encryption == OperationalMode::Enabled,
             }),
+            cluster: ClusterPlan::new(broker.cluster.as_ref(), &options.cluster),
             model: Arc::new(model),
         }
     }

@@ -1,0 +1,125 @@
+//! The cluster configuration as a user meets it (issue 17): `wardgate validate` prints the
+//! file:field error of a bad `spec.cluster`, and `serve` refuses a bad `--cluster` URL or
+//! `--node-id` before reading any configuration, and with a cluster (a real nats-server) it still
+//! serves as a single node and says so until the fabric is wired.
+
+use std::process::Command;
+use std::time::Duration;
+
+use wardgate_testkit::nats::NatsCluster;
+use wardgate_testkit::process::{Running, free_port, run, wait_for_port};
+use wardgate_testkit::resources::named_listener;
+
+fn wardgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wardgate"))
+}
+
+#[test]
+fn validate_prints_the_file_field_errors_of_spec_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("broker.yaml"),
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata:\n  name: default\nspec:\n  cluster:\n    nats:\n      urls: [http://nats:4222]\n    replicas: 2\n",
+    )
+    .expect("write");
+    let out = run(
+        wardgate().arg("validate").arg("--config").arg(dir.path()),
+        Duration::from_secs(20),
+    )
+    .expect("runs");
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    let text = out.to_string();
+    for expected in [
+        "broker.yaml:7: Broker/default: spec.cluster is a Wardgate extension: AIO does not accept it under apiVersion mqttbroker.iotoperations.azure.com/v1",
+        r#"broker.yaml:8: Broker/default: spec.cluster.nats.urls[0] "http://nats:4222" has scheme "http": expected one of nats, tls, ws, wss"#,
+        "broker.yaml:9: Broker/default: spec.cluster.replicas 2 is not 1, 3 or 5",
+    ] {
+        assert!(text.contains(expected), "{expected}\nin:\n{text}");
+    }
+}
+
+#[test]
+fn validate_accepts_a_cluster_under_wardgate_io() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("broker.yaml"),
+        "apiVersion: wardgate.io/v1\nkind: Broker\nmetadata:\n  name: default\nspec:\n  cluster:\n    nats:\n      urls: [nats://n1:4222, nats://n2:4222]\n    replicas: 3\n    subjectPrefix: wg\n",
+    )
+    .expect("write");
+    let out = run(
+        wardgate().arg("validate").arg("--config").arg(dir.path()),
+        Duration::from_secs(20),
+    )
+    .expect("runs");
+    assert!(out.success(), "{out}");
+}
+
+#[test]
+fn serve_refuses_a_bad_cluster_url_or_node_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            ["--cluster", "nats://n1:4222,http://n2:4222"],
+            r#"invalid value 'http://n2:4222' for '--cluster <URL>...': "http://n2:4222" has scheme "http""#,
+        ),
+        (
+            ["--node-id", "node.1"],
+            r#"invalid value 'node.1' for '--node-id <ID>': "node.1" is not a node id"#,
+        ),
+        (["--node-id", ""], "the node id is empty"),
+    ];
+    for (args, expected) in cases {
+        let out = run(
+            wardgate()
+                .arg("serve")
+                .arg("--data-dir")
+                .arg(dir.path())
+                .args(args),
+            Duration::from_secs(20),
+        )
+        .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{out}");
+        assert!(out.to_string().contains(expected), "{expected}\nin:\n{out}");
+    }
+}
+
+#[test]
+fn serve_with_a_cluster_serves_alone_and_says_the_fabric_is_not_wired() {
+    let nats = NatsCluster::start_with(1).expect("nats-server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port().expect("port");
+    std::fs::write(
+        dir.path().join("l.yaml"),
+        named_listener(
+            "default",
+            "ClusterIp",
+            &format!("  - port: {port}\n    protocol: Mqtt\n"),
+        ),
+    )
+    .expect("write");
+    let mut broker = Running::spawn(
+        wardgate()
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.path())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--cluster")
+            .arg(nats.url(0))
+            .arg("--node-id")
+            .arg("node-a")
+            .env("WARDGATE_LOG", "info"),
+    )
+    .expect("start wardgate");
+    broker
+        .wait_for_line("the banner", Duration::from_secs(20), |l| {
+            l.contains(&format!(":{port}"))
+        })
+        .expect("the port opens");
+    wait_for_port(port, Duration::from_secs(10)).expect("serves alone");
+    let out = broker.kill().to_string();
+    assert!(
+        out.contains("does not join clusters yet") && out.contains("node-a"),
+        "serve says the cluster is not joined: {out}"
+    );
+}
