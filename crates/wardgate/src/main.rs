@@ -2,6 +2,7 @@
 //! uses `anyhow`, reads the environment or exits the process.
 
 mod cert;
+mod cluster;
 mod create;
 mod explain;
 mod passwd;

@@ -44,19 +44,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         warn!("{warning}");
     }
     let plan = Plan::from_model(model, &serve_options(&args));
-    if let Some(cluster) = &plan.cluster {
-        // Issue 17: the configuration is read and checked; the fabric is not wired yet.
-        warn!(
-            node_id = %cluster.node_id,
-            "a cluster is configured (spec.cluster or --cluster), but this build does not join clusters yet: serving as a single node"
-        );
-    }
     // ---- Persistence (issue 8): the store in <data-dir>/store, restored into the broker. ----
     let (broker, store) = crate::persist::open(&args.data_dir, &plan)?;
     let shutdown = CancellationToken::new();
     // Every long-lived task runs here; shutdown awaits them before it flushes the store.
     let tasks = TaskTracker::new();
     crate::persist::stop_on_failure(store.as_ref(), &shutdown);
+    // ---- Cluster (issue 17): joined before any port opens. ----
+    let _node = match &plan.cluster {
+        Some(cluster) => {
+            Some(crate::cluster::join(broker.clone(), cluster, &tasks, shutdown.clone()).await?)
+        }
+        None => None,
+    };
     let data_dir = args.data_dir.clone();
     let options = TlsOptions {
         trust_settings: trust_settings(&args)?.config_map,

@@ -1,14 +1,12 @@
 //! The cluster configuration as a user meets it (issue 17): `wardgate validate` prints the
 //! file:field error of a bad `spec.cluster`, and `serve` refuses a bad `--cluster` URL or
-//! `--node-id` before reading any configuration, and with a cluster (a real nats-server) it still
-//! serves as a single node and says so until the fabric is wired.
+//! `--node-id` before reading any configuration. The journeys of a running cluster are in
+//! `cluster.rs`.
 
 use std::process::Command;
 use std::time::Duration;
 
-use wardgate_testkit::nats::NatsCluster;
-use wardgate_testkit::process::{Running, free_port, run, wait_for_port};
-use wardgate_testkit::resources::named_listener;
+use wardgate_testkit::process::run;
 
 fn wardgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wardgate"))
@@ -81,45 +79,4 @@ fn serve_refuses_a_bad_cluster_url_or_node_id() {
         assert_eq!(out.status.code(), Some(2), "{out}");
         assert!(out.to_string().contains(expected), "{expected}\nin:\n{out}");
     }
-}
-
-#[test]
-fn serve_with_a_cluster_serves_alone_and_says_the_fabric_is_not_wired() {
-    let nats = NatsCluster::start_with(1).expect("nats-server");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port().expect("port");
-    std::fs::write(
-        dir.path().join("l.yaml"),
-        named_listener(
-            "default",
-            "ClusterIp",
-            &format!("  - port: {port}\n    protocol: Mqtt\n"),
-        ),
-    )
-    .expect("write");
-    let mut broker = Running::spawn(
-        wardgate()
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.path())
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--cluster")
-            .arg(nats.url(0))
-            .arg("--node-id")
-            .arg("node-a")
-            .env("WARDGATE_LOG", "info"),
-    )
-    .expect("start wardgate");
-    broker
-        .wait_for_line("the banner", Duration::from_secs(20), |l| {
-            l.contains(&format!(":{port}"))
-        })
-        .expect("the port opens");
-    wait_for_port(port, Duration::from_secs(10)).expect("serves alone");
-    let out = broker.kill().to_string();
-    assert!(
-        out.contains("does not join clusters yet") && out.contains("node-a"),
-        "serve says the cluster is not joined: {out}"
-    );
 }

@@ -6,6 +6,7 @@
 
 mod authn;
 mod cli;
+mod cluster;
 mod cluster_config;
 mod diagnostics;
 mod examples;

@@ -1,0 +1,52 @@
+//! `serve` in a cluster (docs/cluster.md): joins the NATS cluster the plan names before the
+//! ports open, so a client never sees this node before it is part of the broker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wardgate_cluster::{Node, NodeOptions};
+use wardgate_core::Broker;
+use wardgate_server::plan::ClusterPlan;
+
+/// How long the QoS 1/2 message stream keeps a message: what a node that was away may still
+/// read back (issue 18), and the bound on the stream's size besides JetStream's own limits.
+const MESSAGE_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// Joins the cluster of `plan` with `broker`; its tasks run on `tasks` until `shutdown`.
+pub(crate) async fn join(
+    broker: Arc<Broker>,
+    plan: &ClusterPlan,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Arc<Node>> {
+    let cluster = &plan.cluster;
+    if let Some(secret) = &cluster.credentials_secret_ref {
+        anyhow::bail!(
+            "spec.cluster.nats.credentialsSecretRef ({secret}): NATS credentials are not supported by this build yet; connect to NATS without credentials on a private network, or leave the cluster out"
+        );
+    }
+    let options = NodeOptions {
+        urls: cluster
+            .nats_urls
+            .as_slice()
+            .iter()
+            .map(|u| u.as_str().to_owned())
+            .collect(),
+        node_id: plan.node_id.as_str().to_owned(),
+        replicas: cluster.replicas.count(),
+        prefix: cluster.subject_prefix.as_str().to_owned(),
+        max_age: MESSAGE_MAX_AGE,
+    };
+    let node = Node::join(broker, options, tasks, shutdown)
+        .await
+        .context("cannot join the cluster")?;
+    tracing::info!(
+        node_id = node.id(),
+        replicas = cluster.replicas.count(),
+        "joined the cluster"
+    );
+    Ok(node)
+}
