@@ -7,6 +7,7 @@ mod authz;
 mod broker;
 mod listener;
 mod resources;
+mod service_accounts;
 
 use std::collections::BTreeMap;
 
@@ -174,6 +175,7 @@ pub(crate) fn build(docs: &[RawDocument], ctx: &mut Ctx) -> Built {
         config_maps,
         issuers,
         certificates,
+        service_accounts: service_accounts::lower(&docs, ctx),
     };
     Built {
         model,
