@@ -258,6 +258,7 @@ data:
         // `serve --bind` moves every LoadBalancer port to the new address.
         let public = ServeOptions {
             public: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+            ..ServeOptions::default()
         };
         assert_eq!(
             diff(Some(&old), &plan(BASE, public)).ports,
