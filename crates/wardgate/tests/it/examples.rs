@@ -133,11 +133,7 @@ fn passwd_adds_users_to_the_custom_auth_server_example_file() {
 /// by `authn::local_tokens`.)
 #[test]
 fn the_tokenless_example_of_docs_tls_md_publishes_over_tls() {
-    let doc = std::fs::read_to_string(repo_root().join("docs/tls.md")).expect("docs/tls.md");
-    let quickstart = doc
-        .split("## The quickstart CA and the trust bundle")
-        .nth(1)
-        .expect("the quickstart section");
+    let quickstart = crate::support::tls_md_quickstart_section();
     let section = &quickstart[quickstart.find("```yaml\n").expect("the listener")..];
     let block = |fence: &str| {
         let start = section.find(fence).expect("a code block") + fence.len();

@@ -47,11 +47,7 @@ fn assert_no_token_in(log: &str) {
 /// `wardgate` first on `PATH`).
 #[test]
 fn the_first_example_of_docs_tls_md_publishes_to_18883_with_a_token() {
-    let doc = std::fs::read_to_string(repo_root().join("docs/tls.md")).expect("docs/tls.md");
-    let section = doc
-        .split("## The quickstart CA and the trust bundle")
-        .nth(1)
-        .expect("the quickstart section");
+    let section = crate::support::tls_md_quickstart_section();
     let start = section.find("```sh\n").expect("a shell block") + "```sh\n".len();
     let block = section[start..].split("```").next().expect("block end");
     let (serve, publish) = block.split_once('\n').expect("two commands");
