@@ -312,8 +312,8 @@ fn usable_key(jwk: &Jwk) -> Result<JwksKey, String> {
 pub(crate) struct SatMethod {
     audiences: Vec<String>,
     verifier: Option<Arc<dyn TokenVerifier>>,
-    /// Whether `verifier` is the method's own JWKS, which a default verifier does not replace.
-    names_jwks: bool,
+    /// The ConfigMap of the method's own JWKS, which a default verifier does not replace.
+    jwks_config_map: Option<String>,
     /// The configuration's ServiceAccounts, whose annotations are attributes.
     service_accounts: BTreeMap<String, ServiceAccount>,
 }
@@ -340,7 +340,7 @@ impl SatMethod {
             };
         Ok(SatMethod {
             audiences: s.audiences.clone(),
-            names_jwks: verifier.is_some(),
+            jwks_config_map: s.issuer_keys_config_map.clone(),
             verifier,
             service_accounts: model.service_accounts.clone(),
         })
@@ -348,7 +348,7 @@ impl SatMethod {
 
     /// Verifies with `v` unless the method names its own JWKS.
     pub(crate) fn set_default_verifier(&mut self, v: Arc<dyn TokenVerifier>) {
-        if !self.names_jwks {
+        if self.jwks_config_map.is_none() {
             self.verifier = Some(v);
         }
     }
@@ -359,7 +359,7 @@ impl SatMethod {
 
     /// The configuration's ServiceAccount a verified `sub`
     /// (`system:serviceaccount:<namespace>:<name>`) names.
-    fn service_account(&self, subject: &str) -> Option<&ServiceAccount> {
+    pub(crate) fn service_account(&self, subject: &str) -> Option<&ServiceAccount> {
         let (namespace, name) = subject
             .strip_prefix("system:serviceaccount:")?
             .split_once(':')?;
@@ -373,9 +373,9 @@ impl SatMethod {
         &self.audiences
     }
 
-    /// Whether tokens can be verified at all.
-    pub(crate) fn has_verifier(&self) -> bool {
-        self.verifier.is_some()
+    /// The ConfigMap of the method's own JWKS, for `explain`.
+    pub(crate) fn jwks_config_map(&self) -> Option<&str> {
+        self.jwks_config_map.as_deref()
     }
 
     pub(crate) async fn authenticate(&self, client_id: &str, token: &[u8]) -> AuthnOutcome {

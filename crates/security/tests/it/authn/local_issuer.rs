@@ -217,3 +217,65 @@ fn requests_without_audience_or_duration_are_refused() {
     let e = issuer.issue(&r, SystemTime::now()).unwrap_err();
     assert!(e.to_string().contains("duration must be positive"), "{e}");
 }
+
+#[test]
+fn explain_assumes_a_local_token_and_takes_the_service_account_s_attributes() {
+    use wardgate_security::authz::{ExplainAction, ExplainQuery, explain};
+    let listener = r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata: {name: default}
+spec:
+  serviceType: ClusterIp
+  ports:
+  - port: 18883
+    authenticationRef: default
+    authorizationRef: by-group
+"#;
+    let authz = r#"apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerAuthorization
+metadata: {name: by-group}
+spec:
+  authorizationPolicies:
+    rules:
+    - principals:
+        attributes: [{group: sensors}]
+      brokerResources:
+      - method: Connect
+      - method: Publish
+        topics: ["sensors/#"]
+"#;
+    let model = load(&[
+        DEFAULT_AUTHN.to_owned(),
+        SENSOR.to_owned(),
+        listener.to_owned(),
+        authz.to_owned(),
+    ]);
+    let query = |sub: &str| ExplainQuery {
+        client_id: "pod-1".to_owned(),
+        username: Some(sub.to_owned()),
+        auth_method: Some(K8S_SAT.to_owned()),
+        client_chain: Vec::new(),
+        attributes: BTreeMap::new(),
+        port: Some(18883),
+        action: ExplainAction::Publish("sensors/t".into()),
+    };
+    let e = explain(
+        &model,
+        &query("system:serviceaccount:azure-iot-operations:sensor"),
+    );
+    let text = e.to_string();
+    assert!(e.allowed(), "{text}");
+    for want in [
+        "the data dir's local token issuer",
+        "attributes from ServiceAccount/sensor: group=sensors",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let e = explain(&model, &query("system:serviceaccount:default:sensor"));
+    assert!(!e.allowed(), "{e}");
+    assert!(
+        e.to_string()
+            .contains("no ServiceAccount of the configuration"),
+        "{e}"
+    );
+}
