@@ -197,7 +197,8 @@ fn create(path: &Path) -> Result<String, PkiError> {
             message: format!("cannot generate a key: {e}"),
         }
     })?;
-    let staged = path.with_extension(format!("pem.{}", std::process::id()));
+    // A name of this attempt's own, so that racing makers never share a staging file.
+    let staged = path.with_extension(format!("pem.{}", token_id()));
     write_private(&staged, &pair.serialize_pem())?;
     let linked = fs::hard_link(&staged, path);
     let _ = fs::remove_file(&staged);
@@ -209,7 +210,7 @@ fn create(path: &Path) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(|e| PkiError::io(path, e))
 }
 
-/// A random token ID in UUID v4 form, as Kubernetes writes `jti`.
+/// A random ID in UUID v4 form, as Kubernetes writes `jti`.
 fn token_id() -> String {
     let mut b = [0u8; 16];
     // The system's random source failing leaves a zero ID: `jti` is informational here.
@@ -249,6 +250,22 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, ["key.pem"]);
+    }
+
+    #[test]
+    fn makers_racing_on_a_fresh_data_dir_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let kids: Vec<String> = std::thread::scope(|s| {
+            let makers: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| LocalIssuer::open_or_create(dir.path()).unwrap().kid))
+                .collect();
+            makers.into_iter().map(|m| m.join().unwrap()).collect()
+        });
+        assert!(kids.iter().all(|k| *k == kids[0]), "{kids:?}");
+        let files = fs::read_dir(dir.path().join("pki/token-issuer"))
+            .unwrap()
+            .count();
+        assert_eq!(files, 1, "no staging file is left behind");
     }
 
     #[test]
