@@ -213,7 +213,8 @@ fn create(path: &Path) -> Result<String, PkiError> {
 /// A random ID in UUID v4 form, as Kubernetes writes `jti`.
 fn token_id() -> String {
     let mut b = [0u8; 16];
-    // The system's random source failing leaves a zero ID: `jti` is informational here.
+    // The system's random source failing leaves a zero ID; making a key, which needs the same
+    // source, fails before a staging file is named. `jti` is informational.
     let _ = aws_lc_rs::rand::fill(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
