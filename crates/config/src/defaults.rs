@@ -141,6 +141,7 @@ impl Model {
             config_maps: BTreeMap::new(),
             issuers,
             certificates: BTreeMap::new(),
+            service_accounts: BTreeMap::new(),
         }
     }
 

@@ -39,6 +39,7 @@ pub use diag::{ConfigErrors, Diagnostic};
 pub use load::{MAX_FILE_BYTES, Source, discover};
 pub use model::*;
 pub use topic::TopicSegment;
+pub use units::{check_label, check_subdomain, parse_duration};
 
 /// A valid configuration.
 #[derive(Debug, Clone)]

@@ -262,7 +262,7 @@ fn parse_document(
             raw::CURRENT_API_VERSIONS[2],
             raw::OLD_API_VERSION,
         ],
-        "Secret" | "ConfigMap" => &["v1"],
+        "Secret" | "ConfigMap" | "ServiceAccount" => &["v1"],
         "Issuer" | "ClusterIssuer" | "Certificate" => &[raw::CERT_MANAGER_API_VERSION],
         _ => {
             errors.push(origin.diag(
@@ -317,6 +317,7 @@ fn parse_document(
                 .map(RawResource::OldBrokerAuthorization),
             ("Secret", _) => yaml::from_node(node, base).map(RawResource::Secret),
             ("ConfigMap", _) => yaml::from_node(node, base).map(RawResource::ConfigMap),
+            ("ServiceAccount", _) => yaml::from_node(node, base).map(RawResource::ServiceAccount),
             ("Issuer", _) => yaml::from_node(node, base)
                 .map(Box::new)
                 .map(RawResource::Issuer),

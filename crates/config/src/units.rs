@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Checks a DNS-1123 label (BrokerListener, BrokerAuthentication, ... names): 1–63 characters,
 /// lowercase letters, digits and `-`, starting and ending with a letter or digit.
-pub(crate) fn check_label(name: &str) -> Result<(), String> {
+pub fn check_label(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 63 {
         return Err(format!(
             "\"{name}\" must be 1 to 63 characters long (a Kubernetes name)"
@@ -35,7 +35,7 @@ pub(crate) fn check_service_name(name: &str) -> Result<(), String> {
 
 /// Checks a DNS-1123 subdomain (Secret, ConfigMap, Issuer, Certificate names): up to 253
 /// characters, dot-separated labels.
-pub(crate) fn check_subdomain(name: &str) -> Result<(), String> {
+pub fn check_subdomain(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|part| {
@@ -72,7 +72,7 @@ pub(crate) fn check_data_key(key: &str) -> Result<(), String> {
 }
 
 /// Parses a Go duration (`720h`, `1h30m`, `45m`, `90s`, `1.5h`, `300ms`).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let err = || format!("\"{s}\" is not a duration; write it like 720h, 1h30m, 45m or 90s");
     let text = s.trim();
     if text == "0" {

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use wardgate_config::model::{ListenerPort, Model};
-use wardgate_security::authn::{Authenticator, AuthnError};
+use wardgate_security::authn::{Authenticator, AuthnError, TokenVerifier};
 use wardgate_security::authz::Authorizer;
 
 /// What one port enforces. Without an authenticator every client is anonymous; an authorizer
@@ -43,11 +43,21 @@ impl fmt::Display for SecurityProblem {
 
 impl PortSecurity {
     /// Builds the port's security from `model`; the error says which resource is unusable, or
-    /// which Secret or ConfigMap the port waits for.
-    pub fn for_port(model: &Model, port: &ListenerPort) -> Result<PortSecurity, SecurityProblem> {
+    /// which Secret or ConfigMap the port waits for. `tokens` verifies service-account tokens
+    /// for methods that name no JWKS of their own.
+    pub fn for_port(
+        model: &Model,
+        port: &ListenerPort,
+        tokens: Option<&Arc<dyn TokenVerifier>>,
+    ) -> Result<PortSecurity, SecurityProblem> {
         let authn = match &port.authentication_ref {
             None => None,
-            Some(name) => Some(Arc::new(Authenticator::new(model, name).map_err(|e| {
+            Some(name) => Some(Arc::new(Authenticator::new(model, name).map(|mut a| {
+                if let Some(tokens) = tokens {
+                    a.set_default_token_verifier(tokens.clone());
+                }
+                a
+            }).map_err(|e| {
                 let at = format!("BrokerAuthentication/{name}");
                 match e {
                     AuthnError::MissingSecret { method, name } => SecurityProblem::AwaitingSecret(

@@ -9,6 +9,7 @@ mod passwd;
 mod persist;
 mod serve;
 mod status;
+mod token;
 mod validate;
 
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Show a running broker's ports and their states, certificates and clients (admin API).
     Status(status::StatusArgs),
+    /// Make service-account tokens for the ServiceAccountToken method outside Kubernetes.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Arguments of `wardgate serve`.
@@ -119,6 +123,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("wardgate: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Token(cmd) => match token::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wardgate token: {e:#}");
                 ExitCode::from(1)
             }
         },

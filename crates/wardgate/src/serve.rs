@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 use wardgate_config::model::Model;
 use wardgate_config::model::NatsUrls;
+use wardgate_security::authn::local_issuer::LocalIssuer;
 use wardgate_security::tls::{TlsContext, TlsOptions, TrustSettings};
 use wardgate_server::plan::{ClusterOptions, Plan, ServeOptions};
 use wardgate_server::{PortProtocol, PortState, Status, Supervisor};
@@ -31,6 +32,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
     let (model, warnings) = load_model(&args)?;
+    // Service-account tokens outside Kubernetes: the key `wardgate token create` signs with.
+    let plan_options = serve_options(&args)?;
     // diagnostics.logs (issue 9): `--log-format` wins over the Broker's format. Both apply at
     // start only; a reload does not change them.
     let format = args
@@ -43,7 +46,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for warning in &warnings {
         warn!("{warning}");
     }
-    let plan = Plan::from_model(model, &serve_options(&args));
+    let plan = Plan::from_model(model, &plan_options);
     // ---- Persistence (issue 8): the store in <data-dir>/store, restored into the broker. ----
     let (broker, store) = crate::persist::open(&args.data_dir, &plan)?;
     let shutdown = CancellationToken::new();
@@ -161,7 +164,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Signal::Reload => {
                     info!("SIGHUP: reloading the configuration");
                     seen = fingerprint(&args.config);
-                    reload(&args, &mut supervisor);
+                    reload(&args, &plan_options, &mut supervisor);
                 }
             },
             _ = sleep_until(renewals.wake(supervisor.next_renewal())) => {
@@ -176,7 +179,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 if now != seen {
                     seen = now;
                     info!("configuration files changed: reloading");
-                    reload(&args, &mut supervisor);
+                    reload(&args, &plan_options, &mut supervisor);
                 }
             }
         }
@@ -255,7 +258,7 @@ async fn sleep_until(wake: Option<tokio::time::Instant>) {
 const CONFIG_POLL: Duration = Duration::from_secs(1);
 
 /// Re-reads the configuration and applies it, or keeps the running one if it is invalid.
-fn reload(args: &ServeArgs, supervisor: &mut Supervisor) {
+fn reload(args: &ServeArgs, options: &ServeOptions, supervisor: &mut Supervisor) {
     match load_model(args) {
         Ok((model, warnings)) => {
             for warning in &warnings {
@@ -266,7 +269,7 @@ fn reload(args: &ServeArgs, supervisor: &mut Supervisor) {
                 supervisor.reload_unchanged();
                 return;
             }
-            supervisor.apply(Plan::from_model(model, &serve_options(args)));
+            supervisor.apply(Plan::from_model(model, options));
             info!("configuration reloaded");
         }
         Err(e) => {
@@ -276,15 +279,23 @@ fn reload(args: &ServeArgs, supervisor: &mut Supervisor) {
     }
 }
 
-/// What `serve`'s arguments add to the configuration's plan.
-fn serve_options(args: &ServeArgs) -> ServeOptions {
-    ServeOptions {
+/// What `serve`'s arguments add to the configuration's plan: `--bind`, `--cluster` and
+/// `--node-id`, and the data dir's local token issuer (made on first start) as the default
+/// verifier of service-account tokens.
+fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
+    let issuer = LocalIssuer::open_or_create(&args.data_dir)
+        .context("cannot open the local service-account token issuer")?;
+    let verifier = issuer
+        .verifier()
+        .context("cannot use the local service-account token issuer")?;
+    Ok(ServeOptions {
         public: args.bind,
         cluster: ClusterOptions {
             urls: NatsUrls::new(args.cluster.clone()),
             node_id: args.node_id.clone(),
         },
-    }
+        token_verifier: Some(Arc::new(verifier)),
+    })
 }
 
 /// A cheap identity of the configuration files' names and contents. Reading them again every

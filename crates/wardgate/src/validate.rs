@@ -56,7 +56,7 @@ fn port_material(model: &Model) -> (Vec<String>, Vec<String>) {
         for port in &listener.ports {
             let at = format!("BrokerListener/{} port {}", listener.name, port.port);
             // serve builds the security first, then the TLS; the first failure is the state.
-            match PortSecurity::for_port(model, port) {
+            match PortSecurity::for_port(model, port, None) {
                 Ok(_) => {}
                 Err(SecurityProblem::Failed(reason)) => {
                     errors.push(format!("{at}: {reason}"));

@@ -8,6 +8,7 @@ mod broker;
 mod cluster;
 mod listener;
 mod resources;
+mod service_accounts;
 
 use std::collections::BTreeMap;
 
@@ -175,6 +176,7 @@ pub(crate) fn build(docs: &[RawDocument], ctx: &mut Ctx) -> Built {
         config_maps,
         issuers,
         certificates,
+        service_accounts: service_accounts::lower(&docs, ctx),
     };
     Built {
         model,

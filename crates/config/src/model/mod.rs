@@ -5,6 +5,12 @@ pub mod cluster;
 
 pub use crate::enums;
 
+mod service_account;
+
+pub use service_account::{
+    ATTRIBUTE_ANNOTATION_PREFIX, OLD_ATTRIBUTE_ANNOTATION_PREFIX, ServiceAccount,
+};
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -35,6 +41,8 @@ pub struct Model {
     pub issuers: BTreeMap<(IssuerKind, String), Issuer>,
     /// cert-manager Certificates by name (each produces the Secret `secret_name`).
     pub certificates: BTreeMap<String, Certificate>,
+    /// ServiceAccounts by name: the attributes of service-account tokens outside Kubernetes.
+    pub service_accounts: BTreeMap<String, ServiceAccount>,
 }
 
 /// The Broker resource, typed, with defaults.
@@ -695,6 +703,13 @@ impl std::fmt::Display for Dependency {
 }
 
 impl Model {
+    /// The ServiceAccount `name` of `namespace`, if the configuration has it.
+    pub fn service_account(&self, namespace: &str, name: &str) -> Option<&ServiceAccount> {
+        self.service_accounts
+            .get(name)
+            .filter(|sa| sa.is(namespace, name))
+    }
+
     /// The listener with this name.
     pub fn listener(&self, name: &str) -> Option<&Listener> {
         self.listeners.iter().find(|l| l.name == name)

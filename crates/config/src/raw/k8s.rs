@@ -1,8 +1,10 @@
-//! Kubernetes `Secret` and `ConfigMap` (apiVersion `v1`), as `kubectl` writes them.
+//! Kubernetes `Secret`, `ConfigMap` and `ServiceAccount` (apiVersion `v1`), as `kubectl` writes
+//! them.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use super::Metadata;
 
@@ -43,4 +45,35 @@ pub struct ConfigMap {
     pub binary_data: Option<BTreeMap<String, String>>,
     /// Accepted and ignored.
     pub immutable: Option<bool>,
+}
+
+/// A Kubernetes ServiceAccount: outside Kubernetes, where the `aio-broker-auth/*` annotations of
+/// the service accounts whose tokens the ServiceAccountToken method verifies are read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceAccount {
+    /// `v1`.
+    pub api_version: String,
+    /// `ServiceAccount`.
+    pub kind: String,
+    /// Name, namespace and annotations.
+    pub metadata: AnnotatedMetadata,
+    /// Accepted and ignored.
+    pub secrets: Option<IgnoredAny>,
+    /// Accepted and ignored.
+    pub image_pull_secrets: Option<IgnoredAny>,
+    /// Accepted and ignored.
+    pub automount_service_account_token: Option<bool>,
+}
+
+/// `metadata` with its annotations; every other field (labels, uid, ...) is ignored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnotatedMetadata {
+    /// The resource name.
+    pub name: String,
+    /// The namespace; when written, a token's namespace must be this one.
+    pub namespace: Option<String>,
+    /// Annotations.
+    pub annotations: Option<BTreeMap<String, String>>,
 }

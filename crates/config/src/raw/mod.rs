@@ -75,6 +75,8 @@ pub enum RawResource {
     Secret(k8s::Secret),
     /// A Kubernetes ConfigMap.
     ConfigMap(k8s::ConfigMap),
+    /// A Kubernetes ServiceAccount (its `aio-broker-auth/*` annotations).
+    ServiceAccount(k8s::ServiceAccount),
     /// A cert-manager Issuer.
     Issuer(Box<Object<certmanager::IssuerSpec>>),
     /// A cert-manager ClusterIssuer.
@@ -97,6 +99,7 @@ impl RawResource {
             }
             RawResource::Secret(_) => "Secret",
             RawResource::ConfigMap(_) => "ConfigMap",
+            RawResource::ServiceAccount(_) => "ServiceAccount",
             RawResource::Issuer(_) => "Issuer",
             RawResource::ClusterIssuer(_) => "ClusterIssuer",
             RawResource::Certificate(_) => "Certificate",
@@ -116,6 +119,7 @@ impl RawResource {
             RawResource::OldBrokerAuthorization(o) => &o.metadata.name,
             RawResource::Secret(o) => &o.metadata.name,
             RawResource::ConfigMap(o) => &o.metadata.name,
+            RawResource::ServiceAccount(o) => &o.metadata.name,
             RawResource::Issuer(o) => &o.metadata.name,
             RawResource::ClusterIssuer(o) => &o.metadata.name,
             RawResource::Certificate(o) => &o.metadata.name,
@@ -159,6 +163,7 @@ pub const KINDS: &[&str] = &[
     "BrokerAuthorization",
     "Secret",
     "ConfigMap",
+    "ServiceAccount",
     "Issuer",
     "ClusterIssuer",
     "Certificate",

@@ -9,4 +9,5 @@ mod defaults;
 mod loading;
 mod old_api;
 mod seeds;
+mod service_accounts;
 mod validation;

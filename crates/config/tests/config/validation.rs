@@ -412,7 +412,7 @@ metadata: {name: x}
             r#"13-unknown.yaml:11: document 1: BrokerListener/lb: spec.ports[0].prot is not a known field (expected one of: port, nodePort, protocol, authenticationRef, authorizationRef, tls)"#,
             r#"13-unknown.yaml:12: document 1: BrokerListener/lb: spec.ports[1].port must be an integer, found string "abc""#,
             r#"13-unknown.yaml:13: document 1: BrokerListener/lb: spec.ports[1].protocol has an unknown value "Http" (expected one of: Mqtt, WebSockets)"#,
-            r#"13-unknown.yaml:17: document 2: Foo/f: kind "Foo" is not a kind Wardgate reads (expected one of: Broker, BrokerListener, BrokerAuthentication, BrokerAuthorization, Secret, ConfigMap, Issuer, ClusterIssuer, Certificate)"#,
+            r#"13-unknown.yaml:17: document 2: Foo/f: kind "Foo" is not a kind Wardgate reads (expected one of: Broker, BrokerListener, BrokerAuthentication, BrokerAuthorization, Secret, ConfigMap, ServiceAccount, Issuer, ClusterIssuer, Certificate)"#,
             r#"13-unknown.yaml:21: document 3: BrokerListener/x: apiVersion "mqttbroker.iotoperations.azure.com/v2" is not accepted for BrokerListener (expected one of: mqttbroker.iotoperations.azure.com/v1, mqttbroker.iotoperations.azure.com/v1beta1, wardgate.io/v1, mq.iotoperations.azure.com/v1beta1)"#,
             r#"13-unknown.yaml:25: document 4: is not a resource: expected a mapping with apiVersion, kind and metadata"#,
         ],

@@ -45,23 +45,30 @@ impl Authenticator {
                         ));
                         continue;
                     }
-                    if !s.has_verifier() {
-                        lines.push(format!(
-                            "{head}: relevant, but tokens cannot be verified outside Kubernetes \
-                             without serviceAccountTokenSettings.issuerKeysConfigMap"
-                        ));
-                        return Err("the token cannot be verified (CONNACK 0x87)".to_owned());
-                    }
+                    let keys = match s.jwks_config_map() {
+                        Some(name) => format!("the JWKS in ConfigMap/{name}"),
+                        None => "serve's default verifier (outside Kubernetes: the data dir's \
+                                 local token issuer, which `wardgate token create` signs with)"
+                            .to_owned(),
+                    };
                     lines.push(format!(
-                        "{head}: relevant; assuming the token verifies with audience one of [{}]; \
-                         username = the token's sub (given with --username)",
+                        "{head}: relevant; assuming the token verifies with {keys}, audience one \
+                         of [{}]; username = the token's sub (given with --username)",
                         s.audiences().join(", ")
                     ));
-                    return Ok(self.assume(
-                        c,
-                        AuthMethodKind::ServiceAccountToken,
-                        BTreeMap::new(),
-                    ));
+                    let account = c.username.and_then(|sub| s.service_account(sub));
+                    lines.push(match account {
+                        Some(sa) => format!(
+                            "  attributes from ServiceAccount/{}: {}",
+                            sa.name,
+                            fmt_attrs(&sa.attributes)
+                        ),
+                        None => "  no ServiceAccount of the configuration is the token's sub; \
+                                 no attributes"
+                            .to_owned(),
+                    });
+                    let attributes = account.map(|sa| sa.attributes.clone()).unwrap_or_default();
+                    return Ok(self.assume(c, AuthMethodKind::ServiceAccountToken, attributes));
                 }
                 Method::X509(x) => {
                     if c.client_chain.is_empty() {

@@ -15,6 +15,7 @@ mod custom;
 mod dn;
 mod error;
 pub(crate) mod explain;
+pub mod local_issuer;
 pub mod password;
 pub mod sat;
 mod time;
@@ -203,6 +204,13 @@ pub fn authentication_changed(old: &Model, new: &Model, name: &str) -> bool {
     let Some(auth) = a else {
         return false;
     };
+    let reads_service_accounts = auth
+        .methods
+        .iter()
+        .any(|m| matches!(m, AuthnMethod::ServiceAccountToken(_)));
+    if reads_service_accounts && old.service_accounts != new.service_accounts {
+        return true;
+    }
     let mut secrets = Vec::new();
     let mut config_maps = Vec::new();
     for m in &auth.methods {
@@ -449,6 +457,16 @@ impl Authenticator {
     /// The methods, in order.
     pub fn methods(&self) -> Vec<AuthMethodKind> {
         self.methods.iter().map(Method::kind).collect()
+    }
+
+    /// How ServiceAccountToken methods that name no `issuerKeysConfigMap` verify tokens: outside
+    /// Kubernetes, the local token issuer's key ([`local_issuer::LocalIssuer::verifier`]).
+    pub fn set_default_token_verifier(&mut self, verifier: Arc<dyn TokenVerifier>) {
+        for m in &mut self.methods {
+            if let Method::Sat(s) = m {
+                s.set_default_verifier(verifier.clone());
+            }
+        }
     }
 
     /// Replaces how service-account tokens are verified (the Kubernetes mode's TokenReview

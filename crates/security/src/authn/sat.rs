@@ -1,15 +1,23 @@
 //! The ServiceAccountToken method (SPEC.md §7.3): MQTT v5 enhanced authentication with method
 //! `K8S-SAT` and the JWT as data.
 //!
-//! Verification is a [`TokenVerifier`]. Outside Kubernetes it is [`JwksVerifier`]: the token's
-//! signature (RS*, PS*, ES256/384, EdDSA; never HMAC or `none`) is checked against the JWKS in
-//! the ConfigMap named by `serviceAccountTokenSettings.issuerKeysConfigMap`, then `exp` (no
-//! leeway: an expired token is expired), `nbf` (60 s of clock skew) and `aud` (one of the
-//! method's `audiences`). In Kubernetes a TokenReview verifier takes its place
-//! ([`Authenticator::set_token_verifier`](super::Authenticator::set_token_verifier)).
+//! Verification is a [`TokenVerifier`], chosen once: the JWKS in the ConfigMap named by
+//! `serviceAccountTokenSettings.issuerKeysConfigMap` when the method names one, else the
+//! verifier `serve` starts with ([`Authenticator::set_default_token_verifier`]): outside
+//! Kubernetes the local issuer's key in the data dir
+//! ([`LocalIssuer`](super::local_issuer::LocalIssuer), also a [`JwksVerifier`]). A [`JwksVerifier`]
+//! checks the token's signature (RS*, PS*, ES256/384, EdDSA; never HMAC or `none`), then `exp`
+//! (no leeway: an expired token is expired), `nbf` (60 s of clock skew) and `aud` (one of the
+//! method's `audiences`). In Kubernetes a TokenReview verifier takes the place of both
+//! ([`Authenticator::set_token_verifier`]).
 //!
 //! The identity's username is the token's verified `sub`
-//! (`system:serviceaccount:<namespace>:<name>`), never the unverified CONNECT username.
+//! (`system:serviceaccount:<namespace>:<name>`), never the unverified CONNECT username. Its
+//! attributes are the verifier's (TokenReview: the ServiceAccount's annotations), completed by
+//! the `aio-broker-auth/*` annotations of that ServiceAccount in the configuration.
+//!
+//! [`Authenticator::set_default_token_verifier`]: super::Authenticator::set_default_token_verifier
+//! [`Authenticator::set_token_verifier`]: super::Authenticator::set_token_verifier
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use wardgate_config::{Model, SatSettings};
+use wardgate_config::{Model, SatSettings, ServiceAccount};
 use wardgate_protocol::ReasonCode;
 
 use super::{AuthMethodKind, AuthnError, AuthnOutcome, Identity};
@@ -37,7 +45,7 @@ pub struct VerifiedToken {
     /// `exp`.
     pub expires_at: SystemTime,
     /// Authorization attributes (TokenReview: the ServiceAccount's `aio-broker-auth/*`
-    /// annotations; the JWKS verifier gives none).
+    /// annotations; the JWKS verifier gives none, the configuration's ServiceAccount does).
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -57,7 +65,7 @@ pub type VerifyFuture<'a> =
     Pin<Box<dyn Future<Output = Result<VerifiedToken, TokenError>> + Send + 'a>>;
 
 /// Verifies service-account tokens for a set of audiences.
-pub trait TokenVerifier: Send + Sync {
+pub trait TokenVerifier: fmt::Debug + Send + Sync {
     /// Verifies `token`; it must carry one of `audiences`.
     fn verify<'a>(&'a self, token: &'a str, audiences: &'a [String]) -> VerifyFuture<'a>;
 }
@@ -304,6 +312,10 @@ fn usable_key(jwk: &Jwk) -> Result<JwksKey, String> {
 pub(crate) struct SatMethod {
     audiences: Vec<String>,
     verifier: Option<Arc<dyn TokenVerifier>>,
+    /// The ConfigMap of the method's own JWKS, which a default verifier does not replace.
+    jwks_config_map: Option<String>,
+    /// The configuration's ServiceAccounts, whose annotations are attributes.
+    service_accounts: BTreeMap<String, ServiceAccount>,
 }
 
 impl SatMethod {
@@ -328,12 +340,32 @@ impl SatMethod {
             };
         Ok(SatMethod {
             audiences: s.audiences.clone(),
+            jwks_config_map: s.issuer_keys_config_map.clone(),
             verifier,
+            service_accounts: model.service_accounts.clone(),
         })
+    }
+
+    /// Verifies with `v` unless the method names its own JWKS.
+    pub(crate) fn set_default_verifier(&mut self, v: Arc<dyn TokenVerifier>) {
+        if self.jwks_config_map.is_none() {
+            self.verifier = Some(v);
+        }
     }
 
     pub(crate) fn set_verifier(&mut self, v: Arc<dyn TokenVerifier>) {
         self.verifier = Some(v);
+    }
+
+    /// The configuration's ServiceAccount a verified `sub`
+    /// (`system:serviceaccount:<namespace>:<name>`) names.
+    pub(crate) fn service_account(&self, subject: &str) -> Option<&ServiceAccount> {
+        let (namespace, name) = subject
+            .strip_prefix("system:serviceaccount:")?
+            .split_once(':')?;
+        self.service_accounts
+            .get(name)
+            .filter(|sa| sa.is(namespace, name))
     }
 
     /// The audiences, for `explain`.
@@ -341,17 +373,18 @@ impl SatMethod {
         &self.audiences
     }
 
-    /// Whether tokens can be verified at all.
-    pub(crate) fn has_verifier(&self) -> bool {
-        self.verifier.is_some()
+    /// The ConfigMap of the method's own JWKS, for `explain`.
+    pub(crate) fn jwks_config_map(&self) -> Option<&str> {
+        self.jwks_config_map.as_deref()
     }
 
     pub(crate) async fn authenticate(&self, client_id: &str, token: &[u8]) -> AuthnOutcome {
         let Some(verifier) = &self.verifier else {
             return AuthnOutcome::denied(
                 ReasonCode::NOT_AUTHORIZED,
-                "ServiceAccountToken: tokens cannot be verified outside Kubernetes without \
-                 serviceAccountTokenSettings.issuerKeysConfigMap (a JWKS)",
+                "ServiceAccountToken: tokens cannot be verified here: neither \
+                 serviceAccountTokenSettings.issuerKeysConfigMap (a JWKS) nor the local token \
+                 issuer of `wardgate serve`'s data dir",
             );
         };
         let Ok(token) = std::str::from_utf8(token) else {
@@ -362,9 +395,15 @@ impl SatMethod {
         };
         match verifier.verify(token.trim(), &self.audiences).await {
             Ok(v) => {
+                let mut attributes = v.attributes;
+                if let Some(sa) = v.subject.as_deref().and_then(|s| self.service_account(s)) {
+                    for (k, value) in &sa.attributes {
+                        attributes.entry(k.clone()).or_insert_with(|| value.clone());
+                    }
+                }
                 let mut id =
                     Identity::new(client_id, v.subject, AuthMethodKind::ServiceAccountToken);
-                id.attributes = v.attributes;
+                id.attributes = attributes;
                 id.expires_at = Some(v.expires_at);
                 AuthnOutcome::Allowed(id)
             }

@@ -17,6 +17,7 @@ use wardgate_config::model::{
 };
 use wardgate_core::store::{PersistenceSettings, PolicyMode, QueuePolicy, RetainPolicy};
 use wardgate_core::{BrokerSettings, QueueLimits, QueueOverflow};
+use wardgate_security::authn::TokenVerifier;
 
 use crate::connection::ConnectionSettings;
 use crate::ports::{PortProtocol, PortSpec};
@@ -26,13 +27,16 @@ pub use cluster::{ClusterOptions, ClusterPlan};
 pub use diff::{PlanDiff, PortChange};
 
 /// What `serve` adds to the configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     /// `serve --bind`: LoadBalancer and NodePort ports listen on this address instead of all
     /// interfaces.
     pub public: Option<IpAddr>,
     /// `serve --cluster` and `--node-id`.
     pub cluster: ClusterOptions,
+    /// How ServiceAccountToken methods without `issuerKeysConfigMap` verify tokens: outside
+    /// Kubernetes, the local token issuer of the data dir.
+    pub token_verifier: Option<Arc<dyn TokenVerifier>>,
 }
 
 /// Everything the runtime runs, derived once from a validated [`Model`].
@@ -51,6 +55,8 @@ pub struct Plan {
     pub cluster: Option<ClusterPlan>,
     /// The configuration the plan was made from: the inputs of each port's security and TLS.
     model: Arc<Model>,
+    /// [`ServeOptions::token_verifier`].
+    token_verifier: Option<Arc<dyn TokenVerifier>>,
 }
 
 /// The persistent store's settings (SPEC.md §10).
@@ -79,6 +85,7 @@ impl Plan {
             }),
             cluster: ClusterPlan::new(broker.cluster.as_ref(), &options.cluster),
             model: Arc::new(model),
+            token_verifier: options.token_verifier.clone(),
         }
     }
 
@@ -90,7 +97,7 @@ impl Plan {
     /// Builds `port`'s authentication and authorization; the error says which resource is
     /// unusable, or which Secret or ConfigMap the port waits for.
     pub fn security(&self, port: &PlannedPort) -> Result<PortSecurity, SecurityProblem> {
-        PortSecurity::for_port(&self.model, &port.config)
+        PortSecurity::for_port(&self.model, &port.config, self.token_verifier.as_ref())
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub(super) mod common;
 mod custom;
+mod local_issuer;
 mod order;
 mod password;
 mod sat;

@@ -28,6 +28,7 @@ use crate::support::{
 };
 
 mod custom;
+mod local_tokens;
 mod order;
 mod sat;
 mod x509;

@@ -169,6 +169,17 @@ impl Node {
     }
 }
 
+/// docs/tls.md from its section `## The quickstart CA and the trust bundle` on, whose examples
+/// the tests replay.
+pub(crate) fn tls_md_quickstart_section() -> String {
+    let doc = std::fs::read_to_string(wardgate_testkit::process::repo_root().join("docs/tls.md"))
+        .expect("docs/tls.md");
+    doc.split("## The quickstart CA and the trust bundle")
+        .nth(1)
+        .expect("the quickstart section")
+        .to_owned()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tools
 
