@@ -12,19 +12,22 @@ fn wardgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wardgate"))
 }
 
-#[test]
-fn validate_prints_the_file_field_errors_of_spec_cluster() {
+/// `wardgate validate` of a folder holding `broker.yaml` with `yaml`.
+fn validate(yaml: &str) -> wardgate_testkit::process::Output {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("broker.yaml"),
-        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata:\n  name: default\nspec:\n  cluster:\n    nats:\n      urls: [http://nats:4222]\n    replicas: 2\n",
-    )
-    .expect("write");
-    let out = run(
+    std::fs::write(dir.path().join("broker.yaml"), yaml).expect("write");
+    run(
         wardgate().arg("validate").arg("--config").arg(dir.path()),
         Duration::from_secs(20),
     )
-    .expect("runs");
+    .expect("runs")
+}
+
+#[test]
+fn validate_prints_the_file_field_errors_of_spec_cluster() {
+    let out = validate(
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\nkind: Broker\nmetadata:\n  name: default\nspec:\n  cluster:\n    nats:\n      urls: [http://nats:4222]\n    replicas: 2\n",
+    );
     assert_eq!(out.status.code(), Some(1), "{out}");
     let text = out.to_string();
     for expected in [
@@ -38,17 +41,9 @@ fn validate_prints_the_file_field_errors_of_spec_cluster() {
 
 #[test]
 fn validate_accepts_a_cluster_under_wardgate_io() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("broker.yaml"),
+    let out = validate(
         "apiVersion: wardgate.io/v1\nkind: Broker\nmetadata:\n  name: default\nspec:\n  cluster:\n    nats:\n      urls: [nats://n1:4222, nats://n2:4222]\n    replicas: 3\n    subjectPrefix: wg\n",
-    )
-    .expect("write");
-    let out = run(
-        wardgate().arg("validate").arg("--config").arg(dir.path()),
-        Duration::from_secs(20),
-    )
-    .expect("runs");
+    );
     assert!(out.success(), "{out}");
 }
 
