@@ -4,11 +4,13 @@
 //! messages, receiving what its sessions subscribed to from the others, and the cluster's
 //! retained messages.
 
+mod error;
 pub mod frame;
 mod node;
 mod outbox;
 mod retained;
 pub mod subject;
 
-pub use node::{Node, NodeError, NodeOptions};
+pub use error::NodeError;
+pub use node::{Node, NodeOptions};
 pub use subject::{filter_subjects, subject_topic, topic_subject};

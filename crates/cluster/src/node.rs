@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use wardgate_core::{Broker, Fabric, Message, RemoteScope, Ticket, Wake};
 use wardgate_protocol::{QoS, SubscriptionFilter, TopicFilter, TopicName};
 
+use crate::error::NodeError;
 use crate::frame;
 use crate::outbox::{self, Link, Outbox};
 use crate::retained;
@@ -36,39 +37,6 @@ pub struct NodeOptions {
     pub prefix: String,
     /// How long the QoS 1/2 message stream keeps a message.
     pub max_age: Duration,
-}
-
-/// Why a node could not join.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    /// No NATS server answered.
-    #[error("cluster: cannot connect to NATS at {urls}: {reason}")]
-    Connect {
-        /// The URLs tried.
-        urls: String,
-        /// What the client said.
-        reason: String,
-    },
-    /// JetStream refused to create or open a stream or bucket.
-    #[error(
-        "cluster: JetStream {what} {name}: {reason} (is JetStream enabled on the NATS servers, with at least `replicas` of them?)"
-    )]
-    JetStream {
-        /// "stream" or "bucket".
-        what: &'static str,
-        /// Its name.
-        name: String,
-        /// What JetStream said.
-        reason: String,
-    },
-    /// A subscription could not be made.
-    #[error("cluster: subscribing to {subject}: {reason}")]
-    Subscribe {
-        /// The subject.
-        subject: String,
-        /// What the client said.
-        reason: String,
-    },
 }
 
 /// This node in the cluster: what the server and the admin API ask about it.

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use wardgate_core::{Broker, Message};
 use wardgate_protocol::{PublishProperties, QoS};
 
+use crate::error::NodeError;
 use crate::frame;
-use crate::node::NodeError;
 use crate::subject::subject_topic;
 
 /// Opens the watch and applies every retained message the bucket holds now, so the node serves
