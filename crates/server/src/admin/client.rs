@@ -1,5 +1,5 @@
-//! A tiny client for the admin API: one HTTP/1.1 GET per connection over a plain TCP stream,
-//! for `wardgate status` and tests. No TLS, no redirects, no keep-alive; bodies are read whole
+//! A tiny client for the admin API: one HTTP/1.1 request per connection over a plain TCP
+//! stream, for `wardgate status` and tests. No TLS, no redirects, no keep-alive; bodies are read whole
 //! (the admin API's are small) up to a bound.
 
 use std::net::SocketAddr;
@@ -107,7 +107,24 @@ impl AdminClient {
 
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Result<HttpResponse, ClientError> {
-        tokio::time::timeout(self.timeout, self.exchange(path))
+        self.request("GET", path, &[], b"").await
+    }
+
+    /// `method path` with extra `headers` and `body` (a `Content-Length` is added).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<HttpResponse, ClientError> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let mut request = head.into_bytes();
+        request.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        tokio::time::timeout(self.timeout, self.exchange(request, body))
             .await
             .map_err(|_| ClientError::Timeout(self.addr))?
     }
@@ -123,17 +140,23 @@ impl AdminClient {
         Ok((response.status, value))
     }
 
-    async fn exchange(&self, path: &str) -> Result<HttpResponse, ClientError> {
+    /// Sends `head` (the request line and the caller's headers), the common headers, and
+    /// `body`; reads the whole response.
+    async fn exchange(&self, mut head: Vec<u8>, body: &[u8]) -> Result<HttpResponse, ClientError> {
         let addr = self.addr;
         let mut stream = TcpStream::connect(addr)
             .await
             .map_err(|source| ClientError::Unreachable { addr, source })?;
         let io = |source| ClientError::Io { addr, source };
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\nUser-Agent: wardgate/{}\r\n\r\n",
-            env!("CARGO_PKG_VERSION")
+        head.extend_from_slice(
+            format!(
+                "Host: {addr}\r\nAccept: */*\r\nConnection: close\r\nUser-Agent: wardgate/{}\r\n\r\n",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_bytes(),
         );
-        stream.write_all(request.as_bytes()).await.map_err(io)?;
+        head.extend_from_slice(body);
+        stream.write_all(&head).await.map_err(io)?;
         let mut raw = Vec::new();
         (&mut stream)
             .take(MAX_RESPONSE as u64 + 1)
