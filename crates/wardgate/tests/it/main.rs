@@ -6,6 +6,7 @@
 
 mod authn;
 mod cli;
+mod console;
 mod diagnostics;
 mod examples;
 mod limits;

@@ -198,9 +198,9 @@ fn policy(name: &str, authz: &Authorization, users: &BTreeSet<String>) -> Markup
                 "."
             }
             table.rules {
-                thead { tr { th { "#" } th { "Principals" } th { "MQTT grants" } th { "State store grants" } } }
+                thead { tr { th { "Rule" } th { "Principals" } th { "MQTT grants" } th { "State store grants" } } }
                 tbody {
-                    @for (i, rule) in authz.rules.iter().enumerate() { (rule_row(i + 1, rule)) }
+                    @for (i, rule) in authz.rules.iter().enumerate() { (rule_row(i, rule)) }
                     @if authz.rules.is_empty() { (none_row(4, "No rule: everything is denied.")) }
                 }
             }
@@ -208,11 +208,12 @@ fn policy(name: &str, authz: &Authorization, users: &BTreeSet<String>) -> Markup
     }
 }
 
-fn rule_row(number: usize, rule: &Rule) -> Markup {
+/// Rule `index`, named as `wardgate explain` names it (`rules[0]`).
+fn rule_row(index: usize, rule: &Rule) -> Markup {
     let p = &rule.principals;
     html! {
         tr {
-            td { (number) }
+            td.mono { "rules[" (index) "]" }
             td {
                 @if !p.client_ids.is_empty() { div { "clientIds: " (p.client_ids.join(", ")) } }
                 @if !p.usernames.is_empty() { div { "usernames: " (p.usernames.join(", ")) } }

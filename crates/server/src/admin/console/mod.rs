@@ -95,6 +95,7 @@ fn render(state: &AdminState, page: Page, body: Markup) -> Response {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "Wardgate · " (page.title()) }
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/console/console.css";
                 script src="/console/console.js" defer {}
             }

@@ -1,6 +1,7 @@
 // Wardgate console: the overview's live charts and the clients page's as-you-type filter.
 // Plain JavaScript, no library. The charts poll GET /api/v1/stats (running totals from the
-// counters /metrics exports) every 2 s and draw the last 60 samples as SVG polylines.
+// counters /metrics exports) every 2 s and draw the last 60 samples (two minutes) as SVG
+// polylines.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -58,7 +59,9 @@ function draw(figure, name) {
   svg.replaceChildren();
   keys.forEach((key, i) => {
     const list = h.series[key];
-    const points = list.map((v, x) => `${(x * 300) / (KEEP - 1)},${100 - (v * 95) / max}`);
+    // The samples so far span the width; older ones scroll out once KEEP are held.
+    const span = Math.max(list.length - 1, 1);
+    const points = list.map((v, x) => `${(x * 300) / span},${100 - (v * 95) / max}`);
     const line = document.createElementNS(SVG, "polyline");
     line.setAttribute("points", points.join(" "));
     line.setAttribute("fill", "none");
