@@ -160,51 +160,37 @@ fn shots_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-shots"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_console_in_a_browser_shows_what_the_broker_has() {
-    let mut console = start();
-    let port = console.plain.to_string();
-    let sub = mosquitto_sub_running(&[
+/// mosquitto_pub/sub arguments: MQTT 5 to `port` as [`USER`], client ID `id`.
+fn connection_args<'a>(port: &'a str, id: &'a str) -> Vec<&'a str> {
+    vec![
         "-h",
         "127.0.0.1",
         "-p",
-        &port,
+        port,
         "-V",
         "5",
         "-i",
-        "console-sub",
+        id,
         "-u",
         USER,
         "-P",
         PASSWORD,
-        "-t",
-        "plant/#",
-        "-d",
-    ]);
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_in_a_browser_shows_what_the_broker_has() {
+    let mut console = start();
+    let port = console.plain.to_string();
+    let mut sub_args = connection_args(&port, "console-sub");
+    sub_args.extend(["-t", "plant/#", "-d"]);
+    let sub = mosquitto_sub_running(&sub_args);
     // Traffic for the charts: 10 messages a second for at most 30 s (ended with the test).
+    let mut pub_args = connection_args(&port, "console-pub");
+    pub_args.extend(["-t", "plant/line1/temp", "-m", "21.5"]);
+    pub_args.extend(["--repeat", "300", "--repeat-delay", "0.1"]);
     let _publisher = Running::spawn(
-        Command::new(process::mosquitto_pub().expect("mosquitto_pub")).args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-V",
-            "5",
-            "-i",
-            "console-pub",
-            "-u",
-            USER,
-            "-P",
-            PASSWORD,
-            "-t",
-            "plant/line1/temp",
-            "-m",
-            "21.5",
-            "--repeat",
-            "300",
-            "--repeat-delay",
-            "0.1",
-        ]),
+        Command::new(process::mosquitto_pub().expect("mosquitto_pub")).args(&pub_args),
     )
     .expect("start mosquitto_pub");
     console.wait_for_client("console-sub").await;
