@@ -81,6 +81,11 @@ impl AdminToken {
         Ok(Self(token.into()))
     }
 
+    /// The token, for [`AdminClient`](super::client::AdminClient)'s requests.
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// Whether `presented` is the token, compared in constant time.
     fn matches(&self, presented: &[u8]) -> bool {
         aws_lc_rs::constant_time::verify_slices_are_equal(self.0.as_bytes(), presented).is_ok()

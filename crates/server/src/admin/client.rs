@@ -9,6 +9,8 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::AdminToken;
+
 /// The largest response accepted.
 const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
@@ -41,6 +43,14 @@ pub enum ClientError {
         addr: SocketAddr,
         /// What was wrong.
         what: String,
+    },
+    /// The admin API wants the admin token (or another one).
+    #[error("the admin API at {addr} refused the request (401): {error}")]
+    Unauthorized {
+        /// The address.
+        addr: SocketAddr,
+        /// What it said.
+        error: String,
     },
     /// The body was not the JSON expected.
     #[error("unexpected JSON from {path}: {source}")]
@@ -79,10 +89,12 @@ impl HttpResponse {
 }
 
 /// The admin API at one address.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AdminClient {
     addr: SocketAddr,
     timeout: Duration,
+    /// Sent as `Authorization: Bearer` with every request, when set.
+    token: Option<AdminToken>,
 }
 
 impl AdminClient {
@@ -91,7 +103,14 @@ impl AdminClient {
         Self {
             addr,
             timeout: Duration::from_secs(5),
+            token: None,
         }
+    }
+
+    /// Sends `token` with every request (a broker started with `--admin-token-file`).
+    pub fn with_token(mut self, token: AdminToken) -> Self {
+        self.token = Some(token);
+        self
     }
 
     /// The address it talks to.
@@ -119,6 +138,9 @@ impl AdminClient {
         body: &[u8],
     ) -> Result<HttpResponse, ClientError> {
         let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        if let Some(token) = &self.token {
+            head.push_str(&format!("Authorization: Bearer {}\r\n", token.as_str()));
+        }
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -130,9 +152,18 @@ impl AdminClient {
     }
 
     /// `GET path`, parsing the body as `T` whatever the status (the admin API answers errors and
-    /// `/readyz` 503 with JSON too). Returns the status with it.
+    /// `/readyz` 503 with JSON too), except a 401: [`ClientError::Unauthorized`]. Returns the
+    /// status with it.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<(u16, T), ClientError> {
         let response = self.get(path).await?;
+        if response.status == 401 {
+            let error = serde_json::from_slice::<super::dto::Error>(&response.body)
+                .map_or_else(|_| response.text(), |e| e.error);
+            return Err(ClientError::Unauthorized {
+                addr: self.addr,
+                error,
+            });
+        }
         let value = serde_json::from_slice(&response.body).map_err(|source| ClientError::Json {
             path: path.to_string(),
             source,

@@ -7,7 +7,8 @@
 //!   explain form, and saves a screenshot of each page (`$WARDGATE_CONSOLE_SHOTS`, default
 //!   `target/tmp/console-shots`; `docs/console/*.png` are copies).
 //! - [`the_console_requires_the_token_and_never_shows_secrets`]: over plain HTTP, every page and
-//!   endpoint with and without the token, and no key, password hash or token in any of them.
+//!   endpoint with and without the token, and no key, password hash or token in any of them;
+//!   `wardgate status --admin-token-file`.
 //! - [`a_bad_admin_token_file_stops_the_start`].
 
 use std::path::{Path, PathBuf};
@@ -351,6 +352,26 @@ async fn the_console_requires_the_token_and_never_shows_secrets() {
         let (code, _) = console.get(path, false).await;
         assert!(code == 200 || code == 503, "{path} stays open: {code}");
     }
+    // `wardgate status` sends the token from the same file.
+    let admin = console.api.addr().to_string();
+    let token_file = console.root.path().join("admin-token");
+    let status = move |with_token: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wardgate"));
+        cmd.args(["status", "--admin-addr", &admin]);
+        if with_token {
+            cmd.arg("--admin-token-file").arg(&token_file);
+        }
+        run(&mut cmd, Duration::from_secs(20)).expect("wardgate status")
+    };
+    let (refused, shown) = tokio::task::spawn_blocking(move || (status(false), status(true)))
+        .await
+        .expect("status");
+    assert!(
+        refused.stderr.contains("refused the request (401)")
+            && refused.stderr.contains("--admin-token-file FILE"),
+        "{refused}"
+    );
+    assert!(shown.stdout.contains("AwaitingSecret"), "{shown}");
     // The disconnect action: a POST, with the page's CSRF token.
     let headers = console.bearer();
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
