@@ -246,3 +246,28 @@ async fn stats_are_the_counters_metrics_exports() {
         "no self-check ran"
     );
 }
+
+#[tokio::test]
+async fn a_refused_reload_shows_its_exact_error() {
+    let f = start(Options::default()).await;
+    let page = f.admin.get("/configuration").await.expect("page").text();
+    assert!(
+        page.contains("The configuration in effect is the latest one read."),
+        "{page}"
+    );
+    let error =
+        "listener.yaml: BrokerListener default: ports[0].port: 70000 is not a port <1..65535>";
+    {
+        let mut status = f.status.write();
+        status.reload_failures = 1;
+        status.last_reload_error = Some(error.to_string());
+    }
+    let page = f.admin.get("/configuration").await.expect("page").text();
+    assert!(page.contains("0 applied, 1 refused since start."), "{page}");
+    assert!(
+        page.contains(
+            "<pre class=\"error\" id=\"reload-error\">listener.yaml: BrokerListener default: ports[0].port: 70000 is not a port &lt;1..65535&gt;</pre>"
+        ),
+        "{page}"
+    );
+}
