@@ -225,20 +225,29 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl ApiError {
+    /// What the caller is told (never an internal detail).
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::BadRequest(why) => why.clone(),
+            ApiError::NotFound(what) => what.to_string(),
+            ApiError::Internal(_) => "internal error; see the broker's log".to_string(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, message) = match self {
-            ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
-            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what.to_string()),
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "admin API request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error; see the broker's log".to_string(),
-                )
+                StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (status, axum::Json(dto::Error { error: message })).into_response()
+        let error = self.public_message();
+        (status, axum::Json(dto::Error { error })).into_response()
     }
 }
 

@@ -99,7 +99,7 @@ pub(super) async fn page(
             Some(Ok(e)) => (explanation(e)),
             Some(Err(e)) => {
                 // The API's own error body: the same words `GET /api/v1/explain` answers.
-                p.flash.bad #explain-error { (error_text(e)) }
+                p.flash.bad #explain-error { (e.public_message()) }
             },
             None => {},
         }
@@ -110,15 +110,6 @@ pub(super) async fn page(
         }
     };
     render(&state, Page::Authorization, body)
-}
-
-/// The message of an API error, as its JSON body says it.
-fn error_text(e: &crate::admin::ApiError) -> String {
-    match e {
-        crate::admin::ApiError::BadRequest(why) => why.clone(),
-        crate::admin::ApiError::NotFound(what) => (*what).to_string(),
-        crate::admin::ApiError::Internal(_) => "internal error; see the broker's log".to_string(),
-    }
 }
 
 fn explain_form(f: &ExplainForm, ports: &[(u16, String)]) -> Markup {
