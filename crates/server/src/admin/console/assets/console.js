@@ -85,8 +85,10 @@ function draw(figure, name) {
   figure.dataset.samples = String(h.samples);
 }
 
+// 1234 -> "1234", 12.34 -> "12.3", 2.5 -> "2.5", 0 -> "0".
 function format(v) {
-  return v >= 100 ? v.toFixed(0) : v.toFixed(v >= 10 ? 1 : 2).replace(/\.?0+$/, "") || "0";
+  if (v >= 100) return v.toFixed(0);
+  return v.toFixed(v >= 10 ? 1 : 2).replace(/\.?0+$/, "");
 }
 
 async function poll(figures, prev) {
