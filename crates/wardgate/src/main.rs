@@ -69,6 +69,10 @@ struct ServeArgs {
     /// Address of the admin HTTP API and metrics (overrides the Broker's prometheusPort).
     #[arg(long, value_name = "ADDR")]
     admin_addr: Option<std::net::SocketAddr>,
+    /// File holding the token the console and admin API require (a Secret's key mounted as a
+    /// file); required to use them when --admin-addr is not loopback (docs/console.md).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Add listener `default-insecure`: LoadBalancer, port 1883, no TLS, no authentication.
     #[arg(long)]
     add_insecure_listener: bool,

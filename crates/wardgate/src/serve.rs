@@ -46,6 +46,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for warning in &warnings {
         warn!("{warning}");
     }
+    // The console and admin API's token (issue 20): a bad file stops the start, loudly.
+    let admin_token = args
+        .admin_token_file
+        .as_deref()
+        .map(wardgate_server::admin::AdminToken::read_file)
+        .transpose()?;
     let plan = Plan::from_model(model, &plan_options);
     // ---- Persistence (issue 8): the store in <data-dir>/store, restored into the broker. ----
     let (broker, store) = crate::persist::open(&args.data_dir, &plan)?;
@@ -128,7 +134,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
                 let addr = listener.local_addr().unwrap_or(addr);
-                info!(%addr, "admin API listening: http://{addr}/metrics, /readyz, /api/v1/");
+                let access = wardgate_server::admin::Access::for_address(addr, admin_token);
+                if let wardgate_server::admin::Access::Locked { .. } = access {
+                    warn!(%addr, "the admin address is not loopback and no --admin-token-file is given: the console and /api/v1/ refuse every request (401); /metrics, /healthz and /readyz stay open");
+                }
+                let state = state.with_access(access);
+                info!(%addr, "admin API listening: http://{addr}/metrics, /readyz, /api/v1/; console at http://{addr}/");
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move {
                     if let Err(e) = serve_admin(listener, state, shutdown).await {

@@ -17,6 +17,9 @@ pub(crate) struct StatusArgs {
     /// Address of the broker's admin API (`serve --admin-addr`, or 127.0.0.1:<prometheusPort>).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9600")]
     admin_addr: SocketAddr,
+    /// The admin token, when the broker requires one (`serve --admin-token-file`).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<std::path::PathBuf>,
 }
 
 /// Most clients listed; the rest are counted.
@@ -27,7 +30,7 @@ pub(crate) fn run(args: StatusArgs) -> ExitCode {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-        .and_then(|rt| rt.block_on(fetch(args.admin_addr)));
+        .and_then(|rt| rt.block_on(fetch(&args)));
     match result {
         Ok(report) => {
             print!("{}", render(args.admin_addr, &report, SystemTime::now()));
@@ -39,12 +42,14 @@ pub(crate) fn run(args: StatusArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("wardgate: {e:#}");
-            if e.downcast_ref::<ClientError>()
-                .is_some_and(|c| matches!(c, ClientError::Unreachable { .. }))
-            {
-                eprintln!(
+            match e.downcast_ref::<ClientError>() {
+                Some(ClientError::Unreachable { .. }) => eprintln!(
                     "Is `wardgate serve` running? If its admin API listens elsewhere, pass --admin-addr."
-                );
+                ),
+                Some(ClientError::Unauthorized { .. }) => eprintln!(
+                    "Pass the token the broker was started with: --admin-token-file FILE."
+                ),
+                _ => {}
             }
             ExitCode::from(1)
         }
@@ -60,8 +65,11 @@ struct Report {
     clients: dto::Clients,
 }
 
-async fn fetch(addr: SocketAddr) -> anyhow::Result<Report> {
-    let api = AdminClient::new(addr);
+async fn fetch(args: &StatusArgs) -> anyhow::Result<Report> {
+    let mut api = AdminClient::new(args.admin_addr);
+    if let Some(file) = &args.admin_token_file {
+        api = api.with_token(wardgate_server::admin::AdminToken::read_file(file)?);
+    }
     let (_, health) = api.get_json::<dto::Health>("/healthz").await?;
     let (_, readiness) = api.get_json::<dto::Readiness>("/readyz").await?;
     let (_, listeners) = api.get_json::<dto::Listeners>("/api/v1/listeners").await?;
@@ -269,6 +277,9 @@ mod tests {
                         reason: None,
                         addresses: vec!["127.0.0.1:1883".into(), "[::1]:1883".into()],
                         connections: 1,
+                        tls: None,
+                        authentication: None,
+                        authorization: None,
                     },
                     dto::Port {
                         listener: "tls".into(),
@@ -278,6 +289,9 @@ mod tests {
                         reason: Some("no Secret".into()),
                         addresses: Vec::new(),
                         connections: 0,
+                        tls: Some("Manual".into()),
+                        authentication: None,
+                        authorization: None,
                     },
                 ],
                 reloads: 0,

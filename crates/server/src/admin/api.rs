@@ -9,8 +9,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use wardgate_core::Session;
 
+use std::time::SystemTime;
+
+use wardgate_config::model::{ListenerPort, Model};
+
 use super::{AdminState, ApiError, dto, readiness};
-use crate::metrics::mqtt_version_label;
+use crate::metrics::{QosLabels, mqtt_version_label};
 use crate::ports::PortProtocol;
 use crate::registry::ConnectionInfo;
 
@@ -46,7 +50,7 @@ pub(super) async fn readyz(State(state): AppState) -> Response {
 }
 
 /// The listener's name from a port label `BrokerListener/<name>:<port>`.
-fn listener_name(label: &str) -> &str {
+pub(super) fn listener_name(label: &str) -> &str {
     let rest = label.strip_prefix("BrokerListener/").unwrap_or(label);
     match rest.rsplit_once(':') {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
@@ -55,31 +59,60 @@ fn listener_name(label: &str) -> &str {
 }
 
 pub(super) async fn listeners(State(state): AppState) -> Json<dto::Listeners> {
+    Json(listeners_report(&state))
+}
+
+/// Every port with its state, security and connections, and the reloads: `GET
+/// /api/v1/listeners` and the console's overview.
+pub(super) fn listeners_report(state: &AdminState) -> dto::Listeners {
     let per_port = state.registry.per_port();
     let status = state.status.read();
     let ports = status
         .ports
         .iter()
-        .map(|(n, p)| dto::Port {
-            listener: listener_name(&p.spec.name).to_string(),
-            port: *n,
-            protocol: match p.spec.protocol {
-                PortProtocol::Mqtt => "Mqtt",
-                PortProtocol::WebSockets => "WebSockets",
+        .map(|(n, p)| {
+            let listener = listener_name(&p.spec.name);
+            let configured = status
+                .model
+                .as_deref()
+                .and_then(|m| configured_port(m, listener, *n));
+            dto::Port {
+                listener: listener.to_string(),
+                port: *n,
+                protocol: match p.spec.protocol {
+                    PortProtocol::Mqtt => "Mqtt",
+                    PortProtocol::WebSockets => "WebSockets",
+                }
+                .to_string(),
+                state: p.state.name().to_string(),
+                reason: p.state.reason().map(str::to_string),
+                addresses: p.local_addrs.iter().map(|a| a.to_string()).collect(),
+                connections: per_port.get(n).copied().unwrap_or(0),
+                tls: configured
+                    .and_then(|c| c.tls.as_ref())
+                    .map(|t| t.mode().to_string()),
+                authentication: configured.and_then(|c| c.authentication_ref.clone()),
+                authorization: configured.and_then(|c| c.authorization_ref.clone()),
             }
-            .to_string(),
-            state: p.state.name().to_string(),
-            reason: p.state.reason().map(str::to_string),
-            addresses: p.local_addrs.iter().map(|a| a.to_string()).collect(),
-            connections: per_port.get(n).copied().unwrap_or(0),
         })
         .collect();
-    Json(dto::Listeners {
+    dto::Listeners {
         ports,
         reloads: status.reloads.saturating_sub(1),
         reload_failures: status.reload_failures,
         last_reload_error: status.last_reload_error.clone(),
-    })
+    }
+}
+
+/// The configured port of listener `listener` that clients reach on `port` (its port, or its
+/// nodePort).
+fn configured_port<'m>(model: &'m Model, listener: &str, port: u16) -> Option<&'m ListenerPort> {
+    model
+        .listeners
+        .iter()
+        .filter(|l| l.name == listener)
+        .flat_map(|l| &l.ports)
+        .find(|p| p.port == port || p.node_port == Some(port))
 }
 
 fn subscriptions(session: &Session) -> Vec<dto::Subscription> {
@@ -99,7 +132,7 @@ fn subscriptions(session: &Session) -> Vec<dto::Subscription> {
     subs
 }
 
-fn connected_client(c: &ConnectionInfo) -> dto::Client {
+pub(super) fn connected_client(c: &ConnectionInfo) -> dto::Client {
     dto::Client {
         client_id: c.client_id().to_string(),
         connected: true,
@@ -117,16 +150,21 @@ fn connected_client(c: &ConnectionInfo) -> dto::Client {
 }
 
 pub(super) async fn clients(State(state): AppState) -> Json<dto::Clients> {
+    Json(clients_report(&state))
+}
+
+/// The connected clients: `GET /api/v1/clients` and the console's client list.
+pub(super) fn clients_report(state: &AdminState) -> dto::Clients {
     let clients: Vec<dto::Client> = state
         .registry
         .snapshot()
         .iter()
         .map(connected_client)
         .collect();
-    Json(dto::Clients {
+    dto::Clients {
         count: clients.len(),
         clients,
-    })
+    }
 }
 
 pub(super) async fn client(
@@ -169,6 +207,11 @@ pub(super) async fn retained(State(state): AppState) -> Json<dto::Retained> {
 }
 
 pub(super) async fn certificates(State(state): AppState) -> Json<dto::Certificates> {
+    Json(certificates_report(&state))
+}
+
+/// Every certificate served or trusted: `GET /api/v1/certificates` and the console's page.
+pub(super) fn certificates_report(state: &AdminState) -> dto::Certificates {
     let certificates = state
         .certificates
         .as_ref()
@@ -179,7 +222,45 @@ pub(super) async fn certificates(State(state): AppState) -> Json<dto::Certificat
                 .collect()
         })
         .unwrap_or_default();
-    Json(dto::Certificates { certificates })
+    dto::Certificates { certificates }
+}
+
+pub(super) async fn stats(State(state): AppState) -> Json<dto::Stats> {
+    Json(stats_report(&state))
+}
+
+/// The running totals the console's charts turn into rates: read from the same counters as
+/// `/metrics`, nothing counted for it.
+fn stats_report(state: &AdminState) -> dto::Stats {
+    let stats = state.broker.stats();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let selfcheck = &state.metrics.selfcheck;
+    let latency = [0u8, 1]
+        .into_iter()
+        .filter_map(|qos| {
+            let labels = QosLabels { qos };
+            (selfcheck.received.get_or_create(&labels).get() > 0).then(|| {
+                let seconds = selfcheck.last_latency.get_or_create(&labels).get();
+                (qos.to_string(), seconds)
+            })
+        })
+        .collect();
+    dto::Stats {
+        at: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        connections: state.registry.len(),
+        connections_total: load(&stats.clients_total),
+        publishes_received: load(&stats.messages_received),
+        publishes_sent: load(&stats.messages_sent),
+        drops: stats
+            .drops
+            .by_reason()
+            .into_iter()
+            .map(|(reason, n)| (reason.to_string(), n))
+            .collect(),
+        self_check_latency_seconds: latency,
+    }
 }
 
 pub(super) async fn trust_bundle(State(state): AppState) -> Result<Response, ApiError> {

@@ -1,5 +1,5 @@
-//! A tiny client for the admin API: one HTTP/1.1 GET per connection over a plain TCP stream,
-//! for `wardgate status` and tests. No TLS, no redirects, no keep-alive; bodies are read whole
+//! A tiny client for the admin API: one HTTP/1.1 request per connection over a plain TCP
+//! stream, for `wardgate status` and tests. No TLS, no redirects, no keep-alive; bodies are read whole
 //! (the admin API's are small) up to a bound.
 
 use std::net::SocketAddr;
@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::AdminToken;
 
 /// The largest response accepted.
 const MAX_RESPONSE: usize = 64 * 1024 * 1024;
@@ -41,6 +43,14 @@ pub enum ClientError {
         addr: SocketAddr,
         /// What was wrong.
         what: String,
+    },
+    /// The admin API wants the admin token (or another one).
+    #[error("the admin API at {addr} refused the request (401): {error}")]
+    Unauthorized {
+        /// The address.
+        addr: SocketAddr,
+        /// What it said.
+        error: String,
     },
     /// The body was not the JSON expected.
     #[error("unexpected JSON from {path}: {source}")]
@@ -79,10 +89,12 @@ impl HttpResponse {
 }
 
 /// The admin API at one address.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AdminClient {
     addr: SocketAddr,
     timeout: Duration,
+    /// Sent as `Authorization: Bearer` with every request, when set.
+    token: Option<AdminToken>,
 }
 
 impl AdminClient {
@@ -91,7 +103,14 @@ impl AdminClient {
         Self {
             addr,
             timeout: Duration::from_secs(5),
+            token: None,
         }
+    }
+
+    /// Sends `token` with every request (a broker started with `--admin-token-file`).
+    pub fn with_token(mut self, token: AdminToken) -> Self {
+        self.token = Some(token);
+        self
     }
 
     /// The address it talks to.
@@ -107,15 +126,44 @@ impl AdminClient {
 
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Result<HttpResponse, ClientError> {
-        tokio::time::timeout(self.timeout, self.exchange(path))
+        self.request("GET", path, &[], b"").await
+    }
+
+    /// `method path` with extra `headers` and `body` (a `Content-Length` is added).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<HttpResponse, ClientError> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        if let Some(token) = &self.token {
+            head.push_str(&format!("Authorization: Bearer {}\r\n", token.as_str()));
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let mut request = head.into_bytes();
+        request.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        tokio::time::timeout(self.timeout, self.exchange(request, body))
             .await
             .map_err(|_| ClientError::Timeout(self.addr))?
     }
 
     /// `GET path`, parsing the body as `T` whatever the status (the admin API answers errors and
-    /// `/readyz` 503 with JSON too). Returns the status with it.
+    /// `/readyz` 503 with JSON too), except a 401: [`ClientError::Unauthorized`]. Returns the
+    /// status with it.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<(u16, T), ClientError> {
         let response = self.get(path).await?;
+        if response.status == 401 {
+            let error = serde_json::from_slice::<super::dto::Error>(&response.body)
+                .map_or_else(|_| response.text(), |e| e.error);
+            return Err(ClientError::Unauthorized {
+                addr: self.addr,
+                error,
+            });
+        }
         let value = serde_json::from_slice(&response.body).map_err(|source| ClientError::Json {
             path: path.to_string(),
             source,
@@ -123,17 +171,23 @@ impl AdminClient {
         Ok((response.status, value))
     }
 
-    async fn exchange(&self, path: &str) -> Result<HttpResponse, ClientError> {
+    /// Sends `head` (the request line and the caller's headers), the common headers, and
+    /// `body`; reads the whole response.
+    async fn exchange(&self, mut head: Vec<u8>, body: &[u8]) -> Result<HttpResponse, ClientError> {
         let addr = self.addr;
         let mut stream = TcpStream::connect(addr)
             .await
             .map_err(|source| ClientError::Unreachable { addr, source })?;
         let io = |source| ClientError::Io { addr, source };
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\nUser-Agent: wardgate/{}\r\n\r\n",
-            env!("CARGO_PKG_VERSION")
+        head.extend_from_slice(
+            format!(
+                "Host: {addr}\r\nAccept: */*\r\nConnection: close\r\nUser-Agent: wardgate/{}\r\n\r\n",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_bytes(),
         );
-        stream.write_all(request.as_bytes()).await.map_err(io)?;
+        head.extend_from_slice(body);
+        stream.write_all(&head).await.map_err(io)?;
         let mut raw = Vec::new();
         (&mut stream)
             .take(MAX_RESPONSE as u64 + 1)

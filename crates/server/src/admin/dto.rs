@@ -82,6 +82,15 @@ pub struct Port {
     pub addresses: Vec<String>,
     /// Client connections on it now.
     pub connections: usize,
+    /// TLS mode (`Automatic` or `Manual`); absent for plain TCP.
+    #[serde(default)]
+    pub tls: Option<String>,
+    /// The BrokerAuthentication attached, if any.
+    #[serde(default)]
+    pub authentication: Option<String>,
+    /// The BrokerAuthorization attached, if any.
+    #[serde(default)]
+    pub authorization: Option<String>,
 }
 
 /// `GET /api/v1/clients`.
@@ -148,6 +157,29 @@ pub struct Subscription {
     /// Subscription Identifier.
     #[serde(default)]
     pub subscription_id: Option<u32>,
+}
+
+/// `GET /api/v1/stats`: the broker's running totals, read from the counters `/metrics` exports.
+/// Rates are the difference between two samples over the time between them (`at`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// When the sample was taken, in milliseconds since the Unix epoch.
+    pub at: u64,
+    /// Client connections now.
+    pub connections: usize,
+    /// Connections accepted (CONNACK sent) since start.
+    pub connections_total: u64,
+    /// PUBLISH packets received and routed since start.
+    pub publishes_received: u64,
+    /// PUBLISH packets sent to clients since start.
+    pub publishes_sent: u64,
+    /// Message copies dropped and new messages refused since start, by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// The latest self-check round's publish-to-delivery latency in seconds, by QoS (`0`, `1`);
+    /// absent when the self-check is off or has not completed a round.
+    #[serde(default)]
+    pub self_check_latency_seconds: BTreeMap<String, f64>,
 }
 
 /// `GET /api/v1/retained`.

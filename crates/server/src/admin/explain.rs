@@ -102,14 +102,23 @@ pub(super) async fn explain_route(
     State(state): State<Arc<AdminState>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<dto::Explanation>, ApiError> {
-    let query = parse(raw.as_deref()).map_err(ApiError::BadRequest)?;
+    explain_query(&state, raw.as_deref()).map(Json)
+}
+
+/// The answer to an explain query string (the API's parameters) against the running
+/// configuration: `GET /api/v1/explain` and the console's explain form.
+pub(super) fn explain_query(
+    state: &AdminState,
+    raw: Option<&str>,
+) -> Result<dto::Explanation, ApiError> {
+    let query = parse(raw).map_err(ApiError::BadRequest)?;
     let model = state
         .status
         .read()
         .model
         .clone()
         .ok_or(ApiError::NotFound("no configuration is running yet"))?;
-    Ok(Json(dto::Explanation::from(&explain(&model, &query))))
+    Ok(dto::Explanation::from(&explain(&model, &query)))
 }
 
 #[cfg(test)]

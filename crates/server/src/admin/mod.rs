@@ -1,10 +1,11 @@
-//! The admin HTTP server (axum): `/metrics`, `/healthz`, `/readyz` and the read-only JSON API
-//! under `/api/v1/` (`docs/admin-api.md`). It reads the same state the broker runs on (the core
-//! broker, the port supervisor's status, the connection registry) and changes nothing.
+//! The admin HTTP server (axum): `/metrics`, `/healthz`, `/readyz`, the read-only JSON API
+//! under `/api/v1/` (`docs/admin-api.md`) and the web console at `/` (`docs/console.md`). It
+//! reads the same state the broker runs on (the core broker, the port supervisor's status, the
+//! connection registry); the console's one action is disconnecting a client.
 //!
 //! It listens on loopback unless the operator configures otherwise (`serve --admin-addr`); the
-//! caller binds the listener. Errors never show internals: a failure is logged here and answered
-//! with a generic message.
+//! caller binds the listener and sets the [`Access`] (a token is required off loopback). Errors
+//! never show internals: a failure is logged here and answered with a generic message.
 //!
 //! # Extension points
 //!
@@ -17,9 +18,11 @@
 //!   server. Keep such routes read-only and return [`dto::Error`] bodies.
 //! - **Metrics**: see [`crate::metrics`].
 
+pub mod access;
 mod api;
 pub mod certificates;
 pub mod client;
+mod console;
 pub mod dto;
 mod explain;
 
@@ -37,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wardgate_core::Broker;
 
+pub use access::{Access, AdminToken, CsrfToken};
 pub use certificates::{CertificateReport, CertificateSource, ServedCertificates};
 
 use crate::metrics::Metrics;
@@ -81,6 +85,10 @@ pub struct AdminState {
     /// the port does not serve yet, so the broker is not ready (it becomes ready by itself when
     /// the resource appears and the port opens).
     pub waiting_ports_are_ready: bool,
+    /// Who may use the console and the JSON API (default [`Access::Open`]: loopback).
+    pub access: Access,
+    /// The console forms' CSRF token (random per state).
+    pub csrf: CsrfToken,
     checks: Vec<Arc<dyn ReadinessCheck>>,
     certificates: Option<Arc<dyn CertificateSource>>,
     routes: Vec<Router>,
@@ -115,6 +123,8 @@ impl AdminState {
             trust_bundle: None,
             started: SystemTime::now(),
             waiting_ports_are_ready: false,
+            access: Access::Open,
+            csrf: CsrfToken::generate(),
             checks: Vec::new(),
             certificates: None,
             routes: Vec::new(),
@@ -130,6 +140,12 @@ impl AdminState {
     /// Serves `path` (PEM) at `/api/v1/trust-bundle`.
     pub fn with_trust_bundle(mut self, path: PathBuf) -> Self {
         self.trust_bundle = Some(path);
+        self
+    }
+
+    /// Sets who may use the console and the JSON API ([`Access::for_address`]).
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
         self
     }
 
@@ -155,13 +171,18 @@ impl AdminState {
     }
 }
 
-/// The admin application: every route, ready to serve.
+/// The admin application: every route, ready to serve. The probes and `/metrics` are open; the
+/// JSON API, the console and the merged routes pass [`access::require`] first.
 pub fn router(mut state: AdminState) -> Router {
     let extra = std::mem::take(&mut state.routes);
-    let mut app = Router::new()
+    let access = Arc::new(state.access.clone());
+    let state = Arc::new(state);
+    let probes = Router::new()
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
+        .with_state(state.clone());
+    let mut guarded = Router::new()
         .route("/api/v1/listeners", get(api::listeners))
         .route("/api/v1/clients", get(api::clients))
         .route("/api/v1/clients/{id}", get(api::client))
@@ -169,12 +190,17 @@ pub fn router(mut state: AdminState) -> Router {
         .route("/api/v1/certificates", get(api::certificates))
         .route("/api/v1/trust-bundle", get(api::trust_bundle))
         .route("/api/v1/explain", get(explain::explain_route))
-        .fallback(api::not_found)
-        .with_state(Arc::new(state));
+        .route("/api/v1/stats", get(api::stats))
+        .merge(console::routes())
+        .with_state(state);
     for routes in extra {
-        app = app.merge(routes);
+        guarded = guarded.merge(routes);
     }
-    app
+    let guarded = guarded.layer(axum::middleware::from_fn_with_state(
+        access,
+        access::require,
+    ));
+    probes.merge(guarded).fallback(api::not_found)
 }
 
 /// Serves the admin API on `listener` until `shutdown`.
@@ -199,20 +225,29 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl ApiError {
+    /// What the caller is told (never an internal detail).
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::BadRequest(why) => why.clone(),
+            ApiError::NotFound(what) => what.to_string(),
+            ApiError::Internal(_) => "internal error; see the broker's log".to_string(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, message) = match self {
-            ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
-            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what.to_string()),
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "admin API request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error; see the broker's log".to_string(),
-                )
+                StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (status, axum::Json(dto::Error { error: message })).into_response()
+        let error = self.public_message();
+        (status, axum::Json(dto::Error { error })).into_response()
     }
 }
 

@@ -21,11 +21,11 @@ use wardgate_testkit::client::{RawClient, Received, connect_packet};
 use wardgate_testkit::resources;
 
 /// A broker with one MQTT port, its status as a supervisor would publish it, and the admin API.
-struct Fixture {
-    broker: Arc<Broker>,
-    status: Arc<RwLock<Status>>,
-    mqtt: SocketAddr,
-    admin: AdminClient,
+pub(crate) struct Fixture {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) status: Arc<RwLock<Status>>,
+    pub(crate) mqtt: SocketAddr,
+    pub(crate) admin: AdminClient,
     shutdown: CancellationToken,
 }
 
@@ -36,13 +36,15 @@ impl Drop for Fixture {
 }
 
 #[derive(Default)]
-struct Options {
-    settings: BrokerSettings,
-    selfcheck: Option<SelfCheckSettings>,
-    trust_bundle: Option<std::path::PathBuf>,
+pub(crate) struct Options {
+    pub(crate) settings: BrokerSettings,
+    pub(crate) selfcheck: Option<SelfCheckSettings>,
+    pub(crate) trust_bundle: Option<std::path::PathBuf>,
+    /// Who may use the console and API (default: open, as on loopback).
+    pub(crate) access: Option<wardgate_server::admin::Access>,
 }
 
-async fn start(options: Options) -> Fixture {
+pub(crate) async fn start(options: Options) -> Fixture {
     let broker = Arc::new(Broker::new(options.settings));
     let registry = Arc::new(Registry::default());
     let stats = Arc::new(ConnectionStats::default());
@@ -96,6 +98,9 @@ async fn start(options: Options) -> Fixture {
     let mut state = AdminState::new(broker.clone(), status.clone(), registry, metrics.clone());
     if let Some(path) = options.trust_bundle {
         state = state.with_trust_bundle(path);
+    }
+    if let Some(access) = options.access {
+        state = state.with_access(access);
     }
     if let Some(settings) = options.selfcheck {
         let check = SelfCheck::spawn(

@@ -45,7 +45,7 @@ impl<T, E: Display> OrFail<T> for Result<T, E> {
 
 /// The closing line of a journey script: `{"journey": .., "ok": .., "observed": .., ..}`.
 #[derive(Debug)]
-struct Journey {
+pub(crate) struct Journey {
     output: Output,
     result: Value,
 }
@@ -68,7 +68,7 @@ impl Journey {
     }
 
     /// Runs a journey that must pass: exit status 0 and `"ok": true`.
-    fn pass(cmd: &mut Command) -> Journey {
+    pub(crate) fn pass(cmd: &mut Command) -> Journey {
         let journey = Journey::run(cmd);
         assert!(
             journey.output.success() && journey.result["ok"] == Value::Bool(true),
@@ -79,7 +79,7 @@ impl Journey {
     }
 
     /// `observed.<path>` (a `/`-separated JSON pointer below `observed`).
-    fn observed(&self, pointer: &str) -> &Value {
+    pub(crate) fn observed(&self, pointer: &str) -> &Value {
         self.result
             .pointer(&format!("/observed/{pointer}"))
             .unwrap_or_else(|| panic!("no observed/{pointer} in {}", self.result))
