@@ -4,6 +4,7 @@
 mod cert;
 mod create;
 mod explain;
+mod kube;
 mod passwd;
 mod persist;
 mod serve;
@@ -50,6 +51,9 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Show a running broker's ports and their states, certificates and clients (admin API).
     Status(status::StatusArgs),
+    /// Kubernetes: `wardgate kube manifests | kubectl apply -f -` installs Wardgate.
+    #[command(subcommand)]
+    Kube(kube::KubeCommand),
 }
 
 /// Arguments of `wardgate serve`.
@@ -107,6 +111,13 @@ fn main() -> ExitCode {
         Command::Passwd(args) => passwd::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Create(cmd) => match create::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wardgate: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Kube(cmd) => match kube::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("wardgate: {e:#}");

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
@@ -12,7 +13,7 @@ use crate::enums::{
 };
 
 /// `spec` of a Broker.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerSpec {
     /// Client limits and internal traffic settings.
@@ -32,7 +33,7 @@ pub struct BrokerSpec {
 }
 
 /// `advanced`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdvancedSettings {
     /// Client limits.
@@ -44,7 +45,7 @@ pub struct AdvancedSettings {
 }
 
 /// `advanced.clients`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientConfig {
     /// 1–4294967295.
@@ -62,7 +63,7 @@ pub struct ClientConfig {
 }
 
 /// `advanced.clients.subscriberQueueLimit`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubscriberQueueLimit {
     /// 1–2^63−1.
@@ -72,7 +73,7 @@ pub struct SubscriberQueueLimit {
 }
 
 /// `advanced.internalCerts`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertManagerCertOptions {
     /// Go duration.
@@ -84,7 +85,7 @@ pub struct CertManagerCertOptions {
 }
 
 /// `cardinality`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Cardinality {
     /// Backend chain.
@@ -94,7 +95,7 @@ pub struct Cardinality {
 }
 
 /// `cardinality.backendChain`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendChain {
     /// 1–16.
@@ -106,7 +107,7 @@ pub struct BackendChain {
 }
 
 /// `cardinality.frontend`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Frontend {
     /// 1–16.
@@ -116,7 +117,7 @@ pub struct Frontend {
 }
 
 /// `diagnostics`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerDiagnostics {
     /// Logs.
@@ -130,7 +131,7 @@ pub struct BrokerDiagnostics {
 }
 
 /// `diagnostics.logs`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DiagnosticsLogs {
     /// Level or filter (default `info`).
@@ -140,7 +141,7 @@ pub struct DiagnosticsLogs {
 }
 
 /// `diagnostics.metrics`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metrics {
     /// 0–65535 (default 9600).
@@ -148,7 +149,7 @@ pub struct Metrics {
 }
 
 /// `diagnostics.selfCheck`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SelfCheck {
     /// Default Enabled.
@@ -160,7 +161,7 @@ pub struct SelfCheck {
 }
 
 /// `diagnostics.traces`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Traces {
     /// Default Enabled.
@@ -174,7 +175,7 @@ pub struct Traces {
 }
 
 /// `diagnostics.traces.selfTracing`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SelfTracing {
     /// Default Enabled.
@@ -184,7 +185,7 @@ pub struct SelfTracing {
 }
 
 /// `diskBackedMessageBuffer`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DiskBackedMessageBuffer {
     /// `^[0-9]+[KMGTPE]$`.
@@ -196,7 +197,7 @@ pub struct DiskBackedMessageBuffer {
 }
 
 /// `generateResourceLimits`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GenerateResourceLimits {
     /// Default Enabled in the API.
@@ -204,7 +205,7 @@ pub struct GenerateResourceLimits {
 }
 
 /// `persistence`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerPersistence {
     /// Size limit, e.g. `10GiB` (more than 100 MB).
@@ -224,7 +225,7 @@ pub struct BrokerPersistence {
 }
 
 /// An object with only `mode`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModeOnly {
     /// Enabled or Disabled.
@@ -232,7 +233,7 @@ pub struct ModeOnly {
 }
 
 /// `persistence.retain`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetainPolicy {
     /// All, None or Custom.
@@ -242,7 +243,7 @@ pub struct RetainPolicy {
 }
 
 /// `persistence.retain.retainSettings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetainSettings {
     /// Topic filters whose retained messages persist.
@@ -252,7 +253,7 @@ pub struct RetainSettings {
 }
 
 /// `persistence.subscriberQueue`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubscriberQueuePolicy {
     /// All, None or Custom.
@@ -262,7 +263,7 @@ pub struct SubscriberQueuePolicy {
 }
 
 /// `persistence.subscriberQueue.subscriberQueueSettings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubscriberQueueSettings {
     /// Client IDs (`*` wildcard).
@@ -274,7 +275,7 @@ pub struct SubscriberQueueSettings {
 }
 
 /// `persistence.stateStore`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateStorePolicy {
     /// All, None or Custom.
@@ -284,7 +285,7 @@ pub struct StateStorePolicy {
 }
 
 /// `persistence.stateStore.stateStoreSettings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateStoreSettings {
     /// Keys that persist.
@@ -294,7 +295,7 @@ pub struct StateStoreSettings {
 }
 
 /// One entry of `stateStoreResources` in persistence settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateStoreKeys {
     /// Pattern, String or Binary.
@@ -304,7 +305,7 @@ pub struct StateStoreKeys {
 }
 
 /// `persistence.dynamicSettings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DynamicSettings {
     /// User property key (default `aio-persistence`).
@@ -314,7 +315,7 @@ pub struct DynamicSettings {
 }
 
 /// A Kubernetes PersistentVolumeClaim spec, recorded for the operator.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeClaimSpec {
     /// Volume name.
@@ -336,7 +337,7 @@ pub struct VolumeClaimSpec {
 }
 
 /// `dataSource`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalObjectReference {
     /// API group.
@@ -348,7 +349,7 @@ pub struct LocalObjectReference {
 }
 
 /// `dataSourceRef`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectReference {
     /// API group.
@@ -362,7 +363,7 @@ pub struct ObjectReference {
 }
 
 /// `resources`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeResources {
     /// Limits.
@@ -374,7 +375,7 @@ pub struct VolumeResources {
 }
 
 /// A resource claim.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimName {
     /// Name.
@@ -382,7 +383,7 @@ pub struct ClaimName {
 }
 
 /// A label selector.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
     /// Exact labels.
@@ -392,7 +393,7 @@ pub struct LabelSelector {
 }
 
 /// One selector expression.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
     /// Label key.
@@ -406,6 +407,17 @@ pub struct LabelSelectorRequirement {
 /// A Kubernetes quantity (`10Gi`, `1`), written as a string or a number; kept as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quantity(pub String);
+
+/// A quantity is an integer or a string, as Kubernetes' own `Quantity` schema says.
+impl JsonSchema for Quantity {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Quantity".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"x-kubernetes-int-or-string": true})
+    }
+}
 
 impl<'de> Deserialize<'de> for Quantity {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

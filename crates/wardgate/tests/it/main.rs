@@ -8,6 +8,7 @@ mod authn;
 mod cli;
 mod diagnostics;
 mod examples;
+mod kube;
 mod limits;
 mod persistence;
 mod policy;
