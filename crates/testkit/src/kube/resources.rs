@@ -70,6 +70,15 @@ impl ResourceType {
         }
     }
 
+    /// `object` as read in `version`: with that apiVersion and this kind.
+    pub fn show(&self, version: &str, mut object: Value) -> Value {
+        if let Some(map) = object.as_object_mut() {
+            map.insert("apiVersion".into(), json!(self.api_version(version)));
+            map.insert("kind".into(), json!(self.kind));
+        }
+        object
+    }
+
     /// `plural.group` (or `plural` for core), as Status messages name a resource.
     pub fn qualified(&self) -> String {
         if self.group.is_empty() {

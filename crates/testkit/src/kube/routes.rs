@@ -168,15 +168,8 @@ fn target(
 }
 
 /// Sets the apiVersion and kind an object is read as.
-fn shown(target: &Target, mut object: Value) -> Value {
-    if let Some(map) = object.as_object_mut() {
-        map.insert(
-            "apiVersion".into(),
-            json!(target.rt.api_version(&target.version)),
-        );
-        map.insert("kind".into(), json!(target.rt.kind));
-    }
-    object
+fn shown(target: &Target, object: Value) -> Value {
+    target.rt.show(&target.version, object)
 }
 
 fn parse_body(body: &[u8], protobuf: bool) -> Result<Value, ApiError> {

@@ -53,15 +53,7 @@ fn line(event: &str, object: Value) -> Bytes {
 }
 
 fn shown(request: &WatchRequest, object: &Value) -> Value {
-    let mut object = object.clone();
-    if let Some(map) = object.as_object_mut() {
-        map.insert(
-            "apiVersion".into(),
-            json!(request.rt.api_version(&request.version)),
-        );
-        map.insert("kind".into(), json!(request.rt.kind));
-    }
-    object
+    request.rt.show(&request.version, object.clone())
 }
 
 fn wanted(request: &WatchRequest, change: &Change) -> bool {
