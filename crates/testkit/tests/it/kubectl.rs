@@ -124,6 +124,40 @@ async fn the_seed_listener_journey_runs_with_the_real_kubectl() {
         "the second apply reached the server"
     );
 
+    // Seed 000's `kubectl patch --type='json'` adding a port (with the `-` that appends).
+    let patch =
+        r#"[{"op": "add", "path": "/spec/ports/-", "value": {"port": 1883, "protocol": "Mqtt"}}]"#;
+    let patched = ok(
+        &fake,
+        &[
+            "patch",
+            "brokerlistener",
+            "loadbalancer-tls",
+            "-n",
+            NS,
+            "--type=json",
+            "-p",
+            patch,
+        ],
+    );
+    assert!(patched.contains("loadbalancer-tls patched"), "{patched}");
+    let yaml = ok(
+        &fake,
+        &[
+            "get",
+            "brokerlistener",
+            "loadbalancer-tls",
+            "-n",
+            NS,
+            "-o",
+            "yaml",
+        ],
+    );
+    assert!(
+        yaml.contains("port: 1883") && yaml.contains("protocol: Mqtt"),
+        "{yaml}"
+    );
+
     seed_service(&fake, &listener);
     let services = ok(&fake, &["get", "service", "-n", NS]);
     let row = services
