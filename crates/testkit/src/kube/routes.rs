@@ -26,6 +26,7 @@ struct Query {
     watch: bool,
     resource_version: Option<u64>,
     bookmarks: bool,
+    initial_events: bool,
     timeout: Option<u64>,
     labels: String,
     fields: String,
@@ -41,6 +42,7 @@ impl Query {
                 "watch" => query.watch = value == "1" || value == "true",
                 "resourceVersion" => query.resource_version = value.parse().ok(),
                 "allowWatchBookmarks" => query.bookmarks = value == "true",
+                "sendInitialEvents" => query.initial_events = value == "true",
                 "timeoutSeconds" => query.timeout = value.parse().ok(),
                 "labelSelector" => query.labels = value.into_owned(),
                 "fieldSelector" => query.fields = value.into_owned(),
@@ -251,6 +253,7 @@ fn resource(
                 fields: Selector::parse(&query.fields, SelectorKind::Field)?,
                 from: query.resource_version,
                 bookmarks: query.bookmarks,
+                initial_events: query.initial_events,
                 timeout: Duration::from_secs(query.timeout.unwrap_or(1800)),
             };
             Ok(watch::respond(store.clone(), request, app.watch_control()))

@@ -105,8 +105,16 @@ pub struct Store {
     changes: broadcast::Sender<Arc<Change>>,
 }
 
-/// The first changes a watch sends, and the channel of those after.
-pub type Subscription = (Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>);
+/// What a new watch starts from.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The changes it sends first.
+    pub first: Vec<Arc<Change>>,
+    /// The changes after those.
+    pub changes: broadcast::Receiver<Arc<Change>>,
+    /// The resourceVersion `first` brings the watcher up to.
+    pub snapshot: u64,
+}
 
 fn now() -> String {
     let now = time::OffsetDateTime::now_utc();
@@ -243,6 +251,9 @@ impl Store {
         metadata.insert("uid".into(), json!(uid));
         metadata.insert("creationTimestamp".into(), json!(now()));
         metadata.insert("generation".into(), json!(1));
+        if rt.group.is_empty() && rt.kind == "Service" {
+            allocate_service_addresses(&mut object, state.uids);
+        }
         if rt.kind == "CustomResourceDefinition"
             && let Some(served) = resources::from_crd(&object)
             && !state
@@ -436,7 +447,11 @@ impl Store {
                 .cloned()
                 .collect(),
         };
-        Ok((first, receiver))
+        Ok(Subscription {
+            first,
+            changes: receiver,
+            snapshot: state.rv,
+        })
     }
 
     fn record(&self, state: &mut State, key: Key, mut object: Value, event: EventType) -> Value {
@@ -491,6 +506,34 @@ fn check_kind(rt: &ResourceType, object: &Value) -> Result<(), ApiError> {
             rt.kind
         ))),
         _ => Ok(()),
+    }
+}
+
+/// What a real API server fills in a new Service: a cluster IP unless one is given (or
+/// `None`), and a node port for each port of a NodePort or LoadBalancer Service that has none.
+fn allocate_service_addresses(service: &mut Value, serial: u64) {
+    let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if !spec.contains_key("clusterIP") {
+        let ip = format!("10.96.{}.{}", (serial / 250) % 250, serial % 250 + 1);
+        spec.insert("clusterIP".into(), json!(ip));
+        spec.insert("clusterIPs".into(), json!([ip]));
+    }
+    let kind = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    if !matches!(kind, "NodePort" | "LoadBalancer") {
+        return;
+    }
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for (i, port) in ports.iter_mut().enumerate() {
+            if let Some(port) = port.as_object_mut() {
+                let node_port = 30000 + (serial * 8 + i as u64) % 2768;
+                port.entry("nodePort").or_insert(json!(node_port));
+            }
+        }
     }
 }
 

@@ -33,6 +33,8 @@ pub(super) struct WatchRequest {
     pub(super) from: Option<u64>,
     /// `allowWatchBookmarks=true`.
     pub(super) bookmarks: bool,
+    /// `sendInitialEvents=true`: end the initial events with a marked BOOKMARK.
+    pub(super) initial_events: bool,
     /// `timeoutSeconds`.
     pub(super) timeout: Duration,
 }
@@ -67,13 +69,18 @@ fn wanted(request: &WatchRequest, change: &Change) -> bool {
         && request.fields.matches(&change.object, SelectorKind::Field)
 }
 
-fn bookmark(request: &WatchRequest, rv: u64) -> Bytes {
+/// A BOOKMARK at `rv`; `initial_end` marks the end of a streaming list's initial events.
+fn bookmark(request: &WatchRequest, rv: u64, initial_end: bool) -> Bytes {
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
     line(
         "BOOKMARK",
         json!({
             "apiVersion": request.rt.api_version(&request.version),
             "kind": request.rt.kind,
-            "metadata": {"resourceVersion": rv.to_string()},
+            "metadata": metadata,
         }),
     )
 }
@@ -97,21 +104,27 @@ async fn run(
     mut control: WatchControl,
     tx: mpsc::Sender<Bytes>,
 ) {
-    let (first, mut changes, mut seen) =
+    let subscription =
         match store.subscribe(&request.rt, request.namespace.as_deref(), request.from) {
-            Ok((first, changes)) => (first, changes, request.from.unwrap_or(0)),
+            Ok(subscription) => subscription,
             Err(gone) => {
                 let _ = tx.send(line("ERROR", gone.to_status())).await;
                 return;
             }
         };
-    for change in first.iter().filter(|c| wanted(&request, c)) {
-        seen = seen.max(change.rv);
+    let (mut changes, mut seen) = (subscription.changes, subscription.snapshot);
+    for change in subscription.first.iter().filter(|c| wanted(&request, c)) {
         if tx
             .send(line(change.event.as_str(), shown(&request, &change.object)))
             .await
             .is_err()
         {
+            return;
+        }
+    }
+    if request.initial_events {
+        // The end of the initial events of a streaming list (`sendInitialEvents=true`).
+        if tx.send(bookmark(&request, seen, true)).await.is_err() {
             return;
         }
     }
@@ -138,7 +151,7 @@ async fn run(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = ticks.tick(), if request.bookmarks => bookmark(&request, seen),
+            _ = ticks.tick(), if request.bookmarks => bookmark(&request, seen, false),
             _ = control.breaks.changed() => return,
             _ = &mut deadline => return,
             _ = tx.closed() => return,

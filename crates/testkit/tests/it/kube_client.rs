@@ -318,3 +318,28 @@ async fn token_review_allows_registered_tokens_for_their_audiences_only() {
         assert!(status.error.unwrap().contains("invalid bearer token"));
     }
 }
+
+#[tokio::test]
+async fn a_new_service_gets_a_cluster_ip_and_node_ports_as_a_real_server_allocates() {
+    let fake = FakeKube::start().await;
+    let services: Api<Service> = Api::namespaced(client(&fake).await, "default");
+    let service = |name: &str, kind: &str| -> Service {
+        serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"type": kind, "ports": [{"port": 8884}, {"port": 1883, "nodePort": 31883}]}}))
+        .unwrap()
+    };
+    let lb = services
+        .create(&PostParams::default(), &service("lb", "LoadBalancer"))
+        .await
+        .unwrap();
+    let spec = lb.spec.unwrap();
+    assert!(spec.cluster_ip.unwrap().starts_with("10.96."));
+    let ports = spec.ports.unwrap();
+    assert!((30000..=32767).contains(&ports[0].node_port.unwrap()));
+    assert_eq!(ports[1].node_port, Some(31883), "a given node port is kept");
+    let internal = services
+        .create(&PostParams::default(), &service("internal", "ClusterIP"))
+        .await
+        .unwrap();
+    assert_eq!(internal.spec.unwrap().ports.unwrap()[0].node_port, None);
+}

@@ -197,3 +197,39 @@ async fn the_runtime_watcher_resumes_after_a_broken_watch_and_relists_after_410(
         fake.requests()
     );
 }
+
+#[tokio::test]
+async fn the_runtime_watcher_with_streaming_lists_gets_its_initial_events_and_their_end() {
+    let fake = FakeKube::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client(&fake).await, "default");
+    api.create(&PostParams::default(), &config_map("before"))
+        .await
+        .unwrap();
+    let config = watcher::Config::default().streaming_lists();
+    let mut stream = watcher(api.clone(), config).boxed();
+    let mut initial = Vec::new();
+    loop {
+        let event = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .unwrap();
+        match event {
+            watcher::Event::InitApply(o) => initial.push(o.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(initial, ["before"]);
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| r.contains("watch=") || !r.starts_with("GET")),
+        "a streaming list is a watch, not a list: {:?}",
+        fake.requests()
+    );
+    api.create(&PostParams::default(), &config_map("after"))
+        .await
+        .unwrap();
+    assert_eq!(next_applied(&mut stream).await, "after");
+}
