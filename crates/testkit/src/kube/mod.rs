@@ -8,6 +8,7 @@
 //! and kube-rs at it. It does not check credentials, validate objects against CRD schemas, run
 //! admission, or honour finalizers and `dryRun` (the latter is refused with 400).
 
+mod events;
 mod openapi;
 pub mod patch;
 mod protobuf;

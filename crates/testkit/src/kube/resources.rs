@@ -70,8 +70,27 @@ impl ResourceType {
         }
     }
 
+    /// The group objects of this type are stored under: `events.k8s.io` Events are core ones.
+    pub fn storage_group(&self) -> &str {
+        if self.is_events_view() {
+            ""
+        } else {
+            &self.group
+        }
+    }
+
+    /// True for `events.k8s.io` Events, a view of the core Events.
+    pub fn is_events_view(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
+    }
+
     /// `object` as read in `version`: with that apiVersion and this kind.
-    pub fn show(&self, version: &str, mut object: Value) -> Value {
+    pub fn show(&self, version: &str, object: Value) -> Value {
+        let mut object = if self.is_events_view() {
+            super::events::to_new(object)
+        } else {
+            object
+        };
         if let Some(map) = object.as_object_mut() {
             map.insert("apiVersion".into(), json!(self.api_version(version)));
             map.insert("kind".into(), json!(self.kind));
@@ -127,6 +146,7 @@ pub fn builtin() -> Vec<ResourceType> {
             .short(&["svc"]),
         ResourceType::new("", &["v1"], "ServiceAccount", "serviceaccounts", true).short(&["sa"]),
         ResourceType::new("", &["v1"], "Event", "events", true).short(&["ev"]),
+        ResourceType::new("events.k8s.io", &["v1"], "Event", "events", true).short(&["ev"]),
         ResourceType::new("", &["v1"], "Pod", "pods", true)
             .with_status()
             .short(&["po"]),

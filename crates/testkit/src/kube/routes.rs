@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::App;
+use super::events;
 use super::openapi;
 use super::patch::PatchKind;
 use super::resources::{self, ResourceType};
@@ -174,6 +175,15 @@ fn shown(target: &Target, object: Value) -> Value {
     target.rt.show(&target.version, object)
 }
 
+/// The form a written object is stored in (the core form of an `events.k8s.io` Event).
+fn stored_form(target: &Target, object: Value) -> Value {
+    if target.rt.is_events_view() {
+        events::to_core(object)
+    } else {
+        object
+    }
+}
+
 fn parse_body(body: &[u8], protobuf: bool) -> Result<Value, ApiError> {
     if protobuf {
         return super::protobuf::decode(body);
@@ -299,7 +309,7 @@ fn resource(
             json_response(StatusCode::OK, value)
         }
         "create" => {
-            let object = parse_body(&body, protobuf)?;
+            let object = stored_form(&target, parse_body(&body, protobuf)?);
             let ns = write_namespace(&target, &object)?;
             json_response(
                 StatusCode::CREATED,
@@ -307,7 +317,7 @@ fn resource(
             )
         }
         "update" => {
-            let object = parse_body(&body, protobuf)?;
+            let object = stored_form(&target, parse_body(&body, protobuf)?);
             write_namespace(&target, &object)?;
             json_response(
                 StatusCode::OK,
@@ -321,6 +331,16 @@ fn resource(
                 .unwrap_or("");
             let kind = PatchKind::from_content_type(content_type)?;
             let patch = kind.parse(&body)?;
+            if rt.is_events_view() {
+                // The patch is written against the view: apply it there, store the core form.
+                let mut object = rt.show(&target.version, store.get(rt, &ns, &name)?);
+                patch.apply_to(&mut object)?;
+                if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                    metadata.remove("resourceVersion");
+                }
+                let stored = store.replace(rt, &ns, &name, events::to_core(object), target.part)?;
+                return json_response(StatusCode::OK, shown(&target, stored));
+            }
             let (object, created) = store.patch(rt, &ns, &name, &patch, target.part)?;
             let code = if created {
                 StatusCode::CREATED

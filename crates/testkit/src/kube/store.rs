@@ -77,7 +77,7 @@ struct Key {
 impl Key {
     fn new(rt: &ResourceType, namespace: &str, name: &str) -> Key {
         Key {
-            group: rt.group.clone(),
+            group: rt.storage_group().to_string(),
             plural: rt.plural.clone(),
             namespace: if rt.namespaced {
                 namespace.into()
@@ -288,7 +288,7 @@ impl Store {
         let items = state
             .objects
             .iter()
-            .filter(|(k, _)| k.group == rt.group && k.plural == rt.plural)
+            .filter(|(k, _)| k.group == rt.storage_group() && k.plural == rt.plural)
             .filter(|(k, _)| namespace.is_none_or(|ns| k.namespace == ns))
             .filter(|(_, o)| {
                 labels.matches(o, SelectorKind::Label) && fields.matches(o, SelectorKind::Field)
@@ -421,7 +421,7 @@ impl Store {
         let state = self.state.lock();
         let receiver = self.changes.subscribe();
         let ours = |group: &str, plural: &str, ns: &str| {
-            group == rt.group && plural == rt.plural && namespace.is_none_or(|n| n == ns)
+            group == rt.storage_group() && plural == rt.plural && namespace.is_none_or(|n| n == ns)
         };
         let first = match from {
             None | Some(0) => state

@@ -59,7 +59,7 @@ fn shown(request: &WatchRequest, object: &Value) -> Value {
 }
 
 fn wanted(request: &WatchRequest, change: &Change) -> bool {
-    change.group == request.rt.group
+    change.group == request.rt.storage_group()
         && change.plural == request.rt.plural
         && request
             .namespace

@@ -271,3 +271,61 @@ async fn kubectl_describes_a_certificate_with_its_events() {
         "the Events section: {described}"
     );
 }
+
+/// A controller records events with kube-runtime's `Recorder` (`events.k8s.io/v1`);
+/// `kubectl describe` finds them through the core Events, as on a real cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_describe_shows_what_a_kube_runtime_recorder_published() {
+    use kube::Resource as _;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let fake = FakeKube::start().await;
+    let client = crate::kube_client::client(&fake).await;
+    let listeners = crate::kube_client::listeners(client.clone(), "v1", "default");
+    let listener = listeners
+        .create(&Default::default(), &crate::kube_client::listener("l"))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: "wardgate".into(),
+            instance: None,
+        },
+    );
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "AwaitingSecret".into(),
+        note: Some("Server certificate l-8883 not found. Awaiting creation of secret.".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let gvk = kube::core::GroupVersionKind::gvk(
+        "mqttbroker.iotoperations.azure.com",
+        "v1",
+        "BrokerListener",
+    );
+    let resource = kube::core::ApiResource::from_gvk_with_plural(&gvk, "brokerlisteners");
+    let reference = listener.object_ref(&resource);
+    recorder.publish(&event, &reference).await.unwrap();
+    recorder.publish(&event, &reference).await.unwrap();
+    let described = ok(
+        &fake,
+        &[
+            "describe",
+            "brokerlisteners.v1.mqttbroker.iotoperations.azure.com",
+            "l",
+        ],
+    );
+    let line = described
+        .lines()
+        .find(|l| l.contains("Awaiting creation of secret"))
+        .unwrap_or_else(|| panic!("the event is in the Events section: {described}"));
+    assert!(
+        line.contains("Warning") && line.contains("AwaitingSecret") && line.contains("wardgate"),
+        "{line}"
+    );
+    assert!(
+        line.contains("(x2 over"),
+        "the second publish counted the series: {line}"
+    );
+}
