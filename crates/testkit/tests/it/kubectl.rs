@@ -106,19 +106,16 @@ async fn the_seed_listener_journey_runs_with_the_real_kubectl() {
         listed.lines().next().unwrap().starts_with("NAME") && listed.contains("loadbalancer-tls"),
         "{listed}"
     );
-    let yaml = ok(
-        &fake,
-        &[
-            "get",
-            "brokerlistener",
-            "loadbalancer-tls",
-            "-n",
-            NS,
-            "-o",
-            "json",
-        ],
-    );
-    let listener: Value = serde_json::from_str(&yaml).unwrap();
+    let args = [
+        "get",
+        "brokerlistener",
+        "loadbalancer-tls",
+        "-n",
+        NS,
+        "-o",
+        "json",
+    ];
+    let listener: Value = serde_json::from_str(&ok(&fake, &args)).unwrap();
     assert_eq!(
         listener["spec"]["ports"][0]["port"], 8885,
         "the second apply reached the server"
