@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 macro_rules! names {
@@ -26,7 +27,7 @@ macro_rules! names {
 }
 
 /// `Enabled` or `Disabled`, AIO's toggle type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, JsonSchema)]
 pub enum OperationalMode {
     /// On.
     Enabled,
@@ -51,7 +52,9 @@ impl OperationalMode {
 }
 
 /// The broker's memory profile; it caps the packet size and the in-flight PUBLISH budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default, JsonSchema,
+)]
 pub enum MemoryProfile {
     /// 4 MB packets.
     Tiny,
@@ -79,7 +82,9 @@ impl MemoryProfile {
 }
 
 /// What a full subscriber queue does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default, JsonSchema,
+)]
 pub enum QueueStrategy {
     /// Never drop: the queue grows until the session expires (bounded by `length` when set).
     #[default]
@@ -90,7 +95,9 @@ pub enum QueueStrategy {
 names!(QueueStrategy { None => "None", DropOldest => "DropOldest" });
 
 /// How a listener's ports are exposed (SPEC.md §4.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default, JsonSchema,
+)]
 pub enum ServiceType {
     /// Loopback only.
     #[default]
@@ -103,7 +110,9 @@ pub enum ServiceType {
 names!(ServiceType { ClusterIp => "ClusterIp", LoadBalancer => "LoadBalancer", NodePort => "NodePort" });
 
 /// The protocol served on a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default, JsonSchema,
+)]
 pub enum PortProtocol {
     /// MQTT over TCP (or TLS).
     #[default]
@@ -114,7 +123,7 @@ pub enum PortProtocol {
 names!(PortProtocol { Mqtt => "Mqtt", WebSockets => "WebSockets" });
 
 /// How a port gets its server certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, JsonSchema)]
 pub enum TlsMode {
     /// Issued from a cert-manager issuer.
     Automatic,
@@ -124,7 +133,7 @@ pub enum TlsMode {
 names!(TlsMode { Automatic => "Automatic", Manual => "Manual" });
 
 /// A cert-manager issuer kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, JsonSchema)]
 pub enum IssuerKind {
     /// A namespaced `Issuer`.
     Issuer,
@@ -134,7 +143,9 @@ pub enum IssuerKind {
 names!(IssuerKind { Issuer => "Issuer", ClusterIssuer => "ClusterIssuer" });
 
 /// The private-key algorithm of an automatically issued certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default, JsonSchema,
+)]
 pub enum KeyAlgorithm {
     /// ECDSA P-256 (the default).
     #[default]
@@ -158,7 +169,9 @@ names!(KeyAlgorithm {
 });
 
 /// Whether a renewed certificate gets a new private key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default, JsonSchema,
+)]
 pub enum RotationPolicy {
     /// A new key at every renewal (the default).
     #[default]
@@ -169,7 +182,7 @@ pub enum RotationPolicy {
 names!(RotationPolicy { Always => "Always", Never => "Never" });
 
 /// The kind of an authentication method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, JsonSchema)]
 pub enum AuthnMethodKind {
     /// Kubernetes service-account tokens (`K8S-SAT`).
     ServiceAccountToken,
@@ -186,7 +199,9 @@ names!(AuthnMethodKind {
 });
 
 /// Extra checks on an X.509 client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default, JsonSchema,
+)]
 pub enum AdditionalValidation {
     /// None (the default).
     #[default]
@@ -197,7 +212,7 @@ pub enum AdditionalValidation {
 names!(AdditionalValidation { None => "None", AzureDeviceRegistry => "AzureDeviceRegistry" });
 
 /// An MQTT action an authorization rule grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, JsonSchema)]
 pub enum BrokerMethod {
     /// CONNECT.
     Connect,
@@ -209,7 +224,7 @@ pub enum BrokerMethod {
 names!(BrokerMethod { Connect => "Connect", Publish => "Publish", Subscribe => "Subscribe" });
 
 /// A state store action an authorization rule grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, JsonSchema)]
 pub enum StateStoreMethod {
     /// GET and KEYNOTIFY.
     Read,
@@ -221,7 +236,7 @@ pub enum StateStoreMethod {
 names!(StateStoreMethod { Read => "Read", Write => "Write", ReadWrite => "ReadWrite" });
 
 /// How state store keys in a rule are matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, JsonSchema)]
 pub enum KeyType {
     /// Glob patterns with token substitution.
     Pattern,
@@ -233,7 +248,9 @@ pub enum KeyType {
 names!(KeyType { Pattern => "Pattern", String => "String", Binary => "Binary" });
 
 /// A persistence policy's mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default, JsonSchema,
+)]
 pub enum PersistenceMode {
     /// Persist everything of this kind.
     All,
@@ -246,7 +263,9 @@ pub enum PersistenceMode {
 names!(PersistenceMode { All => "All", None => "None", Custom => "Custom" });
 
 /// The log output format (Wardgate extension `diagnostics.logs.format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default, JsonSchema,
+)]
 pub enum LogFormat {
     /// Human-readable lines (the default).
     #[default]

@@ -5,6 +5,7 @@ mod cert;
 mod cluster;
 mod create;
 mod explain;
+mod kube;
 mod passwd;
 mod persist;
 mod serve;
@@ -55,6 +56,9 @@ enum Command {
     /// Make service-account tokens for the ServiceAccountToken method outside Kubernetes.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Kubernetes: `wardgate kube manifests | kubectl apply -f -` installs Wardgate.
+    #[command(subcommand)]
+    Kube(kube::KubeCommand),
 }
 
 /// Arguments of `wardgate serve`.
@@ -134,6 +138,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("wardgate token: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Kube(cmd) => match kube::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wardgate: {e:#}");
                 ExitCode::from(1)
             }
         },

@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::listener::X509ManualCertificate;
 use crate::enums::{AdditionalValidation, AuthnMethodKind};
 
 /// `spec` of a BrokerAuthentication.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerAuthenticationSpec {
     /// The methods, tried in order.
@@ -18,7 +19,7 @@ pub struct BrokerAuthenticationSpec {
 }
 
 /// One method; exactly the settings object of its `method` may be set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthnMethod {
     /// The method.
@@ -34,7 +35,7 @@ pub struct AuthnMethod {
 }
 
 /// `customSettings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomSettings {
     /// Client certificate the broker presents to the server.
@@ -48,7 +49,7 @@ pub struct CustomSettings {
 }
 
 /// `customSettings.auth`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomAuth {
     /// A `kubernetes.io/tls` Secret.
@@ -56,7 +57,7 @@ pub struct CustomAuth {
 }
 
 /// `serviceAccountTokenSettings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SatSettings {
     /// Accepted audiences (at least one).
@@ -66,7 +67,7 @@ pub struct SatSettings {
 }
 
 /// `x509Settings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct X509Settings {
     /// Subject → attributes mapping, keyed by a free label.
@@ -78,7 +79,7 @@ pub struct X509Settings {
 }
 
 /// One entry of `authorizationAttributes`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct X509AuthorizationAttributes {
     /// Attributes given to a certificate with this subject.
@@ -88,7 +89,7 @@ pub struct X509AuthorizationAttributes {
 }
 
 /// `usernamePasswordSettings` (extension).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UsernamePasswordSettings {
     /// Secret whose key `passwords.toml` holds the password hashes.

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::enums::{BrokerMethod, KeyType, OperationalMode, StateStoreMethod};
 
 /// `spec` of a BrokerAuthorization.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerAuthorizationSpec {
     /// The policy.
@@ -15,7 +16,7 @@ pub struct BrokerAuthorizationSpec {
 }
 
 /// `authorizationPolicies`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizationConfig {
     /// Decision cache (default Enabled).
@@ -25,7 +26,7 @@ pub struct AuthorizationConfig {
 }
 
 /// One rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizationRule {
     /// MQTT grants.
@@ -37,7 +38,7 @@ pub struct AuthorizationRule {
 }
 
 /// One `brokerResources` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerResourceRule {
     /// Connect, Publish or Subscribe.
@@ -49,7 +50,7 @@ pub struct BrokerResourceRule {
 }
 
 /// `principals`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrincipalDefinition {
     /// Attribute maps (ORed; keys within a map ANDed).
@@ -61,7 +62,7 @@ pub struct PrincipalDefinition {
 }
 
 /// One `stateStoreResources` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateStoreResourceRule {
     /// Pattern, String or Binary.

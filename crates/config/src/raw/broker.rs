@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
@@ -12,7 +13,7 @@ use crate::enums::{
 };
 
 /// `spec` of a Broker.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerSpec {
     /// Client limits and internal traffic settings.
@@ -34,7 +35,7 @@ pub struct BrokerSpec {
 }
 
 /// `advanced`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdvancedSettings {
     /// Client limits.
@@ -46,7 +47,7 @@ pub struct AdvancedSettings {
 }
 
 /// `advanced.clients`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientConfig {
     /// 1–4294967295.
@@ -64,7 +65,7 @@ pub struct ClientConfig {
 }
 
 /// `advanced.clients.subscriberQueueLimit`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubscriberQueueLimit {
     /// 1–2^63−1.
@@ -74,7 +75,7 @@ pub struct SubscriberQueueLimit {
 }
 
 /// `advanced.internalCerts`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertManagerCertOptions {
     /// Go duration.
@@ -86,7 +87,7 @@ pub struct CertManagerCertOptions {
 }
 
 /// `cardinality`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Cardinality {
     /// Backend chain.
@@ -96,7 +97,7 @@ pub struct Cardinality {
 }
 
 /// `cardinality.backendChain`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackendChain {
     /// 1–16.
@@ -108,7 +109,7 @@ pub struct BackendChain {
 }
 
 /// `cardinality.frontend`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Frontend {
     /// 1–16.
@@ -118,7 +119,7 @@ pub struct Frontend {
 }
 
 /// `diagnostics`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerDiagnostics {
     /// Logs.
@@ -132,7 +133,7 @@ pub struct BrokerDiagnostics {
 }
 
 /// `diagnostics.logs`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DiagnosticsLogs {
     /// Level or filter (default `info`).
@@ -142,7 +143,7 @@ pub struct DiagnosticsLogs {
 }
 
 /// `diagnostics.metrics`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metrics {
     /// 0–65535 (default 9600).
@@ -150,7 +151,7 @@ pub struct Metrics {
 }
 
 /// `diagnostics.selfCheck`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SelfCheck {
     /// Default Enabled.
@@ -162,7 +163,7 @@ pub struct SelfCheck {
 }
 
 /// `diagnostics.traces`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Traces {
     /// Default Enabled.
@@ -176,7 +177,7 @@ pub struct Traces {
 }
 
 /// `diagnostics.traces.selfTracing`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SelfTracing {
     /// Default Enabled.
@@ -186,7 +187,7 @@ pub struct SelfTracing {
 }
 
 /// `diskBackedMessageBuffer`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DiskBackedMessageBuffer {
     /// `^[0-9]+[KMGTPE]$`.
@@ -198,7 +199,7 @@ pub struct DiskBackedMessageBuffer {
 }
 
 /// `generateResourceLimits`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GenerateResourceLimits {
     /// Default Enabled in the API.
@@ -206,7 +207,7 @@ pub struct GenerateResourceLimits {
 }
 
 /// `persistence`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerPersistence {
     /// Size limit, e.g. `10GiB` (more than 100 MB).
@@ -226,7 +227,7 @@ pub struct BrokerPersistence {
 }
 
 /// An object with only `mode`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModeOnly {
     /// Enabled or Disabled.
@@ -234,7 +235,7 @@ pub struct ModeOnly {
 }
 
 /// `persistence.retain`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetainPolicy {
     /// All, None or Custom.
@@ -244,7 +245,7 @@ pub struct RetainPolicy {
 }
 
 /// `persistence.retain.retainSettings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetainSettings {
     /// Topic filters whose retained messages persist.
@@ -254,7 +255,7 @@ pub struct RetainSettings {
 }
 
 /// `persistence.subscriberQueue`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubscriberQueuePolicy {
     /// All, None or Custom.
@@ -264,7 +265,7 @@ pub struct SubscriberQueuePolicy {
 }
 
 /// `persistence.subscriberQueue.subscriberQueueSettings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubscriberQueueSettings {
     /// Client IDs (`*` wildcard).
@@ -276,7 +277,7 @@ pub struct SubscriberQueueSettings {
 }
 
 /// `persistence.stateStore`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateStorePolicy {
     /// All, None or Custom.
@@ -286,7 +287,7 @@ pub struct StateStorePolicy {
 }
 
 /// `persistence.stateStore.stateStoreSettings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateStoreSettings {
     /// Keys that persist.
@@ -296,7 +297,7 @@ pub struct StateStoreSettings {
 }
 
 /// One entry of `stateStoreResources` in persistence settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateStoreKeys {
     /// Pattern, String or Binary.
@@ -306,7 +307,7 @@ pub struct StateStoreKeys {
 }
 
 /// `persistence.dynamicSettings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DynamicSettings {
     /// User property key (default `aio-persistence`).
@@ -316,7 +317,7 @@ pub struct DynamicSettings {
 }
 
 /// A Kubernetes PersistentVolumeClaim spec, recorded for the operator.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeClaimSpec {
     /// Volume name.
@@ -338,7 +339,7 @@ pub struct VolumeClaimSpec {
 }
 
 /// `dataSource`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LocalObjectReference {
     /// API group.
@@ -350,7 +351,7 @@ pub struct LocalObjectReference {
 }
 
 /// `dataSourceRef`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectReference {
     /// API group.
@@ -364,7 +365,7 @@ pub struct ObjectReference {
 }
 
 /// `resources`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeResources {
     /// Limits.
@@ -376,7 +377,7 @@ pub struct VolumeResources {
 }
 
 /// A resource claim.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimName {
     /// Name.
@@ -384,7 +385,7 @@ pub struct ClaimName {
 }
 
 /// A label selector.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
     /// Exact labels.
@@ -394,7 +395,7 @@ pub struct LabelSelector {
 }
 
 /// One selector expression.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
     /// Label key.
@@ -408,6 +409,17 @@ pub struct LabelSelectorRequirement {
 /// A Kubernetes quantity (`10Gi`, `1`), written as a string or a number; kept as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quantity(pub String);
+
+/// A quantity is an integer or a string, as Kubernetes' own `Quantity` schema says.
+impl JsonSchema for Quantity {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Quantity".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"x-kubernetes-int-or-string": true})
+    }
+}
 
 impl<'de> Deserialize<'de> for Quantity {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -135,7 +135,7 @@ pub struct CertificatePrivateKey {
 }
 
 /// cert-manager key algorithms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 pub enum CertManagerKeyAlgorithm {
     /// RSA.
     #[serde(rename = "RSA")]

@@ -1,12 +1,13 @@
 //! BrokerListener of `mqttbroker.iotoperations.azure.com/v1|v1beta1` and `wardgate.io/v1`
 //! (`reference/aio-broker.md` §3.1, §4).
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::enums::{IssuerKind, KeyAlgorithm, PortProtocol, RotationPolicy, ServiceType, TlsMode};
 
 /// `spec` of a BrokerListener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerListenerSpec {
     /// The Broker this listener belongs to.
@@ -20,7 +21,7 @@ pub struct BrokerListenerSpec {
 }
 
 /// One port of a listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerPort {
     /// The TCP port.
@@ -38,7 +39,7 @@ pub struct ListenerPort {
 }
 
 /// `ports[].tls`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TlsCertMethod {
     /// Automatic or Manual.
@@ -50,7 +51,7 @@ pub struct TlsCertMethod {
 }
 
 /// `tls.certManagerCertificateSpec`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertManagerCertificateSpec {
     /// Lifetime, a Go duration (default 720h).
@@ -75,7 +76,7 @@ pub struct CertManagerCertificateSpec {
 /// `certManagerCertificateSpec.privateKey`: the CRD's `{algorithm: Ec256, rotationPolicy}`, or
 /// cert-manager's `{algorithm: ECDSA, size: 256}` as seed 000 writes it (SPEC.md §3); every
 /// field optional (default Ec256, Always).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerPrivateKey {
     /// Key algorithm, in either spelling.
@@ -88,7 +89,7 @@ pub struct ListenerPrivateKey {
 
 /// The key algorithms a listener's `privateKey.algorithm` accepts: the CRD's names, which
 /// include the size, and cert-manager's, which take it from `size`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum ListenerKeyAlgorithm {
     /// ECDSA P-256.
     Ec256,
@@ -113,7 +114,7 @@ pub enum ListenerKeyAlgorithm {
 }
 
 /// A reference to a cert-manager issuer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IssuerRef {
     /// Issuer name.
@@ -125,7 +126,7 @@ pub struct IssuerRef {
 }
 
 /// `privateKey` of an automatic certificate.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertManagerPrivateKey {
     /// Key algorithm.
@@ -135,7 +136,7 @@ pub struct CertManagerPrivateKey {
 }
 
 /// Extra subject alternative names.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SanForCert {
     /// DNS names.
@@ -145,7 +146,7 @@ pub struct SanForCert {
 }
 
 /// `tls.manual`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct X509ManualCertificate {
     /// A `kubernetes.io/tls` Secret name.

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -14,7 +15,7 @@ use super::listener::{IssuerRef, SanForCert};
 use crate::enums::{BrokerMethod, MemoryProfile, PortProtocol, RotationPolicy, ServiceType};
 
 /// `spec` of an old Broker.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerSpec {
     /// auto or distributed (recorded only).
@@ -26,10 +27,13 @@ pub struct BrokerSpec {
     /// Frontend/backend TLS (default true).
     pub encrypt_internal_traffic: Option<bool>,
     /// Container image (ignored).
+    #[schemars(with = "Option<serde_json::Value>")]
     pub auth_image: Option<IgnoredAny>,
     /// Container image (ignored).
+    #[schemars(with = "Option<serde_json::Value>")]
     pub broker_image: Option<IgnoredAny>,
     /// Container image (ignored).
+    #[schemars(with = "Option<serde_json::Value>")]
     pub health_manager_image: Option<IgnoredAny>,
     /// Diagnostics.
     pub diagnostics: Option<Diagnostics>,
@@ -38,7 +42,7 @@ pub struct BrokerSpec {
 }
 
 /// `diagnostics` of an old Broker.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Diagnostics {
     /// Recorded only.
@@ -66,11 +70,12 @@ pub struct Diagnostics {
     /// Default 1000.
     pub span_channel_capacity: Option<i64>,
     /// Container image (ignored).
+    #[schemars(with = "Option<serde_json::Value>")]
     pub probe_image: Option<IgnoredAny>,
 }
 
 /// `spec` of an old BrokerListener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerListenerSpec {
     /// The Broker (`broker`).
@@ -94,7 +99,7 @@ pub struct BrokerListenerSpec {
 }
 
 /// `tls` of an old listener: exactly one of the three.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tls {
     /// cert-manager.
@@ -102,11 +107,12 @@ pub struct Tls {
     /// A Secret.
     pub manual: Option<ManualTls>,
     /// Azure Key Vault (not supported standalone).
+    #[schemars(with = "Option<serde_json::Value>")]
     pub key_vault: Option<IgnoredAny>,
 }
 
 /// `tls.automatic`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AutomaticTls {
     /// The issuer.
@@ -128,7 +134,7 @@ pub struct AutomaticTls {
 }
 
 /// `tls.automatic.privateKey`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrivateKey {
     /// ECDSA (default), RSA or Ed25519.
@@ -140,7 +146,7 @@ pub struct PrivateKey {
 }
 
 /// `tls.manual`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ManualTls {
     /// A `kubernetes.io/tls` Secret.
@@ -150,7 +156,7 @@ pub struct ManualTls {
 }
 
 /// `spec` of an old BrokerAuthentication.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerAuthenticationSpec {
     /// Listeners this authentication applies to.
@@ -160,7 +166,7 @@ pub struct BrokerAuthenticationSpec {
 }
 
 /// One old authentication method.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthnMethod {
     /// Service-account tokens.
@@ -174,7 +180,7 @@ pub struct AuthnMethod {
 }
 
 /// `sat`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Sat {
     /// Audiences.
@@ -182,7 +188,7 @@ pub struct Sat {
 }
 
 /// `x509`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct X509 {
     /// ConfigMap of trusted client CAs (key `client_ca.pem`).
@@ -192,7 +198,7 @@ pub struct X509 {
 }
 
 /// An object naming a Secret.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretName {
     /// The Secret.
@@ -202,7 +208,7 @@ pub struct SecretName {
 }
 
 /// `custom`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Custom {
     /// `https://` URL.
@@ -216,7 +222,7 @@ pub struct Custom {
 }
 
 /// `custom.auth`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomAuth {
     /// The client certificate Secret.
@@ -224,7 +230,7 @@ pub struct CustomAuth {
 }
 
 /// `usernamePassword`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UsernamePassword {
     /// Secret with `passwords.toml`.
@@ -232,7 +238,7 @@ pub struct UsernamePassword {
 }
 
 /// `spec` of an old BrokerAuthorization.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerAuthorizationSpec {
     /// Listeners this authorization applies to.
@@ -242,7 +248,7 @@ pub struct BrokerAuthorizationSpec {
 }
 
 /// `authorizationPolicies`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizationPolicies {
     /// Default false.
@@ -252,7 +258,7 @@ pub struct AuthorizationPolicies {
 }
 
 /// An old rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule {
     /// Who.
@@ -262,7 +268,7 @@ pub struct Rule {
 }
 
 /// Old principals; `clientids` was the 2023 spelling.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Principals {
     /// Client IDs.
@@ -275,7 +281,7 @@ pub struct Principals {
 }
 
 /// An old broker resource.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerResource {
     /// Connect, Publish or Subscribe.

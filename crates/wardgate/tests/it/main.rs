@@ -11,6 +11,7 @@ mod cluster_config;
 mod console;
 mod diagnostics;
 mod examples;
+mod kube;
 mod limits;
 mod persistence;
 mod policy;
