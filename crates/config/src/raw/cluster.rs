@@ -1,9 +1,10 @@
 //! `spec.cluster` of the Broker (Wardgate extension, `wardgate.io/v1` only; issue 17).
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// `spec.cluster`: the NATS JetStream cluster the nodes of this broker join.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterSettings {
     /// Where the NATS servers are and how to authenticate to them.
@@ -15,7 +16,7 @@ pub struct ClusterSettings {
 }
 
 /// `spec.cluster.nats`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NatsSettings {
     /// NATS server URLs (`nats://host:port`, ...).
