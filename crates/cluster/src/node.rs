@@ -73,35 +73,35 @@ impl Node {
             })?;
         let jetstream = jetstream::new(client.clone());
         let names = Names::new(&options.prefix);
-        jetstream
-            .get_or_create_stream(stream::Config {
-                name: names.messages_stream.clone(),
-                subjects: vec![format!("{}.>", names.durable_messages)],
-                num_replicas: options.replicas,
-                storage: stream::StorageType::File,
-                max_age: options.max_age,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
+        let stream_config = stream::Config {
+            name: names.messages_stream.clone(),
+            subjects: vec![format!("{}.>", names.durable_messages)],
+            num_replicas: options.replicas,
+            storage: stream::StorageType::File,
+            max_age: options.max_age,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        patiently(|| jetstream.get_or_create_stream(stream_config.clone()))
             .await
-            .map_err(|e| NodeError::JetStream {
+            .map_err(|reason| NodeError::JetStream {
                 what: "stream",
                 name: names.messages_stream.clone(),
-                reason: e.to_string(),
+                reason,
             })?;
-        let retained = jetstream
-            .create_or_update_key_value(kv::Config {
-                bucket: names.retained_bucket.clone(),
-                history: 1,
-                num_replicas: options.replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
+        let bucket_config = kv::Config {
+            bucket: names.retained_bucket.clone(),
+            history: 1,
+            num_replicas: options.replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        let retained = patiently(|| jetstream.create_or_update_key_value(bucket_config.clone()))
             .await
-            .map_err(|e| NodeError::JetStream {
+            .map_err(|reason| NodeError::JetStream {
                 what: "bucket",
                 name: names.retained_bucket.clone(),
-                reason: e.to_string(),
+                reason,
             })?;
 
         let outbox = Arc::new(Outbox::default());
@@ -169,6 +169,28 @@ impl Node {
     }
 }
 
+/// How long a joining node waits for JetStream (a cluster electing its leaders, a busy machine)
+/// before it gives up.
+const JOIN_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Runs a JetStream request again after a failure (a timeout, no leader yet) until it succeeds
+/// or [`JOIN_PATIENCE`] has passed; the last error is returned.
+async fn patiently<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    mut request: impl FnMut() -> F,
+) -> Result<T, String> {
+    let deadline = Instant::now() + JOIN_PATIENCE;
+    loop {
+        match request().await {
+            Ok(done) => return Ok(done),
+            Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+            Err(e) => {
+                tracing::info!(error = %e, "cluster: JetStream is not ready; asking again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 /// Messages received from NATS and not routed yet, at most (the subscription tasks wait).
 const INCOMING: usize = 8_192;
 
@@ -216,22 +238,45 @@ struct NodeFabric {
     interest_changed: Notify,
 }
 
+/// The longest subject (or retained key) made from a topic; a longer one is replaced by a hash
+/// of the topic under the class `h` (nats-server's control line is 4 KiB by default, and a topic
+/// of 65,535 bytes maps to a subject of up to twice that).
+const MAX_SUBJECT: usize = 1_024;
+
+/// The subject of `topic` under `prefix`: its mapped levels, or, when that is longer than
+/// [`MAX_SUBJECT`], `<prefix>.h.<hash>` (the frame carries the topic; every node with any
+/// interest takes class `h`, and its index does the matching).
+fn subject_of(prefix: &str, topic: &TopicName) -> String {
+    let subject = topic_subject(prefix, topic);
+    if subject.len() <= MAX_SUBJECT {
+        return subject;
+    }
+    let mut high = DefaultHasher::new();
+    (0u8, topic.as_str()).hash(&mut high);
+    let mut low = DefaultHasher::new();
+    (1u8, topic.as_str()).hash(&mut low);
+    format!("{prefix}.h.{:016x}{:016x}", high.finish(), low.finish())
+}
+
 impl Fabric for NodeFabric {
     fn forward(&self, message: &Message) -> Option<Ticket> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let now = Instant::now();
         let frame = frame::encode(message, &self.node_id, seq, now, SystemTime::now());
         if message.retain {
-            let key = topic_subject(&self.names.retained_key, &message.topic);
-            let value = (!message.payload.is_empty()).then(|| frame.clone());
+            let key = subject_of(&self.names.retained_key, &message.topic);
+            // A hashed key is cleared with an empty message (its key does not give the topic
+            // back); a plain one is deleted.
+            let hashed = key.starts_with(&format!("{}.h.", self.names.retained_key));
+            let value = (!message.payload.is_empty() || hashed).then(|| frame.clone());
             self.outbox.push_retained(key, value);
         }
         if message.qos == QoS::AtMostOnce {
-            let subject = topic_subject(&self.names.messages, &message.topic);
+            let subject = subject_of(&self.names.messages, &message.topic);
             self.outbox.push_message(subject, frame);
             return None;
         }
-        let subject = topic_subject(&self.names.durable_messages, &message.topic);
+        let subject = subject_of(&self.names.durable_messages, &message.topic);
         let id = format!("{}-{:x}-{seq}", self.node_id, self.incarnation);
         Some(self.outbox.push_durable(subject, frame, id))
     }
@@ -278,12 +323,22 @@ enum Want {
 /// subscription only, in its publisher's order; the core's index does the fine matching.
 fn wanted(names: &Names, interest: &HashMap<SubscriptionFilter, usize>) -> HashSet<Want> {
     let mut wants = HashSet::new();
+    if !interest.is_empty() {
+        // Topics too long for a subject travel hashed: every interested node takes them.
+        wants.insert(Want::Plain {
+            subject: format!("{}.h.>", names.any_messages),
+        });
+    }
     let mut every_topic = false;
     let mut first_levels = HashSet::new();
     for filter in interest.keys() {
         let (plain, group) = filter.route();
         if let Some(group) = group {
-            for subject in filter_subjects(&names.any_messages, plain) {
+            let hashed = format!("{}.h.>", names.any_messages);
+            for subject in filter_subjects(&names.any_messages, plain)
+                .into_iter()
+                .chain([hashed])
+            {
                 wants.insert(Want::Group {
                     subject,
                     group: group.clone(),
@@ -526,6 +581,7 @@ mod tests {
         assert_eq!(
             subjects(&["a/b/+", "a/#", "$SYS/x", "b c"]),
             [
+                "wg.m.*.h.>",
                 "wg.m.*.s._24535953",
                 "wg.m.*.s._24535953.>",
                 "wg.m.*.t._622063",
@@ -537,7 +593,12 @@ mod tests {
         // A filter starting with a wildcard takes every non-`$` topic, and only that.
         assert_eq!(
             subjects(&["+/x", "a/b", "$SYS/#"]),
-            ["wg.m.*.s._24535953", "wg.m.*.s._24535953.>", "wg.m.*.t.>"]
+            [
+                "wg.m.*.h.>",
+                "wg.m.*.s._24535953",
+                "wg.m.*.s._24535953.>",
+                "wg.m.*.t.>"
+            ]
         );
     }
 
@@ -545,8 +606,24 @@ mod tests {
     fn a_shared_group_subscribes_its_filters_subjects_in_a_queue_group() {
         assert_eq!(
             subjects(&["$share/g/a/#"]),
-            ["wg.m.*.t.a queue g", "wg.m.*.t.a.> queue g"]
+            [
+                "wg.m.*.h.>",
+                "wg.m.*.h.> queue g",
+                "wg.m.*.t.a queue g",
+                "wg.m.*.t.a.> queue g"
+            ]
         );
+    }
+
+    #[test]
+    fn a_topic_too_long_for_a_subject_is_hashed_and_nothing_else_is() {
+        let short = TopicName::new("a/b").expect("valid");
+        assert_eq!(subject_of("wg.m.1", &short), "wg.m.1.t.a.b");
+        let long = TopicName::new("é/".repeat(400)).expect("valid");
+        let subject = subject_of("wg.m.1", &long);
+        assert!(subject.starts_with("wg.m.1.h.") && subject.len() == "wg.m.1.h.".len() + 32);
+        let other = TopicName::new("è/".repeat(400)).expect("valid");
+        assert_ne!(subject, subject_of("wg.m.1", &other));
     }
 
     #[test]

@@ -79,14 +79,8 @@ pub(crate) async fn follow(
 
 /// Applies one change of the bucket to the local retained store.
 fn apply(broker: &Broker, key_prefix: &str, entry: Entry) {
-    let Some(topic) = subject_topic(key_prefix, &entry.key) else {
-        tracing::warn!(
-            key = entry.key,
-            "cluster: a retained key is not a topic; ignored"
-        );
-        return;
-    };
     let message = match entry.operation {
+        // The frame holds the topic (a hashed key does not).
         Operation::Put => match frame::decode(entry.value, Instant::now(), SystemTime::now()) {
             Ok(read) => read.message,
             Err(e) => {
@@ -95,15 +89,24 @@ fn apply(broker: &Broker, key_prefix: &str, entry: Entry) {
             }
         },
         // A cleared topic: an empty retained message clears it here too.
-        Operation::Delete | Operation::Purge => Message {
-            topic,
-            payload: Bytes::new(),
-            qos: QoS::AtMostOnce,
-            retain: true,
-            properties: PublishProperties::default(),
-            origin: None,
-            expires_at: None,
-        },
+        Operation::Delete | Operation::Purge => {
+            let Some(topic) = subject_topic(key_prefix, &entry.key) else {
+                tracing::warn!(
+                    key = entry.key,
+                    "cluster: a retained key is not a topic; ignored"
+                );
+                return;
+            };
+            Message {
+                topic,
+                payload: Bytes::new(),
+                qos: QoS::AtMostOnce,
+                retain: true,
+                properties: PublishProperties::default(),
+                origin: None,
+                expires_at: None,
+            }
+        }
     };
     broker.apply_retained(message);
 }

@@ -254,3 +254,32 @@ async fn a_shared_group_across_nodes_gets_each_message_once() {
         "both nodes' members take part: {per_member:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_too_long_for_a_nats_subject_still_crosses_nodes_and_is_retained() {
+    let nats = NatsCluster::start().expect("NATS cluster");
+    let a = node(&nats, 0, "a").await;
+    let b = node(&nats, 1, "b").await;
+    // 3,000 levels: a subject of 6,000 bytes, past nats-server's 4 KiB control line.
+    let long = vec!["x"; 3_000].join("/");
+    let mut subscriber = client(&b, "sub").await;
+    subscriber.subscribe("x/#", QoS::AtLeastOnce).await;
+    let mut shared = client(&b, "member").await;
+    shared.subscribe("$share/g/x/#", QoS::AtLeastOnce).await;
+    settle().await;
+    let mut publisher = client(&a, "pub").await;
+    let ack = publisher
+        .publish(&long, b"far", QoS::AtLeastOnce, true, 1)
+        .await;
+    assert!(matches!(ack, Some(Packet::PubAck(a)) if a.reason == ReasonCode::SUCCESS));
+    for who in [&mut subscriber, &mut shared] {
+        let got = received(who).await;
+        assert_eq!(got.topic.as_ref().map(|t| t.as_str()), Some(long.as_str()));
+    }
+    settle().await;
+    let mut late = client(&b, "late").await;
+    late.subscribe("x/#", QoS::AtLeastOnce).await;
+    let got = received(&mut late).await;
+    assert!(got.retain);
+    assert_eq!(&got.payload[..], b"far");
+}

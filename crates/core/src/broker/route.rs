@@ -341,7 +341,8 @@ impl Broker {
             Reach::Remote(RemoteScope::Subscribers) => false,
             Reach::Remote(RemoteScope::Group { group, filter }) => {
                 let index = self.index.read();
-                if let Some(g) = index.group(filter, group)
+                if filter.matches(message.topic.as_str())
+                    && let Some(g) = index.group(filter, group)
                     && let Some(sub) = g.pick(None)
                 {
                     targets.push(Target {
