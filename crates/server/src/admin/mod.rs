@@ -20,6 +20,7 @@
 mod api;
 pub mod certificates;
 pub mod client;
+pub mod cluster;
 pub mod dto;
 mod explain;
 
