@@ -9,45 +9,9 @@ use std::time::{Duration, Instant};
 use wardgate_server::admin::client::AdminClient;
 use wardgate_server::admin::cluster::Cluster;
 use wardgate_testkit::nats::NatsCluster;
-use wardgate_testkit::process::{Running, free_port, run, wait_for_port};
-use wardgate_testkit::resources::{listener, mqtt_port};
+use wardgate_testkit::process::{run, wait_for_port};
 
-struct Node {
-    admin: u16,
-    process: Running,
-    _dir: tempfile::TempDir,
-}
-
-fn start_node(nats: &NatsCluster, server: usize, id: &str) -> Node {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port().expect("port");
-    let admin = free_port().expect("port");
-    let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).expect("config dir");
-    std::fs::write(config.join("listener.yaml"), listener(&mqtt_port(port))).expect("write");
-    let process = Running::spawn(
-        Command::new(env!("CARGO_BIN_EXE_wardgate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--admin-addr")
-            .arg(format!("127.0.0.1:{admin}"))
-            .arg("--cluster")
-            .arg(nats.url(server))
-            .arg("--node-id")
-            .arg(id),
-    )
-    .expect("start wardgate");
-    wait_for_port(port, Duration::from_secs(30)).expect("the node serves");
-    wait_for_port(admin, Duration::from_secs(30)).expect("the admin API serves");
-    Node {
-        admin,
-        process,
-        _dir: dir,
-    }
-}
+use crate::cluster::{Node, start_node};
 
 /// `wardgate status` against `admin`: its output.
 fn status(admin: u16) -> String {
@@ -98,6 +62,7 @@ fn status_lists_every_node_up_and_a_killed_node_goes_down_within_seconds() {
         .map(|i| start_node(&nats, i, &format!("node-{i}")))
         .collect();
     let admin = nodes[0].admin;
+    wait_for_port(admin, Duration::from_secs(30)).expect("the admin API serves");
     let (text, _) = status_until(admin, "3 of 3 nodes up", Duration::from_secs(15));
     assert!(
         text.contains("Cluster: node node-0, NATS connected"),
