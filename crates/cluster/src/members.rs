@@ -51,12 +51,21 @@ pub struct Member {
     pub last_seen: Duration,
 }
 
+/// Where a node's heartbeat reads its MQTT ports (they open, close and change on reloads).
+pub(crate) type Ports = Box<dyn Fn() -> Vec<u16> + Send + Sync>;
+
 /// The members this node has seen since it joined, kept by [`follow`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Members {
     seen: Mutex<BTreeMap<String, Seen>>,
-    /// The MQTT ports this node reports.
-    ports: Mutex<Vec<u16>>,
+    /// The MQTT ports this node reports, read at each heartbeat.
+    ports: Mutex<Option<Ports>>,
+}
+
+impl std::fmt::Debug for Members {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Members").field("seen", &self.seen).finish()
+    }
 }
 
 #[derive(Debug)]
@@ -85,9 +94,17 @@ impl Members {
             .collect()
     }
 
-    /// Sets the MQTT ports this node reports from its next heartbeat.
-    pub(crate) fn set_ports(&self, ports: Vec<u16>) {
-        *self.ports.lock() = ports;
+    /// Makes each heartbeat report the MQTT ports `ports` returns then.
+    pub(crate) fn report_ports(&self, ports: Ports) {
+        *self.ports.lock() = Some(ports);
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        self.ports
+            .lock()
+            .as_ref()
+            .map(|ports| ports())
+            .unwrap_or_default()
     }
 
     fn apply(&self, entry: kv::Entry) {
@@ -154,7 +171,7 @@ pub(crate) async fn heartbeat(
         let record = MemberRecord {
             id: node_id.clone(),
             started,
-            ports: members.ports.lock().clone(),
+            ports: members.ports(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             clients: u64::try_from(broker.stats().clients_connected.load(Ordering::Relaxed))
                 .unwrap_or(0),

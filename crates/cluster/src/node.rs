@@ -226,9 +226,9 @@ impl Node {
         self.members.list()
     }
 
-    /// The MQTT ports this node reports to the others (from its next record on).
-    pub fn set_ports(&self, ports: Vec<u16>) {
-        self.members.set_ports(ports);
+    /// Makes this node's record, at each heartbeat, report the MQTT ports `ports` returns then.
+    pub fn report_ports(&self, ports: impl Fn() -> Vec<u16> + Send + Sync + 'static) {
+        self.members.report_ports(Box::new(ports));
     }
 }
 

@@ -76,7 +76,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     supervisor.apply(plan);
     let status = supervisor.status();
     if let Some(node) = &node {
-        node.set_ports(listening_ports(&status.read()));
+        let status = status.clone();
+        node.report_ports(move || listening_ports(&status.read()));
     }
     {
         let status = status.read();

@@ -52,7 +52,7 @@ async fn until(node: &Node, want: &[(&str, bool)], within: Duration) -> Duration
 async fn every_node_sees_every_node_up_and_a_node_that_leaves_goes_down() {
     let nats = NatsCluster::start().expect("NATS cluster");
     let (a, _stop_a) = join(&nats, 0, "a").await;
-    a.set_ports(vec![1883, 8883]);
+    a.report_ports(|| vec![1883, 8883]);
     let (b, _stop_b) = join(&nats, 1, "b").await;
     let (_c, stop_c) = join(&nats, 2, "c").await;
     let all_up = [("a", true), ("b", true), ("c", true)];
