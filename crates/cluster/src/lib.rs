@@ -2,15 +2,17 @@
 //! reversible topic → subject mapping ([`subject`]), the frame a message travels in between
 //! nodes ([`frame`]), and the node's part of the fabric ([`Node`]): forwarding its clients'
 //! messages, receiving what its sessions subscribed to from the others, and the cluster's
-//! retained messages.
+//! retained messages, and its members and their health ([`Member`]).
 
 mod error;
 pub mod frame;
+mod members;
 mod node;
 mod outbox;
 mod retained;
 pub mod subject;
 
 pub use error::NodeError;
+pub use members::{HEARTBEAT, Member, MemberRecord, STALE};
 pub use node::{Node, NodeOptions};
 pub use subject::{filter_subjects, subject_topic, topic_subject};

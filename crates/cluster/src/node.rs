@@ -20,6 +20,7 @@ use wardgate_protocol::{QoS, SubscriptionFilter, TopicFilter, TopicName};
 
 use crate::error::NodeError;
 use crate::frame;
+use crate::members::{self, Member, Members};
 use crate::outbox::{self, Link, Outbox};
 use crate::retained;
 use crate::subject::{filter_subjects, topic_subject};
@@ -43,6 +44,10 @@ pub struct NodeOptions {
 pub struct Node {
     id: String,
     fabric: Arc<NodeFabric>,
+    client: async_nats::Client,
+    members: Arc<Members>,
+    /// Messages from other nodes routed here.
+    received: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Node {
@@ -104,6 +109,18 @@ impl Node {
                 reason,
             })?;
 
+        let nodes = jetstream
+            .create_or_update_key_value(members::bucket_config(
+                names.nodes_bucket.clone(),
+                options.replicas,
+            ))
+            .await
+            .map_err(|e| NodeError::JetStream {
+                what: "bucket",
+                name: names.nodes_bucket.clone(),
+                reason: e.to_string(),
+            })?;
+
         let outbox = Arc::new(Outbox::default());
         let fabric = Arc::new(NodeFabric {
             node_id: options.node_id.clone(),
@@ -115,7 +132,23 @@ impl Node {
             outbox: outbox.clone(),
             interest: Mutex::new(HashMap::new()),
             interest_changed: Notify::new(),
+            forwarded: AtomicU64::new(0),
         });
+        let members = Arc::new(Members::default());
+        tracker.spawn(members::follow(
+            nodes.clone(),
+            members.clone(),
+            stop.clone(),
+        ));
+        tracker.spawn(members::heartbeat(
+            nodes,
+            broker.clone(),
+            members.clone(),
+            options.node_id.clone(),
+            stop.clone(),
+        ));
+        let received_count = Arc::new(AtomicU64::new(0));
+        let connection = client.clone();
         let link = Link {
             client: client.clone(),
             jetstream,
@@ -135,6 +168,7 @@ impl Node {
             broker.clone(),
             options.node_id.clone(),
             received,
+            received_count.clone(),
             stop.clone(),
         ));
         tracker.spawn(subscribe(
@@ -150,6 +184,9 @@ impl Node {
         Ok(Arc::new(Node {
             id: options.node_id,
             fabric,
+            client: connection,
+            members,
+            received: received_count,
         }))
     }
 
@@ -166,6 +203,32 @@ impl Node {
     /// QoS 1/2 publishes sent again after JetStream refused or did not acknowledge them.
     pub fn retried(&self) -> u64 {
         self.fabric.outbox.retried.load(Ordering::Relaxed)
+    }
+
+    /// This node's clients' messages handed to the cluster.
+    pub fn forwarded(&self) -> u64 {
+        self.fabric.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Messages from other nodes routed to this node's sessions.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// The state of this node's NATS connection (`connected`, `disconnected`, `pending`).
+    pub fn connection_state(&self) -> String {
+        self.client.connection_state().to_string()
+    }
+
+    /// Every node seen since this one joined (itself included once its first record is back),
+    /// by id, with its health now.
+    pub fn members(&self) -> Vec<Member> {
+        self.members.list()
+    }
+
+    /// Makes this node's record, at each heartbeat, report the MQTT ports `ports` returns then.
+    pub fn report_ports(&self, ports: impl Fn() -> Vec<u16> + Send + Sync + 'static) {
+        self.members.report_ports(Box::new(ports));
     }
 }
 
@@ -208,6 +271,8 @@ struct Names {
     retained_bucket: String,
     /// The prefix of a retained message's key (`r`).
     retained_key: String,
+    /// `<PREFIX>_NODES`: the members' records.
+    nodes_bucket: String,
 }
 
 impl Names {
@@ -220,6 +285,7 @@ impl Names {
             messages_stream: format!("{upper}_MSG"),
             retained_bucket: format!("{upper}_RETAINED"),
             retained_key: "r".to_owned(),
+            nodes_bucket: format!("{upper}_NODES"),
         }
     }
 }
@@ -236,6 +302,8 @@ struct NodeFabric {
     /// Local subscriptions per filter (plain or shared).
     interest: Mutex<HashMap<SubscriptionFilter, usize>>,
     interest_changed: Notify,
+    /// Messages handed to the outbox.
+    forwarded: AtomicU64,
 }
 
 /// The longest subject (or retained key) made from a topic; a longer one is replaced by a hash
@@ -261,6 +329,7 @@ fn subject_of(prefix: &str, topic: &TopicName) -> String {
 impl Fabric for NodeFabric {
     fn forward(&self, message: &Message) -> Option<Ticket> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let frame = frame::encode(message, &self.node_id, seq, now, SystemTime::now());
         if message.retain {
@@ -489,6 +558,7 @@ async fn route(
     broker: Arc<Broker>,
     node_id: String,
     mut received: mpsc::Receiver<Incoming>,
+    count: Arc<AtomicU64>,
     stop: CancellationToken,
 ) {
     let mut recent = Recent::default();
@@ -512,9 +582,11 @@ async fn route(
                 if read.origin == node_id || !recent.first_time(&read.origin, read.seq) {
                     continue;
                 }
+                count.fetch_add(1, Ordering::Relaxed);
                 broker.publish_remote(read.message, RemoteScope::Subscribers);
             }
             Some((group, filter)) => {
+                count.fetch_add(1, Ordering::Relaxed);
                 let scope = RemoteScope::Group { group, filter };
                 broker.publish_remote(read.message, scope);
             }

@@ -16,6 +16,7 @@
 //! Names mirror AIO's `aio_broker_*` list (`docs/admin-api.md` has the mapping), prefixed
 //! `wardgate_`. Counters get the `_total` suffix from the OpenMetrics encoder.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,16 +123,20 @@ impl Metrics {
         Self::with_security(
             AuthenticationMetrics::default(),
             AuthorizationMetrics::default(),
+            None,
         )
     }
 
     /// [`Metrics::new`] exporting the given authentication and authorization counters (the
     /// [`ConnectionStats`]' handles, which the connection tasks increment).
+    /// With a `node`, every series carries the label `node="<id>"` (a node of a cluster).
     fn with_security(
         authentication: AuthenticationMetrics,
         authorization: AuthorizationMetrics,
+        node: Option<&str>,
     ) -> Self {
-        let mut registry = PromRegistry::with_prefix("wardgate");
+        let labels = node.map(|id| (Cow::Borrowed("node"), Cow::Owned(id.to_owned())));
+        let mut registry = PromRegistry::with_prefix_and_labels("wardgate", labels.into_iter());
         let selfcheck = SelfCheckMetrics::default();
         registry.register(
             "authentication_successes",
@@ -227,8 +232,24 @@ impl Metrics {
         stats: Arc<ConnectionStats>,
         started: SystemTime,
     ) -> Arc<Self> {
-        let metrics =
-            Self::with_security(stats.authentication.clone(), stats.authorization.clone());
+        Self::for_node(broker, status, registry, stats, started, None)
+    }
+
+    /// [`Metrics::for_broker`] for a node of a cluster: with a `node` id, every series carries
+    /// the label `node="<id>"`, so the nodes' series stay apart once scraped together.
+    pub fn for_node(
+        broker: Arc<Broker>,
+        status: Arc<RwLock<Status>>,
+        registry: Arc<Registry>,
+        stats: Arc<ConnectionStats>,
+        started: SystemTime,
+        node: Option<&str>,
+    ) -> Arc<Self> {
+        let metrics = Self::with_security(
+            stats.authentication.clone(),
+            stats.authorization.clone(),
+            node,
+        );
         metrics.register_collector(Box::new(StateCollector {
             broker,
             status,
@@ -650,5 +671,20 @@ mod tests {
         assert!(text_a.contains("wardgate_authentication_failures_total 1\n"));
         assert!(text_b.contains("wardgate_authentication_failures_total 0\n"));
         assert!(text_a.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_node_of_a_cluster_labels_every_series_with_its_id() {
+        let metrics = Metrics::with_security(
+            AuthenticationMetrics::default(),
+            AuthorizationMetrics::default(),
+            Some("n1"),
+        );
+        let text = metrics.encode().expect("encode");
+        assert!(
+            text.contains("wardgate_authentication_failures_total{node=\"n1\"} 0\n"),
+            "{text}"
+        );
+        assert!(!Metrics::new().encode().expect("encode").contains("node="));
     }
 }

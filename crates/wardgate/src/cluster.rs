@@ -50,3 +50,38 @@ pub(crate) async fn join(
     );
     Ok(node)
 }
+
+/// The admin API's view of this node (`GET /api/v1/cluster`, the cluster metrics).
+pub(crate) struct NodeView(pub(crate) Arc<Node>);
+
+impl wardgate_server::admin::cluster::ClusterView for NodeView {
+    fn cluster(&self) -> wardgate_server::admin::cluster::Cluster {
+        use wardgate_server::admin::cluster::{Cluster, ClusterMember};
+        use wardgate_server::admin::dto::rfc3339;
+        let node = &self.0;
+        let members = node
+            .members()
+            .into_iter()
+            .map(|m| ClusterMember {
+                id: m.record.id,
+                up: m.up,
+                last_seen_ms: u64::try_from(m.last_seen.as_millis()).unwrap_or(u64::MAX),
+                started: rfc3339(
+                    std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(m.record.started),
+                ),
+                version: m.record.version,
+                ports: m.record.ports,
+                clients: m.record.clients,
+            })
+            .collect();
+        Cluster {
+            node: node.id().to_owned(),
+            nats: node.connection_state(),
+            members,
+            forwarded: node.forwarded(),
+            received: node.received(),
+            dropped: node.dropped(),
+            retried: node.retried(),
+        }
+    }
+}

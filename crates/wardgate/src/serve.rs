@@ -60,7 +60,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     crate::persist::stop_on_failure(store.as_ref(), &shutdown);
     // ---- Cluster (issue 17): joined before any port opens. ----
-    let _node = match &plan.cluster {
+    let node = match &plan.cluster {
         Some(cluster) => {
             Some(crate::cluster::join(broker.clone(), cluster, &tasks, shutdown.clone()).await?)
         }
@@ -81,6 +81,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_tls(tls.clone());
     supervisor.apply(plan);
     let status = supervisor.status();
+    if let Some(node) = &node {
+        let status = status.clone();
+        node.report_ports(move || listening_ports(&status.read()));
+    }
     {
         let status = status.read();
         let serving = status
@@ -106,18 +110,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         use wardgate_server::selfcheck::{SelfCheck, SelfCheckSettings};
         let started = std::time::SystemTime::now();
         let registry = supervisor.registry();
-        let metrics = Metrics::for_broker(
+        let metrics = Metrics::for_node(
             broker.clone(),
             status.clone(),
             registry.clone(),
             supervisor.stats(),
             started,
+            node.as_ref().map(|n| n.id()),
         );
         let certificates = ServedCertificates::new(status.clone(), Some(tls.clone()));
         let mut state = AdminState::new(broker.clone(), status.clone(), registry, metrics.clone())
             .with_started(started)
             .with_trust_bundle(tls.trust_bundle_path())
             .with_certificates(Arc::new(certificates));
+        if let Some(node) = &node {
+            let view = Arc::new(crate::cluster::NodeView(node.clone()));
+            state = wardgate_server::admin::cluster::attach(state, view);
+        }
         let config = supervisor.plan().map(|p| p.model().broker.clone());
         match config.as_ref().and_then(SelfCheckSettings::from_config) {
             Some(settings) => {
@@ -255,6 +264,16 @@ impl RenewalTimer {
             tokio::time::Instant::now() + wait
         });
     }
+}
+
+/// The MQTT ports that listen now (what this node tells the cluster).
+fn listening_ports(status: &Status) -> Vec<u16> {
+    status
+        .ports
+        .iter()
+        .filter(|(_, p)| p.state == PortState::Listening)
+        .map(|(n, _)| *n)
+        .collect()
 }
 
 /// Sleeps until `wake` (never, without one).

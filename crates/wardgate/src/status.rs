@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 use wardgate_server::admin::client::{AdminClient, ClientError};
+use wardgate_server::admin::cluster::Cluster;
 use wardgate_server::admin::dto;
 
 /// Arguments of `wardgate status`.
@@ -63,6 +64,8 @@ struct Report {
     listeners: dto::Listeners,
     certificates: dto::Certificates,
     clients: dto::Clients,
+    /// The cluster, when the node is in one (the route answers 404 otherwise).
+    cluster: Option<Cluster>,
 }
 
 async fn fetch(args: &StatusArgs) -> anyhow::Result<Report> {
@@ -77,12 +80,14 @@ async fn fetch(args: &StatusArgs) -> anyhow::Result<Report> {
         .get_json::<dto::Certificates>("/api/v1/certificates")
         .await?;
     let (_, clients) = api.get_json::<dto::Clients>("/api/v1/clients").await?;
+    let cluster = wardgate_server::admin::cluster::fetch(&api).await?;
     Ok(Report {
         health,
         readiness,
         listeners,
         certificates,
         clients,
+        cluster,
     })
 }
 
@@ -206,6 +211,10 @@ fn render(addr: SocketAddr, r: &Report, now: SystemTime) -> String {
         ));
     }
 
+    if let Some(cluster) = &r.cluster {
+        out.push_str(&render_cluster(cluster));
+    }
+
     let _ = writeln!(out, "\nClients: {} connected", r.clients.count);
     if !r.clients.clients.is_empty() {
         let rows: Vec<Vec<String>> = r
@@ -248,6 +257,44 @@ fn render(addr: SocketAddr, r: &Report, now: SystemTime) -> String {
             );
         }
     }
+    out
+}
+
+/// The Cluster section: this node, its NATS connection, the members and their health.
+fn render_cluster(c: &Cluster) -> String {
+    let up = c.members.iter().filter(|m| m.up).count();
+    let mut out = format!(
+        "\nCluster: node {}, NATS {}, {up} of {} nodes up (forwarded {}, received {}, dropped {}, retried {})\n",
+        c.node,
+        c.nats,
+        c.members.len(),
+        c.forwarded,
+        c.received,
+        c.dropped,
+        c.retried
+    );
+    let rows: Vec<Vec<String>> = c
+        .members
+        .iter()
+        .map(|m| {
+            let ports: Vec<String> = m.ports.iter().map(u16::to_string).collect();
+            vec![
+                m.id.clone(),
+                if m.up { "up" } else { "DOWN" }.to_string(),
+                format!("{:.1}s ago", m.last_seen_ms as f64 / 1000.0),
+                m.clients.to_string(),
+                ports.join(","),
+                m.version.clone(),
+                m.started.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "NODE", "HEALTH", "SEEN", "CLIENTS", "PORTS", "VERSION", "STARTED",
+        ],
+        &rows,
+    ));
     out
 }
 
@@ -329,7 +376,41 @@ mod tests {
                     dropped: 0,
                 }],
             },
+            cluster: None,
         }
+    }
+
+    #[test]
+    fn renders_the_cluster_section_of_a_node() {
+        use wardgate_server::admin::cluster::ClusterMember;
+        let member = |id: &str, up: bool, last_seen_ms: u64| ClusterMember {
+            id: id.into(),
+            up,
+            last_seen_ms,
+            started: "2026-01-01T00:00:00Z".into(),
+            version: "0.1.0".into(),
+            ports: vec![1883],
+            clients: 2,
+        };
+        let mut r = report();
+        r.cluster = Some(Cluster {
+            node: "a".into(),
+            nats: "connected".into(),
+            members: vec![member("a", true, 300), member("b", false, 4200)],
+            forwarded: 5,
+            received: 7,
+            dropped: 0,
+            retried: 1,
+        });
+        let now = dto::parse_rfc3339("2026-01-11T00:00:00Z").expect("time");
+        let text = render("127.0.0.1:9600".parse().expect("addr"), &r, now);
+        let expected = "
+Cluster: node a, NATS connected, 1 of 2 nodes up (forwarded 5, received 7, dropped 0, retried 1)
+  NODE  HEALTH  SEEN      CLIENTS  PORTS  VERSION  STARTED
+  a     up      0.3s ago  2        1883   0.1.0    2026-01-01T00:00:00Z
+  b     DOWN    4.2s ago  2        1883   0.1.0    2026-01-01T00:00:00Z
+";
+        assert!(text.contains(expected), "{text}");
     }
 
     #[test]

@@ -2,5 +2,6 @@
 //! rules, and the same mapping and a replicated stream on a real NATS cluster.
 
 mod fabric;
+mod members;
 mod nats_live;
 mod subject_props;

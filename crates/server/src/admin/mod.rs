@@ -22,6 +22,7 @@ pub mod access;
 mod api;
 pub mod certificates;
 pub mod client;
+pub mod cluster;
 mod console;
 pub mod dto;
 mod explain;

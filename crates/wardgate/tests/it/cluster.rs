@@ -13,14 +13,17 @@ use wardgate_testkit::process::{
 };
 use wardgate_testkit::resources::{listener, mqtt_port};
 
-/// A running node: its process, MQTT port and folder.
-struct Node {
-    port: u16,
-    _process: Running,
+/// A running node: its process, MQTT and admin ports, and folder.
+pub(crate) struct Node {
+    pub(crate) port: u16,
+    pub(crate) admin: u16,
+    pub(crate) process: Running,
     _dir: tempfile::TempDir,
 }
 
-fn start_node(nats: &NatsCluster, server: usize, id: &str) -> Node {
+/// Starts `wardgate serve` as node `id` of the cluster on NATS server `server`; returns once its
+/// MQTT port serves.
+pub(crate) fn start_node(nats: &NatsCluster, server: usize, id: &str) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port().expect("port");
     let admin = free_port().expect("port");
@@ -46,7 +49,8 @@ fn start_node(nats: &NatsCluster, server: usize, id: &str) -> Node {
     wait_for_port(port, Duration::from_secs(30)).expect("the node serves");
     Node {
         port,
-        _process: process,
+        admin,
+        process,
         _dir: dir,
     }
 }
