@@ -64,7 +64,8 @@ pub struct ClusterMember {
 }
 
 /// Serves `GET /api/v1/cluster` from `view` and exports its counters in `/metrics`.
-pub fn attach(state: AdminState, view: Arc<dyn ClusterView>) -> AdminState {
+pub fn attach(mut state: AdminState, view: Arc<dyn ClusterView>) -> AdminState {
+    state.cluster = Some(view.clone());
     state
         .metrics
         .register_collector(Box::new(ClusterCollector(view.clone())));

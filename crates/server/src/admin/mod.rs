@@ -92,6 +92,8 @@ pub struct AdminState {
     pub csrf: CsrfToken,
     checks: Vec<Arc<dyn ReadinessCheck>>,
     certificates: Option<Arc<dyn CertificateSource>>,
+    /// The cluster this broker is a node of ([`cluster::attach`]).
+    cluster: Option<Arc<dyn cluster::ClusterView>>,
     routes: Vec<Router>,
 }
 
@@ -128,8 +130,14 @@ impl AdminState {
             csrf: CsrfToken::generate(),
             checks: Vec::new(),
             certificates: None,
+            cluster: None,
             routes: Vec::new(),
         }
+    }
+
+    /// The cluster this broker is a node of, if any.
+    pub fn cluster(&self) -> Option<&Arc<dyn cluster::ClusterView>> {
+        self.cluster.as_ref()
     }
 
     /// Sets when the broker started.

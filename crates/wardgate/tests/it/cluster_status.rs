@@ -100,6 +100,18 @@ fn status_lists_every_node_up_and_a_killed_node_goes_down_within_seconds() {
         .block_on(api.get("/metrics"))
         .expect("GET /metrics")
         .text();
+    // The console's Cluster page shows the same view.
+    let page = rt
+        .block_on(api.get("/cluster"))
+        .expect("GET /cluster")
+        .text();
+    assert!(page.contains("3 of 3 nodes up"), "{page}");
+    for id in ["node-0", "node-1", "node-2"] {
+        assert!(
+            page.contains(&format!("<td>{id}</td>")),
+            "{id} on the page:\n{page}"
+        );
+    }
     assert!(
         metrics.contains("wardgate_connections_total{node=\"node-0\"}"),
         "{metrics}"
