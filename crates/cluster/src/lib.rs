@@ -8,9 +8,11 @@ mod error;
 pub mod frame;
 mod node;
 mod outbox;
+mod ownership;
 mod retained;
 pub mod subject;
+mod takeover;
 
 pub use error::NodeError;
 pub use node::{Node, NodeOptions};
-pub use subject::{filter_subjects, subject_topic, topic_subject};
+pub use subject::{filter_subjects, level_token, subject_topic, topic_subject};

@@ -3,7 +3,9 @@
 //! bring other nodes' messages here, and the router that hands them to the core.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,14 +17,17 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use wardgate_core::store::RecoveredSession;
 use wardgate_core::{Broker, Fabric, Message, RemoteScope, Ticket, Wake};
 use wardgate_protocol::{QoS, SubscriptionFilter, TopicFilter, TopicName};
 
 use crate::error::NodeError;
 use crate::frame;
 use crate::outbox::{self, Link, Outbox};
+use crate::ownership::Ownership;
 use crate::retained;
 use crate::subject::{filter_subjects, topic_subject};
+use crate::takeover;
 
 /// How a node joins the cluster.
 #[derive(Debug, Clone)]
@@ -104,6 +109,34 @@ impl Node {
                 reason: e.to_string(),
             })?;
 
+        let clients = jetstream
+            .create_or_update_key_value(kv::Config {
+                bucket: names.clients_bucket.clone(),
+                history: 1,
+                num_replicas: options.replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| NodeError::JetStream {
+                what: "bucket",
+                name: names.clients_bucket.clone(),
+                reason: e.to_string(),
+            })?;
+        let ownership = Ownership {
+            clients,
+            client: client.clone(),
+            node_id: options.node_id.clone(),
+            prefix: options.prefix.clone(),
+            takeover_timeout: TAKEOVER_TIMEOUT,
+        };
+        let requests = takeover::listen(&client, &options.prefix, &options.node_id).await?;
+        tracker.spawn(takeover::serve(
+            broker.clone(),
+            client.clone(),
+            requests,
+            stop.clone(),
+        ));
         let outbox = Arc::new(Outbox::default());
         let fabric = Arc::new(NodeFabric {
             node_id: options.node_id.clone(),
@@ -115,6 +148,7 @@ impl Node {
             outbox: outbox.clone(),
             interest: Mutex::new(HashMap::new()),
             interest_changed: Notify::new(),
+            ownership,
         });
         let link = Link {
             client: client.clone(),
@@ -169,6 +203,9 @@ impl Node {
     }
 }
 
+/// How long a node has to answer a takeover request before it is taken for gone.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Messages received from NATS and not routed yet, at most (the subscription tasks wait).
 const INCOMING: usize = 8_192;
 
@@ -186,6 +223,8 @@ struct Names {
     retained_bucket: String,
     /// The prefix of a retained message's key (`r`).
     retained_key: String,
+    /// `<PREFIX>_CLIENTS`: which node holds each client ID.
+    clients_bucket: String,
 }
 
 impl Names {
@@ -198,6 +237,7 @@ impl Names {
             messages_stream: format!("{upper}_MSG"),
             retained_bucket: format!("{upper}_RETAINED"),
             retained_key: "r".to_owned(),
+            clients_bucket: format!("{upper}_CLIENTS"),
         }
     }
 }
@@ -214,6 +254,7 @@ struct NodeFabric {
     /// Local subscriptions per filter (plain or shared).
     interest: Mutex<HashMap<SubscriptionFilter, usize>>,
     interest_changed: Notify,
+    ownership: Ownership,
 }
 
 impl Fabric for NodeFabric {
@@ -256,6 +297,14 @@ impl Fabric for NodeFabric {
         }
         drop(interest);
         self.interest_changed.notify_one();
+    }
+
+    fn claim<'a>(
+        &'a self,
+        client_id: &'a str,
+        resume: bool,
+    ) -> Pin<Box<dyn Future<Output = Option<RecoveredSession>> + Send + 'a>> {
+        Box::pin(self.ownership.claim(client_id, resume))
     }
 }
 

@@ -148,28 +148,28 @@ pub(crate) fn key_packet_id(key: &[u8]) -> Result<PacketId> {
 
 // --- values -------------------------------------------------------------------------------
 
-fn get_u8(buf: &mut Bytes) -> Result<u8> {
+pub(crate) fn get_u8(buf: &mut Bytes) -> Result<u8> {
     if buf.remaining() < 1 {
         return Err(Corrupt("truncated record"));
     }
     Ok(buf.get_u8())
 }
 
-fn get_u16(buf: &mut Bytes) -> Result<u16> {
+pub(crate) fn get_u16(buf: &mut Bytes) -> Result<u16> {
     if buf.remaining() < 2 {
         return Err(Corrupt("truncated record"));
     }
     Ok(buf.get_u16())
 }
 
-fn get_u32(buf: &mut Bytes) -> Result<u32> {
+pub(crate) fn get_u32(buf: &mut Bytes) -> Result<u32> {
     if buf.remaining() < 4 {
         return Err(Corrupt("truncated record"));
     }
     Ok(buf.get_u32())
 }
 
-fn get_u64(buf: &mut Bytes) -> Result<u64> {
+pub(crate) fn get_u64(buf: &mut Bytes) -> Result<u64> {
     if buf.remaining() < 8 {
         return Err(Corrupt("truncated record"));
     }

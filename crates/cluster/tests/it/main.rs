@@ -4,3 +4,4 @@
 mod fabric;
 mod nats_live;
 mod subject_props;
+mod takeover;
