@@ -129,3 +129,109 @@ fn get_part(buf: &mut Bytes) -> Result<Bytes, TransferError> {
     }
     Ok(buf.split_to(len))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use wardgate_core::store::{InflightState, SessionRecord};
+    use wardgate_core::{Message, SessionId, SubscriptionEntry};
+    use wardgate_protocol::{
+        ProtocolVersion, PublishProperties, QoS, SubscriptionOptions, TopicFilter, TopicName,
+    };
+
+    use super::*;
+
+    fn copy(
+        seq: u64,
+        payload: &'static [u8],
+        inflight: Option<InflightState>,
+    ) -> RecoveredDelivery {
+        RecoveredDelivery {
+            seq,
+            message: Message {
+                topic: TopicName::new("a/b").expect("topic"),
+                payload: Bytes::from_static(payload),
+                qos: QoS::ExactlyOnce,
+                retain: false,
+                properties: PublishProperties::default(),
+                origin: None,
+                expires_at: None,
+            },
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            subscription_ids: vec![4],
+            shared: None,
+            inflight: inflight.map(|s| (PacketId::new(seq as u16).expect("non-zero"), s)),
+        }
+    }
+
+    fn session() -> RecoveredSession {
+        RecoveredSession {
+            record: SessionRecord {
+                id: SessionId(3),
+                client_id: Arc::from("dev.1"),
+                protocol: ProtocolVersion::V5,
+                expiry_interval: 300,
+                owner: Some(Arc::from("alice")),
+                persist_queue: true,
+                disconnected_at: Some(Instant::now()),
+                will: None,
+                will_due: None,
+            },
+            subscriptions: vec![(
+                TopicFilter::new("a/#").expect("filter"),
+                SubscriptionEntry {
+                    options: SubscriptionOptions::new(QoS::ExactlyOnce),
+                    id: Some(4),
+                },
+            )],
+            messages: vec![
+                copy(1, b"one", Some(InflightState::AwaitPubComp)),
+                copy(2, b"two", None),
+            ],
+            incoming_qos2: vec![PacketId::new(9).expect("non-zero")],
+        }
+    }
+
+    #[test]
+    fn a_session_round_trips_whole() {
+        let sent = session();
+        let back = decode_session(encode_session(&sent)).expect("decodes");
+        assert_eq!(back.record.client_id, sent.record.client_id);
+        assert_eq!(back.record.owner, sent.record.owner);
+        assert_eq!(back.record.expiry_interval, 300);
+        assert!(back.record.persist_queue);
+        assert_eq!(back.subscriptions, sent.subscriptions);
+        let copies: Vec<_> = back
+            .messages
+            .iter()
+            .map(|m| {
+                (
+                    m.seq,
+                    &m.message.payload[..],
+                    m.inflight,
+                    m.subscription_ids.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            copies,
+            [
+                (1, &b"one"[..], sent.messages[0].inflight, vec![4]),
+                (2, &b"two"[..], None, vec![4]),
+            ]
+        );
+        assert_eq!(back.incoming_qos2, sent.incoming_qos2);
+    }
+
+    #[test]
+    fn a_truncated_or_foreign_value_is_an_error() {
+        let whole = encode_session(&session());
+        for len in 0..whole.len() {
+            assert!(decode_session(whole.slice(..len)).is_err(), "cut at {len}");
+        }
+        assert!(decode_session(Bytes::from_static(b"\x07junk")).is_err());
+    }
+}

@@ -60,7 +60,7 @@ impl Broker {
         for (filter, entry) in &subscriptions {
             self.index_insert(&session, filter, *entry);
         }
-        session.write_record();
+        session.store_moved();
         self.sessions.lock().insert(client_id, session);
     }
 }

@@ -70,6 +70,56 @@ impl Session {
             state: Some(state),
         }
     }
+
+    /// Writes the whole of a session that moved here to this node's store, when there is one:
+    /// its record, subscriptions, incoming QoS 2 ids and (when its queue is stored) its queued
+    /// and in-flight copies. The CONNACK that resumes it waits for the write.
+    pub(crate) fn store_moved(&self) {
+        if self.store.is_none() {
+            return;
+        }
+        let st = self.state.lock();
+        let record = self.record(&st);
+        let session = self.id;
+        let mut ops = vec![Op::Session(&record)];
+        if st.persist_subs {
+            for (filter, entry) in &st.subscriptions {
+                let filter = filter.as_filter();
+                ops.push(Op::Subscribe {
+                    session,
+                    filter,
+                    entry: *entry,
+                });
+            }
+            for id in st.incoming_qos2.iter().filter_map(|id| PacketId::new(*id)) {
+                ops.push(Op::IncomingQos2 {
+                    session,
+                    packet_id: id,
+                });
+            }
+        }
+        if st.persist_queue {
+            let inflight = st.inflight.iter().map(|i| (&i.delivery, Some(i)));
+            let queued = st.queue.iter().map(|d| (d, None));
+            for (delivery, inflight) in inflight.chain(queued) {
+                let Some(seq) = delivery.seq else { continue };
+                ops.push(Op::Enqueue {
+                    session,
+                    seq,
+                    delivery: stored(delivery),
+                });
+                if let Some(i) = inflight.filter(|i| i.state != InflightState::AwaitPubAck) {
+                    ops.push(Op::Inflight {
+                        session,
+                        seq: seq.get(),
+                        packet_id: i.packet_id,
+                        state: i.state,
+                    });
+                }
+            }
+        }
+        self.write(&ops);
+    }
 }
 
 /// A queued or in-flight copy in the store's recovered form.
