@@ -94,35 +94,9 @@ impl Node {
                 name: names.messages_stream.clone(),
                 reason: e.to_string(),
             })?;
-        let retained = jetstream
-            .create_or_update_key_value(kv::Config {
-                bucket: names.retained_bucket.clone(),
-                history: 1,
-                num_replicas: options.replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| NodeError::JetStream {
-                what: "bucket",
-                name: names.retained_bucket.clone(),
-                reason: e.to_string(),
-            })?;
+        let retained = bucket(&jetstream, &names.retained_bucket, options.replicas).await?;
 
-        let clients = jetstream
-            .create_or_update_key_value(kv::Config {
-                bucket: names.clients_bucket.clone(),
-                history: 1,
-                num_replicas: options.replicas,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| NodeError::JetStream {
-                what: "bucket",
-                name: names.clients_bucket.clone(),
-                reason: e.to_string(),
-            })?;
+        let clients = bucket(&jetstream, &names.clients_bucket, options.replicas).await?;
         let ownership = Ownership {
             clients,
             client: client.clone(),
@@ -201,6 +175,28 @@ impl Node {
     pub fn retried(&self) -> u64 {
         self.fabric.outbox.retried.load(Ordering::Relaxed)
     }
+}
+
+/// Makes sure the key-value bucket `name` exists (one value per key, on file, `replicas`).
+async fn bucket(
+    jetstream: &jetstream::Context,
+    name: &str,
+    replicas: usize,
+) -> Result<kv::Store, NodeError> {
+    jetstream
+        .create_or_update_key_value(kv::Config {
+            bucket: name.to_owned(),
+            history: 1,
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NodeError::JetStream {
+            what: "bucket",
+            name: name.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// How long a node has to answer a takeover request before it is taken for gone.

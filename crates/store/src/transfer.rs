@@ -8,7 +8,7 @@
 //! when set, u32 length and queue value); incoming QoS 2 ids (u32 count, u16 each).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use wardgate_core::store::{RecoveredDelivery, RecoveredSession, StoredDelivery};
+use wardgate_core::store::{RecoveredSession, StoredDelivery};
 use wardgate_protocol::PacketId;
 
 use crate::codec::{self, Clock, Corrupt, get_u8, get_u16, get_u32, get_u64};
@@ -89,15 +89,7 @@ pub fn decode_session(mut buf: Bytes) -> Result<RecoveredSession, TransferError>
             }
         };
         let copy = codec::read_queue(get_part(&mut buf)?, clock)?;
-        messages.push(RecoveredDelivery {
-            seq,
-            message: copy.message,
-            qos: copy.qos,
-            retain: copy.retain,
-            subscription_ids: copy.subscription_ids,
-            shared: copy.shared,
-            inflight,
-        });
+        messages.push(copy.recovered(seq, inflight));
     }
     let n = get_u32(&mut buf)?;
     let mut incoming_qos2 = Vec::new();
@@ -135,7 +127,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Instant;
 
-    use wardgate_core::store::{InflightState, SessionRecord};
+    use wardgate_core::store::{InflightState, RecoveredDelivery, SessionRecord};
     use wardgate_core::{Message, SessionId, SubscriptionEntry};
     use wardgate_protocol::{
         ProtocolVersion, PublishProperties, QoS, SubscriptionOptions, TopicFilter, TopicName,

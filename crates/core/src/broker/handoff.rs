@@ -3,7 +3,7 @@
 //! ([`Broker::adopt`]) before the connection attaches, which then resumes it as any session.
 
 use super::*;
-use crate::store::RecoveredSession;
+use crate::store::{InflightState, RecoveredDelivery, RecoveredSession};
 
 impl Broker {
     /// Lets the session of `client_id` go to another node, where its client connected with
@@ -34,8 +34,22 @@ impl Broker {
         let session = self.new_session(client_id.clone(), state.record.protocol);
         let mut record = state.record;
         record.id = session.id();
-        let messages: Vec<_> = state
-            .messages
+        let messages = self.recovered_deliveries(state.messages);
+        let subscriptions = recovered_subscriptions(state.subscriptions);
+        session.restore(&record, now, &subscriptions, messages, &state.incoming_qos2);
+        for (filter, entry) in &subscriptions {
+            self.index_insert(&session, filter, *entry);
+        }
+        session.store_moved();
+        self.sessions.lock().insert(client_id, session);
+    }
+
+    /// Copies as the store (or another node) gave them, charged to the memory budget.
+    pub(super) fn recovered_deliveries(
+        &self,
+        copies: Vec<RecoveredDelivery>,
+    ) -> Vec<(Delivery, Option<(PacketId, InflightState)>)> {
+        copies
             .into_iter()
             .map(|m| {
                 let charge = self.budget.charge(m.message.weight());
@@ -50,17 +64,17 @@ impl Broker {
                 };
                 (delivery, m.inflight)
             })
-            .collect();
-        let subscriptions: Vec<(SubscriptionFilter, SubscriptionEntry)> = state
-            .subscriptions
-            .into_iter()
-            .filter_map(|(filter, entry)| Some((SubscriptionFilter::new(filter).ok()?, entry)))
-            .collect();
-        session.restore(&record, now, &subscriptions, messages, &state.incoming_qos2);
-        for (filter, entry) in &subscriptions {
-            self.index_insert(&session, filter, *entry);
-        }
-        session.store_moved();
-        self.sessions.lock().insert(client_id, session);
+            .collect()
     }
+}
+
+/// Subscriptions as the store (or another node) gave them, parsed: SUBSCRIBE refused malformed
+/// shares, so none is stored (one that is anyway is left out, never indexed).
+pub(super) fn recovered_subscriptions(
+    subscriptions: Vec<(TopicFilter, SubscriptionEntry)>,
+) -> Vec<(SubscriptionFilter, SubscriptionEntry)> {
+    subscriptions
+        .into_iter()
+        .filter_map(|(filter, entry)| Some((SubscriptionFilter::new(filter).ok()?, entry)))
+        .collect()
 }
