@@ -12,9 +12,13 @@ use wardgate_core::store::RecoveredSession;
 use crate::subject::level_token;
 use crate::takeover;
 
-/// Compare-and-set attempts before a claim gives up (another node claiming the same client ID
-/// at the same moment makes one fail).
-const ATTEMPTS: usize = 8;
+/// Compare-and-set attempts before a claim gives up. One fails when another node claims the
+/// same client ID at the same moment, or when the read was served by a replica that had not
+/// applied the last write yet (JetStream's direct gets): the next attempt waits a little longer.
+const ATTEMPTS: u32 = 12;
+
+/// The wait after the first failed attempt; the n-th waits n times this (at most ~0.8 s in all).
+const RETRY_PAUSE: Duration = Duration::from_millis(12);
 
 /// This node's part of the ownership of client IDs.
 pub(crate) struct Ownership {
@@ -49,7 +53,10 @@ impl Ownership {
     async fn take(&self, client_id: &str) -> Result<Option<String>, String> {
         let key = level_token(client_id);
         let me = Bytes::from(self.node_id.clone().into_bytes());
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(RETRY_PAUSE * attempt).await;
+            }
             let entry = self
                 .clients
                 .entry(key.as_str())

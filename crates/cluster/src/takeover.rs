@@ -8,8 +8,9 @@
 //! recovers what it held from JetStream).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use async_nats::RequestErrorKind;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,9 @@ use wardgate_core::store::RecoveredSession;
 
 use crate::error::NodeError;
 use crate::ownership::Ownership;
+
+/// The pause before asking again a node that had no responders.
+const NO_RESPONDERS_PAUSE: Duration = Duration::from_millis(50);
 
 /// The subject node `node_id` answers takeover requests on.
 pub(crate) fn subject(prefix: &str, node_id: &str) -> String {
@@ -34,22 +38,33 @@ pub(crate) async fn request(
     let mut payload = BytesMut::with_capacity(1 + client_id.len());
     payload.put_u8(u8::from(resume));
     payload.put_slice(client_id.as_bytes());
-    let asked = ownership
-        .client
-        .request(subject(&ownership.prefix, owner), payload.freeze());
-    let reply = match tokio::time::timeout(ownership.takeover_timeout, asked).await {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(e)) => {
-            tracing::warn!(client_id, owner, error = %e, "cluster: the client's previous node did not answer the takeover; taken for gone");
-            return None;
-        }
-        Err(_) => {
-            tracing::warn!(
-                client_id,
-                owner,
-                "cluster: the client's previous node did not answer the takeover in time; taken for gone"
-            );
-            return None;
+    let payload = payload.freeze();
+    let subject = subject(&ownership.prefix, owner);
+    let deadline = tokio::time::Instant::now() + ownership.takeover_timeout;
+    // "No responders" also while the owner's subscription is still spreading over the NATS
+    // cluster (a node that just started): asked again until the deadline.
+    let reply = loop {
+        let asked = ownership.client.request(subject.clone(), payload.clone());
+        match tokio::time::timeout_at(deadline, asked).await {
+            Ok(Ok(reply)) => break reply,
+            Ok(Err(e))
+                if e.kind() == RequestErrorKind::NoResponders
+                    && tokio::time::Instant::now() + NO_RESPONDERS_PAUSE < deadline =>
+            {
+                tokio::time::sleep(NO_RESPONDERS_PAUSE).await;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(client_id, owner, error = %e, "cluster: the client's previous node did not answer the takeover; taken for gone");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    client_id,
+                    owner,
+                    "cluster: the client's previous node did not answer the takeover in time; taken for gone"
+                );
+                return None;
+            }
         }
     };
     if reply.payload.is_empty() {

@@ -52,6 +52,24 @@ async fn assert_taken_over(old: &mut RawClient) {
     }
 }
 
+/// Publishes and waits for the acknowledgement (PUBACK, PUBREC): once JetStream has the
+/// message, which on a loaded machine may take longer than a plain read's timeout.
+async fn publish(
+    client: &mut RawClient,
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    retain: bool,
+    id: u16,
+) -> Packet {
+    let publish = publish_packet(topic, payload, qos, retain, id);
+    client.send(&Packet::Publish(publish)).await;
+    match client.recv_within(Duration::from_secs(30)).await {
+        Received::Packet(ack @ (Packet::PubAck(_) | Packet::PubRec(_))) => ack,
+        other => panic!("expected the acknowledgement, got {other:?}"),
+    }
+}
+
 fn text(p: &wardgate_protocol::Publish) -> &str {
     std::str::from_utf8(&p.payload).expect("utf-8")
 }
@@ -76,9 +94,7 @@ async fn a_connection_on_another_node_takes_the_session_over_with_its_subscripti
 
     settle().await;
     let mut publisher = client(&a, "pub").await;
-    publisher
-        .publish("s/1", b"after", QoS::AtLeastOnce, false, 1)
-        .await;
+    publish(&mut publisher, "s/1", b"after", QoS::AtLeastOnce, false, 1).await;
     let got = received(&mut new).await;
     assert_eq!(text(&got), "after");
     assert_eq!(got.properties.subscription_identifiers, vec![7]);
@@ -94,10 +110,16 @@ async fn messages_queued_on_one_node_while_offline_are_delivered_on_another_in_o
     old.disconnect().await;
     let mut publisher = client(&a, "pub").await;
     for i in 1..=20u16 {
-        let ack = publisher
-            .publish("q/x", i.to_string().as_bytes(), QoS::AtLeastOnce, false, i)
-            .await;
-        assert!(matches!(ack, Some(Packet::PubAck(_))));
+        let ack = publish(
+            &mut publisher,
+            "q/x",
+            i.to_string().as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+            i,
+        )
+        .await;
+        assert!(matches!(ack, Packet::PubAck(_)));
     }
 
     let (mut new, ack) = connect(&b, persistent("dev", false, None)).await;
@@ -118,12 +140,8 @@ async fn in_flight_qos_1_and_2_messages_are_resent_on_the_new_node() {
     old.subscribe("f/1", QoS::AtLeastOnce).await;
     old.subscribe("f/2", QoS::ExactlyOnce).await;
     let mut publisher = client(&a, "pub").await;
-    publisher
-        .publish("f/1", b"one", QoS::AtLeastOnce, false, 1)
-        .await;
-    publisher
-        .publish("f/2", b"two", QoS::ExactlyOnce, false, 2)
-        .await;
+    publish(&mut publisher, "f/1", b"one", QoS::AtLeastOnce, false, 1).await;
+    publish(&mut publisher, "f/2", b"two", QoS::ExactlyOnce, false, 2).await;
     // Received, never acknowledged.
     let first = received(&mut old).await;
     let second = received(&mut old).await;
@@ -149,10 +167,8 @@ async fn incoming_qos_2_state_moves_so_a_dup_resend_is_not_routed_twice() {
     settle().await;
 
     let (mut old, _) = connect(&a, persistent("dev", true, None)).await;
-    let rec = old
-        .publish("e/x", b"once", QoS::ExactlyOnce, false, 9)
-        .await;
-    assert!(matches!(rec, Some(Packet::PubRec(_))));
+    let rec = publish(&mut old, "e/x", b"once", QoS::ExactlyOnce, false, 9).await;
+    assert!(matches!(rec, Packet::PubRec(_)));
     assert_eq!(text(&received(&mut subscriber).await), "once");
 
     // The PUBREC was lost: the client resends the PUBLISH with DUP on the other node.
@@ -180,17 +196,13 @@ async fn clean_start_on_another_node_discards_the_session() {
     old.subscribe("c/#", QoS::AtLeastOnce).await;
     old.disconnect().await;
     let mut publisher = client(&a, "pub").await;
-    publisher
-        .publish("c/x", b"queued", QoS::AtLeastOnce, false, 1)
-        .await;
+    publish(&mut publisher, "c/x", b"queued", QoS::AtLeastOnce, false, 1).await;
 
     let (mut new, ack) = connect(&b, persistent("dev", true, None)).await;
     assert!(!ack.session_present);
     assert!(a.mqtt.broker.session("dev").is_none(), "node a dropped it");
     settle().await;
-    publisher
-        .publish("c/x", b"later", QoS::AtLeastOnce, false, 2)
-        .await;
+    publish(&mut publisher, "c/x", b"later", QoS::AtLeastOnce, false, 2).await;
     assert_eq!(
         new.recv_within(Duration::from_secs(2)).await,
         Received::Timeout,
