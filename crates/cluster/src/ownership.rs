@@ -46,7 +46,15 @@ impl Ownership {
                 return None;
             }
         };
-        takeover::request(self, &previous, client_id, resume).await
+        let owner = (self.prefix.as_str(), previous.as_str());
+        takeover::request(
+            &self.client,
+            owner,
+            self.takeover_timeout,
+            client_id,
+            resume,
+        )
+        .await
     }
 
     /// Writes this node as the owner of `client_id`; the node that held it before, if another.

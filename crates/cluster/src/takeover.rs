@@ -18,7 +18,6 @@ use wardgate_core::Broker;
 use wardgate_core::store::RecoveredSession;
 
 use crate::error::NodeError;
-use crate::ownership::Ownership;
 
 /// The pause before asking again a node that had no responders.
 const NO_RESPONDERS_PAUSE: Duration = Duration::from_millis(50);
@@ -28,10 +27,12 @@ pub(crate) fn subject(prefix: &str, node_id: &str) -> String {
     format!("{prefix}.node.{node_id}.takeover")
 }
 
-/// Asks node `owner` to let `client_id` go; the session's state when it continues here.
+/// Asks node `owner` (under `prefix`, within `timeout`) to let `client_id` go; the session's
+/// state when it continues here.
 pub(crate) async fn request(
-    ownership: &Ownership,
-    owner: &str,
+    client: &async_nats::Client,
+    (prefix, owner): (&str, &str),
+    timeout: Duration,
     client_id: &str,
     resume: bool,
 ) -> Option<RecoveredSession> {
@@ -39,12 +40,12 @@ pub(crate) async fn request(
     payload.put_u8(u8::from(resume));
     payload.put_slice(client_id.as_bytes());
     let payload = payload.freeze();
-    let subject = subject(&ownership.prefix, owner);
-    let deadline = tokio::time::Instant::now() + ownership.takeover_timeout;
+    let subject = subject(prefix, owner);
+    let deadline = tokio::time::Instant::now() + timeout;
     // "No responders" also while the owner's subscription is still spreading over the NATS
     // cluster (a node that just started): asked again until the deadline.
     let reply = loop {
-        let asked = ownership.client.request(subject.clone(), payload.clone());
+        let asked = client.request(subject.clone(), payload.clone());
         match tokio::time::timeout_at(deadline, asked).await {
             Ok(Ok(reply)) => break reply,
             Ok(Err(e))

@@ -222,7 +222,8 @@ async fn will_on_takeover(will_delay: Option<u32>, resume: bool) -> bool {
     let (mut old, _) = connect(&a, persistent("dev", true, Some(will(will_delay)))).await;
     let (_new, _) = connect(&b, persistent("dev", !resume, None)).await;
     assert_taken_over(&mut old).await;
-    match watcher.recv_within(Duration::from_secs(3)).await {
+    // Long enough for a will on a loaded machine; the case without one waits it out.
+    match watcher.recv_within(Duration::from_secs(8)).await {
         Received::Packet(Packet::Publish(p)) => {
             assert_eq!(text(&p), "gone");
             true
