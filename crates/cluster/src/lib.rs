@@ -9,10 +9,12 @@ pub mod frame;
 mod members;
 mod node;
 mod outbox;
+mod ownership;
 mod retained;
 pub mod subject;
+mod takeover;
 
 pub use error::NodeError;
 pub use members::{HEARTBEAT, Member, MemberRecord, STALE};
 pub use node::{Node, NodeOptions};
-pub use subject::{filter_subjects, subject_topic, topic_subject};
+pub use subject::{filter_subjects, level_token, subject_topic, topic_subject};

@@ -3,7 +3,9 @@
 //! bring other nodes' messages here, and the router that hands them to the core.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +17,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use wardgate_core::store::RecoveredSession;
 use wardgate_core::{Broker, Fabric, Message, RemoteScope, Ticket, Wake};
 use wardgate_protocol::{QoS, SubscriptionFilter, TopicFilter, TopicName};
 
@@ -22,8 +25,10 @@ use crate::error::NodeError;
 use crate::frame;
 use crate::members::{self, Member, Members};
 use crate::outbox::{self, Link, Outbox};
+use crate::ownership::Ownership;
 use crate::retained;
 use crate::subject::{filter_subjects, topic_subject};
+use crate::takeover;
 
 /// How a node joins the cluster.
 #[derive(Debug, Clone)]
@@ -94,33 +99,35 @@ impl Node {
                 name: names.messages_stream.clone(),
                 reason,
             })?;
-        let bucket_config = kv::Config {
-            bucket: names.retained_bucket.clone(),
-            history: 1,
-            num_replicas: options.replicas,
-            storage: stream::StorageType::File,
-            ..Default::default()
-        };
-        let retained = patiently(|| jetstream.create_or_update_key_value(bucket_config.clone()))
-            .await
-            .map_err(|reason| NodeError::JetStream {
-                what: "bucket",
-                name: names.retained_bucket.clone(),
-                reason,
-            })?;
-
-        let nodes = jetstream
-            .create_or_update_key_value(members::bucket_config(
+        let retained = bucket(&jetstream, &names.retained_bucket, options.replicas).await?;
+        let nodes = patiently(|| {
+            jetstream.create_or_update_key_value(members::bucket_config(
                 names.nodes_bucket.clone(),
                 options.replicas,
             ))
-            .await
-            .map_err(|e| NodeError::JetStream {
-                what: "bucket",
-                name: names.nodes_bucket.clone(),
-                reason: e.to_string(),
-            })?;
+        })
+        .await
+        .map_err(|reason| NodeError::JetStream {
+            what: "bucket",
+            name: names.nodes_bucket.clone(),
+            reason,
+        })?;
 
+        let clients = bucket(&jetstream, &names.clients_bucket, options.replicas).await?;
+        let ownership = Ownership {
+            clients,
+            client: client.clone(),
+            node_id: options.node_id.clone(),
+            prefix: options.prefix.clone(),
+            takeover_timeout: TAKEOVER_TIMEOUT,
+        };
+        let requests = takeover::listen(&client, &options.prefix, &options.node_id).await?;
+        tracker.spawn(takeover::serve(
+            broker.clone(),
+            client.clone(),
+            requests,
+            stop.clone(),
+        ));
         let outbox = Arc::new(Outbox::default());
         let fabric = Arc::new(NodeFabric {
             node_id: options.node_id.clone(),
@@ -133,6 +140,7 @@ impl Node {
             interest: Mutex::new(HashMap::new()),
             interest_changed: Notify::new(),
             forwarded: AtomicU64::new(0),
+            ownership,
         });
         let members = Arc::new(Members::default());
         tracker.spawn(members::follow(
@@ -254,6 +262,31 @@ async fn patiently<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
     }
 }
 
+/// Makes sure the key-value bucket `name` exists (one value per key, on file, `replicas`).
+async fn bucket(
+    jetstream: &jetstream::Context,
+    name: &str,
+    replicas: usize,
+) -> Result<kv::Store, NodeError> {
+    let config = kv::Config {
+        bucket: name.to_owned(),
+        history: 1,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    patiently(|| jetstream.create_or_update_key_value(config.clone()))
+        .await
+        .map_err(|reason| NodeError::JetStream {
+            what: "bucket",
+            name: name.to_owned(),
+            reason,
+        })
+}
+
+/// How long a node has to answer a takeover request before it is taken for gone.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Messages received from NATS and not routed yet, at most (the subscription tasks wait).
 const INCOMING: usize = 8_192;
 
@@ -273,6 +306,8 @@ struct Names {
     retained_key: String,
     /// `<PREFIX>_NODES`: the members' records.
     nodes_bucket: String,
+    /// `<PREFIX>_CLIENTS`: which node holds each client ID.
+    clients_bucket: String,
 }
 
 impl Names {
@@ -286,6 +321,7 @@ impl Names {
             retained_bucket: format!("{upper}_RETAINED"),
             retained_key: "r".to_owned(),
             nodes_bucket: format!("{upper}_NODES"),
+            clients_bucket: format!("{upper}_CLIENTS"),
         }
     }
 }
@@ -304,6 +340,7 @@ struct NodeFabric {
     interest_changed: Notify,
     /// Messages handed to the outbox.
     forwarded: AtomicU64,
+    ownership: Ownership,
 }
 
 /// The longest subject (or retained key) made from a topic; a longer one is replaced by a hash
@@ -370,6 +407,14 @@ impl Fabric for NodeFabric {
         }
         drop(interest);
         self.interest_changed.notify_one();
+    }
+
+    fn claim<'a>(
+        &'a self,
+        client_id: &'a str,
+        resume: bool,
+    ) -> Pin<Box<dyn Future<Output = Option<RecoveredSession>> + Send + 'a>> {
+        Box::pin(self.ownership.claim(client_id, resume))
     }
 }
 

@@ -57,6 +57,14 @@ pub fn subject_topic(prefix: &str, subject: &str) -> Option<TopicName> {
     TopicName::new(topic).ok()
 }
 
+/// `text` as one subject token, encoded as a topic level is (a client ID as a key of the
+/// ownership bucket): `dev-1` → `dev-1`, `a.b` → `_612e62`.
+pub fn level_token(text: &str) -> String {
+    let mut token = String::with_capacity(text.len());
+    push_level(&mut token, text);
+    token
+}
+
 /// The NATS subjects under `prefix` that together match exactly the topics `filter` matches:
 /// `+` → `*`; a trailing `#` → `>` plus the parent level itself (`a/#` → `[p.t.a, p.t.a.>]`,
 /// `#` → `[p.t.>]`). A filter whose first level is a wildcard maps into class `t` only, one

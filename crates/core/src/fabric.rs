@@ -8,12 +8,14 @@
 //! [`Fabric::forward`] returns, through the same gate as the store's tickets: nothing is
 //! acknowledged before the cluster has made it durable.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use wardgate_protocol::SubscriptionFilter;
 
 use crate::message::Message;
-use crate::store::Ticket;
+use crate::store::{RecoveredSession, Ticket};
 use crate::wake::Wake;
 
 /// The cluster, as the core sees it. Every method is called on the publish or subscribe path,
@@ -33,6 +35,16 @@ pub trait Fabric: Send + Sync {
     /// This node's subscription index gained (`held`) or lost (`!held`) one subscription to
     /// `filter` (plain or shared): the fabric subscribes to what some local session needs.
     fn interest(&self, filter: &SubscriptionFilter, held: bool);
+
+    /// Makes this node the owner of `client_id` before a connection of it attaches here: the
+    /// node that held it ends its connection (a takeover) and lets the session go; the future
+    /// gives the session's state when the connection resumes it (`resume`: Clean Start 0) and
+    /// it continues, to take in with [`Broker::adopt`](crate::Broker::adopt).
+    fn claim<'a>(
+        &'a self,
+        client_id: &'a str,
+        resume: bool,
+    ) -> Pin<Box<dyn Future<Output = Option<RecoveredSession>> + Send + 'a>>;
 }
 
 impl std::fmt::Debug for dyn Fabric {

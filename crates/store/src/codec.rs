@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use wardgate_core::message::{Message, SharedRef};
-use wardgate_core::store::{InflightState, SessionRecord, StoredDelivery};
+use wardgate_core::store::{InflightState, RecoveredDelivery, SessionRecord, StoredDelivery};
 use wardgate_core::{SessionId, SubscriptionEntry};
 use wardgate_protocol::{
     Connect, ConnectProperties, DecodeLimits, MAX_PACKET_SIZE, Packet, PacketId, ProtocolVersion,
@@ -148,28 +148,28 @@ pub(crate) fn key_packet_id(key: &[u8]) -> Result<PacketId> {
 
 // --- values -------------------------------------------------------------------------------
 
-fn get_u8(buf: &mut Bytes) -> Result<u8> {
+pub(crate) fn get_u8(buf: &mut Bytes) -> Result<u8> {
     if buf.remaining() < 1 {
         return Err(Corrupt("truncated record"));
     }
     Ok(buf.get_u8())
 }
 
-fn get_u16(buf: &mut Bytes) -> Result<u16> {
+pub(crate) fn get_u16(buf: &mut Bytes) -> Result<u16> {
     if buf.remaining() < 2 {
         return Err(Corrupt("truncated record"));
     }
     Ok(buf.get_u16())
 }
 
-fn get_u32(buf: &mut Bytes) -> Result<u32> {
+pub(crate) fn get_u32(buf: &mut Bytes) -> Result<u32> {
     if buf.remaining() < 4 {
         return Err(Corrupt("truncated record"));
     }
     Ok(buf.get_u32())
 }
 
-fn get_u64(buf: &mut Bytes) -> Result<u64> {
+pub(crate) fn get_u64(buf: &mut Bytes) -> Result<u64> {
     if buf.remaining() < 8 {
         return Err(Corrupt("truncated record"));
     }
@@ -282,6 +282,25 @@ pub(crate) struct QueuedCopy {
     pub(crate) subscription_ids: Vec<u32>,
     pub(crate) shared: Option<SharedRef>,
     pub(crate) message: Message,
+}
+
+impl QueuedCopy {
+    /// The copy as recovered, at `seq` in its queue, in flight or not.
+    pub(crate) fn recovered(
+        self,
+        seq: u64,
+        inflight: Option<(PacketId, InflightState)>,
+    ) -> RecoveredDelivery {
+        RecoveredDelivery {
+            seq,
+            message: self.message,
+            qos: self.qos,
+            retain: self.retain,
+            subscription_ids: self.subscription_ids,
+            shared: self.shared,
+            inflight,
+        }
+    }
 }
 
 pub(crate) fn read_queue(mut buf: Bytes, clock: Clock) -> Result<QueuedCopy> {

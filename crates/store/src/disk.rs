@@ -25,7 +25,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use parking_lot::{Condvar, Mutex};
 use tracing::{error, warn};
 use wardgate_core::Wake;
-use wardgate_core::store::{Op, Recovered, RecoveredDelivery, RecoveredSession, Store, Ticket};
+use wardgate_core::store::{Op, Recovered, RecoveredSession, Store, Ticket};
 
 use crate::codec::{self, Clock};
 
@@ -582,15 +582,7 @@ fn load(db: &Database, ks: &Keyspaces, clock: Clock) -> fjall::Result<(Recovered
         };
         match codec::read_queue(Bytes::copy_from_slice(&value), clock) {
             // Keys sort by session then sequence: messages arrive in queue order.
-            Ok(copy) => owner.messages.push(RecoveredDelivery {
-                seq,
-                message: copy.message,
-                qos: copy.qos,
-                retain: copy.retain,
-                subscription_ids: copy.subscription_ids,
-                shared: copy.shared,
-                inflight: None,
-            }),
+            Ok(copy) => owner.messages.push(copy.recovered(seq, None)),
             Err(e) => {
                 warn!(error = %e, "unreadable queued message removed");
                 report.corrupt += 1;

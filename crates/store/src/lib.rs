@@ -9,6 +9,7 @@
 
 mod codec;
 mod disk;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use wardgate_core::Wake;
 use wardgate_core::store::{Op, Recovered, Store, Ticket};
 
 pub use disk::{DiskStore, FlushStats, MAX_PENDING_BYTES, Options};
+pub use transfer::{TransferError, decode_session, encode_session};
 
 /// Errors opening the store.
 #[derive(Debug, thiserror::Error)]

@@ -18,8 +18,8 @@ use wardgate_testkit::client::{RawClient, Received, connect_packet, publish_pack
 use wardgate_testkit::nats::NatsCluster;
 
 /// A node: the MQTT broker and its place in the cluster.
-struct TestNode {
-    mqtt: TestBroker,
+pub(crate) struct TestNode {
+    pub(crate) mqtt: TestBroker,
     _node: Arc<Node>,
     stop: CancellationToken,
 }
@@ -31,7 +31,7 @@ impl Drop for TestNode {
     }
 }
 
-async fn node(nats: &NatsCluster, server: usize, id: &str) -> TestNode {
+pub(crate) async fn node(nats: &NatsCluster, server: usize, id: &str) -> TestNode {
     let broker = Arc::new(Broker::new(BrokerSettings::default()));
     let stop = CancellationToken::new();
     let options = NodeOptions {
@@ -52,7 +52,7 @@ async fn node(nats: &NatsCluster, server: usize, id: &str) -> TestNode {
     }
 }
 
-async fn client(node: &TestNode, id: &str) -> RawClient {
+pub(crate) async fn client(node: &TestNode, id: &str) -> RawClient {
     let (client, ack) =
         RawClient::connect_with(node.mqtt.tcp, connect_packet(ProtocolVersion::V5, id, true)).await;
     assert_eq!(ack.reason, ReasonCode::SUCCESS);
@@ -60,11 +60,11 @@ async fn client(node: &TestNode, id: &str) -> RawClient {
 }
 
 /// Gives the subscribing node's interest time to reach the other NATS servers.
-async fn settle() {
+pub(crate) async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
-async fn received(client: &mut RawClient) -> wardgate_protocol::Publish {
+pub(crate) async fn received(client: &mut RawClient) -> wardgate_protocol::Publish {
     match client.recv_within(Duration::from_secs(10)).await {
         Received::Packet(Packet::Publish(p)) => p,
         other => panic!("expected a PUBLISH, got {other:?}"),

@@ -5,3 +5,4 @@ mod fabric;
 mod members;
 mod nats_live;
 mod subject_props;
+mod takeover;

@@ -10,6 +10,7 @@
 //! session's state is the session module's own.
 
 mod connect;
+mod handoff;
 mod restore;
 mod route;
 mod subscribe;

@@ -27,31 +27,9 @@ impl Broker {
                 self.stats.clone(),
                 self.store.clone(),
             ));
-            let messages: Vec<_> = r
-                .messages
-                .into_iter()
-                .map(|m| {
-                    let charge = self.budget.charge(m.message.weight());
-                    let delivery = Delivery {
-                        message: Arc::new(m.message),
-                        qos: m.qos,
-                        retain: m.retain,
-                        subscription_ids: m.subscription_ids,
-                        shared: m.shared,
-                        charge: Some(charge),
-                        seq: NonZeroU64::new(m.seq),
-                    };
-                    (delivery, m.inflight)
-                })
-                .collect();
+            let messages = self.recovered_deliveries(r.messages);
             report.messages += messages.len();
-            // Parsed here, where they come in from the disk; SUBSCRIBE refused malformed shares,
-            // so none is stored (one that is anyway is left out, never indexed).
-            let subscriptions: Vec<(SubscriptionFilter, SubscriptionEntry)> = r
-                .subscriptions
-                .into_iter()
-                .filter_map(|(filter, entry)| Some((SubscriptionFilter::new(filter).ok()?, entry)))
-                .collect();
+            let subscriptions = super::handoff::recovered_subscriptions(r.subscriptions);
             session.restore(&record, since, &subscriptions, messages, &r.incoming_qos2);
             let expired = record.expiry_interval != u32::MAX
                 && now.duration_since(since)

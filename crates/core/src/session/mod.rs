@@ -6,6 +6,7 @@
 //! index is never acquired while a session lock is held.
 
 mod connection;
+mod handoff;
 mod incoming;
 mod outbound;
 mod persistence;

@@ -184,3 +184,59 @@ fn run_client(script: &Path, sub_port: u16, pub_port: u16) -> wardgate_testkit::
         .arg(pub_port.to_string());
     run(&mut cmd, Duration::from_secs(60)).expect("runs")
 }
+
+/// A persistent mosquitto_sub session on node 0, killed; messages published (on node 1) while
+/// it is away; the same client ID connecting to node 1 takes its session over from node 0 and
+/// receives them, in order.
+#[test]
+fn a_persistent_session_moves_to_the_node_its_client_reconnects_to() {
+    let nats = NatsCluster::start().expect("NATS cluster");
+    let nodes: Vec<Node> = (0..2)
+        .map(|i| start_node(&nats, i, &format!("node-{i}")))
+        .collect();
+    let persistent = |port: u16, count: &str| {
+        let port = port.to_string();
+        let args = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            "mqttv311",
+            "-c",
+            "-i",
+            "mover",
+            "-t",
+            "moving/#",
+            "-q",
+            "1",
+            "-C",
+            count,
+            "-W",
+            "30",
+            "-F",
+            "%t %p",
+            "-d",
+        ];
+        crate::support::mosquitto_sub_running(&args)
+    };
+    let mut first = persistent(nodes[0].port, "1");
+    first
+        .wait_for_line("SUBACK", Duration::from_secs(10), |l| {
+            l.contains("Subscribed (mid: 1)")
+        })
+        .expect("subscribed");
+    first.kill();
+    // The session's interest reaches the other NATS servers.
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 1..=3 {
+        mosquitto_publish(nodes[1].port, "mqttv311", "moving/on", 1, &format!("m{i}"));
+    }
+    let second = persistent(nodes[1].port, "3");
+    let out = second
+        .wait(Duration::from_secs(40))
+        .expect("mosquitto_sub ends");
+    assert!(out.success(), "mosquitto_sub: {out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("moving/")).collect();
+    assert_eq!(lines, ["moving/on m1", "moving/on m2", "moving/on m3"]);
+}

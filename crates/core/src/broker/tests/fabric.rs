@@ -40,6 +40,15 @@ impl Fabric for Cluster {
         let mut interest = self.interest.lock().expect("not poisoned");
         interest.push(format!("{sign}{}", filter.as_filter()));
     }
+    fn claim<'a>(
+        &'a self,
+        _: &'a str,
+        _: bool,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Option<crate::store::RecoveredSession>> + Send + 'a>,
+    > {
+        Box::pin(std::future::ready(None))
+    }
 }
 
 fn clustered() -> (Broker, Arc<Cluster>) {

@@ -500,3 +500,4 @@ fn persistent_subscriptions_follow_the_session_on_disk() {
 }
 
 mod fabric;
+mod handoff;

@@ -292,6 +292,7 @@ async fn answer_connect<S: Transport>(
         close_quietly(&mut stream).await;
         return None;
     };
+    claim(&ctx.broker, &connect.client_id, !connect.clean_start).await;
     hand_over(&ctx.broker, &connect.client_id).await;
     // In a block: what is left of the CONNECT is not kept in this future for the connection's
     // life (every idle connection pays for what this future holds).
@@ -396,6 +397,21 @@ async fn answer_connect<S: Transport>(
 /// async fn is freed only when the fn ends, which kept ~370 B per idle connection.
 fn unbox(connect: Box<Connect>) -> Connect {
     *connect
+}
+
+/// In a cluster, makes this node the owner of `client_id` before its connection attaches: a
+/// connection of it on another node ends there (DISCONNECT 0x8E), and its session, when this
+/// connection resumes it (`resume`: Clean Start 0), moves here. Nothing without a cluster.
+async fn claim(broker: &Broker, client_id: &str, resume: bool) {
+    if client_id.is_empty() {
+        return;
+    }
+    let Some(fabric) = broker.fabric() else {
+        return;
+    };
+    if let Some(state) = fabric.claim(client_id, resume).await {
+        broker.adopt(state, Instant::now());
+    }
 }
 
 /// How long a new connection waits for the connection already attached to its client ID's
