@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::load::Target;
@@ -133,22 +133,9 @@ fn nats_config(i: usize, servers: &[NatsPorts], store: &Path) -> String {
 /// Waits until every server answers `/healthz` with 200: JetStream is enabled and current, so
 /// the cluster has a meta leader.
 fn wait_jetstream(running: &mut Running, servers: &[NatsPorts]) -> Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if !running.alive() {
-            return Err(running.error(format!("exited at start:\n{}", running.log())));
-        }
-        if servers.iter().all(|s| healthz(s.monitor) == Some(200)) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(running.error(format!(
-                "the NATS cluster is not healthy after {READY_TIMEOUT:?}:\n{}",
-                running.log()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    running.wait_until(READY_TIMEOUT, "healthy (JetStream meta leader)", || {
+        servers.iter().all(|s| healthz(s.monitor) == Some(200))
+    })
 }
 
 /// The status code of `GET /healthz` on the monitoring port; `None` when it does not answer.

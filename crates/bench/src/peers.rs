@@ -366,22 +366,35 @@ impl Running {
     /// Waits (at most 20 s) until every one of `addrs` accepts connections; an error if a
     /// process exits meanwhile.
     pub(crate) fn wait_listening(&mut self, addrs: &[SocketAddr]) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_until(
+            Duration::from_secs(20),
+            &format!("listening on {addrs:?}"),
+            || {
+                addrs
+                    .iter()
+                    .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok())
+            },
+        )
+    }
+
+    /// Polls `ready` until it holds, at most `timeout`; an error naming `what` (and the log) if
+    /// it does not, or if a process exits meanwhile.
+    pub(crate) fn wait_until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
         loop {
             if !self.alive() {
                 return Err(self.error(format!("exited at start:\n{}", self.log())));
             }
-            let up = addrs
-                .iter()
-                .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok());
-            if up {
+            if ready() {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(self.error(format!(
-                    "not listening on {addrs:?} after 20 s:\n{}",
-                    self.log()
-                )));
+                return Err(self.error(format!("not {what} after {timeout:?}:\n{}", self.log())));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
