@@ -68,8 +68,10 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct CompareArgs {
-    /// Brokers to compare: wardgate, mosquitto, rumqttd, wardgate-baseline (Mosquitto runs
-    /// first in each case: the latency rate comes from it).
+    /// Brokers to compare: wardgate, mosquitto, rumqttd, wardgate-baseline, wardgate-cluster
+    /// (3 nodes on 3 NATS servers), nats-mqtt (nats-server's MQTT on 3 servers); the clusters
+    /// take publishers on one node and subscribers on another (Mosquitto runs first in each
+    /// case: the latency rate comes from it).
     /// `--quick` defaults to wardgate alone.
     #[arg(long, value_delimiter = ',')]
     brokers: Option<Vec<String>>,
@@ -86,6 +88,10 @@ struct CompareArgs {
     /// before and after of a change in one run (e.g. `--brokers wardgate,wardgate-baseline`).
     #[arg(long)]
     baseline_bin: Option<PathBuf>,
+    /// The nats-server binary (with JetStream and MQTT) of the brokers wardgate-cluster and
+    /// nats-mqtt.
+    #[arg(long, default_value = ".venv/bin/nats-server")]
+    nats_bin: PathBuf,
     /// First loopback port of the brokers (each broker gets its own).
     #[arg(long, default_value_t = 21883)]
     port: u16,
@@ -378,7 +384,7 @@ async fn run_case(
 ) -> RunResult {
     match case.shape {
         Shape::Connections { count } => {
-            let n = connection_budget(count, tool_nofile, target.pid);
+            let n = connection_budget(count, tool_nofile, target.main_pid());
             let opts = common.load_options(nonce.clone());
             let transport = conns::Transport::Plain;
             match conns::run(
@@ -403,7 +409,7 @@ async fn run_case(
                     "no TLS listener (rumqttd: not set up by the tool)".into(),
                 );
             };
-            let n = connection_budget(count, tool_nofile, target.pid);
+            let n = connection_budget(count, tool_nofile, target.main_pid());
             let opts = common.load_options(nonce.clone());
             let config = match tls.pki.client_config(client_cert) {
                 Ok(c) => c,
@@ -494,7 +500,8 @@ fn run_one(args: RunArgs) -> Result<bool> {
     let target = Target {
         v3,
         v5,
-        pid,
+        publishers_at: None,
+        pids: pid.into_iter().collect(),
         tls: None,
     };
     let rt = runtime(args.common.threads)?;
@@ -542,7 +549,8 @@ fn compare(args: CompareArgs) -> Result<bool> {
     for n in &names {
         kinds.push(Kind::from_name(n).ok_or_else(|| {
             Error::Usage(format!(
-                "unknown broker {n}; known: wardgate, mosquitto, rumqttd, wardgate-baseline"
+                "unknown broker {n}; known: wardgate, mosquitto, rumqttd, wardgate-baseline, \
+                 wardgate-cluster, nats-mqtt"
             ))
         })?);
     }
@@ -558,6 +566,7 @@ fn compare(args: CompareArgs) -> Result<bool> {
         mosquitto: args.mosquitto_bin.clone(),
         rumqttd: args.rumqttd_bin.clone(),
         baseline: args.baseline_bin.clone(),
+        nats: args.nats_bin.clone(),
     };
     let rt = runtime(args.common.threads)?;
     let bench = Bench {
@@ -650,6 +659,10 @@ impl Bench<'_> {
         results: &[RunResult],
         nonce: String,
     ) -> RunResult {
+        if kind == Kind::NatsMqtt && case.version.is_v5() {
+            let why = "nats-server's MQTT listener speaks MQTT 3.1.1 only".into();
+            return RunResult::skipped(kind.name(), case, why);
+        }
         let mut broker = match peers::start(kind, self.bins, port) {
             Err(e) => return RunResult::failed(kind.name(), case, e.to_string()),
             Ok(broker) => broker,

@@ -111,11 +111,9 @@ pub async fn run(
     connect_timeout: Duration,
 ) -> Result<ConnOutcome> {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    if let Some(pid) = target.pid {
-        procfs::reset_peak(pid);
-    }
-    let rss_before = target.pid.and_then(procfs::memory).map(|(rss, _)| rss);
-    let cpu0 = target.pid.and_then(procfs::cpu_seconds);
+    target.reset_peaks();
+    let rss_before = target.memory().map(|(rss, _)| rss);
+    let cpu0 = target.cpu_seconds();
     let tool0 = procfs::self_cpu_seconds();
     let next = Arc::new(AtomicUsize::new(0));
     let addr = target.addr(version);
@@ -157,7 +155,7 @@ pub async fn run(
         }
     }
     let elapsed_s = started.elapsed().as_secs_f64();
-    let cpu1 = target.pid.and_then(procfs::cpu_seconds);
+    let cpu1 = target.cpu_seconds();
     let tool1 = procfs::self_cpu_seconds();
     if let Some(e) = error {
         return Err(Error::Protocol(format!(
@@ -167,7 +165,7 @@ pub async fn run(
     }
     // Let the broker finish its per-connection setup before reading its memory.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let mem = target.pid.and_then(procfs::memory);
+    let mem = target.memory();
     let outcome = ConnOutcome {
         opened: held.len(),
         elapsed_s,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
+use crate::cluster;
 use crate::error::{Error, Result};
 use crate::load::{Target, TlsTarget};
 use crate::tls::Pki;
@@ -28,6 +29,12 @@ pub enum Kind {
     /// Wardgate again, from another build (`--baseline-bin`): the "before" of a change measured
     /// beside its "after" in the same run, on the same configuration.
     Baseline,
+    /// Three Wardgate nodes (`--wardgate-bin`) on a three-server NATS JetStream cluster;
+    /// publishers on one node, subscribers on another.
+    WardgateCluster,
+    /// nats-server's own MQTT listener on a three-server JetStream cluster; publishers on
+    /// server 0, subscribers on server 1 (MQTT 3.1.1 only).
+    NatsMqtt,
 }
 
 impl Kind {
@@ -38,6 +45,8 @@ impl Kind {
             Kind::Mosquitto => "mosquitto",
             Kind::Rumqttd => "rumqttd",
             Kind::Baseline => "wardgate-baseline",
+            Kind::WardgateCluster => "wardgate-cluster",
+            Kind::NatsMqtt => "nats-mqtt",
         }
     }
 
@@ -48,6 +57,8 @@ impl Kind {
             Kind::Mosquitto,
             Kind::Rumqttd,
             Kind::Baseline,
+            Kind::WardgateCluster,
+            Kind::NatsMqtt,
         ]
         .into_iter()
         .find(|k| k.name() == name)
@@ -65,12 +76,15 @@ pub struct Binaries {
     pub rumqttd: PathBuf,
     /// Another `wardgate` build, for a before/after comparison.
     pub baseline: Option<PathBuf>,
+    /// `nats-server` (with JetStream and MQTT), for the cluster brokers.
+    pub nats: PathBuf,
 }
 
 impl Binaries {
     fn of(&self, kind: Kind) -> &Path {
         match kind {
-            Kind::Wardgate => &self.wardgate,
+            Kind::Wardgate | Kind::WardgateCluster => &self.wardgate,
+            Kind::NatsMqtt => &self.nats,
             Kind::Mosquitto => &self.mosquitto,
             Kind::Rumqttd => &self.rumqttd,
             // `compare` refuses wardgate-baseline without --baseline-bin.
@@ -89,7 +103,11 @@ impl Binaries {
                     .map(str::to_owned)
             }),
             _ => Command::new(bin)
-                .arg("--version")
+                .arg(if kind == Kind::NatsMqtt {
+                    "-v"
+                } else {
+                    "--version"
+                })
                 .output()
                 .ok()
                 .and_then(|o| {
@@ -107,10 +125,10 @@ impl Binaries {
     }
 }
 
-/// A running broker; killed when dropped.
+/// A running broker (all its processes, for a cluster); killed when dropped.
 #[derive(Debug)]
 pub struct Running {
-    child: Child,
+    children: Vec<Child>,
     /// What it is.
     pub kind: Kind,
     /// Where clients connect, and its pid.
@@ -121,7 +139,9 @@ pub struct Running {
 impl Running {
     /// Whether the process is still alive.
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.children
+            .iter_mut()
+            .all(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// The broker's log so far (stdout and stderr).
@@ -132,8 +152,10 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -152,14 +174,57 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
         .map_err(|e| Error::io(format!("chmod {}", path.display()), e))
 }
 
-/// Starts `kind` listening on 127.0.0.1:`port` (rumqttd: MQTT 5 on `port + 1`; Mosquitto and
-/// Wardgate: TLS on `port + 1` and TLS with client certificates on `port + 2`) and waits until it
-/// accepts connections.
-pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
-    let broker_err = |why: String| Error::Broker {
-        name: kind.name().into(),
-        why,
+/// Writes a Wardgate configuration folder under `dir` with three listeners on 127.0.0.1: plain
+/// on `port`, TLS on `port + 1` and TLS with X.509 client authentication on `port + 2` (the
+/// certificate is verified against the bench CA), the same three as Mosquitto's.
+pub fn wardgate_config(dir: &Path, port: u16) -> Result<(PathBuf, TlsTarget)> {
+    let pki = Arc::new(Pki::generate()?);
+    let (tls_port, mtls_port) = (port + 1, port + 2);
+    let indent = |pem: &str| pem.trim_end().replace('\n', "\n    ");
+    let ns = "namespace: azure-iot-operations";
+    let resources = format!(
+        "apiVersion: mqttbroker.iotoperations.azure.com/v1\n\
+         kind: BrokerListener\n\
+         metadata: {{name: default, {ns}}}\n\
+         spec:\n  brokerRef: default\n  serviceName: bench\n  serviceType: ClusterIp\n  \
+         ports:\n  - port: {port}\n    protocol: Mqtt\n  \
+         - port: {tls_port}\n    protocol: Mqtt\n    \
+         tls: {{mode: Manual, manual: {{secretRef: bench-server}}}}\n  \
+         - port: {mtls_port}\n    protocol: Mqtt\n    authenticationRef: bench-x509\n    \
+         tls: {{mode: Manual, manual: {{secretRef: bench-server}}}}\n\
+         ---\n\
+         apiVersion: mqttbroker.iotoperations.azure.com/v1\n\
+         kind: BrokerAuthentication\n\
+         metadata: {{name: bench-x509, {ns}}}\n\
+         spec:\n  authenticationMethods:\n  - method: X509\n    \
+         x509Settings: {{trustedClientCaCert: bench-ca}}\n\
+         ---\n\
+         apiVersion: v1\nkind: Secret\ntype: kubernetes.io/tls\n\
+         metadata: {{name: bench-server, {ns}}}\n\
+         stringData:\n  tls.crt: |\n    {cert}\n  tls.key: |\n    {key}\n\
+         ---\n\
+         apiVersion: v1\nkind: ConfigMap\n\
+         metadata: {{name: bench-ca, {ns}}}\n\
+         data:\n  ca.crt: |\n    {ca}\n",
+        cert = indent(&pki.server_cert_pem),
+        key = indent(&pki.server_key_pem),
+        ca = indent(&pki.ca_pem),
+    );
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).map_err(|e| Error::io("config dir", e))?;
+    write(&config, "listener.yaml", &resources)?;
+    let tls = TlsTarget {
+        server_auth: SocketAddr::from((Ipv4Addr::LOCALHOST, tls_port)),
+        mutual: SocketAddr::from((Ipv4Addr::LOCALHOST, mtls_port)),
+        pki,
     };
+    Ok((config, tls))
+}
+
+/// Starts `kind` listening on 127.0.0.1:`port` (rumqttd: MQTT 5 on `port + 1`; Mosquitto and
+/// Wardgate: TLS on `port + 1` and TLS with client certificates on `port + 2`; the clusters on
+/// free ports of their own) and waits until it accepts connections.
+pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
     let dir = tempfile::tempdir().map_err(|e| Error::io("temporary directory", e))?;
     let d = dir.path();
     let v3 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -167,49 +232,10 @@ pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
     let mut tls = None;
     let mut cmd = Command::new(bins.of(kind));
     match kind {
+        Kind::WardgateCluster | Kind::NatsMqtt => return cluster::start(kind, bins, dir),
         Kind::Wardgate | Kind::Baseline => {
-            // The same three ports as Mosquitto's: plain, TLS, and TLS with X.509 client
-            // authentication (the certificate is verified against the bench CA).
-            let pki = Arc::new(Pki::generate()?);
-            let (tls_port, mtls_port) = (port + 1, port + 2);
-            let indent = |pem: &str| pem.trim_end().replace('\n', "\n    ");
-            let ns = "namespace: azure-iot-operations";
-            let resources = format!(
-                "apiVersion: mqttbroker.iotoperations.azure.com/v1\n\
-                 kind: BrokerListener\n\
-                 metadata: {{name: default, {ns}}}\n\
-                 spec:\n  brokerRef: default\n  serviceName: bench\n  serviceType: ClusterIp\n  \
-                 ports:\n  - port: {port}\n    protocol: Mqtt\n  \
-                 - port: {tls_port}\n    protocol: Mqtt\n    \
-                 tls: {{mode: Manual, manual: {{secretRef: bench-server}}}}\n  \
-                 - port: {mtls_port}\n    protocol: Mqtt\n    authenticationRef: bench-x509\n    \
-                 tls: {{mode: Manual, manual: {{secretRef: bench-server}}}}\n\
-                 ---\n\
-                 apiVersion: mqttbroker.iotoperations.azure.com/v1\n\
-                 kind: BrokerAuthentication\n\
-                 metadata: {{name: bench-x509, {ns}}}\n\
-                 spec:\n  authenticationMethods:\n  - method: X509\n    \
-                 x509Settings: {{trustedClientCaCert: bench-ca}}\n\
-                 ---\n\
-                 apiVersion: v1\nkind: Secret\ntype: kubernetes.io/tls\n\
-                 metadata: {{name: bench-server, {ns}}}\n\
-                 stringData:\n  tls.crt: |\n    {cert}\n  tls.key: |\n    {key}\n\
-                 ---\n\
-                 apiVersion: v1\nkind: ConfigMap\n\
-                 metadata: {{name: bench-ca, {ns}}}\n\
-                 data:\n  ca.crt: |\n    {ca}\n",
-                cert = indent(&pki.server_cert_pem),
-                key = indent(&pki.server_key_pem),
-                ca = indent(&pki.ca_pem),
-            );
-            let config = d.join("config");
-            std::fs::create_dir_all(&config).map_err(|e| Error::io("config dir", e))?;
-            write(&config, "listener.yaml", &resources)?;
-            tls = Some(TlsTarget {
-                server_auth: SocketAddr::from((Ipv4Addr::LOCALHOST, tls_port)),
-                mutual: SocketAddr::from((Ipv4Addr::LOCALHOST, mtls_port)),
-                pki,
-            });
+            let (config, listeners) = wardgate_config(d, port)?;
+            tls = Some(listeners);
             cmd.arg("serve")
                 .arg("--config")
                 .arg(&config)
@@ -272,47 +298,105 @@ pub fn start(kind: Kind, bins: &Binaries, port: u16) -> Result<Running> {
             cmd.arg("-q").arg("-c").arg(path);
         }
     }
-    let log = std::fs::File::create(d.join("broker.log")).map_err(|e| Error::io("log file", e))?;
-    let log2 = log.try_clone().map_err(|e| Error::io("log file", e))?;
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log2));
-    let child = cmd
-        .spawn()
-        .map_err(|e| broker_err(format!("cannot start {}: {e}", bins.of(kind).display())))?;
-    let pid = child.id();
-    let mut running = Running {
-        child,
-        kind,
-        target: Target {
-            v3,
-            v5,
-            pid: Some(pid),
-            tls,
-        },
-        dir,
+    let target = Target {
+        v3,
+        v5,
+        publishers_at: None,
+        pids: Vec::new(),
+        tls,
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if !running.alive() {
-            return Err(broker_err(format!("exited at start:\n{}", running.log())));
+    let mut running = Running::new(kind, target, dir);
+    running.spawn(cmd)?;
+    let mut addrs = vec![v3, v5];
+    if let Some(t) = &running.target.tls {
+        addrs.extend([t.server_auth, t.mutual]);
+    }
+    running.wait_listening(&addrs)?;
+    Ok(running)
+}
+
+impl Running {
+    /// A broker whose processes are still to be spawned, in the temporary folder `dir`.
+    pub(crate) fn new(kind: Kind, target: Target, dir: tempfile::TempDir) -> Running {
+        Running {
+            children: Vec::new(),
+            kind,
+            target,
+            dir,
         }
-        let mut addrs = vec![v3, v5];
-        if let Some(t) = &running.target.tls {
-            addrs.extend([t.server_auth, t.mutual]);
+    }
+
+    /// The broker's temporary folder.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Spawns one of the broker's processes, its output appended to the broker's log, and
+    /// records its pid in the target.
+    pub(crate) fn spawn(&mut self, mut cmd: Command) -> Result<u32> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .map_err(|e| Error::io("log file", e))?;
+        let log2 = log.try_clone().map_err(|e| Error::io("log file", e))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2));
+        let child = cmd.spawn().map_err(|e| {
+            self.error(format!(
+                "cannot start {}: {e}",
+                cmd.get_program().to_string_lossy()
+            ))
+        })?;
+        let pid = child.id();
+        self.children.push(child);
+        self.target.pids.push(pid);
+        Ok(pid)
+    }
+
+    /// An error about this broker.
+    pub(crate) fn error(&self, why: String) -> Error {
+        Error::Broker {
+            name: self.kind.name().into(),
+            why,
         }
-        let up = addrs
-            .iter()
-            .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok());
-        if up {
-            return Ok(running);
+    }
+
+    /// Waits (at most 20 s) until every one of `addrs` accepts connections; an error if a
+    /// process exits meanwhile.
+    pub(crate) fn wait_listening(&mut self, addrs: &[SocketAddr]) -> Result<()> {
+        self.wait_until(
+            Duration::from_secs(20),
+            &format!("listening on {addrs:?}"),
+            || {
+                addrs
+                    .iter()
+                    .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok())
+            },
+        )
+    }
+
+    /// Polls `ready` until it holds, at most `timeout`; an error naming `what` (and the log) if
+    /// it does not, or if a process exits meanwhile.
+    pub(crate) fn wait_until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.alive() {
+                return Err(self.error(format!("exited at start:\n{}", self.log())));
+            }
+            if ready() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self.error(format!("not {what} after {timeout:?}:\n{}", self.log())));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        if Instant::now() > deadline {
-            return Err(broker_err(format!(
-                "not listening on {v3} after 20 s:\n{}",
-                running.log()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -42,12 +42,16 @@ pub struct TlsTarget {
 /// Where the broker is and how to watch it.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The MQTT 3.1.1 port.
+    /// The MQTT 3.1.1 port (of the subscribers' node, in a cluster).
     pub v3: SocketAddr,
     /// The MQTT 5 port (the same as `v3` for most brokers).
     pub v5: SocketAddr,
-    /// The broker's process, for CPU and memory.
-    pub pid: Option<u32>,
+    /// In a cluster, the MQTT port of the node the publishers connect to (another node than the
+    /// subscribers'); `None` for one broker, where everyone connects to `v3`/`v5`.
+    pub publishers_at: Option<SocketAddr>,
+    /// The broker's processes (every node and NATS server of a cluster), for CPU and memory;
+    /// empty when unknown.
+    pub pids: Vec<u32>,
     /// Its TLS listeners, when it has them.
     pub tls: Option<TlsTarget>,
 }
@@ -56,6 +60,42 @@ impl Target {
     /// The address for clients of `version`.
     pub fn addr(&self, version: ProtocolVersion) -> SocketAddr {
         if version.is_v5() { self.v5 } else { self.v3 }
+    }
+
+    /// The address publishers of `version` connect to.
+    pub fn publisher_addr(&self, version: ProtocolVersion) -> SocketAddr {
+        self.publishers_at.unwrap_or_else(|| self.addr(version))
+    }
+
+    /// CPU seconds of all the broker's processes; `None` when unknown or one is gone.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        self.sum(procfs::cpu_seconds)
+    }
+
+    /// `VmRSS` and `VmHWM` (peak) summed over the broker's processes, in bytes.
+    pub fn memory(&self) -> Option<(u64, u64)> {
+        let rss = self.sum(|pid| procfs::memory(pid).map(|(rss, _)| rss))?;
+        let peak = self.sum(|pid| procfs::memory(pid).map(|(_, hwm)| hwm))?;
+        Some((rss, peak))
+    }
+
+    /// Resets every process's peak RSS to its current RSS.
+    pub fn reset_peaks(&self) {
+        for pid in &self.pids {
+            procfs::reset_peak(*pid);
+        }
+    }
+
+    /// The main process (the subscribers' node in a cluster), for per-process limits.
+    pub fn main_pid(&self) -> Option<u32> {
+        self.pids.first().copied()
+    }
+
+    fn sum<T: std::iter::Sum<T>>(&self, of: impl Fn(u32) -> Option<T>) -> Option<T> {
+        if self.pids.is_empty() {
+            return None;
+        }
+        self.pids.iter().map(|pid| of(*pid)).sum()
     }
 }
 
@@ -285,9 +325,8 @@ pub async fn run(case: &Case, target: &Target, opts: &LoadOptions) -> Result<Loa
     let (window_tx, window_rx) = watch::channel(None::<Window>);
     let connecting = Arc::new(Semaphore::new(64));
     let addr = target.addr(case.version);
-    if let Some(pid) = target.pid {
-        procfs::reset_peak(pid);
-    }
+    let pub_addr = target.publisher_addr(case.version);
+    target.reset_peaks();
 
     let (ready_tx, mut ready_rx) = mpsc::channel::<Result<()>>(64);
     let mut subs: Vec<JoinHandle<Result<SubReport>>> = Vec::new();
@@ -347,7 +386,8 @@ pub async fn run(case: &Case, target: &Target, opts: &LoadOptions) -> Result<Loa
         pubs.push(tokio::spawn(async move {
             let client = async {
                 let _permit = connecting.acquire().await;
-                Client::connect(addr, &spec.client_id, case.version, opts.connect_timeout).await
+                let (id, version) = (&spec.client_id, case.version);
+                Client::connect(pub_addr, id, version, opts.connect_timeout).await
             }
             .await;
             let client = match client {
@@ -385,12 +425,12 @@ pub async fn run(case: &Case, target: &Target, opts: &LoadOptions) -> Result<Loa
     let pacer = schedule.map(|s| s.start(start, pub_stop.clone()));
 
     tokio::time::sleep_until(instant_at(from).into()).await;
-    let broker_cpu0 = target.pid.and_then(procfs::cpu_seconds);
+    let broker_cpu0 = target.cpu_seconds();
     let tool_cpu0 = procfs::self_cpu_seconds();
     let machine0 = procfs::machine_cpu_seconds();
     let wall0 = now_ns();
     tokio::time::sleep_until(instant_at(to).into()).await;
-    let broker_cpu1 = target.pid.and_then(procfs::cpu_seconds);
+    let broker_cpu1 = target.cpu_seconds();
     let tool_cpu1 = procfs::self_cpu_seconds();
     let machine1 = procfs::machine_cpu_seconds();
     let window_s = (now_ns() - wall0) as f64 / 1e9;
@@ -468,7 +508,7 @@ pub async fn run(case: &Case, target: &Target, opts: &LoadOptions) -> Result<Loa
             (b.0 - a.0 - broker - (tool_cpu1 - tool_cpu0)).max(0.0)
         }),
         softirq_cpu_s: machine0.zip(machine1).map(|(a, b)| b.1 - a.1),
-        broker_peak_rss: target.pid.and_then(procfs::memory).map(|(_, hwm)| hwm),
+        broker_peak_rss: target.memory().map(|(_, hwm)| hwm),
         ..LoadOutcome::default()
     };
     let mut groups: Vec<HashMap<u32, SeqSet>> = vec![HashMap::new(); topo.groups];
