@@ -10,7 +10,6 @@
 
 pub mod chart;
 pub mod cli;
-pub mod cluster;
 pub mod conns;
 pub mod error;
 pub mod histogram;

@@ -5,6 +5,8 @@
 //! `QueueLimits::max_queued`); 1,024 unacknowledged QoS 1/2 messages per connection (Wardgate's
 //! server Receive Maximum); no connection limit; logging of errors and warnings only.
 
+pub mod cluster;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use crate::cluster;
 use crate::error::{Error, Result};
 use crate::load::{Target, TlsTarget};
 use crate::tls::Pki;

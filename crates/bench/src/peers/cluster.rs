@@ -10,9 +10,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use super::{Binaries, Kind, Running, wardgate_config};
 use crate::error::{Error, Result};
 use crate::load::Target;
-use crate::peers::{Binaries, Kind, Running, wardgate_config};
 
 /// Servers (and Wardgate nodes) of a cluster.
 pub const NODES: usize = 3;
