@@ -213,6 +213,12 @@ impl Node {
         self.fabric.outbox.retried.load(Ordering::Relaxed)
     }
 
+    /// The node that holds the session of `client_id` (connected or not), from the cluster's
+    /// ownership bucket; `Err` when the bucket cannot be read.
+    pub async fn owner_of(&self, client_id: &str) -> Result<Option<String>, String> {
+        self.fabric.ownership.owner(client_id).await
+    }
+
     /// This node's clients' messages handed to the cluster.
     pub fn forwarded(&self) -> u64 {
         self.fabric.forwarded.load(Ordering::Relaxed)

@@ -57,6 +57,18 @@ impl Ownership {
         .await
     }
 
+    /// The node that holds `client_id` now, as the bucket says (`None`: no node ever did).
+    pub(crate) async fn owner(&self, client_id: &str) -> Result<Option<String>, String> {
+        let entry = self
+            .clients
+            .entry(level_token(client_id).as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+    }
+
     /// Writes this node as the owner of `client_id`; the node that held it before, if another.
     async fn take(&self, client_id: &str) -> Result<Option<String>, String> {
         let key = level_token(client_id);

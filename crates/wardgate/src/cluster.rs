@@ -84,4 +84,11 @@ impl wardgate_server::admin::cluster::ClusterView for NodeView {
             retried: node.retried(),
         }
     }
+
+    fn locate<'a>(
+        &'a self,
+        client_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send + 'a>> {
+        Box::pin(self.0.owner_of(client_id))
+    }
 }

@@ -21,6 +21,13 @@ use crate::metrics::gauge_family;
 pub trait ClusterView: Send + Sync + 'static {
     /// The node's view of the cluster now.
     fn cluster(&self) -> Cluster;
+
+    /// The node that holds `client_id`'s session (`Ok(None)`: none does), from the cluster's
+    /// ownership records.
+    fn locate<'a>(
+        &'a self,
+        client_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send + 'a>>;
 }
 
 /// `GET /api/v1/cluster`.

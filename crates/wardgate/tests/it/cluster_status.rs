@@ -106,6 +106,42 @@ fn status_lists_every_node_up_and_a_killed_node_goes_down_within_seconds() {
         .expect("GET /cluster")
         .text();
     assert!(page.contains("3 of 3 nodes up"), "{page}");
+    // Where a client is: one connected to node 1, asked on node 0.
+    let port = nodes[1].port.to_string();
+    let mut held = crate::support::mosquitto_sub_running(&[
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-i",
+        "locate-me",
+        "-t",
+        "x",
+        "-d",
+        "-W",
+        "30",
+    ]);
+    held.wait_for_line("the SUBACK", Duration::from_secs(10), |l| {
+        l.contains("Subscribed (mid: 1)")
+    })
+    .expect("subscribed");
+    let found = rt
+        .block_on(api.get("/cluster?client=locate-me"))
+        .expect("GET /cluster?client=")
+        .text();
+    assert!(
+        found.contains("Client <strong>locate-me</strong> is held by node <strong>node-1</strong>"),
+        "{found}"
+    );
+    let nobody = rt
+        .block_on(api.get("/cluster?client=nobody"))
+        .expect("GET /cluster?client=")
+        .text();
+    assert!(
+        nobody.contains("No node holds client <strong>nobody</strong>"),
+        "{nobody}"
+    );
+    drop(held);
     for id in ["node-0", "node-1", "node-2"] {
         assert!(
             page.contains(&format!("<td>{id}</td>")),

@@ -3,14 +3,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use maud::html;
 
 use super::{Page, render};
 use crate::admin::AdminState;
 
-pub(super) async fn page(State(state): State<Arc<AdminState>>) -> Response {
+pub(super) async fn page(
+    State(state): State<Arc<AdminState>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let Some(view) = state.cluster() else {
         let body = html! {
             p #cluster-status {
@@ -21,6 +24,15 @@ pub(super) async fn page(State(state): State<Arc<AdminState>>) -> Response {
         return render(&state, Page::Cluster, body);
     };
     let cluster = view.cluster();
+    // `?client=ID`: which node holds that client.
+    let wanted = form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "client")
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    let located = match &wanted {
+        Some(id) => Some((id.clone(), view.locate(id).await)),
+        None => None,
+    };
     let up = cluster.members.iter().filter(|m| m.up).count();
     let body = html! {
         p #cluster-status {
@@ -49,7 +61,20 @@ pub(super) async fn page(State(state): State<Arc<AdminState>>) -> Response {
             "; received from other nodes: " (cluster.received)
             "; dropped: " (cluster.dropped) "; publishes retried: " (cluster.retried) "."
         }
-        p { "Which node holds each client is not shown yet (client ownership across nodes is being built)." }
+        h2 { "Where is a client?" }
+        form #locate method="get" action="cluster" {
+            label { "Client ID " input type="search" name="client" value=(wanted.clone().unwrap_or_default()); }
+            " " button type="submit" { "Find" }
+        }
+        @if let Some((id, found)) = &located {
+            p #located {
+                @match found {
+                    Ok(Some(node)) => { "Client " strong { (id) } " is held by node " strong { (node) } "." }
+                    Ok(None) => { "No node holds client " strong { (id) } "." }
+                    Err(e) => { "The cluster's ownership records cannot be read: " (e) }
+                }
+            }
+        }
     };
     render(&state, Page::Cluster, body)
 }
