@@ -31,19 +31,28 @@ impl Drop for TestNode {
     }
 }
 
-pub(crate) async fn node(nats: &NatsCluster, server: usize, id: &str) -> TestNode {
-    let broker = Arc::new(Broker::new(BrokerSettings::default()));
-    let stop = CancellationToken::new();
-    let options = NodeOptions {
+/// How a test node joins: on NATS server `server`, R3, prefix `wg`.
+pub(crate) fn options(nats: &NatsCluster, server: usize, id: &str) -> NodeOptions {
+    NodeOptions {
         urls: vec![nats.url(server)],
         node_id: id.into(),
         replicas: 3,
         prefix: "wg".into(),
         max_age: Duration::from_secs(3600),
-    };
-    let node = Node::join(broker.clone(), options, &TaskTracker::new(), stop.clone())
-        .await
-        .expect("joins the cluster");
+    }
+}
+
+pub(crate) async fn node(nats: &NatsCluster, server: usize, id: &str) -> TestNode {
+    let broker = Arc::new(Broker::new(BrokerSettings::default()));
+    let stop = CancellationToken::new();
+    let node = Node::join(
+        broker.clone(),
+        options(nats, server, id),
+        &TaskTracker::new(),
+        stop.clone(),
+    )
+    .await
+    .expect("joins the cluster");
     let mqtt = TestBroker::with_broker(broker, Default::default()).await;
     TestNode {
         mqtt,

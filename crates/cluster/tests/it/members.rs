@@ -6,20 +6,14 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use wardgate_cluster::{Node, NodeOptions};
+use wardgate_cluster::Node;
 use wardgate_core::{Broker, BrokerSettings};
 use wardgate_testkit::nats::NatsCluster;
 
 async fn join(nats: &NatsCluster, server: usize, id: &str) -> (Arc<Node>, CancellationToken) {
     let broker = Arc::new(Broker::new(BrokerSettings::default()));
     let stop = CancellationToken::new();
-    let options = NodeOptions {
-        urls: vec![nats.url(server)],
-        node_id: id.into(),
-        replicas: 3,
-        prefix: "wg".into(),
-        max_age: Duration::from_secs(3600),
-    };
+    let options = crate::fabric::options(nats, server, id);
     let node = Node::join(broker, options, &TaskTracker::new(), stop.clone())
         .await
         .expect("joins the cluster");

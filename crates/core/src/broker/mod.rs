@@ -285,6 +285,22 @@ struct Target {
     shared: Option<SharedRef>,
 }
 
+impl Target {
+    /// `sub`, the member of `group` picked for a message.
+    fn member(sub: &Subscriber, group: &crate::subscriptions::SharedGroup) -> Target {
+        Target {
+            session: sub.session.clone(),
+            qos: sub.options.qos,
+            retain_as_published: sub.options.retain_as_published,
+            id: sub.id,
+            shared: Some(SharedRef {
+                group: group.name.clone(),
+                filter: group.filter.clone(),
+            }),
+        }
+    }
+}
+
 impl Broker {
     /// Creates a broker with `settings` and no persistence.
     pub fn new(settings: BrokerSettings) -> Self {

@@ -345,16 +345,7 @@ impl Broker {
                     && let Some(g) = index.group(filter, group)
                     && let Some(sub) = g.pick(None)
                 {
-                    targets.push(Target {
-                        session: sub.session.clone(),
-                        qos: sub.options.qos,
-                        retain_as_published: sub.options.retain_as_published,
-                        id: sub.id,
-                        shared: Some(SharedRef {
-                            group: g.name.clone(),
-                            filter: g.filter.clone(),
-                        }),
-                    });
+                    targets.push(Target::member(sub, g));
                 }
                 return (targets, false);
             }
@@ -378,16 +369,7 @@ impl Broker {
                 }
                 for group in entry.groups.iter().filter(|_| local_groups) {
                     if let Some(sub) = group.pick(None) {
-                        targets.push(Target {
-                            session: sub.session.clone(),
-                            qos: sub.options.qos,
-                            retain_as_published: sub.options.retain_as_published,
-                            id: sub.id,
-                            shared: Some(SharedRef {
-                                group: group.name.clone(),
-                                filter: group.filter.clone(),
-                            }),
-                        });
+                        targets.push(Target::member(sub, group));
                     }
                 }
             });
