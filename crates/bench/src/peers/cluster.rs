@@ -37,22 +37,25 @@ struct NatsPorts {
 /// accepts MQTT connections.
 pub fn start(kind: Kind, bins: &Binaries, dir: tempfile::TempDir) -> Result<Running> {
     let with_mqtt = kind == Kind::NatsMqtt;
+    // Every port is held until all are picked: the kernel never hands out one twice.
+    let mut ports = Ports::default();
     let mut servers = Vec::with_capacity(NODES);
     for _ in 0..NODES {
         servers.push(NatsPorts {
-            client: free_port()?,
-            route: free_port()?,
-            monitor: free_port()?,
-            mqtt: if with_mqtt { Some(free_port()?) } else { None },
+            client: ports.pick()?,
+            route: ports.pick()?,
+            monitor: ports.pick()?,
+            mqtt: if with_mqtt { Some(ports.pick()?) } else { None },
         });
     }
     let mqtt_ports: Vec<u16> = if with_mqtt {
         servers.iter().filter_map(|s| s.mqtt).collect()
     } else {
         (0..NODES)
-            .map(|_| free_ports_in_row(3))
+            .map(|_| ports.pick_in_row(3))
             .collect::<Result<Vec<u16>>>()?
     };
+    drop(ports);
     let addr = |i: usize| SocketAddr::from((Ipv4Addr::LOCALHOST, mqtt_ports[i]));
     let target = Target {
         v3: addr(SUBSCRIBERS_NODE),
@@ -152,35 +155,47 @@ fn healthz(port: u16) -> Option<u16> {
     response.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// A port nothing listens on now (the kernel's pick for 127.0.0.1:0).
-fn free_port() -> Result<u16> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| Error::io("picking a free port", e))
-}
+/// Ports picked for one cluster, each held (bound) until the picker is dropped, so no two picks
+/// are the same port.
+#[derive(Default)]
+struct Ports(Vec<TcpListener>);
 
-/// The first of `n` consecutive ports nothing listens on now (Wardgate's plain and two TLS
-/// listeners).
-fn free_ports_in_row(n: u16) -> Result<u16> {
-    for _ in 0..100 {
-        let first = free_port()?;
-        let free = (1..n).all(|k| {
-            first
-                .checked_add(k)
-                .is_some_and(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok())
-        });
-        if free {
-            return Ok(first);
-        }
+impl Ports {
+    /// A port nothing listens on now (the kernel's pick for 127.0.0.1:0).
+    fn pick(&mut self) -> Result<u16> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(|e| Error::io("picking a free port", e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| Error::io("picking a free port", e))?
+            .port();
+        self.0.push(listener);
+        Ok(port)
     }
-    Err(Error::io(
-        "picking free ports",
-        std::io::Error::new(
-            std::io::ErrorKind::AddrInUse,
-            format!("no {n} free in a row"),
-        ),
-    ))
+
+    /// The first of `n` consecutive free ports (Wardgate's plain and two TLS listeners).
+    fn pick_in_row(&mut self, n: u16) -> Result<u16> {
+        for _ in 0..100 {
+            let first = self.pick()?;
+            let rest: Option<Vec<TcpListener>> = (1..n)
+                .map(|k| {
+                    let port = first.checked_add(k)?;
+                    TcpListener::bind((Ipv4Addr::LOCALHOST, port)).ok()
+                })
+                .collect();
+            if let Some(rest) = rest {
+                self.0.extend(rest);
+                return Ok(first);
+            }
+        }
+        Err(Error::io(
+            "picking free ports",
+            std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("no {n} free in a row"),
+            ),
+        ))
+    }
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
