@@ -294,7 +294,11 @@ impl Broker {
                 self.count(&mut result, &session, session.enqueue(delivery));
             }
         }
+        // A message this node refused (every matching local queue dropped it: 0x97) is not
+        // sent to the others either: its publisher is told it was not taken and may send it
+        // again, which must not make a second copy elsewhere.
         if let Reach::Cluster = reach
+            && !result.refused()
             && let Some(fabric) = self.fabric.get()
             && let Some(ticket) = fabric.forward(&message)
             && let Some((session, _)) = from

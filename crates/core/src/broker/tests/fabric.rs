@@ -178,3 +178,24 @@ fn in_a_cluster_shared_groups_get_a_message_only_through_their_scope() {
     single.publish(message("s/1", "local", false));
     assert_eq!(payloads(&member.session), ["local"]);
 }
+
+#[test]
+fn a_message_this_node_refused_is_not_forwarded() {
+    let mut settings = BrokerSettings::default();
+    settings.queue.max_queued = 1;
+    settings.queue.overflow = crate::session::QueueOverflow::DropNew;
+    let broker = Broker::new(settings);
+    let cluster = Arc::new(Cluster::default());
+    broker.join(cluster.clone()).expect("joins once");
+    let sub = connect(&broker, "sub", true, 0);
+    subscribe(&broker, &sub, "t", options(QoS::AtLeastOnce));
+    let publisher = connect(&broker, "pub", true, 0);
+    assert!(
+        !broker
+            .publish_from(&publisher.session, None, message("t", "1", false))
+            .refused()
+    );
+    let second = broker.publish_from(&publisher.session, None, message("t", "2", false));
+    assert!(second.refused(), "the queue of one is full");
+    assert_eq!(cluster.forwarded(), ["t 1"]);
+}
