@@ -70,15 +70,13 @@ pub fn encode(message: &Message, origin: &str, seq: u64, now: Instant, wall: Sys
         QoS::AtMostOnce => PublishQos::AtMostOnce,
         level => PublishQos::new(level, placeholder_id()),
     };
-    // The expiry travels in the header; the packet's own interval is not used.
-    let mut properties = message.properties.clone();
-    properties.message_expiry_interval = None;
+    // The expiry travels in the header; the packet's own interval is ignored when read.
     let parts = PublishParts {
         dup: false,
         qos,
         retain: message.retain,
         topic: message.topic.as_str(),
-        properties: Some(&properties),
+        properties: Some(&message.properties),
         payload: &message.payload,
     };
     let mut out = BytesMut::with_capacity(18 + origin.len() + parts.encoded_len(V5));
@@ -121,6 +119,8 @@ pub fn decode(mut frame: Bytes, now: Instant, wall: SystemTime) -> Result<Receiv
         Ok(None) => return Err(FrameError::Truncated),
         Err(e) => return Err(FrameError::Packet(e.to_string())),
     };
+    let mut properties = publish.properties;
+    properties.message_expiry_interval = None;
     let topic = publish
         .topic
         .ok_or_else(|| FrameError::Packet("no topic".into()))?;
@@ -136,7 +136,7 @@ pub fn decode(mut frame: Bytes, now: Instant, wall: SystemTime) -> Result<Receiv
             payload: publish.payload,
             qos: publish.qos.level(),
             retain: publish.retain,
-            properties: publish.properties,
+            properties,
             origin: None,
             expires_at,
         },
