@@ -11,6 +11,7 @@ mod node;
 mod outbox;
 mod ownership;
 mod retained;
+mod shared;
 pub mod subject;
 mod takeover;
 

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wardgate_core::store::RecoveredSession;
-use wardgate_core::{Broker, Fabric, Message, RemoteScope, Ticket, Wake};
+use wardgate_core::{Broker, Fabric, Message, RemoteScope, SharedRef, Ticket, Wake};
 use wardgate_protocol::{QoS, SubscriptionFilter, TopicFilter, TopicName};
 
 use crate::error::NodeError;
@@ -27,6 +27,7 @@ use crate::members::{self, Member, Members};
 use crate::outbox::{self, Link, Outbox};
 use crate::ownership::Ownership;
 use crate::retained;
+use crate::shared::{self, Groups, Pulling};
 use crate::subject::{filter_subjects, topic_subject};
 use crate::takeover;
 
@@ -129,6 +130,7 @@ impl Node {
             stop.clone(),
         ));
         let outbox = Arc::new(Outbox::default());
+        let groups = Arc::new(Groups::default());
         let fabric = Arc::new(NodeFabric {
             node_id: options.node_id.clone(),
             incarnation: SystemTime::now()
@@ -141,6 +143,7 @@ impl Node {
             interest_changed: Notify::new(),
             forwarded: AtomicU64::new(0),
             ownership,
+            groups: groups.clone(),
         });
         let members = Arc::new(Members::default());
         tracker.spawn(members::follow(
@@ -157,6 +160,19 @@ impl Node {
         ));
         let received_count = Arc::new(AtomicU64::new(0));
         let connection = client.clone();
+        let pulling = Arc::new(Pulling {
+            broker: broker.clone(),
+            jetstream: jetstream.clone(),
+            stream: fabric.names.messages_stream.clone(),
+            durable: fabric.names.durable_messages.clone(),
+            received: received_count.clone(),
+        });
+        tracker.spawn(shared::follow(
+            groups,
+            pulling,
+            tracker.clone(),
+            stop.clone(),
+        ));
         let link = Link {
             client: client.clone(),
             jetstream,
@@ -347,6 +363,8 @@ struct NodeFabric {
     /// Messages handed to the outbox.
     forwarded: AtomicU64,
     ownership: Ownership,
+    /// Shared groups with members here: their QoS 1/2 messages come from JetStream.
+    groups: Arc<Groups>,
 }
 
 /// The longest subject (or retained key) made from a topic; a longer one is replaced by a hash
@@ -413,6 +431,22 @@ impl Fabric for NodeFabric {
         }
         drop(interest);
         self.interest_changed.notify_one();
+        self.groups.interest(filter, held);
+    }
+
+    fn hand_over(&self, group: &SharedRef, message: &Message) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let frame = frame::encode(
+            message,
+            &self.node_id,
+            seq,
+            Instant::now(),
+            SystemTime::now(),
+        );
+        let durable = &self.names.durable_messages;
+        let subject = shared::hand_over_subject(durable, &group.group, &group.filter);
+        let id = format!("{}-{:x}-{seq}", self.node_id, self.incarnation);
+        self.outbox.push_durable(subject, frame, id);
     }
 
     fn claim<'a>(
@@ -429,7 +463,7 @@ impl Fabric for NodeFabric {
 enum Want {
     /// Plain subscribers' messages on `subject` (a first-level cover, below).
     Plain { subject: String },
-    /// Shared group `group` on `filter`, through a NATS queue group.
+    /// Shared group `group` on `filter`'s QoS 0 messages, through a NATS queue group.
     Group {
         subject: String,
         group: Arc<str>,
@@ -454,8 +488,9 @@ fn wanted(names: &Names, interest: &HashMap<SubscriptionFilter, usize>) -> HashS
     for filter in interest.keys() {
         let (plain, group) = filter.route();
         if let Some(group) = group {
-            let hashed = format!("{}.h.>", names.any_messages);
-            for subject in filter_subjects(&names.any_messages, plain)
+            // QoS 0 only: QoS 1/2 come from the group's JetStream consumer (`shared.rs`).
+            let hashed = format!("{}.h.>", names.messages);
+            for subject in filter_subjects(&names.messages, plain)
                 .into_iter()
                 .chain([hashed])
             {
@@ -726,14 +761,14 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_group_subscribes_its_filters_subjects_in_a_queue_group() {
+    fn a_shared_group_subscribes_its_filters_qos0_subjects_in_a_queue_group() {
         assert_eq!(
             subjects(&["$share/g/a/#"]),
             [
                 "wg.m.*.h.>",
-                "wg.m.*.h.> queue g",
-                "wg.m.*.t.a queue g",
-                "wg.m.*.t.a.> queue g"
+                "wg.m.0.h.> queue g",
+                "wg.m.0.t.a queue g",
+                "wg.m.0.t.a.> queue g"
             ]
         );
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use wardgate_protocol::SubscriptionFilter;
 
-use crate::message::Message;
+use crate::message::{Message, SharedRef};
 use crate::store::{RecoveredSession, Ticket};
 use crate::wake::Wake;
 
@@ -35,6 +35,13 @@ pub trait Fabric: Send + Sync {
     /// This node's subscription index gained (`held`) or lost (`!held`) one subscription to
     /// `filter` (plain or shared): the fabric subscribes to what some local session needs.
     fn interest(&self, filter: &SubscriptionFilter, held: bool);
+
+    /// A member of the shared group `group` left (its connection ended) with `message`
+    /// unacknowledged — queued, or in flight and not past PUBREC — and no other member of the
+    /// group is connected on this node: the copy has left the member's session, and the fabric
+    /// hands it to the group elsewhere (a connected member on another node, or back to a
+    /// persistent member when the group has no connected one). Called once per copy.
+    fn hand_over(&self, group: &SharedRef, message: &Message);
 
     /// Makes this node the owner of `client_id` before a connection of it attaches here: the
     /// node that held it ends its connection (a takeover) and lets the session go; the future

@@ -161,7 +161,9 @@ impl Broker {
     }
 
     /// Hands the shared-subscription messages a leaving session had not acknowledged to a
-    /// connected member of their groups (or keeps them when there is none).
+    /// connected member of their groups on this node; when there is none, to the cluster's
+    /// fabric ([`Fabric::hand_over`]: a member on another node), or, on a single node, keeps
+    /// them with this (persistent) session.
     pub(super) fn redistribute_shared(&self, session: &Arc<Session>, _now: Instant) {
         let orphans = session.take_shared_deliveries();
         if orphans.is_empty() {
@@ -170,6 +172,7 @@ impl Broker {
         let mut moved = Vec::new();
         {
             let index = self.index.read();
+            let fabric = self.fabric.get();
             for delivery in orphans {
                 let Some(shared) = &delivery.shared else {
                     continue;
@@ -178,10 +181,12 @@ impl Broker {
                     .group(&shared.filter, &shared.group)
                     .and_then(|g| g.pick(Some(session.id())))
                     .filter(|s| s.session.is_connected());
-                match pick {
-                    Some(sub) => moved.push((sub.session.clone(), delivery)),
+                match (pick, fabric) {
+                    (Some(sub), _) => moved.push((sub.session.clone(), delivery)),
+                    // No other member is connected here: the cluster finds one elsewhere.
+                    (None, Some(fabric)) => fabric.hand_over(shared, &delivery.message),
                     // No other member is connected: keep it with this (persistent) session.
-                    None => moved.push((session.clone(), delivery)),
+                    (None, None) => moved.push((session.clone(), delivery)),
                 }
             }
         }

@@ -203,26 +203,27 @@ impl Session {
         dropped
     }
 
-    /// Takes every queued and inflight QoS 1/2 delivery that came through a shared subscription,
-    /// so the broker can hand them to another member of the group.
+    /// Takes every inflight and queued QoS 1/2 delivery that came through a shared subscription,
+    /// in that order, so the broker can hand them to another member of the group.
     pub(crate) fn take_shared_deliveries(&self) -> Vec<Delivery> {
         let mut st = self.state.lock();
         let mut taken = Vec::new();
         let st = &mut *st;
-        st.queue.retain(|d| {
-            if d.shared.is_some() && d.qos != QoS::AtMostOnce {
-                taken.push(d.clone());
-                false
-            } else {
-                true
-            }
-        });
+        // In flight first, then queued: the order they were routed in.
         let ids = &mut st.inflight_ids;
         st.inflight.retain(|f| {
             // A QoS 2 flow past PUBREC belongs to this client now; it must not be duplicated.
             if f.delivery.shared.is_some() && f.state != InflightState::AwaitPubComp {
                 ids.remove(&f.packet_id.get());
                 taken.push(f.delivery.clone());
+                false
+            } else {
+                true
+            }
+        });
+        st.queue.retain(|d| {
+            if d.shared.is_some() && d.qos != QoS::AtMostOnce {
+                taken.push(d.clone());
                 false
             } else {
                 true

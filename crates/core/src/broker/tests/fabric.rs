@@ -9,6 +9,7 @@ use super::*;
 struct Cluster {
     forwarded: StdMutex<Vec<String>>,
     interest: StdMutex<Vec<String>>,
+    handed_over: StdMutex<Vec<String>>,
 }
 
 impl Cluster {
@@ -18,6 +19,10 @@ impl Cluster {
 
     fn interest(&self) -> Vec<String> {
         std::mem::take(&mut *self.interest.lock().expect("not poisoned"))
+    }
+
+    fn handed_over(&self) -> Vec<String> {
+        std::mem::take(&mut *self.handed_over.lock().expect("not poisoned"))
     }
 }
 
@@ -39,6 +44,14 @@ impl Fabric for Cluster {
         let sign = if held { '+' } else { '-' };
         let mut interest = self.interest.lock().expect("not poisoned");
         interest.push(format!("{sign}{}", filter.as_filter()));
+    }
+    fn hand_over(&self, group: &SharedRef, message: &Message) {
+        self.handed_over.lock().expect("not poisoned").push(format!(
+            "$share/{}/{} {}",
+            group.group,
+            group.filter,
+            String::from_utf8_lossy(&message.payload)
+        ));
     }
     fn claim<'a>(
         &'a self,
@@ -198,4 +211,61 @@ fn a_message_this_node_refused_is_not_forwarded() {
     let second = broker.publish_from(&publisher.session, None, message("t", "2", false));
     assert!(second.refused(), "the queue of one is full");
     assert_eq!(cluster.forwarded(), ["t 1"]);
+}
+
+#[test]
+fn a_leaving_member_hands_its_unacknowledged_shared_copies_to_the_cluster() {
+    let f = TopicFilter::new("s/+").expect("valid");
+    let scope = RemoteScope::Group {
+        group: "g",
+        filter: &f,
+    };
+    // Another member connected here: the leaving member's copies stay on this node.
+    let (broker, cluster) = clustered();
+    let a = connect(&broker, "a", true, 0);
+    let b = connect(&broker, "b", true, 0);
+    for member in [&a, &b] {
+        subscribe(&broker, member, "$share/g/s/+", options(QoS::AtLeastOnce));
+    }
+    for p in ["1", "2"] {
+        assert_eq!(
+            broker
+                .publish_remote(message("s/x", p, false), scope)
+                .delivered,
+            1
+        );
+    }
+    let mut to_b = payloads(&b.session);
+    broker.disconnect(&a.session, a.generation, Disconnect::Lost, Instant::now());
+    to_b.extend(payloads(&b.session));
+    to_b.sort();
+    assert_eq!(to_b, ["1", "2"], "a's copy went to b");
+    assert!(cluster.handed_over().is_empty());
+
+    // The last member here receives two messages (one in flight, one queued), does not
+    // acknowledge them and leaves: its session persists, but another node may have a member
+    // connected, so the cluster gets them and the session keeps none.
+    let (broker, cluster) = clustered();
+    let m = connect(&broker, "m", false, 60);
+    subscribe(&broker, &m, "$share/g/s/+", options(QoS::AtLeastOnce));
+    for p in ["3", "4"] {
+        broker.publish_remote(message("s/x", p, false), scope);
+    }
+    let mut first = Vec::new();
+    m.session.drain(Instant::now(), 1, |_| true, &mut first);
+    assert_eq!(first.len(), 1, "one in flight, one queued");
+    broker.disconnect(&m.session, m.generation, Disconnect::Lost, Instant::now());
+    assert_eq!(cluster.handed_over(), ["$share/g/s/+ 3", "$share/g/s/+ 4"]);
+    let m = connect(&broker, "m", false, 60);
+    assert!(m.session_present);
+    assert!(payloads(&m.session).is_empty(), "handed over, not kept");
+
+    // A single node keeps them with the persistent session.
+    let single = Broker::new(BrokerSettings::default());
+    let m = connect(&single, "m", false, 60);
+    subscribe(&single, &m, "$share/g/s/+", options(QoS::AtLeastOnce));
+    single.publish(message("s/x", "5", false));
+    single.disconnect(&m.session, m.generation, Disconnect::Lost, Instant::now());
+    let m = connect(&single, "m", false, 60);
+    assert_eq!(payloads(&m.session), ["5"]);
 }

@@ -1,0 +1,306 @@
+//! Shared groups' QoS 1/2 messages across nodes (docs/cluster.md, "Shared subscriptions"): one
+//! durable JetStream pull consumer per group on the message stream, pulled by every node that
+//! holds a member of the group, so JetStream gives each message to one node; and the hand-over
+//! of a leaving member's unacknowledged copies through the group's own subject in the stream.
+//! (QoS 0 shared messages stay on NATS queue groups: `node.rs`.)
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::{self, AckKind};
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wardgate_core::{Broker, RemoteScope};
+use wardgate_protocol::{SubscriptionFilter, TopicFilter};
+
+use crate::frame;
+use crate::subject::filter_subjects;
+
+/// How long JetStream waits for a node's acknowledgement of a pulled message before it gives
+/// the message to a puller again (a node acknowledges once the message is routed).
+const ACK_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a group's consumer outlives its last puller (JetStream then removes it).
+const INACTIVE: Duration = Duration::from_secs(300);
+
+/// When a pulled message finds no member here, how soon JetStream offers it again.
+const NO_MEMBER_DELAY: Duration = Duration::from_millis(100);
+
+/// Messages one pull request asks for.
+const BATCH: usize = 64;
+
+/// How long a failed consumer (JetStream not ready, the stream gone) waits before it tries again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// A shared group: its name and its filter (`$share/<name>/<filter>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Group {
+    name: Arc<str>,
+    filter: TopicFilter,
+}
+
+/// The shared groups this node's sessions are members of, with their subscriptions' count.
+#[derive(Debug, Default)]
+pub(crate) struct Groups {
+    held: Mutex<HashMap<Group, usize>>,
+    changed: Notify,
+}
+
+impl Groups {
+    /// This node gained (`held`) or lost one subscription to `filter`; plain filters are not
+    /// a group's and are ignored.
+    pub(crate) fn interest(&self, filter: &SubscriptionFilter, held: bool) {
+        let (plain, name) = filter.route();
+        let Some(name) = name else { return };
+        let group = Group {
+            name: name.clone(),
+            filter: plain.clone(),
+        };
+        let mut groups = self.held.lock();
+        if held {
+            *groups.entry(group).or_default() += 1;
+        } else if let Some(n) = groups.get_mut(&group) {
+            *n -= 1;
+            if *n == 0 {
+                groups.remove(&group);
+            }
+        }
+        drop(groups);
+        self.changed.notify_one();
+    }
+
+    fn current(&self) -> HashSet<Group> {
+        self.held.lock().keys().cloned().collect()
+    }
+}
+
+/// The JetStream consumer name of shared group `name` on `filter`: `g` and 128 bits of a hash
+/// that every node and every version computes alike (FNV-1a, twice with different seeds), as
+/// all nodes must pull from one consumer.
+pub(crate) fn consumer_name(name: &str, filter: &TopicFilter) -> String {
+    let mut bytes = Vec::with_capacity(name.len() + 1 + filter.as_str().len());
+    bytes.extend_from_slice(name.as_bytes());
+    // Not a byte of UTF-8: the name and the filter cannot run into each other.
+    bytes.push(0xff);
+    bytes.extend_from_slice(filter.as_str().as_bytes());
+    let fnv = |seed: u64| {
+        bytes.iter().fold(seed, |hash, &b| {
+            (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    format!(
+        "g{:016x}{:016x}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x6c62_272e_07bb_0142)
+    )
+}
+
+/// The subject a leaving member's copies are handed over on, under `durable` (`<prefix>.m.1`):
+/// class `g`, which no plain subscription and no other group takes.
+pub(crate) fn hand_over_subject(durable: &str, name: &str, filter: &TopicFilter) -> String {
+    format!("{durable}.g.{}", consumer_name(name, filter))
+}
+
+/// The consumer of shared group `group`: its filter's subjects in the QoS 1/2 class, hashed
+/// topics, and its hand-over subject; new messages only, acknowledged one by one.
+fn consumer_config(durable: &str, group: &Group) -> pull::Config {
+    let mut subjects = filter_subjects(durable, &group.filter);
+    subjects.push(format!("{durable}.h.>"));
+    subjects.push(hand_over_subject(durable, &group.name, &group.filter));
+    pull::Config {
+        durable_name: Some(consumer_name(&group.name, &group.filter)),
+        filter_subjects: subjects,
+        deliver_policy: DeliverPolicy::New,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: ACK_WAIT,
+        inactive_threshold: INACTIVE,
+        ..Default::default()
+    }
+}
+
+/// Where the pullers take messages from and give them to.
+pub(crate) struct Pulling {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) jetstream: jetstream::Context,
+    /// `<PREFIX>_MSG`.
+    pub(crate) stream: String,
+    /// `<prefix>.m.1`.
+    pub(crate) durable: String,
+    /// Messages from other nodes routed here (shared with the node's router).
+    pub(crate) received: Arc<AtomicU64>,
+}
+
+/// Keeps one puller per group this node's sessions are members of, until `stop`.
+pub(crate) async fn follow(
+    groups: Arc<Groups>,
+    pulling: Arc<Pulling>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    let mut pullers: HashMap<Group, CancellationToken> = HashMap::new();
+    loop {
+        let wanted = groups.current();
+        for group in &wanted {
+            if !pullers.contains_key(group) {
+                let token = stop.child_token();
+                tracker.spawn(pull(pulling.clone(), group.clone(), token.clone()));
+                pullers.insert(group.clone(), token);
+            }
+        }
+        pullers.retain(|group, token| {
+            let keep = wanted.contains(group);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        tokio::select! {
+            () = groups.changed.notified() => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Pulls `group`'s messages and routes each to a local member, until `stop`; makes the
+/// consumer again after a failure.
+async fn pull(pulling: Arc<Pulling>, group: Group, stop: CancellationToken) {
+    loop {
+        if let Err(e) = pull_until_failure(&pulling, &group, &stop).await {
+            tracing::warn!(group = %group.name, filter = %group.filter, error = %e,
+                "cluster: a shared group's consumer failed; retrying");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RETRY) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn pull_until_failure(
+    pulling: &Pulling,
+    group: &Group,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let config = consumer_config(&pulling.durable, group);
+    let consumer: pull::Stream = tokio::select! {
+        made = pulling.jetstream.create_consumer_on_stream(config, &pulling.stream) => {
+            let consumer: jetstream::consumer::Consumer<pull::Config> =
+                made.map_err(|e| e.to_string())?;
+            consumer
+                .stream()
+                .max_messages_per_batch(BATCH)
+                .messages()
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        () = stop.cancelled() => return Ok(()),
+    };
+    let mut messages = consumer;
+    loop {
+        let next = tokio::select! {
+            next = messages.next() => next,
+            () = stop.cancelled() => return Ok(()),
+        };
+        let Some(next) = next else {
+            return Err("the pull stream ended".into());
+        };
+        let message = next.map_err(|e| e.to_string())?;
+        let ack = route_one(pulling, group, message.payload.clone());
+        if let Err(e) = message.ack_with(ack).await {
+            tracing::warn!(error = %e, "cluster: acknowledging a shared group's message failed");
+        }
+    }
+}
+
+/// Routes one pulled message to a member of `group` here, and says what JetStream is told: a
+/// routed message (or one the member's full queue dropped, counted as on one node) is
+/// acknowledged, as is one the group's filter does not match (a hashed topic) or that is not a
+/// frame; one that finds no member here is refused, for another puller.
+fn route_one(pulling: &Pulling, group: &Group, payload: bytes::Bytes) -> AckKind {
+    let read = match frame::decode(payload, Instant::now(), SystemTime::now()) {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster: a message in the stream is not a Wardgate frame; dropped");
+            return AckKind::Term;
+        }
+    };
+    if !group.filter.matches(read.message.topic.as_str()) {
+        return AckKind::Ack;
+    }
+    let scope = RemoteScope::Group {
+        group: &group.name,
+        filter: &group.filter,
+    };
+    let routed = pulling.broker.publish_remote(read.message, scope);
+    if routed.delivered == 0 && routed.dropped == 0 {
+        return AckKind::Nak(Some(NO_MEMBER_DELAY));
+    }
+    pulling.received.fetch_add(1, Ordering::Relaxed);
+    AckKind::Ack
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(name: &str, filter: &str) -> Group {
+        Group {
+            name: name.into(),
+            filter: TopicFilter::new(filter).expect("valid"),
+        }
+    }
+
+    #[test]
+    fn a_groups_consumer_name_is_stable_and_tells_groups_apart() {
+        let f = TopicFilter::new("s/#").expect("valid");
+        // The same on every node and every build: pinned (FNV-1a of `g`, 0xff, `s/#`).
+        assert_eq!(consumer_name("g", &f), "ga1d6cf7ddedf0be2c2633b1d0baa6a03");
+        let g = TopicFilter::new("#").expect("valid");
+        assert_ne!(consumer_name("g", &f), consumer_name("h", &f));
+        assert_ne!(consumer_name("g", &f), consumer_name("g", &g));
+        // The separator keeps "a" + "b/c" and "ab" + "/c"-like splits apart.
+        let bc = TopicFilter::new("b/c").expect("valid");
+        let c = TopicFilter::new("/c").expect("valid");
+        assert_ne!(consumer_name("a", &bc), consumer_name("ab", &c));
+    }
+
+    #[test]
+    fn a_groups_consumer_takes_its_filters_qos1_subjects_hashed_topics_and_its_hand_over() {
+        let config = consumer_config("wg.m.1", &group("g", "a/#"));
+        let name = consumer_name("g", &TopicFilter::new("a/#").expect("valid"));
+        assert_eq!(config.durable_name.as_deref(), Some(name.as_str()));
+        assert_eq!(
+            config.filter_subjects,
+            [
+                "wg.m.1.t.a".to_owned(),
+                "wg.m.1.t.a.>".to_owned(),
+                "wg.m.1.h.>".to_owned(),
+                format!("wg.m.1.g.{name}"),
+            ]
+        );
+        assert_eq!(config.deliver_policy, DeliverPolicy::New);
+        assert_eq!(config.ack_policy, AckPolicy::Explicit);
+    }
+
+    #[test]
+    fn groups_count_their_subscriptions_and_ignore_plain_filters() {
+        let groups = Groups::default();
+        let shared =
+            SubscriptionFilter::new(TopicFilter::new("$share/g/a/#").expect("valid")).expect("ok");
+        let plain = SubscriptionFilter::new(TopicFilter::new("a/#").expect("valid")).expect("ok");
+        groups.interest(&shared, true);
+        groups.interest(&shared, true);
+        groups.interest(&plain, true);
+        assert_eq!(groups.current(), HashSet::from([group("g", "a/#")]));
+        groups.interest(&shared, false);
+        assert_eq!(groups.current().len(), 1);
+        groups.interest(&shared, false);
+        assert!(groups.current().is_empty());
+    }
+}
