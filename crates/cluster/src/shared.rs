@@ -4,7 +4,7 @@
 //! of a leaving member's unacknowledged copies through the group's own subject in the stream.
 //! (QoS 0 shared messages stay on NATS queue groups: `node.rs`.)
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -32,6 +32,11 @@ const INACTIVE: Duration = Duration::from_secs(300);
 /// When a pulled message finds no member here, how soon JetStream offers it again.
 const NO_MEMBER_DELAY: Duration = Duration::from_millis(100);
 
+/// How far before its first local subscription a group's new consumer starts: the nodes' and
+/// NATS servers' clocks may differ, and a message published just before a SUBSCRIBE may be
+/// delivered, one published after it must be.
+const START_MARGIN: Duration = Duration::from_secs(1);
+
 /// Messages one pull request asks for.
 const BATCH: usize = 64;
 
@@ -45,10 +50,18 @@ struct Group {
     filter: TopicFilter,
 }
 
-/// The shared groups this node's sessions are members of, with their subscriptions' count.
+/// A group's subscriptions on this node.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    subscriptions: usize,
+    /// When the first of them was made.
+    since: SystemTime,
+}
+
+/// The shared groups this node's sessions are members of.
 #[derive(Debug, Default)]
 pub(crate) struct Groups {
-    held: Mutex<HashMap<Group, usize>>,
+    held: Mutex<HashMap<Group, Held>>,
     changed: Notify,
 }
 
@@ -64,10 +77,14 @@ impl Groups {
         };
         let mut groups = self.held.lock();
         if held {
-            *groups.entry(group).or_default() += 1;
-        } else if let Some(n) = groups.get_mut(&group) {
-            *n -= 1;
-            if *n == 0 {
+            let entry = groups.entry(group).or_insert(Held {
+                subscriptions: 0,
+                since: SystemTime::now(),
+            });
+            entry.subscriptions += 1;
+        } else if let Some(entry) = groups.get_mut(&group) {
+            entry.subscriptions -= 1;
+            if entry.subscriptions == 0 {
                 groups.remove(&group);
             }
         }
@@ -75,8 +92,13 @@ impl Groups {
         self.changed.notify_one();
     }
 
-    fn current(&self) -> HashSet<Group> {
-        self.held.lock().keys().cloned().collect()
+    /// The groups held now, each with the time of its first subscription here.
+    fn current(&self) -> HashMap<Group, SystemTime> {
+        let groups = self.held.lock();
+        groups
+            .iter()
+            .map(|(g, held)| (g.clone(), held.since))
+            .collect()
     }
 }
 
@@ -108,15 +130,17 @@ pub(crate) fn hand_over_subject(durable: &str, name: &str, filter: &TopicFilter)
 }
 
 /// The consumer of shared group `group`: its filter's subjects in the QoS 1/2 class, hashed
-/// topics, and its hand-over subject; new messages only, acknowledged one by one.
-fn consumer_config(durable: &str, group: &Group) -> pull::Config {
+/// topics, and its hand-over subject; the messages stored from `since` on, each acknowledged.
+fn consumer_config(durable: &str, group: &Group, since: SystemTime) -> pull::Config {
     let mut subjects = filter_subjects(durable, &group.filter);
     subjects.push(format!("{durable}.h.>"));
     subjects.push(hand_over_subject(durable, &group.name, &group.filter));
     pull::Config {
         durable_name: Some(consumer_name(&group.name, &group.filter)),
         filter_subjects: subjects,
-        deliver_policy: DeliverPolicy::New,
+        deliver_policy: DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::from(since - START_MARGIN),
+        },
         ack_policy: AckPolicy::Explicit,
         ack_wait: ACK_WAIT,
         inactive_threshold: INACTIVE,
@@ -146,15 +170,16 @@ pub(crate) async fn follow(
     let mut pullers: HashMap<Group, CancellationToken> = HashMap::new();
     loop {
         let wanted = groups.current();
-        for group in &wanted {
+        for (group, since) in &wanted {
             if !pullers.contains_key(group) {
                 let token = stop.child_token();
-                tracker.spawn(pull(pulling.clone(), group.clone(), token.clone()));
+                let puller = pull(pulling.clone(), group.clone(), *since, token.clone());
+                tracker.spawn(puller);
                 pullers.insert(group.clone(), token);
             }
         }
         pullers.retain(|group, token| {
-            let keep = wanted.contains(group);
+            let keep = wanted.contains_key(group);
             if !keep {
                 token.cancel();
             }
@@ -167,11 +192,11 @@ pub(crate) async fn follow(
     }
 }
 
-/// Pulls `group`'s messages and routes each to a local member, until `stop`; makes the
-/// consumer again after a failure.
-async fn pull(pulling: Arc<Pulling>, group: Group, stop: CancellationToken) {
+/// Pulls `group`'s messages (held here `since`) and routes each to a local member, until
+/// `stop`; binds to the consumer again after a failure.
+async fn pull(pulling: Arc<Pulling>, group: Group, since: SystemTime, stop: CancellationToken) {
     loop {
-        if let Err(e) = pull_until_failure(&pulling, &group, &stop).await {
+        if let Err(e) = pull_until_failure(&pulling, &group, since, &stop).await {
             tracing::warn!(group = %group.name, filter = %group.filter, error = %e,
                 "cluster: a shared group's consumer failed; retrying");
         }
@@ -185,23 +210,13 @@ async fn pull(pulling: Arc<Pulling>, group: Group, stop: CancellationToken) {
 async fn pull_until_failure(
     pulling: &Pulling,
     group: &Group,
+    since: SystemTime,
     stop: &CancellationToken,
 ) -> Result<(), String> {
-    let config = consumer_config(&pulling.durable, group);
-    let consumer: pull::Stream = tokio::select! {
-        made = pulling.jetstream.create_consumer_on_stream(config, &pulling.stream) => {
-            let consumer: jetstream::consumer::Consumer<pull::Config> =
-                made.map_err(|e| e.to_string())?;
-            consumer
-                .stream()
-                .max_messages_per_batch(BATCH)
-                .messages()
-                .await
-                .map_err(|e| e.to_string())?
-        }
+    let mut messages = tokio::select! {
+        messages = bind(pulling, group, since) => messages?,
         () = stop.cancelled() => return Ok(()),
     };
-    let mut messages = consumer;
     loop {
         let next = tokio::select! {
             next = messages.next() => next,
@@ -216,6 +231,32 @@ async fn pull_until_failure(
             tracing::warn!(error = %e, "cluster: acknowledging a shared group's message failed");
         }
     }
+}
+
+/// The group's consumer: the one that exists (made by another node, or before), or a new one
+/// starting at `since` (a node that loses the race to make it binds on its next attempt).
+async fn bind(pulling: &Pulling, group: &Group, since: SystemTime) -> Result<pull::Stream, String> {
+    let name = consumer_name(&group.name, &group.filter);
+    let jetstream = &pulling.jetstream;
+    let consumer: jetstream::consumer::Consumer<pull::Config> = match jetstream
+        .get_consumer_from_stream(&name, &pulling.stream)
+        .await
+    {
+        Ok(consumer) => consumer,
+        Err(_) => {
+            let config = consumer_config(&pulling.durable, group, since);
+            jetstream
+                .create_consumer_strict_on_stream(config, &pulling.stream)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+    };
+    consumer
+        .stream()
+        .max_messages_per_batch(BATCH)
+        .messages()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Routes one pulled message to a member of `group` here, and says what JetStream is told: a
@@ -247,6 +288,8 @@ fn route_one(pulling: &Pulling, group: &Group, payload: bytes::Bytes) -> AckKind
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     fn group(name: &str, filter: &str) -> Group {
@@ -272,7 +315,8 @@ mod tests {
 
     #[test]
     fn a_groups_consumer_takes_its_filters_qos1_subjects_hashed_topics_and_its_hand_over() {
-        let config = consumer_config("wg.m.1", &group("g", "a/#"));
+        let since = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let config = consumer_config("wg.m.1", &group("g", "a/#"), since);
         let name = consumer_name("g", &TopicFilter::new("a/#").expect("valid"));
         assert_eq!(config.durable_name.as_deref(), Some(name.as_str()));
         assert_eq!(
@@ -284,7 +328,11 @@ mod tests {
                 format!("wg.m.1.g.{name}"),
             ]
         );
-        assert_eq!(config.deliver_policy, DeliverPolicy::New);
+        let start = time::OffsetDateTime::from_unix_timestamp(999).expect("valid");
+        assert_eq!(
+            config.deliver_policy,
+            DeliverPolicy::ByStartTime { start_time: start }
+        );
         assert_eq!(config.ack_policy, AckPolicy::Explicit);
     }
 
@@ -297,7 +345,8 @@ mod tests {
         groups.interest(&shared, true);
         groups.interest(&shared, true);
         groups.interest(&plain, true);
-        assert_eq!(groups.current(), HashSet::from([group("g", "a/#")]));
+        let held: HashSet<Group> = groups.current().into_keys().collect();
+        assert_eq!(held, HashSet::from([group("g", "a/#")]));
         groups.interest(&shared, false);
         assert_eq!(groups.current().len(), 1);
         groups.interest(&shared, false);
