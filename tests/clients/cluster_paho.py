@@ -17,9 +17,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 
-def client(port, name):
+def client(port, name, manual_ack=False):
+    """A connected MQTT 5 client, its network loop started; with `manual_ack`, received QoS 1/2
+    messages are acknowledged only by `client.ack`."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"paho-{name}-{uuid.uuid4().hex[:8]}",
-                    protocol=mqtt.MQTTv5)
+                    protocol=mqtt.MQTTv5, manual_ack=manual_ack)
     connected = threading.Event()
     c.on_connect = lambda *args: connected.set()
     c.connect("127.0.0.1", port, keepalive=30)
@@ -61,4 +63,5 @@ def main():
     sys.exit(0 if ok else 1)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ use wardgate_protocol::{AckProperties, Packet, PacketId, PubAck, PublishQos, QoS
 use wardgate_testkit::client::{RawClient, Received};
 use wardgate_testkit::nats::NatsCluster;
 
-use crate::fabric::{client, node};
+use crate::fabric::{TestNode, client, node};
 
 /// The filter of the group under test.
 const GROUP: &str = "$share/g/s/#";
@@ -100,19 +100,47 @@ fn once(got: &[String]) -> BTreeSet<String> {
     set
 }
 
+/// Two nodes on a NATS cluster, a member of the group with `qos` on each, both pulling, and a
+/// publisher on node `publisher_on` (0: A, 1: B).
+struct Group {
+    _nats: NatsCluster,
+    _nodes: [TestNode; 2],
+    on_a: RawClient,
+    on_b: RawClient,
+    publisher: RawClient,
+}
+
+impl Group {
+    async fn start(qos: QoS, publisher_on: usize) -> Group {
+        let nats = NatsCluster::start().expect("NATS cluster");
+        let nodes = [node(&nats, 0, "a").await, node(&nats, 1, "b").await];
+        let mut on_a = client(&nodes[0], "member-a").await;
+        let mut on_b = client(&nodes[1], "member-b").await;
+        on_a.subscribe(GROUP, qos).await;
+        on_b.subscribe(GROUP, qos).await;
+        let mut publisher = client(&nodes[publisher_on], "pub").await;
+        until_both_pull(&mut publisher, &mut on_a, &mut on_b).await;
+        Group {
+            _nats: nats,
+            _nodes: nodes,
+            on_a,
+            on_b,
+            publisher,
+        }
+    }
+}
+
 /// Both members join the group with `qos`, `N` messages are published with `qos`: each reaches
 /// one member; member A answers none of its own, then leaves (its session ends): B gets exactly
 /// A's, once, and nothing is delivered twice.
 async fn leave_and_hand_over(qos: QoS) {
-    let nats = NatsCluster::start().expect("NATS cluster");
-    let a = node(&nats, 0, "a").await;
-    let b = node(&nats, 1, "b").await;
-    let mut on_a = client(&a, "member-a").await;
-    let mut on_b = client(&b, "member-b").await;
-    on_a.subscribe(GROUP, qos).await;
-    on_b.subscribe(GROUP, qos).await;
-    let mut publisher = client(&a, "pub").await;
-    until_both_pull(&mut publisher, &mut on_a, &mut on_b).await;
+    let Group {
+        _nats,
+        _nodes,
+        mut on_a,
+        mut on_b,
+        mut publisher,
+    } = Group::start(qos, 0).await;
 
     const N: usize = 60;
     for i in 0..N {
@@ -178,15 +206,13 @@ async fn a_leaving_members_unreceived_qos2_messages_go_to_the_member_on_another_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qos2_message_the_leaving_member_answered_with_pubrec_is_not_handed_over() {
-    let nats = NatsCluster::start().expect("NATS cluster");
-    let a = node(&nats, 0, "a").await;
-    let b = node(&nats, 1, "b").await;
-    let mut on_a = client(&a, "member-a").await;
-    let mut on_b = client(&b, "member-b").await;
-    on_a.subscribe(GROUP, QoS::ExactlyOnce).await;
-    on_b.subscribe(GROUP, QoS::ExactlyOnce).await;
-    let mut publisher = client(&b, "pub").await;
-    until_both_pull(&mut publisher, &mut on_a, &mut on_b).await;
+    let Group {
+        _nats,
+        _nodes,
+        mut on_a,
+        mut on_b,
+        mut publisher,
+    } = Group::start(QoS::ExactlyOnce, 1).await;
 
     // Until A has one: A answers it with PUBREC (it has the message now) and leaves before
     // PUBCOMP; the other messages are completed by whoever got them.

@@ -8,6 +8,7 @@ mod authn;
 mod cli;
 mod cluster;
 mod cluster_config;
+mod cluster_shared;
 mod cluster_status;
 mod console;
 mod diagnostics;
