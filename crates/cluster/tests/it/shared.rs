@@ -134,18 +134,12 @@ impl Group {
 /// one member; member A answers none of its own, then leaves (its session ends): B gets exactly
 /// A's, once, and nothing is delivered twice.
 async fn leave_and_hand_over(qos: QoS) {
-    let Group {
-        _nats,
-        _nodes,
-        mut on_a,
-        mut on_b,
-        mut publisher,
-    } = Group::start(qos, 0).await;
+    let mut group = Group::start(qos, 0).await;
 
     const N: usize = 60;
     for i in 0..N {
         publish(
-            &mut publisher,
+            &mut group.publisher,
             "s/x",
             &format!("m{i}"),
             qos,
@@ -154,8 +148,8 @@ async fn leave_and_hand_over(qos: QoS) {
         .await;
     }
     let quiet = Duration::from_secs(2);
-    let to_a = once(&drain(&mut on_a, Answer::Nothing, quiet).await);
-    let mut to_b = once(&drain(&mut on_b, Answer::Complete, quiet).await);
+    let to_a = once(&drain(&mut group.on_a, Answer::Nothing, quiet).await);
+    let mut to_b = once(&drain(&mut group.on_b, Answer::Complete, quiet).await);
     let all: BTreeSet<String> = (0..N).map(|i| format!("m{i}")).collect();
     assert!(to_a.is_disjoint(&to_b), "a message reached both members");
     assert_eq!(
@@ -168,12 +162,12 @@ async fn leave_and_hand_over(qos: QoS) {
         "member A took part, with unacknowledged messages"
     );
 
-    on_a.drop_connection().await;
+    group.on_a.drop_connection().await;
     // What A held arrives at B, once; nothing else comes again.
     let mut handed = BTreeSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     while handed.len() < to_a.len() && tokio::time::Instant::now() < deadline {
-        for payload in drain(&mut on_b, Answer::Complete, Duration::from_secs(1)).await {
+        for payload in drain(&mut group.on_b, Answer::Complete, Duration::from_secs(1)).await {
             if payload == "probe" {
                 continue;
             }
@@ -187,7 +181,7 @@ async fn leave_and_hand_over(qos: QoS) {
     assert_eq!(handed, to_a, "B gets what A left unacknowledged");
     to_b.extend(handed);
     assert_eq!(to_b, all);
-    let late = drain(&mut on_b, Answer::Complete, Duration::from_secs(2)).await;
+    let late = drain(&mut group.on_b, Answer::Complete, Duration::from_secs(2)).await;
     assert!(
         late.iter().all(|p| p == "probe"),
         "nothing is delivered twice: {late:?}"
@@ -206,13 +200,7 @@ async fn a_leaving_members_unreceived_qos2_messages_go_to_the_member_on_another_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qos2_message_the_leaving_member_answered_with_pubrec_is_not_handed_over() {
-    let Group {
-        _nats,
-        _nodes,
-        mut on_a,
-        mut on_b,
-        mut publisher,
-    } = Group::start(QoS::ExactlyOnce, 1).await;
+    let mut group = Group::start(QoS::ExactlyOnce, 1).await;
 
     // Until A has one: A answers it with PUBREC (it has the message now) and leaves before
     // PUBCOMP; the other messages are completed by whoever got them.
@@ -220,25 +208,37 @@ async fn a_qos2_message_the_leaving_member_answered_with_pubrec_is_not_handed_ov
     let mut taken = None;
     for i in 0..100u16 {
         let payload = format!("m{i}");
-        publish(&mut publisher, "s/y", &payload, QoS::ExactlyOnce, 500 + i).await;
+        publish(
+            &mut group.publisher,
+            "s/y",
+            &payload,
+            QoS::ExactlyOnce,
+            500 + i,
+        )
+        .await;
         to_b.extend(once(
-            &drain(&mut on_b, Answer::Complete, Duration::from_millis(300)).await,
+            &drain(
+                &mut group.on_b,
+                Answer::Complete,
+                Duration::from_millis(300),
+            )
+            .await,
         ));
         if let Received::Packet(Packet::Publish(p)) =
-            on_a.recv_within(Duration::from_millis(300)).await
+            group.on_a.recv_within(Duration::from_millis(300)).await
         {
             let PublishQos::ExactlyOnce(id) = p.qos else {
                 panic!("expected QoS 2, got {:?}", p.qos)
             };
-            on_a.send(&Packet::PubRec(ack(id))).await;
-            assert!(matches!(on_a.packet().await, Packet::PubRel(_)));
+            group.on_a.send(&Packet::PubRec(ack(id))).await;
+            assert!(matches!(group.on_a.packet().await, Packet::PubRel(_)));
             taken = Some(String::from_utf8_lossy(&p.payload).into_owned());
             break;
         }
     }
     let taken = taken.expect("member A received a message");
-    on_a.drop_connection().await;
-    let late = once(&drain(&mut on_b, Answer::Complete, Duration::from_secs(12)).await);
+    group.on_a.drop_connection().await;
+    let late = once(&drain(&mut group.on_b, Answer::Complete, Duration::from_secs(12)).await);
     assert!(
         !late.contains(&taken) && !to_b.contains(&taken),
         "{taken}, past PUBREC on A, reached B too"
