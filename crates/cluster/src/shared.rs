@@ -226,7 +226,8 @@ async fn pull_until_failure(
             return Err("the pull stream ended".into());
         };
         let message = next.map_err(|e| e.to_string())?;
-        let ack = route_one(pulling, group, message.payload.clone());
+        let payload = message.payload.clone();
+        let ack = route_one(&pulling.broker, &pulling.received, group, payload);
         if let Err(e) = message.ack_with(ack).await {
             tracing::warn!(error = %e, "cluster: acknowledging a shared group's message failed");
         }
@@ -261,9 +262,15 @@ async fn bind(pulling: &Pulling, group: &Group, since: SystemTime) -> Result<pul
 
 /// Routes one pulled message to a member of `group` here, and says what JetStream is told: a
 /// routed message (or one the member's full queue dropped, counted as on one node) is
-/// acknowledged, as is one the group's filter does not match (a hashed topic) or that is not a
-/// frame; one that finds no member here is refused, for another puller.
-fn route_one(pulling: &Pulling, group: &Group, payload: bytes::Bytes) -> AckKind {
+/// acknowledged, as is one the group's filter does not match (a hashed topic); one that is not
+/// a frame is terminated (never offered again); one that finds no member here is refused, for
+/// another puller.
+fn route_one(
+    broker: &Broker,
+    received: &AtomicU64,
+    group: &Group,
+    payload: bytes::Bytes,
+) -> AckKind {
     let read = match frame::decode(payload, Instant::now(), SystemTime::now()) {
         Ok(read) => read,
         Err(e) => {
@@ -278,11 +285,11 @@ fn route_one(pulling: &Pulling, group: &Group, payload: bytes::Bytes) -> AckKind
         group: &group.name,
         filter: &group.filter,
     };
-    let routed = pulling.broker.publish_remote(read.message, scope);
+    let routed = broker.publish_remote(read.message, scope);
     if routed.delivered == 0 && routed.dropped == 0 {
         return AckKind::Nak(Some(NO_MEMBER_DELAY));
     }
-    pulling.received.fetch_add(1, Ordering::Relaxed);
+    received.fetch_add(1, Ordering::Relaxed);
     AckKind::Ack
 }
 
@@ -334,6 +341,61 @@ mod tests {
             DeliverPolicy::ByStartTime { start_time: start }
         );
         assert_eq!(config.ack_policy, AckPolicy::Explicit);
+    }
+
+    struct Asleep;
+
+    impl wardgate_core::Wake for Asleep {
+        fn wake(&self) {}
+    }
+
+    /// What JetStream is told about a frame of `topic` pulled for `$share/g/s/+` on `broker`.
+    fn told(broker: &Broker, topic: &str) -> String {
+        let message = wardgate_core::Message {
+            topic: wardgate_protocol::TopicName::new(topic).expect("valid"),
+            payload: bytes::Bytes::from_static(b"x"),
+            qos: wardgate_protocol::QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+            origin: None,
+            expires_at: None,
+        };
+        let frame = frame::encode(&message, "a", 1, Instant::now(), SystemTime::now());
+        let received = AtomicU64::new(0);
+        format!(
+            "{:?}",
+            route_one(broker, &received, &group("g", "s/+"), frame)
+        )
+    }
+
+    #[test]
+    fn a_pulled_message_is_acknowledged_once_routed_and_refused_when_no_member_is_here() {
+        let broker = Broker::new(wardgate_core::BrokerSettings::default());
+        assert_eq!(told(&broker, "s/1"), "Nak(Some(100ms))", "no member here");
+        let params = wardgate_core::ConnectParams {
+            client_id: "member".into(),
+            clean_start: true,
+            session_expiry: 0,
+            protocol: wardgate_protocol::ProtocolVersion::V5,
+            receive_maximum: 10,
+            will: None,
+            principal: None,
+            waker: Arc::new(Asleep),
+        };
+        let member = broker.connect(params, Instant::now());
+        let filter = SubscriptionFilter::new(TopicFilter::new("$share/g/s/+").expect("valid"))
+            .expect("well-formed");
+        let options =
+            wardgate_protocol::SubscriptionOptions::new(wardgate_protocol::QoS::AtLeastOnce);
+        broker.subscribe(&member.session, &filter, options, None, Instant::now());
+        assert_eq!(told(&broker, "s/1"), "Ack", "routed to the member");
+        // A hashed topic the group's filter does not match: taken, not routed, not refused.
+        assert_eq!(told(&broker, "t/1"), "Ack");
+        let routed = AtomicU64::new(0);
+        let junk = bytes::Bytes::from_static(b"not a frame");
+        let kind = route_one(&broker, &routed, &group("g", "s/+"), junk);
+        assert_eq!(format!("{kind:?}"), "Term");
+        assert_eq!(member.session.queued_len(), 1, "one copy, for s/1");
     }
 
     #[test]
