@@ -212,8 +212,10 @@ impl Session {
         // In flight first, then queued: the order they were routed in.
         let ids = &mut st.inflight_ids;
         st.inflight.retain(|f| {
-            // A QoS 2 flow past PUBREC belongs to this client now; it must not be duplicated.
-            if f.delivery.shared.is_some() && f.state != InflightState::AwaitPubComp {
+            // A QoS 2 message once sent belongs to this client: its delivery is completed when
+            // the client comes back, never given to another member [MQTT-4.8.2-4], [MQTT-4.8.2-5].
+            // A QoS 1 message not acknowledged yet may go to another member (§4.8.2).
+            if f.delivery.shared.is_some() && f.state == InflightState::AwaitPubAck {
                 ids.remove(&f.packet_id.get());
                 taken.push(f.delivery.clone());
                 false
