@@ -43,16 +43,16 @@ pub(crate) fn options(nats: &NatsCluster, server: usize, id: &str) -> NodeOption
 }
 
 pub(crate) async fn node(nats: &NatsCluster, server: usize, id: &str) -> TestNode {
+    node_with(options(nats, server, id)).await
+}
+
+/// A node joined with `options`, its tasks on the runtime this runs on.
+pub(crate) async fn node_with(options: NodeOptions) -> TestNode {
     let broker = Arc::new(Broker::new(BrokerSettings::default()));
     let stop = CancellationToken::new();
-    let node = Node::join(
-        broker.clone(),
-        options(nats, server, id),
-        &TaskTracker::new(),
-        stop.clone(),
-    )
-    .await
-    .expect("joins the cluster");
+    let node = Node::join(broker.clone(), options, &TaskTracker::new(), stop.clone())
+        .await
+        .expect("joins the cluster");
     let mqtt = TestBroker::with_broker(broker, Default::default()).await;
     TestNode {
         mqtt,
