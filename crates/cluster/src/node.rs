@@ -2,7 +2,7 @@
 //! it makes sure exist, the [`Fabric`] the core forwards to, the interest subscriptions that
 //! bring other nodes' messages here, and the router that hands them to the core.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::pin::Pin;
@@ -21,6 +21,7 @@ use wardgate_core::store::RecoveredSession;
 use wardgate_core::{Broker, Fabric, Message, RemoteScope, Ticket, Wake};
 use wardgate_protocol::{QoS, SubscriptionFilter, TopicFilter, TopicName};
 
+use crate::consumer;
 use crate::error::NodeError;
 use crate::frame;
 use crate::members::{self, Member, Members};
@@ -92,7 +93,7 @@ impl Node {
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
-        patiently(|| jetstream.get_or_create_stream(stream_config.clone()))
+        let messages_stream = patiently(|| jetstream.get_or_create_stream(stream_config.clone()))
             .await
             .map_err(|reason| NodeError::JetStream {
                 what: "stream",
@@ -139,6 +140,7 @@ impl Node {
             outbox: outbox.clone(),
             interest: Mutex::new(HashMap::new()),
             interest_changed: Notify::new(),
+            consumer_interest: Notify::new(),
             forwarded: AtomicU64::new(0),
             ownership,
         });
@@ -184,11 +186,29 @@ impl Node {
             client,
             incoming,
             tracker.clone(),
-            stop,
+            stop.clone(),
         ));
         if broker.join(fabric.clone()).is_err() {
             tracing::warn!("cluster: the broker was already a node of a cluster");
         }
+        // After `join`: the consumer's first filter covers the sessions the broker holds.
+        let receiver = consumer::Receiver {
+            broker: broker.clone(),
+            node_id: options.node_id.clone(),
+            durable_messages: fabric.names.durable_messages.clone(),
+            stream: messages_stream,
+            fabric: fabric.clone(),
+            received: received_count.clone(),
+            inactive_threshold: options.max_age,
+        };
+        let name = consumer::durable_name(&options.node_id);
+        consumer::start(receiver, tracker, stop)
+            .await
+            .map_err(|reason| NodeError::JetStream {
+                what: "consumer",
+                name,
+                reason,
+            })?;
         Ok(Arc::new(Node {
             id: options.node_id,
             fabric,
@@ -252,7 +272,7 @@ const JOIN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Runs a JetStream request again after a failure (a timeout, no leader yet) until it succeeds
 /// or [`JOIN_PATIENCE`] has passed; the last error is returned.
-async fn patiently<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+pub(crate) async fn patiently<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
     mut request: impl FnMut() -> F,
 ) -> Result<T, String> {
     let deadline = Instant::now() + JOIN_PATIENCE;
@@ -333,7 +353,7 @@ impl Names {
 }
 
 /// The core's view of the cluster.
-struct NodeFabric {
+pub(crate) struct NodeFabric {
     node_id: String,
     /// Distinguishes this run of the node in JetStream message ids (a restarted node's sequence
     /// numbers start again).
@@ -342,8 +362,11 @@ struct NodeFabric {
     seq: AtomicU64,
     outbox: Arc<Outbox>,
     /// Local subscriptions per filter (plain or shared).
-    interest: Mutex<HashMap<SubscriptionFilter, usize>>,
+    pub(crate) interest: Mutex<HashMap<SubscriptionFilter, usize>>,
+    /// Wakes the task that keeps the core NATS subscriptions (QoS 0, shared groups).
     interest_changed: Notify,
+    /// Wakes the task that keeps the JetStream consumer's filter (QoS 1/2).
+    pub(crate) consumer_interest: Notify,
     /// Messages handed to the outbox.
     forwarded: AtomicU64,
     ownership: Ownership,
@@ -413,6 +436,7 @@ impl Fabric for NodeFabric {
         }
         drop(interest);
         self.interest_changed.notify_one();
+        self.consumer_interest.notify_one();
     }
 
     fn claim<'a>(
@@ -437,34 +461,25 @@ enum Want {
     },
 }
 
-/// What the node wants now. Plain interest is kept per first topic level: a filter `a/b/+`
-/// subscribes `…a` and `…a.>`, a filter starting with a wildcard subscribes every
-/// non-`$` topic. Such subscriptions never overlap, so every message reaches the node on one
-/// subscription only, in its publisher's order; the core's index does the fine matching.
-fn wanted(names: &Names, interest: &HashMap<SubscriptionFilter, usize>) -> HashSet<Want> {
-    let mut wants = HashSet::new();
-    if !interest.is_empty() {
-        // Topics too long for a subject travel hashed: every interested node takes them.
-        wants.insert(Want::Plain {
-            subject: format!("{}.h.>", names.any_messages),
-        });
+/// The first-level cover of this node's plain (not shared) interest, as subject tails after
+/// the QoS class (`t.a`, `t.a.>`, `t.>`, `s._24535953`, `h.>`): a filter `a/b/+` takes `t.a` and
+/// `t.a.>`, a filter starting with a wildcard every non-`$` topic (`t.>`), and any interest the
+/// hashed topics (`h.>`). The tails never overlap, so every message matches one of them at most
+/// and reaches the node once, in its publisher's order; the core's index does the fine matching.
+/// QoS 0 takes them under `<prefix>.m.0` (core subscriptions, [`wanted`]), QoS 1/2 under
+/// `<prefix>.m.1` (the node's JetStream consumer, [`crate::consumer`]).
+pub(crate) fn cover(interest: &HashMap<SubscriptionFilter, usize>) -> BTreeSet<String> {
+    let mut tails = BTreeSet::new();
+    if interest.is_empty() {
+        return tails;
     }
+    // Topics too long for a subject travel hashed: every interested node takes them.
+    tails.insert("h.>".to_owned());
     let mut every_topic = false;
     let mut first_levels = HashSet::new();
     for filter in interest.keys() {
         let (plain, group) = filter.route();
-        if let Some(group) = group {
-            let hashed = format!("{}.h.>", names.any_messages);
-            for subject in filter_subjects(&names.any_messages, plain)
-                .into_iter()
-                .chain([hashed])
-            {
-                wants.insert(Want::Group {
-                    subject,
-                    group: group.clone(),
-                    filter: plain.clone(),
-                });
-            }
+        if group.is_some() {
             continue;
         }
         let first = plain.split('/').next().unwrap_or_default();
@@ -475,19 +490,45 @@ fn wanted(names: &Names, interest: &HashMap<SubscriptionFilter, usize>) -> HashS
         }
     }
     if every_topic {
-        wants.insert(Want::Plain {
-            subject: format!("{}.t.>", names.any_messages),
-        });
+        tails.insert("t.>".to_owned());
     }
     for level in first_levels {
         if every_topic && !level.is_system() {
             continue;
         }
-        let subject = topic_subject(&names.any_messages, &level);
-        wants.insert(Want::Plain {
-            subject: format!("{subject}.>"),
-        });
-        wants.insert(Want::Plain { subject });
+        // `topic_subject("", level)` is `.<class>.<token>`.
+        let subject = topic_subject("", &level);
+        let tail = subject.trim_start_matches('.');
+        tails.insert(format!("{tail}.>"));
+        tails.insert(tail.to_owned());
+    }
+    tails
+}
+
+/// The core NATS subscriptions the node wants now: its plain cover for QoS 0 messages (QoS 1/2
+/// come through its JetStream consumer), and each shared group's filter subjects in a NATS queue
+/// group, for every QoS (shared groups' QoS 1/2 on JetStream are `shared*.rs`'s part).
+fn wanted(names: &Names, interest: &HashMap<SubscriptionFilter, usize>) -> HashSet<Want> {
+    let mut wants: HashSet<Want> = cover(interest)
+        .into_iter()
+        .map(|tail| Want::Plain {
+            subject: format!("{}.{tail}", names.messages),
+        })
+        .collect();
+    for filter in interest.keys() {
+        let (plain, group) = filter.route();
+        let Some(group) = group else { continue };
+        let hashed = format!("{}.h.>", names.any_messages);
+        for subject in filter_subjects(&names.any_messages, plain)
+            .into_iter()
+            .chain([hashed])
+        {
+            wants.insert(Want::Group {
+                subject,
+                group: group.clone(),
+                filter: plain.clone(),
+            });
+        }
     }
     wants
 }
@@ -700,27 +741,27 @@ mod tests {
     }
 
     #[test]
-    fn plain_interest_is_a_first_level_cover_that_never_overlaps() {
+    fn plain_interest_is_a_first_level_cover_that_never_overlaps_for_qos0() {
         assert_eq!(
             subjects(&["a/b/+", "a/#", "$SYS/x", "b c"]),
             [
-                "wg.m.*.h.>",
-                "wg.m.*.s._24535953",
-                "wg.m.*.s._24535953.>",
-                "wg.m.*.t._622063",
-                "wg.m.*.t._622063.>",
-                "wg.m.*.t.a",
-                "wg.m.*.t.a.>",
+                "wg.m.0.h.>",
+                "wg.m.0.s._24535953",
+                "wg.m.0.s._24535953.>",
+                "wg.m.0.t._622063",
+                "wg.m.0.t._622063.>",
+                "wg.m.0.t.a",
+                "wg.m.0.t.a.>",
             ]
         );
         // A filter starting with a wildcard takes every non-`$` topic, and only that.
         assert_eq!(
             subjects(&["+/x", "a/b", "$SYS/#"]),
             [
-                "wg.m.*.h.>",
-                "wg.m.*.s._24535953",
-                "wg.m.*.s._24535953.>",
-                "wg.m.*.t.>"
+                "wg.m.0.h.>",
+                "wg.m.0.s._24535953",
+                "wg.m.0.s._24535953.>",
+                "wg.m.0.t.>"
             ]
         );
     }
@@ -730,10 +771,10 @@ mod tests {
         assert_eq!(
             subjects(&["$share/g/a/#"]),
             [
-                "wg.m.*.h.>",
                 "wg.m.*.h.> queue g",
                 "wg.m.*.t.a queue g",
-                "wg.m.*.t.a.> queue g"
+                "wg.m.*.t.a.> queue g",
+                "wg.m.0.h.>",
             ]
         );
     }

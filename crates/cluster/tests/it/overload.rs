@@ -38,7 +38,7 @@ fn index(payload: &[u8]) -> u32 {
 
 /// Even messages are QoS 1, odd ones QoS 2.
 fn qos(i: u32) -> QoS {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         QoS::AtLeastOnce
     } else {
         QoS::ExactlyOnce
