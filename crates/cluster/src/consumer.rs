@@ -15,7 +15,7 @@
 //! Shared groups are not this consumer's: their messages come on NATS queue subscriptions
 //! (node.rs, `Want::Group`), which `shared*.rs` moves onto JetStream.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use wardgate_core::{Broker, RemoteScope, Session, Wake};
 
 use crate::frame;
-use crate::node::{NodeFabric, cover, patiently};
+use crate::node::{NodeFabric, Recent, cover, patiently};
 use crate::subject::level_token;
 
 /// Messages pulled at once, at most: what the node holds without having acknowledged it.
@@ -457,31 +457,10 @@ impl Wake for Woken {
     }
 }
 
-/// The stream sequences routed lately, to route a message delivered again only once.
-#[derive(Default)]
-struct Routed {
-    seen: HashSet<u64>,
-    order: VecDeque<u64>,
-}
-
-impl Routed {
-    /// More than JetStream can deliver again: it redelivers only unacknowledged messages, at
-    /// most [`MAX_ACK_PENDING`] of them, within [`ACK_WAIT`] of their delivery.
-    const CAPACITY: usize = 1 << 17;
-
-    fn first_time(&mut self, seq: u64) -> bool {
-        if !self.seen.insert(seq) {
-            return false;
-        }
-        self.order.push_back(seq);
-        if self.order.len() > Self::CAPACITY
-            && let Some(old) = self.order.pop_front()
-        {
-            self.seen.remove(&old);
-        }
-        true
-    }
-}
+/// The stream sequences routed lately, to route a message delivered again only once: more
+/// than JetStream can deliver again (only unacknowledged messages, at most [`MAX_ACK_PENDING`]
+/// of them, within [`ACK_WAIT`] of their delivery).
+type Routed = Recent<{ 1 << 17 }>;
 
 #[cfg(test)]
 mod tests {
@@ -500,17 +479,6 @@ mod tests {
         assert_eq!(covering("s._24.x"), [Some("s._24.>".to_owned()), None]);
         assert_eq!(covering("h.0123"), [Some("h.>".to_owned()), None]);
         assert_eq!(covering("idle"), [None, None]);
-    }
-
-    #[test]
-    fn a_sequence_is_routed_once() {
-        let mut routed = Routed::default();
-        assert!(routed.first_time(1));
-        assert!(!routed.first_time(1));
-        for seq in 2..(Routed::CAPACITY as u64 + 10) {
-            assert!(routed.first_time(seq));
-        }
-        assert_eq!(routed.seen.len(), Routed::CAPACITY);
     }
 
     #[test]

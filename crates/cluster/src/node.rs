@@ -653,7 +653,8 @@ async fn route(
     count: Arc<AtomicU64>,
     stop: CancellationToken,
 ) {
-    let mut recent = Recent::default();
+    // The last 16,384 QoS 0 messages routed.
+    let mut recent = Recent::<16_384>::default();
     loop {
         let item = tokio::select! {
             item = received.recv() => item,
@@ -671,7 +672,8 @@ async fn route(
             None => {
                 // This node routed its own messages already; a message seen twice (while a
                 // subscription is replaced by a wider one) is routed once.
-                if read.origin == node_id || !recent.first_time(&read.origin, read.seq) {
+                if read.origin == node_id || !recent.first_time(origin_key(&read.origin, read.seq))
+                {
                     continue;
                 }
                 count.fetch_add(1, Ordering::Relaxed);
@@ -686,32 +688,35 @@ async fn route(
     }
 }
 
-/// The last messages routed, by origin and sequence number, to route a message only once when
-/// it arrives twice.
+/// The last `CAPACITY` keys seen (messages routed), to route a message only once when it
+/// arrives twice.
 #[derive(Default)]
-struct Recent {
+pub(crate) struct Recent<const CAPACITY: usize> {
     seen: HashSet<u64>,
     order: VecDeque<u64>,
 }
 
-impl Recent {
-    const CAPACITY: usize = 16_384;
-
-    fn first_time(&mut self, origin: &str, seq: u64) -> bool {
-        let mut hasher = DefaultHasher::new();
-        (origin, seq).hash(&mut hasher);
-        let key = hasher.finish();
+impl<const CAPACITY: usize> Recent<CAPACITY> {
+    /// Whether `key` is new (it is remembered from now on).
+    pub(crate) fn first_time(&mut self, key: u64) -> bool {
         if !self.seen.insert(key) {
             return false;
         }
         self.order.push_back(key);
-        if self.order.len() > Self::CAPACITY
+        if self.order.len() > CAPACITY
             && let Some(old) = self.order.pop_front()
         {
             self.seen.remove(&old);
         }
         true
     }
+}
+
+/// The key of a message in [`Recent`]: its origin and sequence number.
+fn origin_key(origin: &str, seq: u64) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (origin, seq).hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -792,13 +797,15 @@ mod tests {
 
     #[test]
     fn a_message_seen_twice_is_routed_once() {
-        let mut recent = Recent::default();
-        assert!(recent.first_time("a", 1));
-        assert!(!recent.first_time("a", 1));
-        assert!(recent.first_time("b", 1));
-        for seq in 2..(Recent::CAPACITY as u64 + 10) {
-            assert!(recent.first_time("a", seq));
+        let mut recent = Recent::<100>::default();
+        assert!(recent.first_time(origin_key("a", 1)));
+        assert!(!recent.first_time(origin_key("a", 1)));
+        assert!(recent.first_time(origin_key("b", 1)));
+        for seq in 2..110 {
+            assert!(recent.first_time(origin_key("a", seq)));
         }
-        assert_eq!(recent.seen.len(), Recent::CAPACITY);
+        assert_eq!(recent.seen.len(), 100);
+        // Forgotten past the capacity.
+        assert!(recent.first_time(origin_key("a", 1)));
     }
 }
