@@ -4,6 +4,7 @@
 //! messages, receiving what its sessions subscribed to from the others, and the cluster's
 //! retained messages, and its members and their health ([`Member`]).
 
+mod consumer;
 mod error;
 pub mod frame;
 mod members;

@@ -2,7 +2,7 @@
 //! it makes sure exist, the [`Fabric`] the core forwards to, the interest subscriptions that
 //! bring other nodes' messages here, and the router that hands them to the core.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::pin::Pin;
@@ -21,6 +21,7 @@ use wardgate_core::store::RecoveredSession;
 use wardgate_core::{Broker, Fabric, Message, RemoteScope, SharedRef, Ticket, Wake};
 use wardgate_protocol::{QoS, SubscriptionFilter, TopicFilter, TopicName};
 
+use crate::consumer;
 use crate::error::NodeError;
 use crate::frame;
 use crate::members::{self, Member, Members};
@@ -93,7 +94,7 @@ impl Node {
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
-        patiently(|| jetstream.get_or_create_stream(stream_config.clone()))
+        let messages_stream = patiently(|| jetstream.get_or_create_stream(stream_config.clone()))
             .await
             .map_err(|reason| NodeError::JetStream {
                 what: "stream",
@@ -141,6 +142,7 @@ impl Node {
             outbox: outbox.clone(),
             interest: Mutex::new(HashMap::new()),
             interest_changed: Notify::new(),
+            consumer_interest: Notify::new(),
             forwarded: AtomicU64::new(0),
             ownership,
             groups: groups.clone(),
@@ -200,11 +202,29 @@ impl Node {
             client,
             incoming,
             tracker.clone(),
-            stop,
+            stop.clone(),
         ));
         if broker.join(fabric.clone()).is_err() {
             tracing::warn!("cluster: the broker was already a node of a cluster");
         }
+        // After `join`: the consumer's first filter covers the sessions the broker holds.
+        let receiver = consumer::Receiver {
+            broker: broker.clone(),
+            node_id: options.node_id.clone(),
+            durable_messages: fabric.names.durable_messages.clone(),
+            stream: messages_stream,
+            fabric: fabric.clone(),
+            received: received_count.clone(),
+            inactive_threshold: options.max_age,
+        };
+        let name = consumer::durable_name(&options.node_id);
+        consumer::start(receiver, tracker, stop)
+            .await
+            .map_err(|reason| NodeError::JetStream {
+                what: "consumer",
+                name,
+                reason,
+            })?;
         Ok(Arc::new(Node {
             id: options.node_id,
             fabric,
@@ -268,7 +288,7 @@ const JOIN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Runs a JetStream request again after a failure (a timeout, no leader yet) until it succeeds
 /// or [`JOIN_PATIENCE`] has passed; the last error is returned.
-async fn patiently<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+pub(crate) async fn patiently<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
     mut request: impl FnMut() -> F,
 ) -> Result<T, String> {
     let deadline = Instant::now() + JOIN_PATIENCE;
@@ -349,7 +369,7 @@ impl Names {
 }
 
 /// The core's view of the cluster.
-struct NodeFabric {
+pub(crate) struct NodeFabric {
     node_id: String,
     /// Distinguishes this run of the node in JetStream message ids (a restarted node's sequence
     /// numbers start again).
@@ -358,8 +378,11 @@ struct NodeFabric {
     seq: AtomicU64,
     outbox: Arc<Outbox>,
     /// Local subscriptions per filter (plain or shared).
-    interest: Mutex<HashMap<SubscriptionFilter, usize>>,
+    pub(crate) interest: Mutex<HashMap<SubscriptionFilter, usize>>,
+    /// Wakes the task that keeps the core NATS subscriptions (QoS 0, shared groups).
     interest_changed: Notify,
+    /// Wakes the task that keeps the JetStream consumer's filter (QoS 1/2).
+    pub(crate) consumer_interest: Notify,
     /// Messages handed to the outbox.
     forwarded: AtomicU64,
     ownership: Ownership,
@@ -431,6 +454,7 @@ impl Fabric for NodeFabric {
         }
         drop(interest);
         self.interest_changed.notify_one();
+        self.consumer_interest.notify_one();
         self.groups.interest(filter, held);
     }
 
@@ -471,35 +495,25 @@ enum Want {
     },
 }
 
-/// What the node wants now. Plain interest is kept per first topic level: a filter `a/b/+`
-/// subscribes `…a` and `…a.>`, a filter starting with a wildcard subscribes every
-/// non-`$` topic. Such subscriptions never overlap, so every message reaches the node on one
-/// subscription only, in its publisher's order; the core's index does the fine matching.
-fn wanted(names: &Names, interest: &HashMap<SubscriptionFilter, usize>) -> HashSet<Want> {
-    let mut wants = HashSet::new();
-    if !interest.is_empty() {
-        // Topics too long for a subject travel hashed: every interested node takes them.
-        wants.insert(Want::Plain {
-            subject: format!("{}.h.>", names.any_messages),
-        });
+/// The first-level cover of this node's plain (not shared) interest, as subject tails after
+/// the QoS class (`t.a`, `t.a.>`, `t.>`, `s._24535953`, `h.>`): a filter `a/b/+` takes `t.a` and
+/// `t.a.>`, a filter starting with a wildcard every non-`$` topic (`t.>`), and any interest the
+/// hashed topics (`h.>`). The tails never overlap, so every message matches one of them at most
+/// and reaches the node once, in its publisher's order; the core's index does the fine matching.
+/// QoS 0 takes them under `<prefix>.m.0` (core subscriptions, [`wanted`]), QoS 1/2 under
+/// `<prefix>.m.1` (the node's JetStream consumer, [`crate::consumer`]).
+pub(crate) fn cover(interest: &HashMap<SubscriptionFilter, usize>) -> BTreeSet<String> {
+    let mut tails = BTreeSet::new();
+    if interest.is_empty() {
+        return tails;
     }
+    // Topics too long for a subject travel hashed: every interested node takes them.
+    tails.insert("h.>".to_owned());
     let mut every_topic = false;
     let mut first_levels = HashSet::new();
     for filter in interest.keys() {
         let (plain, group) = filter.route();
-        if let Some(group) = group {
-            // QoS 0 only: QoS 1/2 come from the group's JetStream consumer (`shared.rs`).
-            let hashed = format!("{}.h.>", names.messages);
-            for subject in filter_subjects(&names.messages, plain)
-                .into_iter()
-                .chain([hashed])
-            {
-                wants.insert(Want::Group {
-                    subject,
-                    group: group.clone(),
-                    filter: plain.clone(),
-                });
-            }
+        if group.is_some() {
             continue;
         }
         let first = plain.split('/').next().unwrap_or_default();
@@ -510,19 +524,45 @@ fn wanted(names: &Names, interest: &HashMap<SubscriptionFilter, usize>) -> HashS
         }
     }
     if every_topic {
-        wants.insert(Want::Plain {
-            subject: format!("{}.t.>", names.any_messages),
-        });
+        tails.insert("t.>".to_owned());
     }
     for level in first_levels {
         if every_topic && !level.is_system() {
             continue;
         }
-        let subject = topic_subject(&names.any_messages, &level);
-        wants.insert(Want::Plain {
-            subject: format!("{subject}.>"),
-        });
-        wants.insert(Want::Plain { subject });
+        // `topic_subject("", level)` is `.<class>.<token>`.
+        let subject = topic_subject("", &level);
+        let tail = subject.trim_start_matches('.');
+        tails.insert(format!("{tail}.>"));
+        tails.insert(tail.to_owned());
+    }
+    tails
+}
+
+/// The core NATS subscriptions the node wants now: its plain cover for QoS 0 messages (QoS 1/2
+/// come through its JetStream consumer), and each shared group's filter subjects in a NATS queue
+/// group, for QoS 0 (a group's QoS 1/2 come through the group's JetStream consumer, `shared.rs`).
+fn wanted(names: &Names, interest: &HashMap<SubscriptionFilter, usize>) -> HashSet<Want> {
+    let mut wants: HashSet<Want> = cover(interest)
+        .into_iter()
+        .map(|tail| Want::Plain {
+            subject: format!("{}.{tail}", names.messages),
+        })
+        .collect();
+    for filter in interest.keys() {
+        let (plain, group) = filter.route();
+        let Some(group) = group else { continue };
+        let hashed = format!("{}.h.>", names.messages);
+        for subject in filter_subjects(&names.messages, plain)
+            .into_iter()
+            .chain([hashed])
+        {
+            wants.insert(Want::Group {
+                subject,
+                group: group.clone(),
+                filter: plain.clone(),
+            });
+        }
     }
     wants
 }
@@ -647,7 +687,8 @@ async fn route(
     count: Arc<AtomicU64>,
     stop: CancellationToken,
 ) {
-    let mut recent = Recent::default();
+    // The last 16,384 QoS 0 messages routed.
+    let mut recent = Recent::<16_384>::default();
     loop {
         let item = tokio::select! {
             item = received.recv() => item,
@@ -665,7 +706,8 @@ async fn route(
             None => {
                 // This node routed its own messages already; a message seen twice (while a
                 // subscription is replaced by a wider one) is routed once.
-                if read.origin == node_id || !recent.first_time(&read.origin, read.seq) {
+                if read.origin == node_id || !recent.first_time(origin_key(&read.origin, read.seq))
+                {
                     continue;
                 }
                 count.fetch_add(1, Ordering::Relaxed);
@@ -680,32 +722,35 @@ async fn route(
     }
 }
 
-/// The last messages routed, by origin and sequence number, to route a message only once when
-/// it arrives twice.
+/// The last `CAPACITY` keys seen (messages routed), to route a message only once when it
+/// arrives twice.
 #[derive(Default)]
-struct Recent {
+pub(crate) struct Recent<const CAPACITY: usize> {
     seen: HashSet<u64>,
     order: VecDeque<u64>,
 }
 
-impl Recent {
-    const CAPACITY: usize = 16_384;
-
-    fn first_time(&mut self, origin: &str, seq: u64) -> bool {
-        let mut hasher = DefaultHasher::new();
-        (origin, seq).hash(&mut hasher);
-        let key = hasher.finish();
+impl<const CAPACITY: usize> Recent<CAPACITY> {
+    /// Whether `key` is new (it is remembered from now on).
+    pub(crate) fn first_time(&mut self, key: u64) -> bool {
         if !self.seen.insert(key) {
             return false;
         }
         self.order.push_back(key);
-        if self.order.len() > Self::CAPACITY
+        if self.order.len() > CAPACITY
             && let Some(old) = self.order.pop_front()
         {
             self.seen.remove(&old);
         }
         true
     }
+}
+
+/// The key of a message in [`Recent`]: its origin and sequence number.
+fn origin_key(origin: &str, seq: u64) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (origin, seq).hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -735,27 +780,27 @@ mod tests {
     }
 
     #[test]
-    fn plain_interest_is_a_first_level_cover_that_never_overlaps() {
+    fn plain_interest_is_a_first_level_cover_that_never_overlaps_for_qos0() {
         assert_eq!(
             subjects(&["a/b/+", "a/#", "$SYS/x", "b c"]),
             [
-                "wg.m.*.h.>",
-                "wg.m.*.s._24535953",
-                "wg.m.*.s._24535953.>",
-                "wg.m.*.t._622063",
-                "wg.m.*.t._622063.>",
-                "wg.m.*.t.a",
-                "wg.m.*.t.a.>",
+                "wg.m.0.h.>",
+                "wg.m.0.s._24535953",
+                "wg.m.0.s._24535953.>",
+                "wg.m.0.t._622063",
+                "wg.m.0.t._622063.>",
+                "wg.m.0.t.a",
+                "wg.m.0.t.a.>",
             ]
         );
         // A filter starting with a wildcard takes every non-`$` topic, and only that.
         assert_eq!(
             subjects(&["+/x", "a/b", "$SYS/#"]),
             [
-                "wg.m.*.h.>",
-                "wg.m.*.s._24535953",
-                "wg.m.*.s._24535953.>",
-                "wg.m.*.t.>"
+                "wg.m.0.h.>",
+                "wg.m.0.s._24535953",
+                "wg.m.0.s._24535953.>",
+                "wg.m.0.t.>"
             ]
         );
     }
@@ -765,7 +810,7 @@ mod tests {
         assert_eq!(
             subjects(&["$share/g/a/#"]),
             [
-                "wg.m.*.h.>",
+                "wg.m.0.h.>",
                 "wg.m.0.h.> queue g",
                 "wg.m.0.t.a queue g",
                 "wg.m.0.t.a.> queue g"
@@ -786,13 +831,15 @@ mod tests {
 
     #[test]
     fn a_message_seen_twice_is_routed_once() {
-        let mut recent = Recent::default();
-        assert!(recent.first_time("a", 1));
-        assert!(!recent.first_time("a", 1));
-        assert!(recent.first_time("b", 1));
-        for seq in 2..(Recent::CAPACITY as u64 + 10) {
-            assert!(recent.first_time("a", seq));
+        let mut recent = Recent::<100>::default();
+        assert!(recent.first_time(origin_key("a", 1)));
+        assert!(!recent.first_time(origin_key("a", 1)));
+        assert!(recent.first_time(origin_key("b", 1)));
+        for seq in 2..110 {
+            assert!(recent.first_time(origin_key("a", seq)));
         }
-        assert_eq!(recent.seen.len(), Recent::CAPACITY);
+        assert_eq!(recent.seen.len(), 100);
+        // Forgotten past the capacity.
+        assert!(recent.first_time(origin_key("a", 1)));
     }
 }

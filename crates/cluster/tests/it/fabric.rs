@@ -43,16 +43,16 @@ pub(crate) fn options(nats: &NatsCluster, server: usize, id: &str) -> NodeOption
 }
 
 pub(crate) async fn node(nats: &NatsCluster, server: usize, id: &str) -> TestNode {
+    node_with(options(nats, server, id)).await
+}
+
+/// A node joined with `options`, its tasks on the runtime this runs on.
+pub(crate) async fn node_with(options: NodeOptions) -> TestNode {
     let broker = Arc::new(Broker::new(BrokerSettings::default()));
     let stop = CancellationToken::new();
-    let node = Node::join(
-        broker.clone(),
-        options(nats, server, id),
-        &TaskTracker::new(),
-        stop.clone(),
-    )
-    .await
-    .expect("joins the cluster");
+    let node = Node::join(broker.clone(), options, &TaskTracker::new(), stop.clone())
+        .await
+        .expect("joins the cluster");
     let mqtt = TestBroker::with_broker(broker, Default::default()).await;
     TestNode {
         mqtt,
@@ -291,4 +291,43 @@ async fn a_topic_too_long_for_a_nats_subject_still_crosses_nodes_and_is_retained
     let got = received(&mut late).await;
     assert!(got.retain);
     assert_eq!(&got.payload[..], b"far");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_subscription_on_another_node_gets_only_messages_published_after_it() {
+    let nats = NatsCluster::start().expect("NATS cluster");
+    let a = node(&nats, 0, "a").await;
+    let b = node(&nats, 1, "b").await;
+    // B's consumer first takes `x`, then, when `y/#` is subscribed, `y` too: the messages on
+    // `y` it skipped meanwhile are older than the subscription and never delivered.
+    let mut early = client(&b, "early").await;
+    early.subscribe("x/#", QoS::AtLeastOnce).await;
+    settle().await;
+    let mut publisher = client(&a, "pub").await;
+    for (i, topic) in ["y/old", "x/1", "y/old", "x/2"].into_iter().enumerate() {
+        let id = u16::try_from(i + 1).expect("small");
+        let ack = publisher
+            .publish(topic, b"before", QoS::AtLeastOnce, false, id)
+            .await;
+        assert!(matches!(ack, Some(Packet::PubAck(_))));
+    }
+    for _ in 0..2 {
+        let got = received(&mut early).await;
+        if let Some(id) = got.qos.packet_id() {
+            early.puback(id).await;
+        }
+    }
+    let mut late = client(&b, "late").await;
+    late.subscribe("y/#", QoS::AtLeastOnce).await;
+    settle().await;
+    publisher
+        .publish("y/new", b"after", QoS::AtLeastOnce, false, 9)
+        .await;
+    let got = received(&mut late).await;
+    assert_eq!(got.topic.as_ref().map(|t| t.as_str()), Some("y/new"));
+    assert_eq!(
+        late.recv_within(Duration::from_millis(500)).await,
+        Received::Timeout,
+        "nothing older than the subscription"
+    );
 }

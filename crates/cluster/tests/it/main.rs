@@ -4,6 +4,7 @@
 mod fabric;
 mod members;
 mod nats_live;
+mod overload;
 mod shared;
 mod subject_props;
 mod takeover;
