@@ -32,6 +32,9 @@ pub struct ServeOptions {
     /// `serve --bind`: LoadBalancer and NodePort ports listen on this address instead of all
     /// interfaces.
     pub public: Option<IpAddr>,
+    /// `serve --kubernetes`: a Service routes to every port, so every port (ClusterIp too)
+    /// listens on `public` or all interfaces, on its `port` (a Service maps `nodePort` to it).
+    pub in_cluster: bool,
     /// `serve --cluster` and `--node-id`.
     pub cluster: ClusterOptions,
     /// How ServiceAccountToken methods without `issuerKeysConfigMap` verify tokens: outside
@@ -75,7 +78,7 @@ impl Plan {
         Plan {
             broker: broker_settings(broker),
             connection: connection_settings(broker),
-            ports: ports(&model, options.public)
+            ports: ports(&model, options)
                 .into_iter()
                 .map(|p| (p.spec.port, p))
                 .collect(),
@@ -112,30 +115,35 @@ pub struct PlannedPort {
     pub config: model::ListenerPort,
 }
 
-/// The addresses a port of `service_type` listens on outside Kubernetes. `public`, when set,
-/// replaces "all interfaces" for LoadBalancer and NodePort ports (`serve --bind`).
-fn addresses(service_type: ServiceType, port: u16, public: Option<IpAddr>) -> Vec<SocketAddr> {
-    if let Some(ip) = public
-        && service_type != ServiceType::ClusterIp
+/// The addresses a port of `service_type` listens on. Outside Kubernetes, `public`, when set,
+/// replaces "all interfaces" for LoadBalancer and NodePort ports (`serve --bind`) and ClusterIp
+/// ports are loopback; in a cluster every port is reached through its Service.
+fn addresses(service_type: ServiceType, port: u16, options: &ServeOptions) -> Vec<SocketAddr> {
+    let local = service_type == ServiceType::ClusterIp && !options.in_cluster;
+    if let Some(ip) = options.public
+        && !local
     {
         return vec![SocketAddr::new(ip, port)];
     }
-    let (v4, v6): (IpAddr, IpAddr) = match service_type {
+    let (v4, v6): (IpAddr, IpAddr) = if local {
         // Like a ClusterIP Service: reachable by local processes only.
-        ServiceType::ClusterIp => (Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()),
-        ServiceType::LoadBalancer | ServiceType::NodePort => {
-            (Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into())
-        }
+        (Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into())
+    } else {
+        (Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into())
     };
     vec![SocketAddr::new(v4, port), SocketAddr::new(v6, port)]
 }
 
 /// Every port of every listener, in listener order.
-fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
+fn ports(model: &Model, options: &ServeOptions) -> Vec<PlannedPort> {
     let mut planned = Vec::new();
     for listener in &model.listeners {
         for port in &listener.ports {
-            let number = port.bound_port(listener.service_type);
+            let number = if options.in_cluster {
+                port.port
+            } else {
+                port.bound_port(listener.service_type)
+            };
             let protocol = match port.protocol {
                 model::PortProtocol::Mqtt => PortProtocol::Mqtt,
                 model::PortProtocol::WebSockets => PortProtocol::WebSockets,
@@ -144,7 +152,7 @@ fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
                 spec: PortSpec {
                     name: format!("BrokerListener/{}:{}", listener.name, port.port),
                     port: number,
-                    addrs: addresses(listener.service_type, number, public),
+                    addrs: addresses(listener.service_type, number, options),
                     protocol,
                 },
                 listener: listener.name.clone(),
