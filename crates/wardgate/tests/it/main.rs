@@ -13,6 +13,8 @@ mod console;
 mod diagnostics;
 mod examples;
 mod kube;
+mod kube_serve;
+mod kube_services;
 mod limits;
 mod persistence;
 mod policy;
