@@ -13,6 +13,7 @@ mod console;
 mod diagnostics;
 mod examples;
 mod kube;
+mod kube_reload;
 mod kube_serve;
 mod kube_services;
 mod limits;
