@@ -11,6 +11,7 @@ use serde_json::Value;
 use wardgate_testkit::kube::FakeKube;
 use wardgate_testkit::pki::TestCa;
 use wardgate_testkit::process::{free_port, mosquitto_pub, run};
+use wardgate_testkit::resources;
 
 use crate::kube_serve::{NS, Served, WAIT, apply, fake_cluster, kubectl, state};
 
@@ -70,7 +71,14 @@ async fn wait_service(fake: &FakeKube, name: &str, present: bool) -> Option<Valu
 async fn a_listener_awaiting_its_secret_has_its_service_and_deleting_the_listener_deletes_it() {
     let fake = fake_cluster().await;
     let root = tempfile::tempdir().expect("tempdir");
-    let port = free_port().expect("port");
+    let (port, default) = (free_port().expect("port"), free_port().expect("port"));
+    // The default listener (Service aio-broker) on a free port: tests run in parallel.
+    apply(
+        &fake,
+        root.path(),
+        &resources::listener(&resources::mqtt_port(default)),
+    )
+    .await;
     let mut served = Served::kubernetes(root.path(), &fake);
     served.ports().await.expect("serving the default listener");
     apply(&fake, root.path(), &manual_tls_listener(port)).await;
@@ -225,6 +233,12 @@ async fn old_api_listeners_of_one_service_name_share_one_service_that_a_rename_m
                 && state(l, b).as_deref() == Some("Listening")
         })
         .await;
+    let listeners = served.ports().await.expect("running");
+    assert_eq!(
+        listeners.ports.len(),
+        2,
+        "the old API's listeners only (no default listener on 18883): {listeners:#?}"
+    );
     let svc = wait_service(&fake, "aio-mq-dmqtt-frontend", true)
         .await
         .expect("the shared Service");
