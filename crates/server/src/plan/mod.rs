@@ -262,3 +262,83 @@ fn connection_settings(broker: &model::Broker) -> ConnectionSettings {
         ..ConnectionSettings::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use super::{Plan, ServeOptions};
+
+    /// A ClusterIp listener on 1883 and a NodePort listener on 1884 (node port 31884).
+    const LISTENERS: &str = "apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata:
+  name: default
+spec:
+  ports:
+  - port: 1883
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata:
+  name: np
+spec:
+  serviceType: NodePort
+  ports:
+  - port: 1884
+    nodePort: 31884
+";
+
+    /// Port number → the addresses it listens on.
+    fn bound(options: ServeOptions) -> Vec<(u16, Vec<SocketAddr>)> {
+        let loaded = wardgate_config::load_str("test.yaml", LISTENERS)
+            .unwrap_or_else(|e| panic!("invalid test config:\n{e}"));
+        let plan = Plan::from_model(loaded.model, &options);
+        plan.ports
+            .into_iter()
+            .map(|(n, p)| (n, p.spec.addrs))
+            .collect()
+    }
+
+    fn addrs(ip: &str, port: u16) -> Vec<SocketAddr> {
+        ip.split(',')
+            .map(|ip| SocketAddr::new(ip.parse().expect("IP"), port))
+            .collect()
+    }
+
+    #[test]
+    fn in_a_cluster_every_port_listens_on_its_port_for_its_service() {
+        // Standalone: ClusterIp is loopback, NodePort listens on its node port.
+        assert_eq!(
+            bound(ServeOptions::default()),
+            [
+                (1883, addrs("127.0.0.1,::1", 1883)),
+                (31884, addrs("0.0.0.0,::", 31884))
+            ]
+        );
+        // In a cluster: every port on all interfaces (or --bind), on `port`.
+        let in_cluster = ServeOptions {
+            in_cluster: true,
+            ..ServeOptions::default()
+        };
+        assert_eq!(
+            bound(in_cluster),
+            [
+                (1883, addrs("0.0.0.0,::", 1883)),
+                (1884, addrs("0.0.0.0,::", 1884))
+            ]
+        );
+        let bound_to = ServeOptions {
+            in_cluster: true,
+            public: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ..ServeOptions::default()
+        };
+        assert_eq!(
+            bound(bound_to),
+            [
+                (1883, addrs("127.0.0.1", 1883)),
+                (1884, addrs("127.0.0.1", 1884))
+            ]
+        );
+    }
+}
