@@ -364,7 +364,11 @@ async fn watch_kind(
                     info!(%resource, "not served by the Kubernetes API (CRD not installed); watching for it");
                     reported_absent = true;
                 }
-                shared.update(index, |state| state.synced = true);
+                shared.update(index, |state| {
+                    // Also when its CRD was deleted: its objects went with it.
+                    state.objects.clear();
+                    state.synced = true;
+                });
             }
             Some(Err(e)) => {
                 warn!(%resource, error = %e, "watch of the Kubernetes API failed; resuming");
