@@ -292,7 +292,7 @@ fn listening_ports(status: &Status) -> Vec<u16> {
 }
 
 /// Sleeps until `wake` (never, without one).
-pub(crate) async fn sleep_until(wake: Option<tokio::time::Instant>) {
+async fn sleep_until(wake: Option<tokio::time::Instant>) {
     match wake {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

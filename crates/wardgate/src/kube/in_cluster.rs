@@ -61,7 +61,7 @@ impl InCluster {
             let due = self.debounce.due();
             tokio::select! {
                 () = self.source.changed() => self.debounce.changed(),
-                () = crate::serve::sleep_until(due) => {
+                () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
                     self.debounce.clear();
                     return;
                 }

@@ -375,3 +375,14 @@ async fn a_watch_broken_mid_stream_or_gone_resumes_without_restarting_the_ports(
         "a relist after 410: {requests:#?}\n{out}"
     );
 }
+
+#[test]
+fn kubernetes_and_config_are_two_sources_that_do_not_go_together() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wardgate"))
+        .args(["serve", "--kubernetes", "--config", "listener.yaml"])
+        .output()
+        .expect("wardgate runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}

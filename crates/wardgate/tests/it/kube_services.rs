@@ -15,27 +15,14 @@ use wardgate_testkit::resources;
 
 use crate::kube_serve::{NS, Served, WAIT, apply, fake_cluster, kubectl, state};
 
-/// Seed 000's manual-TLS LoadBalancer listener (`seeds/000_172c2f34308ea915.txt`), on `port`.
+/// Seed 000's manual-TLS LoadBalancer listener (`seeds/000_172c2f34308ea915.txt`, as the config
+/// crate's fixture holds it), on `port` instead of 8885.
 fn manual_tls_listener(port: u16) -> String {
-    format!(
-        "\
-apiVersion: mqttbroker.iotoperations.azure.com/v1beta1
-kind: BrokerListener
-metadata:
-  name: loadbalancer-tls
-  namespace: azure-iot-operations
-spec:
-  brokerRef: default
-  serviceType: loadBalancer # Optional, defaults to clusterIP
-  serviceName: aio-broker-loadbalancer-tls # Match the SAN in the server certificate
-  ports:
-  - port: {port} # Avoid port conflict with default listener at 18883
-    tls:
-      mode: Manual
-      manual:
-        secretRef: server-cert-secret
-"
-    )
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/tests/fixtures/seeds/000-loadbalancer-tls-manual.yaml");
+    let yaml = std::fs::read_to_string(seed).expect("the seed fixture");
+    assert!(yaml.contains("port: 8885"), "{yaml}");
+    yaml.replace("port: 8885", &format!("port: {port}"))
 }
 
 /// `kubectl get service NAME -o json`, or `None` once it is not found.
