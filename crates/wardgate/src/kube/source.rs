@@ -132,18 +132,10 @@ struct Shared {
 }
 
 impl Shared {
-    /// Runs `change` on kind `index`'s state; wakes the serve loop if the objects or the
+    /// Runs `change` on kind `index`'s state; wakes the serve loop if it says the objects or the
     /// synced flag changed.
-    fn update(&self, index: usize, change: impl FnOnce(&mut KindState)) {
-        let changed = {
-            let mut states = self.states.lock();
-            let Some(state) = states.get_mut(index) else {
-                return;
-            };
-            let (before, synced) = (state.objects.clone(), state.synced);
-            change(state);
-            state.objects != before || state.synced != synced
-        };
+    fn update(&self, index: usize, change: impl FnOnce(&mut KindState) -> bool) {
+        let changed = self.states.lock().get_mut(index).is_some_and(change);
         if changed {
             self.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
@@ -341,21 +333,22 @@ async fn watch_kind(
                 let objects = listing.take().unwrap_or_default();
                 debug!(%resource, count = objects.len(), "listed");
                 shared.update(index, |state| {
+                    let changed = !state.synced || state.objects != objects;
                     state.objects = objects;
                     state.synced = true;
+                    changed
                 });
             }
             Some(Ok(watcher::Event::Apply(object))) => {
                 let (key, kept) = (key(&object), keep(&kind, object));
                 shared.update(index, |state| {
-                    state.objects.insert(key, kept);
+                    let before = state.objects.insert(key.clone(), kept);
+                    before.as_ref() != state.objects.get(&key)
                 });
             }
             Some(Ok(watcher::Event::Delete(object))) => {
                 let key = key(&object);
-                shared.update(index, |state| {
-                    state.objects.remove(&key);
-                });
+                shared.update(index, |state| state.objects.remove(&key).is_some());
             }
             Some(Err(e)) if is_not_served(&e) => {
                 // A CRD not installed (cert-manager, the old AIO group): nothing of that kind
@@ -366,8 +359,10 @@ async fn watch_kind(
                 }
                 shared.update(index, |state| {
                     // Also when its CRD was deleted: its objects went with it.
+                    let changed = !state.synced || !state.objects.is_empty();
                     state.objects.clear();
                     state.synced = true;
+                    changed
                 });
             }
             Some(Err(e)) => {
