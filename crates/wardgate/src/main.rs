@@ -67,6 +67,15 @@ struct ServeArgs {
     /// Configuration file or folder (every *.yaml/*.yml in it); may repeat.
     #[arg(long = "config", value_name = "PATH")]
     config: Vec<PathBuf>,
+    /// Read the resources from the Kubernetes API (watched) instead of files, and make each
+    /// listener's Service. Automatic in a pod with a service account and no --config; outside
+    /// one, the API is the one KUBECONFIG names.
+    #[arg(long, conflicts_with = "config")]
+    kubernetes: bool,
+    /// The namespace of the resources in the in-cluster mode (default: the pod's, else
+    /// azure-iot-operations).
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
     /// Where persistence, the quickstart CA and issued certificates live.
     #[arg(long, value_name = "DIR", default_value = "./wardgate-data")]
     data_dir: PathBuf,

@@ -16,6 +16,7 @@ use wardgate_server::plan::{ClusterOptions, Plan, ServeOptions};
 use wardgate_server::{PortProtocol, PortState, Status, Supervisor};
 
 use crate::ServeArgs;
+use crate::kube::in_cluster::InCluster;
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -31,9 +32,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
-    let (model, warnings) = load_model(&args)?;
+    let shutdown = CancellationToken::new();
+    // Every long-lived task runs here; shutdown awaits them before it flushes the store.
+    let tasks = TaskTracker::new();
+    // ---- In-cluster mode (issue 19): the resources come from the Kubernetes API. ----
+    let mut kube = if args.kubernetes || (args.config.is_empty() && crate::kube::client::in_pod()) {
+        let namespace = args.namespace.clone();
+        Some(InCluster::start(namespace, &tasks, &shutdown).await?)
+    } else {
+        None
+    };
+    let (model, warnings) = load_model(&args, kube.as_ref())?;
     // Service-account tokens outside Kubernetes: the key `wardgate token create` signs with.
-    let plan_options = serve_options(&args)?;
+    let plan_options = serve_options(&args, kube.is_some())?;
     // diagnostics.logs (issue 9): `--log-format` wins over the Broker's format. Both apply at
     // start only; a reload does not change them.
     let format = args
@@ -55,9 +66,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let plan = Plan::from_model(model, &plan_options);
     // ---- Persistence (issue 8): the store in <data-dir>/store, restored into the broker. ----
     let (broker, store) = crate::persist::open(&args.data_dir, &plan)?;
-    let shutdown = CancellationToken::new();
-    // Every long-lived task runs here; shutdown awaits them before it flushes the store.
-    let tasks = TaskTracker::new();
     crate::persist::stop_on_failure(store.as_ref(), &shutdown);
     // ---- Cluster (issue 17): joined before any port opens. ----
     let node = match &plan.cluster {
@@ -80,6 +88,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_tasks(tasks.clone())
         .with_tls(tls.clone());
     supervisor.apply(plan);
+    if let Some(kube) = &mut kube {
+        publish_services(kube, &supervisor);
+    }
     let status = supervisor.status();
     if let Some(node) = &node {
         let status = status.clone();
@@ -94,7 +105,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if !serving && !supervisor.has_waiting_ports() {
             anyhow::bail!("no port could be opened; nothing to serve");
         }
-        print_banner(&args, &status, &tls);
+        print_banner(&args, kube.is_some(), &status, &tls);
     }
     tasks.spawn(wardgate_server::run_ticker(
         broker.clone(),
@@ -184,9 +195,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Signal::Reload => {
                     info!("SIGHUP: reloading the configuration");
                     seen = fingerprint(&args.config);
-                    reload(&args, &plan_options, &mut supervisor);
+                    reload(&args, kube.as_mut(), &plan_options, &mut supervisor);
                 }
             },
+            () = settled(kube.as_mut()) => {
+                info!("resources changed in the Kubernetes API: reloading");
+                reload(&args, kube.as_mut(), &plan_options, &mut supervisor);
+            }
             _ = sleep_until(renewals.wake(supervisor.next_renewal())) => {
                 if renewals.is_due() {
                     info!("renewing certificates");
@@ -199,7 +214,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 if now != seen {
                     seen = now;
                     info!("configuration files changed: reloading");
-                    reload(&args, &plan_options, &mut supervisor);
+                    reload(&args, None, &plan_options, &mut supervisor);
                 }
             }
         }
@@ -287,9 +302,42 @@ async fn sleep_until(wake: Option<tokio::time::Instant>) {
 /// How often the `--config` files are checked for changes.
 const CONFIG_POLL: Duration = Duration::from_secs(1);
 
-/// Re-reads the configuration and applies it, or keeps the running one if it is invalid.
-fn reload(args: &ServeArgs, options: &ServeOptions, supervisor: &mut Supervisor) {
-    match load_model(args) {
+/// Resolves when the in-cluster mode's resources changed and settled (never outside it).
+async fn settled(kube: Option<&mut InCluster>) {
+    match kube {
+        Some(kube) => kube.settled().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The in-cluster mode's Services follow the configuration being served.
+fn publish_services(kube: &mut InCluster, supervisor: &Supervisor) {
+    if let Some(plan) = supervisor.plan() {
+        kube.publish(plan.model());
+    }
+}
+
+/// Re-reads the configuration (files, or the in-cluster mode's resources) and applies it, or
+/// keeps the running one if it is invalid. In the in-cluster mode the Services then follow what
+/// is served (their owners, the listeners' uids, may change while the configuration does not).
+fn reload(
+    args: &ServeArgs,
+    kube: Option<&mut InCluster>,
+    options: &ServeOptions,
+    supervisor: &mut Supervisor,
+) {
+    apply_reload(load_model(args, kube.as_deref()), options, supervisor);
+    if let Some(kube) = kube {
+        publish_services(kube, supervisor);
+    }
+}
+
+fn apply_reload(
+    loaded: anyhow::Result<(Model, Vec<String>)>,
+    options: &ServeOptions,
+    supervisor: &mut Supervisor,
+) {
+    match loaded {
         Ok((model, warnings)) => {
             for warning in &warnings {
                 warn!("{warning}");
@@ -312,7 +360,7 @@ fn reload(args: &ServeArgs, options: &ServeOptions, supervisor: &mut Supervisor)
 /// What `serve`'s arguments add to the configuration's plan: `--bind`, `--cluster` and
 /// `--node-id`, and the data dir's local token issuer (made on first start) as the default
 /// verifier of service-account tokens.
-fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
+fn serve_options(args: &ServeArgs, in_cluster: bool) -> anyhow::Result<ServeOptions> {
     let issuer = LocalIssuer::open_or_create(&args.data_dir)
         .context("cannot open the local service-account token issuer")?;
     let verifier = issuer
@@ -320,6 +368,7 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
         .context("cannot use the local service-account token issuer")?;
     Ok(ServeOptions {
         public: args.bind,
+        in_cluster,
         cluster: ClusterOptions {
             urls: NatsUrls::new(args.cluster.clone()),
             node_id: args.node_id.clone(),
@@ -346,10 +395,17 @@ fn fingerprint(paths: &[std::path::PathBuf]) -> u64 {
     hasher.finish()
 }
 
-/// The configuration to serve (the files given, or the quickstart) and its warnings.
-fn load_model(args: &ServeArgs) -> anyhow::Result<(Model, Vec<String>)> {
+/// The configuration to serve (the in-cluster mode's resources, the files given, or the
+/// quickstart) and its warnings.
+fn load_model(args: &ServeArgs, kube: Option<&InCluster>) -> anyhow::Result<(Model, Vec<String>)> {
     let mut warnings = Vec::new();
-    let mut model = if args.config.is_empty() {
+    let mut model = if let Some(kube) = kube {
+        let loaded = wardgate_config::load_sources(&kube.sources()).map_err(|errors| {
+            anyhow::anyhow!("invalid resources in the Kubernetes API:\n{errors}")
+        })?;
+        warnings.extend(loaded.warnings.iter().map(|w| w.to_string()));
+        loaded.model
+    } else if args.config.is_empty() {
         Model::quickstart()
     } else {
         let loaded = wardgate_config::load(&args.config)
@@ -435,7 +491,7 @@ fn trust_settings(args: &ServeArgs) -> anyhow::Result<TrustSettingsArgs> {
     Ok(TrustSettingsArgs { config_map, issuer })
 }
 
-fn print_banner(args: &ServeArgs, status: &Status, tls: &TlsContext) {
+fn print_banner(args: &ServeArgs, in_cluster: bool, status: &Status, tls: &TlsContext) {
     let (path, bundle) = (tls.trust_bundle_path(), tls.trust_bundle());
     println!("Wardgate {} is serving MQTT:", env!("CARGO_PKG_VERSION"));
     for port in status.ports.values() {
@@ -498,7 +554,7 @@ fn print_banner(args: &ServeArgs, status: &Status, tls: &TlsContext) {
             println!("  {}  ({})", ca.subject, ca.source);
         }
     }
-    if args.config.is_empty() {
+    if args.config.is_empty() && !in_cluster {
         println!();
         println!("This is the embedded quickstart (loopback only). To configure listeners, write");
         println!(

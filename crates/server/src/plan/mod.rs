@@ -32,6 +32,9 @@ pub struct ServeOptions {
     /// `serve --bind`: LoadBalancer and NodePort ports listen on this address instead of all
     /// interfaces.
     pub public: Option<IpAddr>,
+    /// `serve --kubernetes`: a Service routes to every port, so every port (ClusterIp too)
+    /// listens on `public` or all interfaces, on its `port` (a Service maps `nodePort` to it).
+    pub in_cluster: bool,
     /// `serve --cluster` and `--node-id`.
     pub cluster: ClusterOptions,
     /// How ServiceAccountToken methods without `issuerKeysConfigMap` verify tokens: outside
@@ -75,7 +78,7 @@ impl Plan {
         Plan {
             broker: broker_settings(broker),
             connection: connection_settings(broker),
-            ports: ports(&model, options.public)
+            ports: ports(&model, options)
                 .into_iter()
                 .map(|p| (p.spec.port, p))
                 .collect(),
@@ -112,30 +115,35 @@ pub struct PlannedPort {
     pub config: model::ListenerPort,
 }
 
-/// The addresses a port of `service_type` listens on outside Kubernetes. `public`, when set,
-/// replaces "all interfaces" for LoadBalancer and NodePort ports (`serve --bind`).
-fn addresses(service_type: ServiceType, port: u16, public: Option<IpAddr>) -> Vec<SocketAddr> {
-    if let Some(ip) = public
-        && service_type != ServiceType::ClusterIp
+/// The addresses a port of `service_type` listens on. Outside Kubernetes, `public`, when set,
+/// replaces "all interfaces" for LoadBalancer and NodePort ports (`serve --bind`) and ClusterIp
+/// ports are loopback; in a cluster every port is reached through its Service.
+fn addresses(service_type: ServiceType, port: u16, options: &ServeOptions) -> Vec<SocketAddr> {
+    let local = service_type == ServiceType::ClusterIp && !options.in_cluster;
+    if let Some(ip) = options.public
+        && !local
     {
         return vec![SocketAddr::new(ip, port)];
     }
-    let (v4, v6): (IpAddr, IpAddr) = match service_type {
+    let (v4, v6): (IpAddr, IpAddr) = if local {
         // Like a ClusterIP Service: reachable by local processes only.
-        ServiceType::ClusterIp => (Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()),
-        ServiceType::LoadBalancer | ServiceType::NodePort => {
-            (Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into())
-        }
+        (Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into())
+    } else {
+        (Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into())
     };
     vec![SocketAddr::new(v4, port), SocketAddr::new(v6, port)]
 }
 
 /// Every port of every listener, in listener order.
-fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
+fn ports(model: &Model, options: &ServeOptions) -> Vec<PlannedPort> {
     let mut planned = Vec::new();
     for listener in &model.listeners {
         for port in &listener.ports {
-            let number = port.bound_port(listener.service_type);
+            let number = if options.in_cluster {
+                port.port
+            } else {
+                port.bound_port(listener.service_type)
+            };
             let protocol = match port.protocol {
                 model::PortProtocol::Mqtt => PortProtocol::Mqtt,
                 model::PortProtocol::WebSockets => PortProtocol::WebSockets,
@@ -144,7 +152,7 @@ fn ports(model: &Model, public: Option<IpAddr>) -> Vec<PlannedPort> {
                 spec: PortSpec {
                     name: format!("BrokerListener/{}:{}", listener.name, port.port),
                     port: number,
-                    addrs: addresses(listener.service_type, number, public),
+                    addrs: addresses(listener.service_type, number, options),
                     protocol,
                 },
                 listener: listener.name.clone(),
@@ -252,5 +260,85 @@ fn connection_settings(broker: &model::Broker) -> ConnectionSettings {
         max_keep_alive: (limits.max_keep_alive_seconds < u16::MAX)
             .then_some(limits.max_keep_alive_seconds),
         ..ConnectionSettings::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use super::{Plan, ServeOptions};
+
+    /// A ClusterIp listener on 1883 and a NodePort listener on 1884 (node port 31884).
+    const LISTENERS: &str = "apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata:
+  name: default
+spec:
+  ports:
+  - port: 1883
+---
+apiVersion: mqttbroker.iotoperations.azure.com/v1
+kind: BrokerListener
+metadata:
+  name: np
+spec:
+  serviceType: NodePort
+  ports:
+  - port: 1884
+    nodePort: 31884
+";
+
+    /// Port number → the addresses it listens on.
+    fn bound(options: ServeOptions) -> Vec<(u16, Vec<SocketAddr>)> {
+        let loaded = wardgate_config::load_str("test.yaml", LISTENERS)
+            .unwrap_or_else(|e| panic!("invalid test config:\n{e}"));
+        let plan = Plan::from_model(loaded.model, &options);
+        plan.ports
+            .into_iter()
+            .map(|(n, p)| (n, p.spec.addrs))
+            .collect()
+    }
+
+    fn addrs(ip: &str, port: u16) -> Vec<SocketAddr> {
+        ip.split(',')
+            .map(|ip| SocketAddr::new(ip.parse().expect("IP"), port))
+            .collect()
+    }
+
+    #[test]
+    fn in_a_cluster_every_port_listens_on_its_port_for_its_service() {
+        // Standalone: ClusterIp is loopback, NodePort listens on its node port.
+        assert_eq!(
+            bound(ServeOptions::default()),
+            [
+                (1883, addrs("127.0.0.1,::1", 1883)),
+                (31884, addrs("0.0.0.0,::", 31884))
+            ]
+        );
+        // In a cluster: every port on all interfaces (or --bind), on `port`.
+        let in_cluster = ServeOptions {
+            in_cluster: true,
+            ..ServeOptions::default()
+        };
+        assert_eq!(
+            bound(in_cluster),
+            [
+                (1883, addrs("0.0.0.0,::", 1883)),
+                (1884, addrs("0.0.0.0,::", 1884))
+            ]
+        );
+        let bound_to = ServeOptions {
+            in_cluster: true,
+            public: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ..ServeOptions::default()
+        };
+        assert_eq!(
+            bound(bound_to),
+            [
+                (1883, addrs("127.0.0.1", 1883)),
+                (1884, addrs("127.0.0.1", 1884))
+            ]
+        );
     }
 }

@@ -2,8 +2,15 @@
 //! multi-document YAML for `kubectl apply -f -` — the CRDs generated from the configuration
 //! types ([`crds`]), the Namespace, least-privilege RBAC, the workload and the admin Service
 //! ([`workload`]).
+//!
+//! `wardgate serve --kubernetes` ([`in_cluster`]): the resources come from the API
+//! ([`source`]), each listener gets its Service ([`services`]); [`client`] is the connection.
 
+pub(crate) mod client;
 mod crds;
+pub(crate) mod in_cluster;
+mod services;
+mod source;
 mod workload;
 
 use std::num::NonZeroU16;
