@@ -6,6 +6,12 @@
 mod crds;
 // The in-cluster mode's parts (issue 19 items 4, 5) that `serve --kubernetes` starts: until that
 // path calls them, only their tests do (the expectation fails once it does: remove it then).
+mod events;
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "called by serve --kubernetes, merged separately")
+)]
+mod status;
 #[cfg_attr(
     not(test),
     expect(dead_code, reason = "called by serve --kubernetes, merged separately")

@@ -201,4 +201,4 @@ fn reviewed_account(
 
 #[cfg(test)]
 #[path = "tokenreview_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -1,0 +1,121 @@
+//! Kubernetes Events for the resources whose status [`super::status`] writes (issue 19 item 5):
+//! the lines the logs print (`Server certificate <name> not found. Awaiting creation of
+//! secret.`), regarding the resource, so that `kubectl describe brokerlistener X` shows them.
+//!
+//! An Event is recorded when a state changes, never for an unchanged one; kube-runtime's
+//! `Recorder` (events.k8s.io/v1) counts a repeated Event in its series instead of adding one.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tracing::warn;
+
+use super::status::ResourceStatus;
+
+/// The most an Event's note may hold (the API refuses longer ones).
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// Something worth an Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Happening {
+    /// A warning (a port not serving, a refused configuration) or normal.
+    pub(crate) warning: bool,
+    /// `Listening`, `AwaitingSecret`, ..., `InvalidConfiguration`, `Available`.
+    pub(crate) reason: &'static str,
+    /// The log's line.
+    pub(crate) note: String,
+}
+
+impl Happening {
+    /// What changed from `previous` (nothing written yet: `None`) to `current`.
+    pub(crate) fn between(
+        previous: Option<&ResourceStatus>,
+        current: &ResourceStatus,
+    ) -> Vec<Happening> {
+        let same_health =
+            previous.is_some_and(|p| p.reason == current.reason && p.message == current.message);
+        if current.reason == "InvalidConfiguration" {
+            return match same_health {
+                true => Vec::new(),
+                false => vec![Happening::warning(current.reason, &current.message)],
+            };
+        }
+        if let Some(ports) = &current.ports {
+            let before = previous.and_then(|p| p.ports.as_deref()).unwrap_or(&[]);
+            return ports
+                .iter()
+                .filter(|port| !before.contains(port))
+                .map(|(number, state, reason)| match reason {
+                    Some(line) => Happening::warning(state, line),
+                    None => Happening {
+                        warning: false,
+                        reason: state,
+                        note: format!("Port {number} is listening."),
+                    },
+                })
+                .collect();
+        }
+        match (previous, current.health) {
+            _ if same_health => Vec::new(),
+            (None, "Available") => Vec::new(),
+            (_, "Available") => vec![Happening {
+                warning: false,
+                reason: "Available",
+                note: current.message.clone(),
+            }],
+            _ => vec![Happening::warning(current.reason, &current.message)],
+        }
+    }
+
+    fn warning(reason: &'static str, note: &str) -> Happening {
+        Happening {
+            warning: true,
+            reason,
+            note: note.to_owned(),
+        }
+    }
+}
+
+/// Records Events as the `wardgate` controller.
+pub(crate) struct EventLog {
+    recorder: Recorder,
+}
+
+impl EventLog {
+    /// Records with `client`.
+    pub(crate) fn new(client: kube::Client) -> EventLog {
+        let reporter = Reporter {
+            controller: "wardgate".into(),
+            instance: None,
+        };
+        EventLog {
+            recorder: Recorder::new(client, reporter),
+        }
+    }
+
+    /// Records `happening` regarding `object`; a failure is logged, not retried (the status
+    /// holds the same line).
+    pub(crate) async fn record(&self, object: &ObjectReference, happening: &Happening) {
+        let event = Event {
+            type_: match happening.warning {
+                true => EventType::Warning,
+                false => EventType::Normal,
+            },
+            reason: happening.reason.to_owned(),
+            note: Some(truncate(&happening.note, MAX_NOTE_BYTES).to_owned()),
+            action: "Serve".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, object).await {
+            warn!(object = ?object.name, reason = happening.reason, error = %e, "cannot record an Event");
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

@@ -1,0 +1,209 @@
+//! Status and Events against testkit's fake API server: a supervisor serving a listener in
+//! process, [`super::run`] reporting its states to the BrokerListener created through the API,
+//! and the real kubectl describing it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Namespace};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use wardgate_core::{Broker, BrokerSettings};
+use wardgate_server::Supervisor;
+use wardgate_server::plan::{Plan, ServeOptions};
+use wardgate_testkit::kube::FakeKube;
+use wardgate_testkit::process::free_port;
+use wardgate_testkit::resources;
+
+use super::{Refusals, StatusReporter, run};
+use crate::kube::tokenreview::tests::client;
+
+const NS: &str = "azure-iot-operations";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn listeners(client: kube::Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("mqttbroker.iotoperations.azure.com", "v1", "BrokerListener");
+    Api::namespaced_with(
+        client,
+        NS,
+        &ApiResource::from_gvk_with_plural(&gvk, "brokerlisteners"),
+    )
+}
+
+/// Polls the listener `default` until its status satisfies `done`; returns the status.
+async fn status_until(
+    api: &Api<DynamicObject>,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = api.get("default").await.expect("get").data["status"].clone();
+        if done(&status) {
+            return status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {status:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn describe(fake: &FakeKube) -> String {
+    let out = fake
+        .kubectl()
+        .args([
+            "describe",
+            "brokerlisteners.v1.mqttbroker.iotoperations.azure.com",
+            "default",
+            "-n",
+            NS,
+        ])
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_states_refusals_and_events_reach_the_listener_in_the_api() {
+    let fake = FakeKube::start().await;
+    let client = client(&fake).await;
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some(NS.to_owned());
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let api = listeners(client.clone());
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "mqttbroker.iotoperations.azure.com/v1", "kind": "BrokerListener",
+        "metadata": {"name": "default", "namespace": NS},
+        "spec": {"brokerRef": "default", "serviceType": "ClusterIp", "ports": []},
+    }))
+    .expect("object");
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("create the listener");
+
+    // One port serves, one waits for its certificate's Secret.
+    let (plain, tls) = (free_port().expect("port"), free_port().expect("port"));
+    let config = |ports: &str| {
+        let yaml = resources::listener(ports);
+        wardgate_config::load_str("listener.yaml", &yaml)
+            .expect("valid")
+            .model
+    };
+    let data = tempfile::tempdir().expect("tempdir");
+    let pki = wardgate_security::tls::TlsContext::open(data.path()).expect("pki");
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let broker = Arc::new(Broker::new(BrokerSettings::default()));
+    let mut supervisor = Supervisor::new(broker, shutdown.clone()).with_tls(Arc::new(pki));
+    let options = ServeOptions::default();
+    supervisor.apply(Plan::from_model(
+        config(&(resources::mqtt_port(plain) + &resources::manual_tls_port(tls, "srv"))),
+        &options,
+    ));
+    let refusals = Refusals::default();
+    tokio::spawn(run(
+        StatusReporter::new(client.clone(), NS),
+        supervisor.status(),
+        refusals.clone(),
+        shutdown.clone(),
+    ));
+
+    let status = status_until(&api, "one port awaits its Secret", |s| {
+        s["healthState"]["status"] == "Degraded"
+    })
+    .await;
+    assert_eq!(status["provisioningState"], "Provisioning", "{status:#}");
+    assert_eq!(
+        status["healthState"]["reasonCode"], "AwaitingSecret",
+        "{status:#}"
+    );
+    assert_eq!(
+        status["ports"][0],
+        json!({"port": plain, "state": "Listening"})
+    );
+    assert_eq!(status["ports"][1]["state"], "AwaitingSecret", "{status:#}");
+    let awaiting = "Server certificate srv not found. Awaiting creation of secret.";
+    assert!(
+        status["ports"][1]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(awaiting)),
+        "the log's line: {status:#}"
+    );
+
+    // The Events: one per port state, not repeated while the states stay.
+    tokio::time::sleep(3 * super::POLL).await;
+    let described = describe(&fake);
+    let (_, events_section) = described
+        .split_once("\nEvents:")
+        .unwrap_or_else(|| panic!("an Events section: {described}"));
+    let line = events_section
+        .lines()
+        .find(|l| l.contains(awaiting))
+        .unwrap_or_else(|| panic!("the Events section: {described}"));
+    assert!(
+        line.contains("Warning") && line.contains("AwaitingSecret"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("(x2"),
+        "an unchanged state is not recorded again: {line}"
+    );
+    assert!(
+        events_section.contains(&format!("Port {plain} is listening.")),
+        "{described}"
+    );
+    let events = Api::<Event>::namespaced(client.clone(), NS);
+    assert_eq!(
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        2
+    );
+
+    // A refused configuration is reported on the object it names, while the old one runs.
+    let refused = wardgate_config::load_str(
+        "listener.yaml",
+        &resources::listener("  - port: 70000\n    protocol: Mqtt\n"),
+    )
+    .expect_err("an invalid port");
+    refusals.set(Some(&refused));
+    let status = status_until(&api, "the refusal", |s| s["provisioningState"] == "Failed").await;
+    assert_eq!(
+        status["healthState"]["reasonCode"], "InvalidConfiguration",
+        "{status:#}"
+    );
+    assert!(
+        status["healthState"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("70000")),
+        "{status:#}"
+    );
+    assert!(describe(&fake).contains("InvalidConfiguration"));
+
+    // Fixed (the TLS port removed): every port listens.
+    supervisor.apply(Plan::from_model(
+        config(&resources::mqtt_port(plain)),
+        &options,
+    ));
+    refusals.set(None);
+    let status = status_until(&api, "all listening", |s| {
+        s["healthState"]["status"] == "Available"
+    })
+    .await;
+    assert_eq!(status["provisioningState"], "Succeeded", "{status:#}");
+    assert_eq!(
+        status["ports"],
+        json!([{"port": plain, "state": "Listening"}])
+    );
+}
