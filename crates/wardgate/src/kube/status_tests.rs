@@ -138,8 +138,21 @@ async fn port_states_refusals_and_events_reach_the_listener_in_the_api() {
         "the log's line: {status:#}"
     );
 
-    // The Events: one per port state, not repeated while the states stay.
+    // The Events: one per port state; neither they nor the status are written again while
+    // the states stay.
+    let status_writes = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.starts_with("PATCH") && r.contains("/brokerlisteners/default/status"))
+            .count()
+    };
+    let written = status_writes();
     tokio::time::sleep(3 * super::POLL).await;
+    assert_eq!(
+        status_writes(),
+        written,
+        "an unchanged status is not written again"
+    );
     let described = describe(&fake);
     let (_, events_section) = described
         .split_once("\nEvents:")

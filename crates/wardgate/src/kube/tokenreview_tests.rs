@@ -18,6 +18,8 @@ use wardgate_testkit::kube::{FakeKube, ServiceAccountToken};
 use wardgate_testkit::process::{free_port, mosquitto_pub, run};
 use wardgate_testkit::resources;
 
+use wardgate_security::authn::TokenError;
+
 use super::TokenReviewVerifier;
 
 const NS: &str = "azure-iot-operations";
@@ -242,4 +244,44 @@ async fn a_silent_api_server_refuses_with_server_unavailable_after_the_timeout()
         started.elapsed()
     );
     held.abort();
+}
+
+/// An API server that ignores `spec.audiences` answers with no `status.audiences`: the token
+/// was then checked for the API server's own audience, not ours, and is refused.
+#[test]
+fn a_review_without_our_audience_is_refused() {
+    use k8s_openapi::api::authentication::v1::{TokenReviewStatus, UserInfo};
+    let status = |audiences: Option<Vec<String>>| TokenReviewStatus {
+        authenticated: Some(true),
+        audiences,
+        user: Some(UserInfo {
+            username: Some(format!("system:serviceaccount:{NS}:sensor")),
+            ..UserInfo::default()
+        }),
+        ..TokenReviewStatus::default()
+    };
+    let ours = ["aio-internal".to_owned()];
+    assert_eq!(
+        super::reviewed_account(status(Some(ours.to_vec())), &ours),
+        Ok((NS.to_owned(), "sensor".to_owned()))
+    );
+    for audiences in [
+        None,
+        Some(vec!["https://kubernetes.default.svc".to_owned()]),
+    ] {
+        let refused = super::reviewed_account(status(audiences.clone()), &ours);
+        assert!(
+            matches!(&refused, Err(TokenError::Invalid(why)) if why.contains("audience")),
+            "{audiences:?}: {refused:?}"
+        );
+    }
+    let mut user = status(Some(ours.to_vec()));
+    user.user = Some(UserInfo {
+        username: Some("jane".to_owned()),
+        ..UserInfo::default()
+    });
+    assert!(matches!(
+        super::reviewed_account(user, &ours),
+        Err(TokenError::Invalid(_))
+    ));
 }
