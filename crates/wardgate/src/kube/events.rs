@@ -9,8 +9,6 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
 
-use super::status::ResourceStatus;
-
 /// The most an Event's note may hold (the API refuses longer ones).
 const MAX_NOTE_BYTES: usize = 1024;
 
@@ -26,51 +24,21 @@ pub(crate) struct Happening {
 }
 
 impl Happening {
-    /// What changed from `previous` (nothing written yet: `None`) to `current`.
-    pub(crate) fn between(
-        previous: Option<&ResourceStatus>,
-        current: &ResourceStatus,
-    ) -> Vec<Happening> {
-        let same_health =
-            previous.is_some_and(|p| p.reason == current.reason && p.message == current.message);
-        if current.reason == "InvalidConfiguration" {
-            return match same_health {
-                true => Vec::new(),
-                false => vec![Happening::warning(current.reason, &current.message)],
-            };
-        }
-        if let Some(ports) = &current.ports {
-            let before = previous.and_then(|p| p.ports.as_deref()).unwrap_or(&[]);
-            return ports
-                .iter()
-                .filter(|port| !before.contains(port))
-                .map(|(number, state, reason)| match reason {
-                    Some(line) => Happening::warning(state, line),
-                    None => Happening {
-                        warning: false,
-                        reason: state,
-                        note: format!("Port {number} is listening."),
-                    },
-                })
-                .collect();
-        }
-        match (previous, current.health) {
-            _ if same_health => Vec::new(),
-            (None, "Available") => Vec::new(),
-            (_, "Available") => vec![Happening {
-                warning: false,
-                reason: "Available",
-                note: current.message.clone(),
-            }],
-            _ => vec![Happening::warning(current.reason, &current.message)],
-        }
-    }
-
-    fn warning(reason: &'static str, note: &str) -> Happening {
+    /// A warning: a port not serving, a refused configuration.
+    pub(crate) fn warning(reason: &'static str, note: &str) -> Happening {
         Happening {
             warning: true,
             reason,
             note: note.to_owned(),
+        }
+    }
+
+    /// A normal Event: a port listening, a resource available again.
+    pub(crate) fn normal(reason: &'static str, note: String) -> Happening {
+        Happening {
+            warning: false,
+            reason,
+            note,
         }
     }
 }

@@ -274,7 +274,7 @@ impl StatusReporter {
             {
                 Ok(_) => {
                     let previous = self.written.get(&key).map(|w| &w.status);
-                    for happening in Happening::between(previous, &status) {
+                    for happening in happenings(previous, &status) {
                         self.events.record(&located.reference, &happening).await;
                     }
                     self.written.insert(key, Written { status, since });
@@ -303,6 +303,35 @@ impl StatusReporter {
             }
         }
         self.located.get(key).cloned()
+    }
+}
+
+/// The Events for what changed from `previous` (nothing written yet: `None`) to `current`.
+fn happenings(previous: Option<&ResourceStatus>, current: &ResourceStatus) -> Vec<Happening> {
+    let same_health =
+        previous.is_some_and(|p| p.reason == current.reason && p.message == current.message);
+    if current.reason == "InvalidConfiguration" {
+        return match same_health {
+            true => Vec::new(),
+            false => vec![Happening::warning(current.reason, &current.message)],
+        };
+    }
+    if let Some(ports) = &current.ports {
+        let before = previous.and_then(|p| p.ports.as_deref()).unwrap_or(&[]);
+        return ports
+            .iter()
+            .filter(|port| !before.contains(port))
+            .map(|(number, state, reason)| match reason {
+                Some(line) => Happening::warning(state, line),
+                None => Happening::normal(state, format!("Port {number} is listening.")),
+            })
+            .collect();
+    }
+    match (previous, current.health) {
+        _ if same_health => Vec::new(),
+        (None, "Available") => Vec::new(),
+        (_, "Available") => vec![Happening::normal("Available", current.message.clone())],
+        _ => vec![Happening::warning(current.reason, &current.message)],
     }
 }
 
