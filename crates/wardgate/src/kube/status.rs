@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
@@ -28,6 +28,9 @@ use super::events::{EventLog, Happening};
 
 /// How often the supervisor's status is compared with what was written.
 pub(crate) const POLL: Duration = Duration::from_secs(1);
+
+/// How long a resource not found in the API (a built-in default, say) is not looked for again.
+const RELOCATE_AFTER: Duration = Duration::from_secs(30);
 
 /// The resource kinds that have a status, with their plural.
 const KINDS: [(&str, &str); 4] = [
@@ -220,6 +223,8 @@ pub(crate) struct StatusReporter {
     client: kube::Client,
     namespace: String,
     located: HashMap<ObjectKey, Located>,
+    /// Resources not found, and when they were looked for.
+    missing: HashMap<ObjectKey, Instant>,
     written: HashMap<ObjectKey, Written>,
     events: EventLog,
 }
@@ -244,6 +249,7 @@ impl StatusReporter {
             client,
             namespace: namespace.to_owned(),
             located: HashMap::new(),
+            missing: HashMap::new(),
             written: HashMap::new(),
         }
     }
@@ -253,6 +259,7 @@ impl StatusReporter {
     pub(crate) async fn report(&mut self, desired: BTreeMap<ObjectKey, ResourceStatus>) {
         self.written.retain(|key, _| desired.contains_key(key));
         self.located.retain(|key, _| desired.contains_key(key));
+        self.missing.retain(|key, _| desired.contains_key(key));
         for (key, status) in desired {
             if self.written.get(&key).is_some_and(|w| w.status == status) {
                 continue;
@@ -288,7 +295,11 @@ impl StatusReporter {
     }
 
     async fn locate(&mut self, key: &ObjectKey) -> Option<Located> {
-        if !self.located.contains_key(key) {
+        let recently_missed = self
+            .missing
+            .get(key)
+            .is_some_and(|at| at.elapsed() < RELOCATE_AFTER);
+        if !self.located.contains_key(key) && !recently_missed {
             let plural = KINDS.iter().find(|(k, _)| *k == key.0)?.1;
             for (group, version) in GROUPS {
                 let gvk = GroupVersionKind::gvk(group, version, key.0);
@@ -300,6 +311,9 @@ impl StatusReporter {
                     self.located.insert(key.clone(), Located { api, reference });
                     break;
                 }
+            }
+            if !self.located.contains_key(key) {
+                self.missing.insert(key.clone(), Instant::now());
             }
         }
         self.located.get(key).cloned()

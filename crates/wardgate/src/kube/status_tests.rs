@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -17,9 +17,8 @@ use wardgate_testkit::process::free_port;
 use wardgate_testkit::resources;
 
 use super::{Refusals, StatusReporter, run};
-use crate::kube::tokenreview::tests::client;
+use crate::kube::tokenreview::tests::{NS, fake_with_namespace};
 
-const NS: &str = "azure-iot-operations";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn listeners(client: kube::Client) -> Api<DynamicObject> {
@@ -70,14 +69,7 @@ fn describe(fake: &FakeKube) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_states_refusals_and_events_reach_the_listener_in_the_api() {
-    let fake = FakeKube::start().await;
-    let client = client(&fake).await;
-    let mut ns = Namespace::default();
-    ns.metadata.name = Some(NS.to_owned());
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
+    let (fake, client) = fake_with_namespace().await;
     let api = listeners(client.clone());
     let object: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "mqttbroker.iotoperations.azure.com/v1", "kind": "BrokerListener",
@@ -153,6 +145,14 @@ async fn port_states_refusals_and_events_reach_the_listener_in_the_api() {
         written,
         "an unchanged status is not written again"
     );
+    // The Broker (the built-in default) is not in the API: looked for once in each group, then
+    // not again for a while.
+    let broker_reads = fake
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("GET") && r.contains("/brokers/default"))
+        .count();
+    assert_eq!(broker_reads, 3, "{:#?}", fake.requests());
     let described = describe(&fake);
     let (_, events_section) = described
         .split_once("\nEvents:")

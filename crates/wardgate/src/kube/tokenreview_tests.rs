@@ -22,7 +22,7 @@ use wardgate_security::authn::TokenError;
 
 use super::TokenReviewVerifier;
 
-const NS: &str = "azure-iot-operations";
+pub(crate) const NS: &str = "azure-iot-operations";
 
 /// A kube-rs client configured from the fake's kubeconfig, as a user's would be.
 pub(crate) async fn client(fake: &FakeKube) -> kube::Client {
@@ -31,6 +31,19 @@ pub(crate) async fn client(fake: &FakeKube) -> kube::Client {
         .await
         .expect("kubeconfig is usable");
     kube::Client::try_from(config).expect("client")
+}
+
+/// A fake API server with the namespace [`NS`], and a client of it.
+pub(crate) async fn fake_with_namespace() -> (FakeKube, kube::Client) {
+    let fake = FakeKube::start().await;
+    let client = client(&fake).await;
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some(NS.to_owned());
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create the namespace");
+    (fake, client)
 }
 
 /// A JWT-shaped token (the fake does not check signatures) expiring in an hour, unique.
@@ -149,14 +162,7 @@ async fn create_account(client: &kube::Client, name: &str, annotations: &[(&str,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokenreview_allows_with_the_annotations_as_attributes_and_refuses_bad_tokens() {
-    let fake = FakeKube::start().await;
-    let client = client(&fake).await;
-    let mut ns = Namespace::default();
-    ns.metadata.name = Some(NS.to_owned());
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create the namespace");
+    let (fake, client) = fake_with_namespace().await;
     create_account(&client, "sensor", &[("aio-broker-auth/group", "sensors")]).await;
     create_account(&client, "plain", &[("team", "sensors")]).await;
     let register = |name: &str, audience: &str| {
