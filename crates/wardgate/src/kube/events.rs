@@ -21,24 +21,40 @@ pub(crate) struct Happening {
     pub(crate) reason: &'static str,
     /// The log's line.
     pub(crate) note: String,
+    /// What it concerns: `ServePort<N>` for a port's state, `Configure` otherwise. The
+    /// `Recorder` counts an Event with the same reason and action as a repetition, so two ports
+    /// waiting for different Secrets must differ here to keep both lines.
+    pub(crate) action: String,
 }
 
 impl Happening {
-    /// A warning: a port not serving, a refused configuration.
+    /// A warning about the resource: a refused configuration, a problem it causes.
     pub(crate) fn warning(reason: &'static str, note: &str) -> Happening {
         Happening {
             warning: true,
             reason,
             note: note.to_owned(),
+            action: "Configure".to_owned(),
         }
     }
 
-    /// A normal Event: a port listening, a resource available again.
+    /// A normal Event about the resource: available again.
     pub(crate) fn normal(reason: &'static str, note: String) -> Happening {
         Happening {
             warning: false,
             reason,
             note,
+            action: "Configure".to_owned(),
+        }
+    }
+
+    /// Port `port` entered `state`; `problem` is the line the log prints when it does not listen.
+    pub(crate) fn port(port: u16, state: &'static str, problem: Option<&str>) -> Happening {
+        Happening {
+            warning: problem.is_some(),
+            reason: state,
+            note: problem.map_or_else(|| format!("Port {port} is listening."), str::to_owned),
+            action: format!("ServePort{port}"),
         }
     }
 }
@@ -70,7 +86,7 @@ impl EventLog {
             },
             reason: happening.reason.to_owned(),
             note: Some(truncate(&happening.note, MAX_NOTE_BYTES).to_owned()),
-            action: "Serve".to_owned(),
+            action: happening.action.clone(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, object).await {

@@ -335,10 +335,7 @@ fn happenings(previous: Option<&ResourceStatus>, current: &ResourceStatus) -> Ve
         return ports
             .iter()
             .filter(|port| !before.contains(port))
-            .map(|(number, state, reason)| match reason {
-                Some(line) => Happening::warning(state, line),
-                None => Happening::normal(state, format!("Port {number} is listening.")),
-            })
+            .map(|(number, state, reason)| Happening::port(*number, state, reason.as_deref()))
             .collect();
     }
     match (previous, current.health) {

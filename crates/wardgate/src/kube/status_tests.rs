@@ -21,24 +21,22 @@ use crate::kube::tokenreview::tests::{NS, fake_with_namespace};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn listeners(client: kube::Client) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("mqttbroker.iotoperations.azure.com", "v1", "BrokerListener");
-    Api::namespaced_with(
-        client,
-        NS,
-        &ApiResource::from_gvk_with_plural(&gvk, "brokerlisteners"),
-    )
+/// The `kind` (plural `plural`) of the current AIO group.
+fn aio_api(client: kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("mqttbroker.iotoperations.azure.com", "v1", kind);
+    Api::namespaced_with(client, NS, &ApiResource::from_gvk_with_plural(&gvk, plural))
 }
 
-/// Polls the listener `default` until its status satisfies `done`; returns the status.
+/// Polls the object `name` until its status satisfies `done`; returns the status.
 async fn status_until(
     api: &Api<DynamicObject>,
+    name: &str,
     what: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let status = api.get("default").await.expect("get").data["status"].clone();
+        let status = api.get(name).await.expect("get").data["status"].clone();
         if done(&status) {
             return status;
         }
@@ -70,21 +68,49 @@ fn describe(fake: &FakeKube) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_states_refusals_and_events_reach_the_listener_in_the_api() {
     let (fake, client) = fake_with_namespace().await;
-    let api = listeners(client.clone());
-    let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "mqttbroker.iotoperations.azure.com/v1", "kind": "BrokerListener",
-        "metadata": {"name": "default", "namespace": NS},
-        "spec": {"brokerRef": "default", "serviceType": "ClusterIp", "ports": []},
-    }))
-    .expect("object");
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("create the listener");
+    let api = aio_api(client.clone(), "BrokerListener", "brokerlisteners");
+    let authentications = aio_api(
+        client.clone(),
+        "BrokerAuthentication",
+        "brokerauthentications",
+    );
+    for (api, kind, spec) in [
+        (
+            &api,
+            "BrokerListener",
+            json!({"brokerRef": "default", "ports": []}),
+        ),
+        (
+            &authentications,
+            "BrokerAuthentication",
+            json!({"authenticationMethods": []}),
+        ),
+    ] {
+        let name = if kind == "BrokerListener" {
+            "default"
+        } else {
+            "users"
+        };
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "mqttbroker.iotoperations.azure.com/v1", "kind": kind,
+            "metadata": {"name": name, "namespace": NS}, "spec": spec,
+        }))
+        .expect("object");
+        api.create(&PostParams::default(), &object)
+            .await
+            .expect("create the object");
+    }
 
-    // One port serves, one waits for its certificate's Secret.
-    let (plain, tls) = (free_port().expect("port"), free_port().expect("port"));
+    // One port serves, one waits for its certificate's Secret, one for its BrokerAuthentication's.
+    let (plain, tls, users) = (
+        free_port().expect("port"),
+        free_port().expect("port"),
+        free_port().expect("port"),
+    );
     let config = |ports: &str| {
-        let yaml = resources::listener(ports);
+        let yaml = resources::listener(ports)
+            + "---\n"
+            + &resources::authentication("users", &resources::password_method("pw"));
         wardgate_config::load_str("listener.yaml", &yaml)
             .expect("valid")
             .model
@@ -97,7 +123,11 @@ async fn port_states_refusals_and_events_reach_the_listener_in_the_api() {
     let mut supervisor = Supervisor::new(broker, shutdown.clone()).with_tls(Arc::new(pki));
     let options = ServeOptions::default();
     supervisor.apply(Plan::from_model(
-        config(&(resources::mqtt_port(plain) + &resources::manual_tls_port(tls, "srv"))),
+        config(
+            &(resources::mqtt_port(plain)
+                + &resources::manual_tls_port(tls, "srv")
+                + &resources::authenticated_port(users, "users", None)),
+        ),
         &options,
     ));
     let refusals = Refusals::default();
@@ -108,7 +138,7 @@ async fn port_states_refusals_and_events_reach_the_listener_in_the_api() {
         shutdown.clone(),
     ));
 
-    let status = status_until(&api, "one port awaits its Secret", |s| {
+    let status = status_until(&api, "default", "one port awaits its Secret", |s| {
         s["healthState"]["status"] == "Degraded"
     })
     .await;
@@ -122,6 +152,25 @@ async fn port_states_refusals_and_events_reach_the_listener_in_the_api() {
         json!({"port": plain, "state": "Listening"})
     );
     assert_eq!(status["ports"][1]["state"], "AwaitingSecret", "{status:#}");
+    assert_eq!(status["ports"][2]["state"], "AwaitingSecret", "{status:#}");
+    // The BrokerAuthentication whose Secret is missing says so too.
+    let authn = status_until(
+        &authentications,
+        "users",
+        "the missing password Secret",
+        |s| s["provisioningState"] == "Provisioning",
+    )
+    .await;
+    assert_eq!(
+        authn["healthState"]["reasonCode"], "AwaitingSecret",
+        "{authn:#}"
+    );
+    assert!(
+        authn["healthState"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Secret pw not found. Awaiting creation of secret.")),
+        "{authn:#}"
+    );
     let awaiting = "Server certificate srv not found. Awaiting creation of secret.";
     assert!(
         status["ports"][1]["message"]
@@ -173,16 +222,22 @@ async fn port_states_refusals_and_events_reach_the_listener_in_the_api() {
         events_section.contains(&format!("Port {plain} is listening.")),
         "{described}"
     );
-    let events = Api::<Event>::namespaced(client.clone(), NS);
-    assert_eq!(
-        events
-            .list(&ListParams::default())
-            .await
-            .expect("list")
-            .items
-            .len(),
-        2
+    assert!(
+        events_section.contains("Secret pw not found. Awaiting creation of secret."),
+        "each port's line, not one series for both waiting ports: {described}"
     );
+    let events = Api::<Event>::namespaced(client.clone(), NS);
+    let kinds: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|e| e.involved_object.kind)
+        .collect();
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert_eq!(count("BrokerListener"), 3, "one per port: {kinds:?}");
+    assert_eq!(count("BrokerAuthentication"), 1, "{kinds:?}");
 
     // A refused configuration is reported on the object it names, while the old one runs.
     let refused = wardgate_config::load_str(
@@ -191,7 +246,10 @@ async fn port_states_refusals_and_events_reach_the_listener_in_the_api() {
     )
     .expect_err("an invalid port");
     refusals.set(Some(&refused));
-    let status = status_until(&api, "the refusal", |s| s["provisioningState"] == "Failed").await;
+    let status = status_until(&api, "default", "the refusal", |s| {
+        s["provisioningState"] == "Failed"
+    })
+    .await;
     assert_eq!(
         status["healthState"]["reasonCode"], "InvalidConfiguration",
         "{status:#}"
@@ -210,7 +268,7 @@ async fn port_states_refusals_and_events_reach_the_listener_in_the_api() {
         &options,
     ));
     refusals.set(None);
-    let status = status_until(&api, "all listening", |s| {
+    let status = status_until(&api, "default", "all listening", |s| {
         s["healthState"]["status"] == "Available"
     })
     .await;
