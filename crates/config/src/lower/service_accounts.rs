@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::Ctx;
 use crate::load::RawDocument;
-use crate::model::{ATTRIBUTE_ANNOTATION_PREFIX, OLD_ATTRIBUTE_ANNOTATION_PREFIX, ServiceAccount};
+use crate::model::{ATTRIBUTE_ANNOTATION_PREFIX, ServiceAccount, attribute_of_annotation};
 use crate::raw::RawResource;
 
 pub(super) fn lower(docs: &[&RawDocument], ctx: &mut Ctx) -> BTreeMap<String, ServiceAccount> {
@@ -15,10 +15,7 @@ pub(super) fn lower(docs: &[&RawDocument], ctx: &mut Ctx) -> BTreeMap<String, Se
         };
         let mut attributes = BTreeMap::new();
         for (key, value) in sa.metadata.annotations.iter().flatten() {
-            let Some(attribute) = key
-                .strip_prefix(ATTRIBUTE_ANNOTATION_PREFIX)
-                .or_else(|| key.strip_prefix(OLD_ATTRIBUTE_ANNOTATION_PREFIX))
-            else {
+            let Some(attribute) = attribute_of_annotation(key) else {
                 continue;
             };
             if attribute.is_empty() {

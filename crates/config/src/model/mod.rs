@@ -9,6 +9,7 @@ mod service_account;
 
 pub use service_account::{
     ATTRIBUTE_ANNOTATION_PREFIX, OLD_ATTRIBUTE_ANNOTATION_PREFIX, ServiceAccount,
+    attribute_of_annotation,
 };
 
 use std::collections::BTreeMap;

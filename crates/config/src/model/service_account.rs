@@ -8,6 +8,13 @@ pub const ATTRIBUTE_ANNOTATION_PREFIX: &str = "aio-broker-auth/";
 /// The old API's annotation prefix, also read.
 pub const OLD_ATTRIBUTE_ANNOTATION_PREFIX: &str = "aio-mq-broker-auth/";
 
+/// The attribute an annotation key names (`aio-broker-auth/group` → `group`), or `None` when the
+/// key has neither prefix. An empty result (`aio-broker-auth/`) names no attribute.
+pub fn attribute_of_annotation(key: &str) -> Option<&str> {
+    key.strip_prefix(ATTRIBUTE_ANNOTATION_PREFIX)
+        .or_else(|| key.strip_prefix(OLD_ATTRIBUTE_ANNOTATION_PREFIX))
+}
+
 /// A ServiceAccount: who a token's `sub` (`system:serviceaccount:<namespace>:<name>`) is, and the
 /// attributes its `aio-broker-auth/<key>: <value>` annotations give.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,8 +42,9 @@ const NBF_SKEW: Duration = Duration::from_secs(60);
 pub struct VerifiedToken {
     /// `sub`, e.g. `system:serviceaccount:azure-iot-operations:my-app`.
     pub subject: Option<String>,
-    /// `exp`.
-    pub expires_at: SystemTime,
+    /// `exp`; `None` for a token that does not expire (a legacy Secret-based service-account
+    /// token, which TokenReview accepts).
+    pub expires_at: Option<SystemTime>,
     /// Authorization attributes (TokenReview: the ServiceAccount's `aio-broker-auth/*`
     /// annotations; the JWKS verifier gives none, the configuration's ServiceAccount does).
     pub attributes: BTreeMap<String, String>,
@@ -234,7 +235,7 @@ fn check_claims(claims: Claims, now: SystemTime) -> Result<VerifiedToken, TokenE
     }
     Ok(VerifiedToken {
         subject: claims.sub,
-        expires_at: exp,
+        expires_at: Some(exp),
         attributes: BTreeMap::new(),
     })
 }
@@ -243,6 +244,27 @@ impl TokenVerifier for JwksVerifier {
     fn verify<'a>(&'a self, token: &'a str, audiences: &'a [String]) -> VerifyFuture<'a> {
         Box::pin(async move { self.verify_now(token, audiences, SystemTime::now()) })
     }
+}
+
+/// The `exp` a JWT claims, read without checking its signature: for a verifier that had the
+/// token verified by someone else (the API server's TokenReview, which does not say when the
+/// token expires). `Ok(None)`: the token claims no `exp`.
+pub fn claimed_expiry(token: &str) -> Result<Option<SystemTime>, TokenError> {
+    use base64::Engine as _;
+    #[derive(Deserialize)]
+    struct Expiry {
+        exp: Option<u64>,
+    }
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| TokenError::Invalid("the token is not a JWT".to_owned()))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| TokenError::Invalid("the token's claims are not base64url".to_owned()))?;
+    let claims: Expiry = serde_json::from_slice(&bytes)
+        .map_err(|_| TokenError::Invalid("the token's claims are not a JSON object".to_owned()))?;
+    Ok(claims.exp.map(|exp| UNIX_EPOCH + Duration::from_secs(exp)))
 }
 
 fn is_public_key_alg(alg: Algorithm) -> bool {
@@ -404,7 +426,7 @@ impl SatMethod {
                 let mut id =
                     Identity::new(client_id, v.subject, AuthMethodKind::ServiceAccountToken);
                 id.attributes = attributes;
-                id.expires_at = Some(v.expires_at);
+                id.expires_at = v.expires_at;
                 AuthnOutcome::Allowed(id)
             }
             Err(TokenError::Invalid(why)) => AuthnOutcome::denied(

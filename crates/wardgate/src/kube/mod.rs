@@ -5,12 +5,17 @@
 //!
 //! `wardgate serve --kubernetes` ([`in_cluster`]): the resources come from the API
 //! ([`source`]), each listener gets its Service ([`services`]); [`client`] is the connection.
+//! Service-account tokens are verified by TokenReview ([`tokenreview`]); the resources' status
+//! ([`status`]) and Events ([`events`]) follow the ports.
 
 pub(crate) mod client;
 mod crds;
+mod events;
 pub(crate) mod in_cluster;
 mod services;
 mod source;
+pub(crate) mod status;
+pub(crate) mod tokenreview;
 mod workload;
 
 use std::num::NonZeroU16;

@@ -333,3 +333,38 @@ fn the_crds_accept_every_example_and_refuse_a_misspelt_field() {
     schema_problems(&misspelt, schema, "spec", &mut problems);
     assert_eq!(problems, ["spec.ports[0].protocl: unknown field"]);
 }
+
+/// The pod's probes reach the admin API the pod serves: liveness `GET /healthz` and readiness
+/// `GET /readyz` on the container's `admin` port, which is where `--admin-addr` listens on
+/// every interface (the kubelet probes the pod's IP), for the Deployment and the StatefulSet.
+#[test]
+fn the_workload_probes_healthz_and_readyz_on_the_admin_port_it_serves() {
+    for args in [&[][..], &["--persistence", "1Gi"][..]] {
+        let objects = documents(&manifests(args));
+        let workload = objects
+            .iter()
+            .find(|o| o["kind"] == "Deployment" || o["kind"] == "StatefulSet")
+            .expect("a workload");
+        let container = &workload["spec"]["template"]["spec"]["containers"][0];
+        let port = container["ports"]
+            .as_array()
+            .and_then(|ports| ports.iter().find(|p| p["name"] == "admin"))
+            .unwrap_or_else(|| panic!("a port named admin: {container:#}"));
+        let number = port["containerPort"].as_u64().expect("a number");
+        let serve_args: Vec<&str> = container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            serve_args.contains(&format!("--admin-addr=0.0.0.0:{number}").as_str()),
+            "the admin API listens where the probes look: {serve_args:?}"
+        );
+        for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+            let get = &container[probe]["httpGet"];
+            assert_eq!(get["path"], path, "{probe}: {container:#}");
+            assert_eq!(get["port"], "admin", "{probe}: {container:#}");
+        }
+    }
+}
