@@ -82,6 +82,7 @@ pub fn context(dir: &Path) -> TlsContext {
             host_names: vec!["edge-box".into()],
             namespace: "azure-iot-operations".into(),
             trust_settings: None,
+            issuance: Default::default(),
         },
     )
     .unwrap()
