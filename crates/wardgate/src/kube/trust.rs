@@ -1,8 +1,7 @@
 //! The trust bundle as AIO publishes it: the ConfigMap `azure-iot-operations-aio-ca-trust-bundle`,
 //! key `ca.crt`, in the broker's namespace — the same certificates as the data dir's
 //! `trust-bundle/ca.crt` (the CA of every issuer that signs a served certificate, a bring-your-own
-//! issuer's included, and the trust settings' ConfigMap), rewritten when they change and deleted
-//! when nothing is left to trust.
+//! issuer's included, and the trust settings' ConfigMap), rewritten when they change.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,7 +10,7 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 
 use super::certificates::FIELD_MANAGER;
 
@@ -23,8 +22,8 @@ pub(crate) const TRUST_BUNDLE_KEY: &str = "ca.crt";
 /// The published trust bundle ConfigMap.
 pub(crate) struct TrustBundle {
     api: Api<ConfigMap>,
-    /// The bundle last published (`None`: none, or not published yet).
-    published: Option<Option<String>>,
+    /// The bundle last published.
+    published: Option<String>,
 }
 
 impl TrustBundle {
@@ -37,21 +36,23 @@ impl TrustBundle {
     }
 
     /// Publishes the bundle file at `path` (the TLS context's `trust_bundle_path`) if it
-    /// changed since the last call; no file deletes the ConfigMap Wardgate wrote.
+    /// changed since the last call.
     pub(crate) async fn publish(&mut self, path: &Path) -> anyhow::Result<()> {
         let bundle = match std::fs::read_to_string(path) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        if self.published.as_ref() == Some(&bundle) {
+        if self.published == bundle {
             return Ok(());
         }
-        match &bundle {
-            Some(pem) => self.write(pem).await?,
-            None => self.remove().await?,
-        }
-        self.published = Some(bundle);
+        // Nothing left to trust: the ConfigMap keeps the last bundle (the RBAC grants no
+        // `delete` on ConfigMaps; clients holding it lose nothing).
+        let Some(pem) = bundle else {
+            return Ok(());
+        };
+        self.write(&pem).await?;
+        self.published = Some(pem);
         Ok(())
     }
 
@@ -84,31 +85,6 @@ impl TrustBundle {
             config_map = TRUST_BUNDLE_CONFIG_MAP,
             "trust bundle published"
         );
-        Ok(())
-    }
-
-    /// Deletes the ConfigMap if Wardgate wrote it (one another tool wrote stays).
-    async fn remove(&self) -> anyhow::Result<()> {
-        let Some(existing) = self.api.get_opt(TRUST_BUNDLE_CONFIG_MAP).await? else {
-            return Ok(());
-        };
-        let ours = existing
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("app.kubernetes.io/managed-by"))
-            .is_some_and(|v| v == "wardgate");
-        if ours {
-            match self
-                .api
-                .delete(TRUST_BUNDLE_CONFIG_MAP, &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                Err(e) => return Err(e).context("deleting the trust bundle ConfigMap"),
-            }
-        }
         Ok(())
     }
 }

@@ -203,43 +203,26 @@ impl ClusterCertificates {
         Ok(())
     }
 
-    /// Deletes the Certificates or Secrets written for ports that are gone (a listener that is
-    /// deleted takes its own with it through the owner references).
+    /// Deletes the Certificates written for ports that are gone (a listener that is deleted
+    /// takes its own along through the owner references). Secrets are not deleted, as
+    /// cert-manager leaves a deleted Certificate's Secret: the RBAC grants no `delete` on them.
     async fn remove_unwanted(&mut self, wanted: &[String]) -> anyhow::Result<()> {
+        if self.issuance != AutomaticIssuance::CertManager {
+            return Ok(());
+        }
+        let api = self.certificates();
         let params = ListParams::default().labels(ROLE_SELECTOR);
-        let names: Vec<String> = match self.issuance {
-            AutomaticIssuance::CertManager => self
-                .certificates()
-                .list(&params)
-                .await?
-                .items
-                .iter()
-                .map(|o| o.name_any())
-                .collect(),
-            AutomaticIssuance::BuiltIn => builtin::secrets(&self.client, &self.namespace)
-                .list(&params)
-                .await?
-                .items
-                .iter()
-                .map(|o| o.name_any())
-                .collect(),
-        };
-        for name in names.into_iter().filter(|n| !wanted.contains(n)) {
-            let deleted = match self.issuance {
-                AutomaticIssuance::CertManager => self
-                    .certificates()
-                    .delete(&name, &DeleteParams::default())
-                    .await
-                    .map(|_| ()),
-                AutomaticIssuance::BuiltIn => builtin::secrets(&self.client, &self.namespace)
-                    .delete(&name, &DeleteParams::default())
-                    .await
-                    .map(|_| ()),
-            };
-            match deleted {
-                Ok(()) => tracing::info!(name = %name, "certificate of a removed port deleted"),
+        let listed = api.list(&params).await.context("listing Certificates")?;
+        for name in listed.items.iter().map(|o| o.name_any()) {
+            if wanted.contains(&name) {
+                continue;
+            }
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {
+                    tracing::info!(certificate = %name, "Certificate of a removed port deleted")
+                }
                 Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                Err(e) => return Err(e).with_context(|| format!("deleting {name}")),
+                Err(e) => return Err(e).with_context(|| format!("deleting Certificate {name}")),
             }
             self.applied.remove(&name);
         }
