@@ -12,7 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 
-use super::certificates::FIELD_MANAGER;
+/// The field manager of Wardgate's server-side applies.
+pub(crate) const FIELD_MANAGER: &str = "wardgate";
 
 /// The ConfigMap's name, as AIO's.
 pub(crate) const TRUST_BUNDLE_CONFIG_MAP: &str = "azure-iot-operations-aio-ca-trust-bundle";

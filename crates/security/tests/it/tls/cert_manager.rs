@@ -5,22 +5,9 @@
 use wardgate_config::KeyAlgorithm;
 use wardgate_config::model::{IssuerKind, Model};
 use wardgate_security::pki::{CertificateInfo, pem};
-use wardgate_security::tls::{AutomaticIssuance, TlsContext, TlsOptions, TlsOutcome};
+use wardgate_security::tls::{AutomaticIssuance, TlsOutcome};
 
 use super::common::*;
-
-fn cert_manager_context(dir: &std::path::Path) -> TlsContext {
-    TlsContext::open_with(
-        dir,
-        TlsOptions {
-            host_names: vec!["edge-box".into()],
-            namespace: "azure-iot-operations".into(),
-            trust_settings: None,
-            issuance: AutomaticIssuance::CertManager,
-        },
-    )
-    .unwrap()
-}
 
 /// The Secret cert-manager writes for a CA issuer: the leaf, its key and the CA in `ca.crt`.
 fn cert_manager_secret(name: &str, ca: &Ca) -> (wardgate_config::model::Secret, String) {
@@ -41,7 +28,7 @@ fn fingerprint(der: &[u8]) -> String {
 #[tokio::test]
 async fn with_cert_manager_the_port_waits_for_its_secret_then_serves_it_and_follows_its_renewal() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = cert_manager_context(dir.path());
+    let ctx = context_issued_by(dir.path(), AutomaticIssuance::CertManager);
     // An issuer Wardgate does not know: cert-manager does, so the port does not wait for it.
     let a = automatic(IssuerKind::ClusterIssuer, "contoso-issuer");
     let listener = listener(automatic_port(a));

@@ -15,7 +15,8 @@ use serde_json::Value;
 use wardgate_config::model::Model;
 use wardgate_security::tls::{IssuedFiles, TlsContext};
 
-use super::{FIELD_MANAGER, automatic_ports};
+use super::automatic_ports;
+use crate::kube::trust::FIELD_MANAGER;
 
 /// The Secret of the quickstart CA, as AIO names its own.
 pub(super) const QUICKSTART_CA_SECRET: &str = "azure-iot-operations-aio-ca-certificate";

@@ -26,10 +26,7 @@ use serde_json::{Value, json};
 use wardgate_config::model::{AutomaticTls, Listener, Model, Tls};
 use wardgate_security::tls::{AutomaticIssuance, IssuedFiles, TlsContext};
 
-use super::trust::TrustBundle;
-
-/// The field manager of Wardgate's server-side applies.
-pub(super) const FIELD_MANAGER: &str = "wardgate";
+use super::trust::{FIELD_MANAGER, TrustBundle};
 
 /// The label selecting what this module writes for ports (Certificates, built-in Secrets).
 const ROLE_SELECTOR: &str =
