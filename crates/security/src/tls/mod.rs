@@ -3,14 +3,19 @@
 //! ([`manual`]); automatic ports get a certificate issued from the quickstart CA or a cert-manager
 //! issuer of the configuration, kept in the data dir and reused while valid ([`automatic`]);
 //! ports whose authentication has an X509 method ask for (and verify) client certificates
-//! ([`client`]).
+//! ([`client`]). On a Kubernetes cluster with cert-manager
+//! ([`AutomaticIssuance::CertManager`]), automatic ports serve the Secret cert-manager writes
+//! instead ([`cert_manager`]); the built-in issuer's certificates can be copied to and from
+//! Secrets ([`TlsContext::issued_files`], [`TlsContext::restore_issued`], in [`issued`]).
 //!
 //! Renewal is re-resolution: [`TlsContext::next_renewal`] says when a certificate is due, the
 //! server calls `resolve` again then and swaps the port's config for new handshakes; open
 //! connections keep theirs.
 
 mod automatic;
+mod cert_manager;
 mod client;
+mod issued;
 mod manual;
 
 use std::collections::BTreeMap;
@@ -29,6 +34,7 @@ use crate::pki::store::{self, Layout, QuickstartCa};
 use crate::pki::{CertificateInfo, PkiError};
 
 pub use client::{ChainCertificate, ClientCertificate, client_identity};
+pub use issued::IssuedFiles;
 
 /// The namespace of the automatic SANs `<service>.<namespace>[.svc[.cluster.local]]`: AIO's.
 pub const DEFAULT_NAMESPACE: &str = "azure-iot-operations";
@@ -46,6 +52,7 @@ pub struct TlsContext {
     host_names: Vec<String>,
     namespace: String,
     trust_settings: Option<TrustSettings>,
+    issuance: AutomaticIssuance,
     state: Mutex<State>,
 }
 
@@ -153,6 +160,22 @@ pub struct TlsOptions {
     pub namespace: String,
     /// The ConfigMap of CA certificates added to the trust bundle (`--trust-settings`).
     pub trust_settings: Option<TrustSettings>,
+    /// Who issues the certificates of automatic ports.
+    pub issuance: AutomaticIssuance,
+}
+
+/// Who issues the certificates of `tls.mode: Automatic` ports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AutomaticIssuance {
+    /// Wardgate's built-in issuer: the quickstart CA, or the configuration's `selfSigned` and
+    /// `ca` issuers; certificates are kept in the data dir and renewed here.
+    #[default]
+    BuiltIn,
+    /// cert-manager, on a Kubernetes cluster that runs it: a cert-manager `Certificate` (made by
+    /// the in-cluster mode) writes the Secret `secretName`, which the port serves as it would a
+    /// manual one, waiting for it with AIO's `Server certificate <name> not found. Awaiting
+    /// creation of secret.`; cert-manager renews it by rewriting the Secret.
+    CertManager,
 }
 
 impl Default for TlsOptions {
@@ -161,6 +184,7 @@ impl Default for TlsOptions {
             host_names: local_host_name().into_iter().collect(),
             namespace: DEFAULT_NAMESPACE.to_owned(),
             trust_settings: None,
+            issuance: AutomaticIssuance::BuiltIn,
         }
     }
 }
@@ -199,6 +223,7 @@ impl TlsContext {
             host_names: options.host_names,
             namespace: options.namespace,
             trust_settings: options.trust_settings,
+            issuance: options.issuance,
             state: Mutex::new(State {
                 quickstart: Arc::new(quickstart),
                 renewals: BTreeMap::new(),
@@ -369,6 +394,11 @@ impl TlsContext {
             Some(Tls::Manual(m)) => {
                 self.state.lock().renewals.remove(&key);
                 manual::resolve(model, m, &self.provider)
+            }
+            Some(Tls::Automatic(a)) if self.issuance == AutomaticIssuance::CertManager => {
+                // cert-manager renews: nothing is due here.
+                self.state.lock().renewals.remove(&key);
+                cert_manager::resolve(model, a, &self.provider)
             }
             Some(Tls::Automatic(a)) => {
                 let quickstart = match self.quickstart() {

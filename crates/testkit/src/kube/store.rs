@@ -181,6 +181,12 @@ impl Store {
             .cloned()
     }
 
+    /// Stops serving every type of `group`, as a cluster without that group's CRDs does (say
+    /// `cert-manager.io` where cert-manager is not installed).
+    pub fn remove_group(&self, group: &str) {
+        self.state.lock().types.retain(|t| t.group != group);
+    }
+
     /// The current resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.state.lock().rv

@@ -6,8 +6,11 @@
 //! `wardgate serve --kubernetes` ([`in_cluster`]): the resources come from the API
 //! ([`source`]), each listener gets its Service ([`services`]); [`client`] is the connection.
 //! Service-account tokens are verified by TokenReview ([`tokenreview`]); the resources' status
-//! ([`status`]) and Events ([`events`]) follow the ports.
+//! ([`status`]) and Events ([`events`]) follow the ports; automatic TLS makes cert-manager
+//! Certificates or writes the built-in issuer's to Secrets ([`certificates`]), and the trust
+//! bundle is a ConfigMap ([`trust`]).
 
+pub(crate) mod certificates;
 pub(crate) mod client;
 mod crds;
 mod events;
@@ -16,6 +19,7 @@ mod services;
 mod source;
 pub(crate) mod status;
 pub(crate) mod tokenreview;
+mod trust;
 mod workload;
 
 use std::num::NonZeroU16;

@@ -599,6 +599,7 @@ async fn the_trust_bundle_holds_the_cas_that_sign_served_certificates_and_the_tr
                 config_map: "user-trust".into(),
                 key: Some("ca.pem".into()),
             }),
+            issuance: Default::default(),
         },
     )
     .unwrap();

@@ -23,7 +23,9 @@ use wardgate_config::model::{
 };
 use wardgate_security::pki::issue::{CertRequest, Key, Profile, Signer, self_signed};
 use wardgate_security::pki::pem;
-use wardgate_security::tls::{ClientCertificate, PortTls, TlsContext, TlsOptions, TlsOutcome};
+use wardgate_security::tls::{
+    AutomaticIssuance, ClientCertificate, PortTls, TlsContext, TlsOptions, TlsOutcome,
+};
 
 pub const DAY: Duration = Duration::from_secs(86400);
 
@@ -76,12 +78,18 @@ pub fn chain_pem(certs: &[&CertificateDer<'_>]) -> String {
 
 /// A TlsContext on a fresh data dir, with a fixed host name for the automatic SANs.
 pub fn context(dir: &Path) -> TlsContext {
+    context_issued_by(dir, AutomaticIssuance::BuiltIn)
+}
+
+/// [`context`] whose automatic certificates come from `issuance`.
+pub fn context_issued_by(dir: &Path, issuance: AutomaticIssuance) -> TlsContext {
     TlsContext::open_with(
         dir,
         TlsOptions {
             host_names: vec!["edge-box".into()],
             namespace: "azure-iot-operations".into(),
             trust_settings: None,
+            issuance,
         },
     )
     .unwrap()

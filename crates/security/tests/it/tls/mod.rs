@@ -3,6 +3,7 @@
 //! and checked by Debian's OpenSSL.
 
 mod automatic;
+mod cert_manager;
 mod client_auth;
 mod common;
 mod manual;
