@@ -23,17 +23,22 @@ pub enum FaultKind {
     Partition,
     /// Every Wardgate node stopped (SIGTERM) and started again, one after another.
     RollingRestart,
+    /// A node cut off as by [`FaultKind::Partition`], then its Wardgate killed (kill -9)
+    /// before the partition heals, then restarted: what it acknowledged while cut off is lost
+    /// unless it acknowledged nothing it could not make durable (guarantee 5).
+    PartitionKill,
 }
 
 impl FaultKind {
     /// Every fault, in the order a full run injects them.
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::None,
         FaultKind::KillNode,
         FaultKind::KillNats,
         FaultKind::PauseNode,
         FaultKind::Partition,
         FaultKind::RollingRestart,
+        FaultKind::PartitionKill,
     ];
 
     /// The name on the command line and in the report.
@@ -45,6 +50,7 @@ impl FaultKind {
             FaultKind::PauseNode => "pause-node",
             FaultKind::Partition => "partition",
             FaultKind::RollingRestart => "rolling-restart",
+            FaultKind::PartitionKill => "partition-kill",
         }
     }
 
@@ -150,7 +156,7 @@ mod tests {
         let a = plan(&FaultKind::ALL, 3, 3, 42, t);
         assert_eq!(a, plan(&FaultKind::ALL, 3, 3, 42, t));
         assert_ne!(a, plan(&FaultKind::ALL, 3, 3, 43, t));
-        assert_eq!(a.len(), 18);
+        assert_eq!(a.len(), 21);
         for p in &a {
             assert!(p.node < 3);
             assert!(p.after >= t.earliest && p.after <= t.earliest * 2);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use wardgate_faults::error::{Error, Result};
 use wardgate_faults::fault::{FaultKind, Timing};
-use wardgate_faults::load::LoadShape;
+use wardgate_faults::load::{Layout, LoadShape};
 use wardgate_faults::netns::Network;
 use wardgate_faults::procs::Binaries;
 use wardgate_faults::run::{RunOptions, run};
@@ -33,7 +33,7 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// Faults to inject, in order: none, kill-node, kill-nats, pause-node, partition,
-    /// rolling-restart (default: all of them).
+    /// rolling-restart, partition-kill (default: all of them).
     #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
     faults: Vec<FaultKind>,
     /// How many times each fault is injected (the long version: 5).
@@ -66,6 +66,13 @@ struct RunArgs {
     /// The checker's self-test: the nodes acknowledge QoS 1/2 before JetStream stored them.
     #[arg(long)]
     ack_before_durable: bool,
+    /// Every publisher starts on the fault's node and every subscriber on another one (with
+    /// partition-kill and --ack-before-durable: the checker's self-test).
+    #[arg(long)]
+    publishers_on_fault_node: bool,
+    /// The node every fault hits (default: drawn from the seed).
+    #[arg(long)]
+    fault_node: Option<usize>,
     /// Where configurations, logs and the report go (default: target/faults/<seed>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -137,7 +144,13 @@ async fn run_command(args: RunArgs) -> Result<bool> {
             publishers_per_qos: args.publishers_per_qos,
             subscribers: args.subscribers,
             pace: Duration::from_millis(args.pace_ms),
+            layout: if args.publishers_on_fault_node {
+                Layout::PublishersOnFaultNode
+            } else {
+                Layout::Spread
+            },
         },
+        fault_node: args.fault_node,
         timing: Timing {
             earliest: Duration::from_millis(args.earliest_ms),
             shortest_down: Duration::from_millis(args.down_ms),

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -21,10 +21,12 @@ pub struct RoundReport {
     pub fault: Planned,
     /// What the checker found.
     pub verdict: Verdict,
-    /// From the fault to the first acknowledgement a publisher that lost its node got (any
-    /// publisher's, when none lost its node), in ms.
+    /// From the fault to the first publish acknowledged again: the earliest end of a stall (a
+    /// publisher waiting over 1 s between acknowledgements) after the fault, or when no
+    /// publisher stalled, the first acknowledgement after it; ms.
     pub first_ack_after_fault_ms: Option<u64>,
-    /// From the fault until every publisher had an acknowledgement again, in ms.
+    /// From the fault until every publisher's acknowledgements flowed again (the end of its
+    /// longest stall after the fault), in ms.
     pub all_publishers_acked_ms: Option<u64>,
     /// Clients that lost their connection after the fault.
     pub clients_reconnected: usize,
@@ -69,28 +71,16 @@ pub fn round_report(
             }
         }
     }
-    let affected: Vec<u32> = reconnected
-        .keys()
-        .filter_map(|c| match c {
-            ClientRef::Publisher(p) => Some(*p),
-            ClientRef::Subscriber(_) => None,
-        })
+    let recovered: Vec<(Instant, bool)> = (0..journal.acked.len() as u32)
+        .filter_map(|p| recovery(&journal.acks, p, fault_at))
         .collect();
-    let after: Vec<&(Instant, u32)> = journal
-        .acks
-        .iter()
-        .filter(|(at, _)| *at >= fault_at)
-        .collect();
-    let first_ack = after
-        .iter()
-        .find(|(_, p)| affected.is_empty() || affected.contains(p))
-        .map(|(at, _)| ms(*at));
-    let mut first_per_publisher: HashMap<u32, Instant> = HashMap::new();
-    for (at, p) in &after {
-        first_per_publisher.entry(*p).or_insert(*at);
-    }
-    let all_acked = (first_per_publisher.len() == journal.acked.len())
-        .then(|| first_per_publisher.values().map(|at| ms(*at)).max())
+    let stalled = recovered.iter().filter(|(_, stalled)| *stalled);
+    let first_ack = stalled
+        .map(|(at, _)| ms(*at))
+        .min()
+        .or_else(|| recovered.iter().map(|(at, _)| ms(*at)).min());
+    let all_acked = (recovered.len() == journal.acked.len())
+        .then(|| recovered.iter().map(|(at, _)| ms(*at)).max())
         .flatten();
     // Every client that lost its connection must be back; one still away leaves it unknown.
     let resumed = if reconnected.values().all(Option::is_some) {
@@ -109,6 +99,36 @@ pub fn round_report(
         sessions_resumed_ms: resumed,
         sessions_lost,
         passed,
+    }
+}
+
+/// A pause between two acknowledgements of one publisher longer than this is a stall.
+const STALL: Duration = Duration::from_secs(1);
+
+/// When publisher `p`'s acknowledgements flowed again after the fault: the end of its longest
+/// pause between acknowledgements after the fault (counting from its last one before), when
+/// that pause is a stall (`true`); else its first acknowledgement after the fault. `None` when
+/// it had none after the fault.
+fn recovery(acks: &[(Instant, u32)], p: u32, fault_at: Instant) -> Option<(Instant, bool)> {
+    let mine = acks.iter().filter(|(_, q)| *q == p).map(|(at, _)| *at);
+    let mut previous = fault_at;
+    let mut first_after = None;
+    let mut longest: Option<(Duration, Instant)> = None;
+    for at in mine {
+        if at < fault_at {
+            previous = at;
+            continue;
+        }
+        first_after.get_or_insert(at);
+        let gap = at.saturating_duration_since(previous);
+        if longest.is_none_or(|(g, _)| gap > g) {
+            longest = Some((gap, at));
+        }
+        previous = at;
+    }
+    match longest {
+        Some((gap, at)) if gap >= STALL => Some((at, true)),
+        _ => first_after.map(|at| (at, false)),
     }
 }
 
@@ -179,7 +199,25 @@ mod tests {
     use super::*;
     use crate::fault::FaultKind;
     use crate::load::journal::Journal;
-    use std::time::Duration;
+
+    #[test]
+    fn a_stall_ends_at_the_first_acknowledgement_after_the_longest_pause() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Publisher 0: acknowledged at 100 (before the fault at 1000), 1010 (in flight when it
+        // came), then stalled until 4000. Publisher 1: no stall.
+        let acks = [
+            (at(100), 0),
+            (at(900), 1),
+            (at(1010), 0),
+            (at(1020), 1),
+            (at(4000), 0),
+            (at(4010), 0),
+        ];
+        assert_eq!(recovery(&acks, 0, at(1000)), Some((at(4000), true)));
+        assert_eq!(recovery(&acks, 1, at(1000)), Some((at(1020), false)));
+        assert_eq!(recovery(&acks, 2, at(1000)), None);
+    }
 
     #[test]
     fn recovery_times_count_from_the_fault() {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::checker::check;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fault::{FaultKind, Planned, Timing, plan};
 use crate::load::{Load, LoadShape};
 use crate::netns::Network;
@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub settle: Duration,
     /// How long the subscribers may take to receive what is missing once publishing stopped.
     pub drain: Duration,
+    /// The node every fault hits; `None`: drawn from the seed.
+    pub fault_node: Option<usize>,
     /// Run the nodes with [`ACK_BEFORE_DURABLE_ENV`].
     pub ack_before_durable: bool,
 }
@@ -51,6 +53,15 @@ const PUBLISH_GRACE: Duration = Duration::from_secs(30);
 
 /// Runs every planned round; `on_round` sees each round's report as it is made.
 pub async fn run(opts: &RunOptions, mut on_round: impl FnMut(&RoundReport)) -> Result<RunReport> {
+    let mut planned = plan(&opts.kinds, opts.rounds, NODES, opts.seed, opts.timing);
+    if let Some(node) = opts.fault_node {
+        if node >= NODES {
+            return Err(Error::Usage(format!(
+                "--fault-node {node}: the nodes are 0..{NODES}"
+            )));
+        }
+        planned.iter_mut().for_each(|p| p.node = node);
+    }
     let network = Network::create(NODES)?;
     let env = if opts.ack_before_durable {
         vec![(ACK_BEFORE_DURABLE_ENV.to_owned(), "1".to_owned())]
@@ -58,7 +69,6 @@ pub async fn run(opts: &RunOptions, mut on_round: impl FnMut(&RoundReport)) -> R
         Vec::new()
     };
     let mut cluster = Cluster::start(opts.bins.clone(), &opts.dir, NODES, env)?;
-    let planned = plan(&opts.kinds, opts.rounds, NODES, opts.seed, opts.timing);
     let mut rounds = Vec::with_capacity(planned.len());
     for (round, fault) in planned.into_iter().enumerate() {
         let report = one_round(opts, &network, &mut cluster, round, fault).await?;
@@ -81,7 +91,7 @@ async fn one_round(
     round: usize,
     fault: Planned,
 ) -> Result<RoundReport> {
-    let load = Load::start(round, opts.shape, &cluster.mqtt_addrs()).await?;
+    let load = Load::start(round, opts.shape, &cluster.mqtt_addrs(), fault.node).await?;
     let journal = load.journal.clone();
     let qos = load.qos.clone();
     tokio::time::sleep(fault.after).await;
@@ -119,6 +129,13 @@ async fn inject(network: &Network, cluster: &mut Cluster, fault: Planned) -> Res
             network.partition(i)?;
             tokio::time::sleep(fault.down).await;
             network.heal(i)?;
+        }
+        FaultKind::PartitionKill => {
+            network.partition(i)?;
+            tokio::time::sleep(fault.down).await;
+            cluster.kill(i, Server::Wardgate);
+            network.heal(i)?;
+            cluster.restart(i, Server::Wardgate)?;
         }
         FaultKind::RollingRestart => {
             for k in 0..cluster.len() {

@@ -30,6 +30,29 @@ pub struct LoadShape {
     pub subscribers: usize,
     /// The time between two messages of one publisher.
     pub pace: Duration,
+    /// Where the clients connect first.
+    pub layout: Layout,
+}
+
+/// Where a round's clients connect first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Publishers and subscribers round-robin over the nodes.
+    Spread,
+    /// Every publisher on the fault's node, the subscribers on the others: a loss is then a
+    /// publisher's acknowledged message, not a subscriber's session (the checker's self-test).
+    PublishersOnFaultNode,
+}
+
+impl Layout {
+    /// The first node of client `i` (a publisher when `publisher`).
+    fn home(self, i: usize, publisher: bool, nodes: usize, fault_node: usize) -> usize {
+        match self {
+            Layout::Spread => i % nodes,
+            Layout::PublishersOnFaultNode if publisher => fault_node,
+            Layout::PublishersOnFaultNode => (fault_node + 1 + i % (nodes - 1).max(1)) % nodes,
+        }
+    }
 }
 
 /// A round's running load.
@@ -54,8 +77,13 @@ const INTEREST_SPREAD: Duration = Duration::from_millis(500);
 
 impl Load {
     /// Starts the subscribers of round `round`, waits until each has its subscription, then
-    /// starts the publishers.
-    pub async fn start(round: usize, shape: LoadShape, nodes: &[SocketAddr]) -> Result<Load> {
+    /// starts the publishers; `fault_node` is the node the round's fault hits.
+    pub async fn start(
+        round: usize,
+        shape: LoadShape,
+        nodes: &[SocketAddr],
+        fault_node: usize,
+    ) -> Result<Load> {
         let nodes: Arc<[SocketAddr]> = nodes.into();
         let qos: Vec<QoS> = [QoS::AtLeastOnce, QoS::ExactlyOnce]
             .into_iter()
@@ -67,7 +95,7 @@ impl Load {
         for i in 0..shape.subscribers {
             let s = Subscriber {
                 index: i as u32,
-                home: i % nodes.len(),
+                home: shape.layout.home(i, false, nodes.len(), fault_node),
                 client_id: format!("faults-r{round}-s{i}"),
                 filter: format!("faults/r{round}/#"),
             };
@@ -96,7 +124,7 @@ impl Load {
             let p = Publisher {
                 index: i as u32,
                 qos: q,
-                home: i % nodes.len(),
+                home: shape.layout.home(i, true, nodes.len(), fault_node),
                 client_id: format!("faults-r{round}-p{i}"),
                 topic: format!("faults/r{round}/p{i}"),
                 pace: shape.pace,
