@@ -14,16 +14,12 @@ use tokio_util::sync::CancellationToken;
 use wardgate_bench::wire::{Client, PublishTemplate, STAMP_LEN, Stamp, now_ns};
 use wardgate_protocol::{Packet, PacketId, ProtocolVersion, PubAck, QoS, encode};
 
-use super::journal::{ClientRef, EventKind, Journal};
-use super::session::connect;
+use super::journal::{ClientRef, Journal};
+use super::session::{End, Failover};
 use crate::error::Result;
 
 /// How long a publisher waits for an acknowledgement before it tries another node.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a connection attempt may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The pause before trying the next node after a failed connection attempt.
-pub const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// A publisher of a round.
 #[derive(Debug, Clone)]
@@ -51,14 +47,6 @@ struct InFlight {
     released: bool,
 }
 
-/// Why a connection ended.
-enum End {
-    /// `stop` and nothing in flight.
-    Done,
-    /// The node failed.
-    Lost,
-}
-
 /// Publishes until `stop`, then until its message in flight is complete or `abort`.
 pub async fn run(
     p: Publisher,
@@ -75,24 +63,8 @@ pub async fn run(
         in_flight: None,
         next_at: Instant::now(),
     };
-    let mut node = p.home;
-    let mut connected_before = false;
-    while !abort.is_cancelled() {
-        let attempt = connect(nodes[node], &p.client_id, CONNECT_TIMEOUT).await;
-        let Ok((mut client, present)) = attempt else {
-            node = (node + 1) % nodes.len();
-            tokio::time::sleep(RETRY_PAUSE).await;
-            continue;
-        };
-        journal.event(
-            me,
-            EventKind::Connected {
-                node,
-                session_present: present,
-                resumed: connected_before,
-            },
-        );
-        connected_before = true;
+    let mut failover = Failover::new(nodes, p.home, &p.client_id, me, journal.clone());
+    while let Some((mut client, present)) = failover.connect(&abort).await {
         let end = tokio::select! {
             end = publish(&p, &template, &mut client, present, &mut state, &journal, &stop) => end,
             () = abort.cancelled() => End::Done,
@@ -102,10 +74,7 @@ pub async fn run(
                 client.disconnect().await;
                 break;
             }
-            End::Lost => {
-                journal.event(me, EventKind::Lost);
-                node = (node + 1) % nodes.len();
-            }
+            End::Lost => failover.lost(),
         }
     }
     Ok(())

@@ -17,9 +17,8 @@ use wardgate_protocol::{
     Packet, PacketId, PubAck, PublishQos, QoS, Subscribe, SubscriptionOptions, TopicFilter, encode,
 };
 
-use super::journal::{ClientRef, EventKind, Journal};
-use super::publisher::{CONNECT_TIMEOUT, RETRY_PAUSE};
-use super::session::connect;
+use super::journal::{ClientRef, Journal};
+use super::session::{End, Failover};
 use crate::error::{Error, Result};
 
 /// A connection silent this long (PINGREQs unanswered) is taken for dead.
@@ -40,12 +39,6 @@ pub struct Subscriber {
     pub filter: String,
 }
 
-/// Why a connection ended.
-enum End {
-    Done,
-    Lost,
-}
-
 /// Receives until `stop`.
 pub async fn run(
     s: Subscriber,
@@ -55,27 +48,13 @@ pub async fn run(
 ) -> Result<()> {
     let filter = TopicFilter::new(&s.filter).map_err(|e| Error::Usage(format!("filter: {e}")))?;
     let me = ClientRef::Subscriber(s.index);
-    let mut node = s.home;
-    let mut connected_before = false;
+    let mut failover = Failover::new(nodes, s.home, &s.client_id, me, journal.clone());
     // QoS 2 packet ids received and not yet released, kept while the session lasts.
     let mut unreleased: HashSet<PacketId> = HashSet::new();
-    while !stop.is_cancelled() {
-        let Ok((mut client, present)) = connect(nodes[node], &s.client_id, CONNECT_TIMEOUT).await
-        else {
-            node = (node + 1) % nodes.len();
-            tokio::time::sleep(RETRY_PAUSE).await;
-            continue;
-        };
-        journal.event(
-            me,
-            EventKind::Connected {
-                node,
-                session_present: present,
-                resumed: connected_before,
-            },
-        );
-        connected_before = true;
-        if !present {
+    while let Some((mut client, present)) = failover.connect(&stop).await {
+        if present {
+            journal.subscribed(s.index);
+        } else {
             unreleased.clear();
             let subscribe = Subscribe {
                 packet_id: PacketId::from(std::num::NonZeroU16::MIN),
@@ -88,19 +67,13 @@ pub async fn run(
                 client.version,
                 &mut client.wbuf,
             );
-        } else {
-            journal.subscribed(s.index);
         }
-        let end = receive(&s, &mut client, &mut unreleased, &journal, &stop).await;
-        match end {
+        match receive(&s, &mut client, &mut unreleased, &journal, &stop).await {
             End::Done => {
                 client.disconnect().await;
                 break;
             }
-            End::Lost => {
-                journal.event(me, EventKind::Lost);
-                node = (node + 1) % nodes.len();
-            }
+            End::Lost => failover.lost(),
         }
     }
     Ok(())
