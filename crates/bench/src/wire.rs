@@ -207,6 +207,18 @@ pub async fn mqtt_connect<S: AsyncRead + AsyncWrite + Unpin>(
         password: None,
         properties: ConnectProperties::default(),
     };
+    mqtt_connect_with(stream, rbuf, connect).await
+}
+
+/// Sends `connect` on any stream and waits for a successful CONNACK; bytes read past it stay in
+/// `rbuf` (persistent sessions: Clean Start 0 with a Session Expiry Interval).
+pub async fn mqtt_connect_with<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+    connect: Connect,
+) -> Result<ConnAck> {
+    let version = connect.protocol;
+    let client_id = connect.client_id.clone();
     let mut out = BytesMut::new();
     encode(&Packet::Connect(Box::new(connect)), version, &mut out);
     stream

@@ -35,6 +35,18 @@ pub(crate) const QOS0_BACKLOG: usize = 65_536;
 /// How long the sender waits before sending a refused publish again.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 
+/// The environment variable that makes every ticket durable as soon as it is queued: the node
+/// then acknowledges QoS 1/2 PUBLISH before JetStream stored them. A defect on purpose, for the
+/// fault-injection suite to show its checker catches loss (`wardgate-faults run
+/// --ack-before-durable`); never set it otherwise.
+pub(crate) const ACK_BEFORE_DURABLE_ENV: &str = "WARDGATE_TEST_ACK_BEFORE_DURABLE";
+
+/// Whether [`ACK_BEFORE_DURABLE_ENV`] is set to `1` (read once).
+fn acknowledge_before_durable() -> bool {
+    static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SET.get_or_init(|| std::env::var_os(ACK_BEFORE_DURABLE_ENV).is_some_and(|v| v == "1"))
+}
+
 /// One thing to send.
 #[derive(Debug)]
 pub(crate) enum Item {
@@ -100,6 +112,9 @@ impl Outbox {
         });
         drop(q);
         self.wake_sender.notify_one();
+        if acknowledge_before_durable() {
+            self.settle(ticket);
+        }
         ticket
     }
 
