@@ -10,6 +10,7 @@ mod members;
 mod node;
 mod outbox;
 mod ownership;
+mod partition;
 mod retained;
 pub mod subject;
 mod takeover;

@@ -26,6 +26,7 @@ use crate::frame;
 use crate::members::{self, Member, Members};
 use crate::outbox::{self, Link, Outbox};
 use crate::ownership::Ownership;
+use crate::partition;
 use crate::retained;
 use crate::subject::{filter_subjects, topic_subject};
 use crate::takeover;
@@ -170,6 +171,7 @@ impl Node {
             fabric.names.retained_key.clone(),
             stop.clone(),
         ));
+        tracker.spawn(partition::watch(outbox.clone(), stop.clone()));
         tracker.spawn(outbox::send(outbox, link, stop.clone()));
         let (incoming, received) = mpsc::channel(INCOMING);
         tracker.spawn(route(
@@ -399,6 +401,10 @@ impl Fabric for NodeFabric {
 
     fn wait_durable(&self, ticket: Ticket, waker: Arc<dyn Wake>) {
         self.outbox.wait_durable(ticket, waker);
+    }
+
+    fn unavailable(&self) -> bool {
+        self.outbox.unsettled.stalled(Instant::now())
     }
 
     fn interest(&self, filter: &SubscriptionFilter, held: bool) {

@@ -29,6 +29,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use wardgate_core::{Ticket, Wake};
 
+use crate::partition::Unsettled;
+
 /// QoS 0 messages waiting to be sent, at most; more are dropped (and counted).
 pub(crate) const QOS0_BACKLOG: usize = 65_536;
 
@@ -62,6 +64,8 @@ pub(crate) struct Outbox {
     pub(crate) dropped: AtomicU64,
     /// QoS 1/2 publishes sent again after a refusal or a timeout.
     pub(crate) retried: AtomicU64,
+    /// The tickets not durable yet, with when they were queued (`partition`).
+    pub(crate) unsettled: Unsettled,
 }
 
 #[derive(Default)]
@@ -92,6 +96,7 @@ impl Outbox {
         let mut q = self.queue.lock();
         q.last_ticket += 1;
         let ticket = Ticket(q.last_ticket);
+        self.unsettled.queued(ticket);
         q.items.push_back(Item::Durable {
             subject,
             frame,
@@ -133,6 +138,7 @@ impl Outbox {
     /// Records that every ticket up to `ticket` is durable and wakes who waited for them.
     fn settle(&self, ticket: Ticket) {
         self.durable.fetch_max(ticket.0, Ordering::AcqRel);
+        self.unsettled.settled(ticket);
         let ready: Vec<Arc<dyn Wake>> = {
             let mut waiters = self.waiters.lock();
             let (ready, waiting) = std::mem::take(&mut *waiters)
@@ -142,6 +148,17 @@ impl Outbox {
             ready.into_iter().map(|(_, w)| w).collect()
         };
         for waker in ready {
+            waker.wake();
+        }
+    }
+
+    /// Wakes everyone waiting for a ticket not durable yet (the node became unavailable: they
+    /// end instead of waiting). They stay registered: one that finds the node available again
+    /// by the time it looks is woken when its ticket is durable, as before.
+    pub(crate) fn wake_all(&self) {
+        let waiters: Vec<Arc<dyn Wake>> =
+            self.waiters.lock().iter().map(|(_, w)| w.clone()).collect();
+        for waker in waiters {
             waker.wake();
         }
     }

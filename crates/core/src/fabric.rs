@@ -29,8 +29,16 @@ pub trait Fabric: Send + Sync {
     /// Every forward up to this ticket is durable in the cluster.
     fn durable(&self) -> Ticket;
 
-    /// Wakes `waker` once `ticket` is durable (at once if it already is).
+    /// Wakes `waker` once `ticket` is durable (at once if it already is), or once the fabric
+    /// has become [`unavailable`](Fabric::unavailable).
     fn wait_durable(&self, ticket: Ticket, waker: Arc<dyn Wake>);
+
+    /// Whether the cluster cannot make forwards durable now (no JetStream quorum, NATS out of
+    /// reach, for longer than the cluster's publish timeout): a connection whose output waits
+    /// for a ticket not yet durable then ends without it (v5: DISCONNECT 0x89 *Server busy*),
+    /// so its client sends again elsewhere, instead of waiting forever (docs/cluster.md,
+    /// guarantee 10).
+    fn unavailable(&self) -> bool;
 
     /// This node's subscription index gained (`held`) or lost (`!held`) one subscription to
     /// `filter` (plain or shared): the fabric subscribes to what some local session needs.

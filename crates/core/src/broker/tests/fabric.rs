@@ -35,6 +35,9 @@ impl Fabric for Cluster {
         Ticket(0)
     }
     fn wait_durable(&self, _: Ticket, _: Arc<dyn Wake>) {}
+    fn unavailable(&self) -> bool {
+        false
+    }
     fn interest(&self, filter: &SubscriptionFilter, held: bool) {
         let sign = if held { '+' } else { '-' };
         let mut interest = self.interest.lock().expect("not poisoned");
