@@ -13,9 +13,10 @@ mod ownership;
 mod partition;
 mod retained;
 pub mod subject;
+mod sweep;
 mod takeover;
 
 pub use error::NodeError;
 pub use members::{HEARTBEAT, Member, MemberRecord, STALE};
 pub use node::{Node, NodeOptions};
-pub use subject::{filter_subjects, level_token, subject_topic, topic_subject};
+pub use subject::{filter_subjects, level_token, subject_topic, token_text, topic_subject};

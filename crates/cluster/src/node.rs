@@ -29,6 +29,7 @@ use crate::ownership::Ownership;
 use crate::partition;
 use crate::retained;
 use crate::subject::{filter_subjects, topic_subject};
+use crate::sweep;
 use crate::takeover;
 
 /// How a node joins the cluster.
@@ -115,6 +116,8 @@ impl Node {
         })?;
 
         let clients = bucket(&jetstream, &names.clients_bucket, options.replicas).await?;
+        // Before this node serves: keys naming it of sessions it no longer holds go.
+        sweep::sweep_lost(&broker, &clients, &options.node_id).await;
         let ownership = Ownership {
             clients,
             client: client.clone(),

@@ -6,4 +6,5 @@ mod members;
 mod nats_live;
 mod partition;
 mod subject_props;
+mod sweep;
 mod takeover;
