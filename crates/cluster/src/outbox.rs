@@ -154,10 +154,15 @@ impl Outbox {
 
     /// Wakes everyone waiting for a ticket not durable yet (the node became unavailable: they
     /// end instead of waiting). They stay registered: one that finds the node available again
-    /// by the time it looks is woken when its ticket is durable, as before.
+    /// by the time it looks is woken when its ticket is durable, as before. Waiters nobody else
+    /// holds any more (their connection ended) are forgotten, so a long outage does not pile
+    /// them up.
     pub(crate) fn wake_all(&self) {
-        let waiters: Vec<Arc<dyn Wake>> =
-            self.waiters.lock().iter().map(|(_, w)| w.clone()).collect();
+        let waiters: Vec<Arc<dyn Wake>> = {
+            let mut waiters = self.waiters.lock();
+            waiters.retain(|(_, w)| Arc::strong_count(w) > 1);
+            waiters.iter().map(|(_, w)| w.clone()).collect()
+        };
         for waker in waiters {
             waker.wake();
         }
@@ -350,6 +355,29 @@ mod tests {
         // Already durable: woken at once.
         outbox.wait_durable(t1, woken.clone());
         assert_eq!(woken.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn wake_all_wakes_the_waiting_and_forgets_the_ones_nobody_holds() {
+        let outbox = Outbox::default();
+        let t1 = outbox.push_durable("s".into(), Bytes::new(), "1".into());
+        let held = Arc::new(Woken::default());
+        outbox.wait_durable(t1, held.clone());
+        outbox.wait_durable(t1, Arc::new(Woken::default()));
+        outbox.wake_all();
+        outbox.wake_all();
+        assert_eq!(
+            held.0.load(Ordering::SeqCst),
+            2,
+            "woken each time, still registered"
+        );
+        assert_eq!(
+            outbox.waiters.lock().len(),
+            1,
+            "the one nobody holds is gone"
+        );
+        outbox.settle(t1);
+        assert_eq!(held.0.load(Ordering::SeqCst), 3);
     }
 
     #[test]
