@@ -15,6 +15,7 @@ mod retained;
 pub mod subject;
 mod sweep;
 mod takeover;
+mod wills;
 
 pub use error::NodeError;
 pub use members::{HEARTBEAT, Member, MemberRecord, STALE};

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wardgate_core::store::RecoveredSession;
-use wardgate_core::{Broker, Fabric, Message, RemoteScope, Ticket, Wake};
+use wardgate_core::{ArmedWill, Broker, Fabric, Message, RemoteScope, Ticket, Wake};
 use wardgate_protocol::{QoS, SubscriptionFilter, TopicFilter, TopicName};
 
 use crate::error::NodeError;
@@ -31,6 +31,7 @@ use crate::retained;
 use crate::subject::{filter_subjects, topic_subject};
 use crate::sweep;
 use crate::takeover;
+use crate::wills::{self, Wills};
 
 /// How a node joins the cluster.
 #[derive(Debug, Clone)]
@@ -116,6 +117,14 @@ impl Node {
         })?;
 
         let clients = bucket(&jetstream, &names.clients_bucket, options.replicas).await?;
+        let wills_bucket = bucket(&jetstream, &names.wills_bucket, options.replicas).await?;
+        let (wills, will_changes) = Wills::new(options.node_id.clone());
+        tracker.spawn(wills::write(
+            wills_bucket.clone(),
+            options.node_id.clone(),
+            will_changes,
+            stop.clone(),
+        ));
         // Before this node serves: keys naming it of sessions it no longer holds go.
         sweep::sweep_lost(&broker, &clients, &options.node_id).await;
         let ownership = Ownership {
@@ -145,11 +154,19 @@ impl Node {
             interest_changed: Notify::new(),
             forwarded: AtomicU64::new(0),
             ownership,
+            wills,
         });
         let members = Arc::new(Members::default());
         tracker.spawn(members::follow(
             nodes.clone(),
             members.clone(),
+            stop.clone(),
+        ));
+        tracker.spawn(wills::publish_orphans(
+            broker.clone(),
+            wills_bucket,
+            members.clone(),
+            options.node_id.clone(),
             stop.clone(),
         ));
         tracker.spawn(members::heartbeat(
@@ -319,6 +336,8 @@ struct Names {
     nodes_bucket: String,
     /// `<PREFIX>_CLIENTS`: which node holds each client ID.
     clients_bucket: String,
+    /// `<PREFIX>_WILLS`: the wills the cluster publishes if their node dies.
+    wills_bucket: String,
 }
 
 impl Names {
@@ -333,6 +352,7 @@ impl Names {
             retained_key: "r".to_owned(),
             nodes_bucket: format!("{upper}_NODES"),
             clients_bucket: format!("{upper}_CLIENTS"),
+            wills_bucket: format!("{upper}_WILLS"),
         }
     }
 }
@@ -352,6 +372,8 @@ struct NodeFabric {
     /// Messages handed to the outbox.
     forwarded: AtomicU64,
     ownership: Ownership,
+    /// This node's will records.
+    wills: Wills,
 }
 
 /// The longest subject (or retained key) made from a topic; a longer one is replaced by a hash
@@ -404,6 +426,10 @@ impl Fabric for NodeFabric {
 
     fn wait_durable(&self, ticket: Ticket, waker: Arc<dyn Wake>) {
         self.outbox.wait_durable(ticket, waker);
+    }
+
+    fn will(&self, client_id: &str, will: ArmedWill<'_>) {
+        self.wills.set(client_id, will);
     }
 
     fn unavailable(&self) -> bool {

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use wardgate_protocol::SubscriptionFilter;
+use wardgate_protocol::{SubscriptionFilter, Will};
 
 use crate::message::Message;
 use crate::store::{RecoveredSession, Ticket};
@@ -53,6 +53,33 @@ pub trait Fabric: Send + Sync {
         client_id: &'a str,
         resume: bool,
     ) -> Pin<Box<dyn Future<Output = Option<RecoveredSession>> + Send + 'a>>;
+
+    /// The will the cluster must publish for `client_id`'s session should this node die
+    /// (docs/cluster.md, guarantee 9), as it is now. Called when a connection attaches, when it
+    /// ends, and when a will is published or a session ends or leaves this node.
+    fn will(&self, client_id: &str, will: ArmedWill<'_>);
+}
+
+/// What becomes of a session's will if its node dies now.
+#[derive(Debug, Clone, Copy)]
+pub enum ArmedWill<'a> {
+    /// Nothing: no will, or it was published, discarded, cancelled, or left with its session.
+    None,
+    /// The session's connection carries `will`: its loss would publish it after `delay`
+    /// seconds (the Will Delay, capped by the session's expiry).
+    Connected {
+        /// The will.
+        will: &'a Will,
+        /// Seconds after the loss.
+        delay: u32,
+    },
+    /// The connection went; `will` is due `delay` seconds from now.
+    Pending {
+        /// The will.
+        will: &'a Will,
+        /// Seconds from now.
+        delay: u32,
+    },
 }
 
 impl std::fmt::Debug for dyn Fabric {

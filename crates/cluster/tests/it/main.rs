@@ -8,3 +8,4 @@ mod partition;
 mod subject_props;
 mod sweep;
 mod takeover;
+mod wills;

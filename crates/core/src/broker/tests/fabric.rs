@@ -38,6 +38,7 @@ impl Fabric for Cluster {
     fn unavailable(&self) -> bool {
         false
     }
+    fn will(&self, _: &str, _: crate::ArmedWill<'_>) {}
     fn interest(&self, filter: &SubscriptionFilter, held: bool) {
         let sign = if held { '+' } else { '-' };
         let mut interest = self.interest.lock().expect("not poisoned");
