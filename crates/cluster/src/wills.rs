@@ -217,6 +217,7 @@ pub(crate) async fn publish_orphans(
         }
     };
     let joined = Instant::now();
+    let started = SystemTime::now();
     let mut records: HashMap<String, (u64, Record)> = HashMap::new();
     let mut down_since: HashMap<String, SystemTime> = HashMap::new();
     let mut look = tokio::time::interval(LOOK_EVERY);
@@ -236,7 +237,8 @@ pub(crate) async fn publish_orphans(
             _ = look.tick() => {
                 // Until every member's record has had time to arrive, a live node looks gone.
                 if joined.elapsed() > STALE {
-                    publish_due(&broker, &bucket, &members, &node_id, &mut records, &mut down_since).await;
+                    let me = (node_id.as_str(), started);
+                    publish_due(&broker, &bucket, &members, me, &mut records, &mut down_since).await;
                 }
             }
             () = stop.cancelled() => return,
@@ -245,11 +247,14 @@ pub(crate) async fn publish_orphans(
 }
 
 /// Publishes the wills of gone nodes whose delay has passed and whose record this node takes.
+/// `me`: this node's id and when it started; its own records written before it started are
+/// those of its previous run, whose connections died with it (a restart quicker than `STALE`
+/// never looks gone to the others): it takes them as any survivor would, counting from its start.
 async fn publish_due(
     broker: &Broker,
     bucket: &kv::Store,
     members: &Members,
-    node_id: &str,
+    (node_id, started): (&str, SystemTime),
     records: &mut HashMap<String, (u64, Record)>,
     down_since: &mut HashMap<String, SystemTime>,
 ) {
@@ -263,10 +268,16 @@ async fn publish_due(
     down_since.retain(|node, _| !up.contains(node));
     let mut due = Vec::new();
     for (key, (revision, record)) in records.iter() {
-        if record.node == node_id || up.contains(&record.node) {
+        let since = if record.node == node_id {
+            if record.written >= started {
+                continue;
+            }
+            started
+        } else if up.contains(&record.node) {
             continue;
-        }
-        let since = *down_since.entry(record.node.clone()).or_insert(now);
+        } else {
+            *down_since.entry(record.node.clone()).or_insert(now)
+        };
         let from = if record.kind == PENDING {
             record.written
         } else {
@@ -341,7 +352,7 @@ mod tests {
                 &broker,
                 &bucket,
                 &members,
-                survivor,
+                (survivor, SystemTime::now()),
                 &mut records,
                 &mut down,
             )

@@ -86,3 +86,30 @@ async fn the_will_of_a_dead_nodes_client_is_published_by_a_survivor_after_its_de
         "the will is published once, and the discarded one never"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_before_it_looked_gone_publishes_its_previous_runs_wills() {
+    let nats = NatsCluster::start().expect("NATS cluster");
+    let first_run = CancellationToken::new();
+    let broker = Arc::new(Broker::new(BrokerSettings::default()));
+    let _first = Node::join(
+        broker.clone(),
+        options(&nats, 0, "a"),
+        &TaskTracker::new(),
+        first_run.clone(),
+    )
+    .await
+    .expect("joins the cluster");
+    let mqtt = TestBroker::with_broker(broker, Default::default()).await;
+    let (_dying, ack) = RawClient::connect_with(mqtt.tcp, with_will("dying")).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    settle().await;
+    first_run.cancel();
+
+    // The same node id again at once: no other node ever saw it gone.
+    let again = node(&nats, 0, "a").await;
+    let mut subscriber = client(&again, "sub").await;
+    subscriber.subscribe("will/#", QoS::AtLeastOnce).await;
+    let will = received(&mut subscriber).await;
+    assert_eq!(will.topic.as_ref().map(|t| t.as_str()), Some("will/dying"));
+}
