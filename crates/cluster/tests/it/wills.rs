@@ -39,6 +39,27 @@ fn with_will(id: &str) -> Connect {
     connect
 }
 
+/// Node a, stopped by the token it returns (its cluster part only: its MQTT side and the
+/// client stay), with client `dying` connected with a will.
+async fn a_with_a_dying_client(
+    nats: &NatsCluster,
+) -> (CancellationToken, Arc<Node>, TestBroker, RawClient) {
+    let broker = Arc::new(Broker::new(BrokerSettings::default()));
+    let stop = CancellationToken::new();
+    let node = Node::join(
+        broker.clone(),
+        options(nats, 0, "a"),
+        &TaskTracker::new(),
+        stop.clone(),
+    )
+    .await
+    .expect("joins the cluster");
+    let mqtt = TestBroker::with_broker(broker, Default::default()).await;
+    let (dying, ack) = RawClient::connect_with(mqtt.tcp, with_will("dying")).await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    (stop, node, mqtt, dying)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_will_of_a_dead_nodes_client_is_published_by_a_survivor_after_its_delay_once() {
     let nats = NatsCluster::start().expect("NATS cluster");
@@ -47,19 +68,7 @@ async fn the_will_of_a_dead_nodes_client_is_published_by_a_survivor_after_its_de
     let mut subscriber = client(&b, "sub").await;
     subscriber.subscribe("will/#", QoS::AtLeastOnce).await;
 
-    let broker = Arc::new(Broker::new(BrokerSettings::default()));
-    let stop = CancellationToken::new();
-    let _a = Node::join(
-        broker.clone(),
-        options(&nats, 0, "a"),
-        &TaskTracker::new(),
-        stop.clone(),
-    )
-    .await
-    .expect("joins the cluster");
-    let mqtt = TestBroker::with_broker(broker, Default::default()).await;
-    let (_dying, ack) = RawClient::connect_with(mqtt.tcp, with_will("dying")).await;
-    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    let (stop, _a, mqtt, _dying) = a_with_a_dying_client(&nats).await;
     // A will discarded by a normal DISCONNECT is not the cluster's to publish later.
     let (leaving, ack) = RawClient::connect_with(mqtt.tcp, with_will("leaving")).await;
     assert_eq!(ack.reason, ReasonCode::SUCCESS);
@@ -90,19 +99,7 @@ async fn the_will_of_a_dead_nodes_client_is_published_by_a_survivor_after_its_de
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_before_it_looked_gone_publishes_its_previous_runs_wills() {
     let nats = NatsCluster::start().expect("NATS cluster");
-    let first_run = CancellationToken::new();
-    let broker = Arc::new(Broker::new(BrokerSettings::default()));
-    let _first = Node::join(
-        broker.clone(),
-        options(&nats, 0, "a"),
-        &TaskTracker::new(),
-        first_run.clone(),
-    )
-    .await
-    .expect("joins the cluster");
-    let mqtt = TestBroker::with_broker(broker, Default::default()).await;
-    let (_dying, ack) = RawClient::connect_with(mqtt.tcp, with_will("dying")).await;
-    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    let (first_run, _first, _mqtt, _dying) = a_with_a_dying_client(&nats).await;
     settle().await;
     first_run.cancel();
 
