@@ -29,7 +29,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use wardgate_core::{Ticket, Wake};
 
-use crate::partition::Unsettled;
+use crate::partition::{Unsettled, Waiting};
 
 /// QoS 0 messages waiting to be sent, at most; more are dropped (and counted).
 pub(crate) const QOS0_BACKLOG: usize = 65_536;
@@ -152,22 +152,6 @@ impl Outbox {
         }
     }
 
-    /// Wakes everyone waiting for a ticket not durable yet (the node became unavailable: they
-    /// end instead of waiting). They stay registered: one that finds the node available again
-    /// by the time it looks is woken when its ticket is durable, as before. Waiters nobody else
-    /// holds any more (their connection ended) are forgotten, so a long outage does not pile
-    /// them up.
-    pub(crate) fn wake_all(&self) {
-        let waiters: Vec<Arc<dyn Wake>> = {
-            let mut waiters = self.waiters.lock();
-            waiters.retain(|(_, w)| Arc::strong_count(w) > 1);
-            waiters.iter().map(|(_, w)| w.clone()).collect()
-        };
-        for waker in waiters {
-            waker.wake();
-        }
-    }
-
     /// Takes what is queued, up to `max` items.
     fn take(&self, max: usize, into: &mut Vec<Item>) {
         let mut q = self.queue.lock();
@@ -179,6 +163,28 @@ impl Outbox {
             .filter(|item| matches!(item, Item::Message { .. }))
             .count();
         q.qos0 -= qos0;
+    }
+}
+
+impl Waiting for Outbox {
+    fn unsettled(&self) -> &Unsettled {
+        &self.unsettled
+    }
+
+    /// Wakes everyone waiting for a ticket not durable yet (the node became unavailable: they
+    /// end instead of waiting). They stay registered: one that finds the node available again
+    /// by the time it looks is woken when its ticket is durable, as before. Waiters nobody else
+    /// holds any more (their connection ended) are forgotten, so a long outage does not pile
+    /// them up.
+    fn wake_all(&self) {
+        let waiters: Vec<Arc<dyn Wake>> = {
+            let mut waiters = self.waiters.lock();
+            waiters.retain(|(_, w)| Arc::strong_count(w) > 1);
+            waiters.iter().map(|(_, w)| w.clone()).collect()
+        };
+        for waker in waiters {
+            waker.wake();
+        }
     }
 }
 

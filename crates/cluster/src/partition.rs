@@ -23,8 +23,6 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use wardgate_core::Ticket;
 
-use crate::outbox::Outbox;
-
 /// How long a QoS 1/2 forward may wait for JetStream's acknowledgement before the node stops
 /// acknowledging: two of JetStream's own publish timeouts (5 s each), so that one leader
 /// election (seconds) does not end every publisher's connection, but a lost quorum does.
@@ -61,17 +59,24 @@ impl Unsettled {
     }
 }
 
+/// What [`watch`] looks at: the forwards not yet durable, and who waits for them (the outbox).
+pub(crate) trait Waiting: Send + Sync {
+    /// The forwards not yet durable.
+    fn unsettled(&self) -> &Unsettled;
+    /// Wakes every connection waiting for a forward.
+    fn wake_all(&self);
+}
+
 /// Wakes the connections waiting for a forward once the node has become unavailable (they then
-/// end, [`Outbox::wake_all`]), and logs when it becomes unavailable and available again, until
-/// `stop`.
-pub(crate) async fn watch(outbox: Arc<Outbox>, stop: CancellationToken) {
+/// end), and logs when it becomes unavailable and available again, until `stop`.
+pub(crate) async fn watch(outbox: Arc<impl Waiting>, stop: CancellationToken) {
     let mut unavailable = false;
     loop {
         tokio::select! {
             () = tokio::time::sleep(WATCH_EVERY) => {}
             () = stop.cancelled() => return,
         }
-        let stalled = outbox.unsettled.stalled(Instant::now());
+        let stalled = outbox.unsettled().stalled(Instant::now());
         if stalled {
             // Connections that began waiting since the last look are woken too.
             outbox.wake_all();
