@@ -11,12 +11,15 @@ mod members;
 mod node;
 mod outbox;
 mod ownership;
+mod partition;
 mod retained;
 mod shared;
 pub mod subject;
+mod sweep;
 mod takeover;
+mod wills;
 
 pub use error::NodeError;
 pub use members::{HEARTBEAT, Member, MemberRecord, STALE};
 pub use node::{Node, NodeOptions};
-pub use subject::{filter_subjects, level_token, subject_topic, topic_subject};
+pub use subject::{filter_subjects, level_token, subject_topic, token_text, topic_subject};

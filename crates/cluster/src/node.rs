@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wardgate_core::store::RecoveredSession;
-use wardgate_core::{Broker, Fabric, Message, RemoteScope, SharedRef, Ticket, Wake};
+use wardgate_core::{ArmedWill, Broker, Fabric, Message, RemoteScope, SharedRef, Ticket, Wake};
 use wardgate_protocol::{QoS, SubscriptionFilter, TopicFilter, TopicName};
 
 use crate::consumer;
@@ -27,10 +27,13 @@ use crate::frame;
 use crate::members::{self, Member, Members};
 use crate::outbox::{self, Link, Outbox};
 use crate::ownership::Ownership;
+use crate::partition;
 use crate::retained;
 use crate::shared::{self, Groups, Pulling};
 use crate::subject::{filter_subjects, topic_subject};
+use crate::sweep;
 use crate::takeover;
+use crate::wills::{self, Wills};
 
 /// How a node joins the cluster.
 #[derive(Debug, Clone)]
@@ -116,6 +119,16 @@ impl Node {
         })?;
 
         let clients = bucket(&jetstream, &names.clients_bucket, options.replicas).await?;
+        let wills_bucket = bucket(&jetstream, &names.wills_bucket, options.replicas).await?;
+        let (wills, will_changes) = Wills::new(options.node_id.clone());
+        tracker.spawn(wills::write(
+            wills_bucket.clone(),
+            options.node_id.clone(),
+            will_changes,
+            stop.clone(),
+        ));
+        // Before this node serves: keys naming it of sessions it no longer holds go.
+        sweep::sweep_lost(&broker, &clients, &options.node_id).await;
         let ownership = Ownership {
             clients,
             client: client.clone(),
@@ -146,11 +159,19 @@ impl Node {
             forwarded: AtomicU64::new(0),
             ownership,
             groups: groups.clone(),
+            wills,
         });
         let members = Arc::new(Members::default());
         tracker.spawn(members::follow(
             nodes.clone(),
             members.clone(),
+            stop.clone(),
+        ));
+        tracker.spawn(wills::publish_orphans(
+            broker.clone(),
+            wills_bucket,
+            members.clone(),
+            options.node_id.clone(),
             stop.clone(),
         ));
         tracker.spawn(members::heartbeat(
@@ -188,6 +209,7 @@ impl Node {
             fabric.names.retained_key.clone(),
             stop.clone(),
         ));
+        tracker.spawn(partition::watch(outbox.clone(), stop.clone()));
         tracker.spawn(outbox::send(outbox, link, stop.clone()));
         let (incoming, received) = mpsc::channel(INCOMING);
         tracker.spawn(route(
@@ -350,6 +372,8 @@ struct Names {
     nodes_bucket: String,
     /// `<PREFIX>_CLIENTS`: which node holds each client ID.
     clients_bucket: String,
+    /// `<PREFIX>_WILLS`: the wills the cluster publishes if their node dies.
+    wills_bucket: String,
 }
 
 impl Names {
@@ -364,6 +388,7 @@ impl Names {
             retained_key: "r".to_owned(),
             nodes_bucket: format!("{upper}_NODES"),
             clients_bucket: format!("{upper}_CLIENTS"),
+            wills_bucket: format!("{upper}_WILLS"),
         }
     }
 }
@@ -388,6 +413,8 @@ pub(crate) struct NodeFabric {
     ownership: Ownership,
     /// Shared groups with members here: their QoS 1/2 messages come from JetStream.
     groups: Arc<Groups>,
+    /// This node's will records.
+    wills: Wills,
 }
 
 /// The longest subject (or retained key) made from a topic; a longer one is replaced by a hash
@@ -440,6 +467,14 @@ impl Fabric for NodeFabric {
 
     fn wait_durable(&self, ticket: Ticket, waker: Arc<dyn Wake>) {
         self.outbox.wait_durable(ticket, waker);
+    }
+
+    fn will(&self, client_id: &str, will: ArmedWill<'_>) {
+        self.wills.set(client_id, will);
+    }
+
+    fn unavailable(&self) -> bool {
+        self.outbox.unsettled.stalled(Instant::now())
     }
 
     fn interest(&self, filter: &SubscriptionFilter, held: bool) {

@@ -29,6 +29,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use wardgate_core::{Ticket, Wake};
 
+use crate::partition::{Unsettled, Waiting};
+
 /// QoS 0 messages waiting to be sent, at most; more are dropped (and counted).
 pub(crate) const QOS0_BACKLOG: usize = 65_536;
 
@@ -74,6 +76,8 @@ pub(crate) struct Outbox {
     pub(crate) dropped: AtomicU64,
     /// QoS 1/2 publishes sent again after a refusal or a timeout.
     pub(crate) retried: AtomicU64,
+    /// The tickets not durable yet, with when they were queued (`partition`).
+    pub(crate) unsettled: Unsettled,
 }
 
 #[derive(Default)]
@@ -104,6 +108,7 @@ impl Outbox {
         let mut q = self.queue.lock();
         q.last_ticket += 1;
         let ticket = Ticket(q.last_ticket);
+        self.unsettled.queued(ticket);
         q.items.push_back(Item::Durable {
             subject,
             frame,
@@ -148,6 +153,7 @@ impl Outbox {
     /// Records that every ticket up to `ticket` is durable and wakes who waited for them.
     fn settle(&self, ticket: Ticket) {
         self.durable.fetch_max(ticket.0, Ordering::AcqRel);
+        self.unsettled.settled(ticket);
         let ready: Vec<Arc<dyn Wake>> = {
             let mut waiters = self.waiters.lock();
             let (ready, waiting) = std::mem::take(&mut *waiters)
@@ -172,6 +178,28 @@ impl Outbox {
             .filter(|item| matches!(item, Item::Message { .. }))
             .count();
         q.qos0 -= qos0;
+    }
+}
+
+impl Waiting for Outbox {
+    fn unsettled(&self) -> &Unsettled {
+        &self.unsettled
+    }
+
+    /// Wakes everyone waiting for a ticket not durable yet (the node became unavailable: they
+    /// end instead of waiting). They stay registered: one that finds the node available again
+    /// by the time it looks is woken when its ticket is durable, as before. Waiters nobody else
+    /// holds any more (their connection ended) are forgotten, so a long outage does not pile
+    /// them up.
+    fn wake_all(&self) {
+        let waiters: Vec<Arc<dyn Wake>> = {
+            let mut waiters = self.waiters.lock();
+            waiters.retain(|(_, w)| Arc::strong_count(w) > 1);
+            waiters.iter().map(|(_, w)| w.clone()).collect()
+        };
+        for waker in waiters {
+            waker.wake();
+        }
     }
 }
 
@@ -348,6 +376,29 @@ mod tests {
         // Already durable: woken at once.
         outbox.wait_durable(t1, woken.clone());
         assert_eq!(woken.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn wake_all_wakes_the_waiting_and_forgets_the_ones_nobody_holds() {
+        let outbox = Outbox::default();
+        let t1 = outbox.push_durable("s".into(), Bytes::new(), "1".into());
+        let held = Arc::new(Woken::default());
+        outbox.wait_durable(t1, held.clone());
+        outbox.wait_durable(t1, Arc::new(Woken::default()));
+        outbox.wake_all();
+        outbox.wake_all();
+        assert_eq!(
+            held.0.load(Ordering::SeqCst),
+            2,
+            "woken each time, still registered"
+        );
+        assert_eq!(
+            outbox.waiters.lock().len(),
+            1,
+            "the one nobody holds is gone"
+        );
+        outbox.settle(t1);
+        assert_eq!(held.0.load(Ordering::SeqCst), 3);
     }
 
     #[test]

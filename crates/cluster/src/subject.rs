@@ -65,6 +65,11 @@ pub fn level_token(text: &str) -> String {
     token
 }
 
+/// The text a token made by [`level_token`] stands for (`None`: not such a token).
+pub fn token_text(token: &str) -> Option<String> {
+    decode_token(token)
+}
+
 /// The NATS subjects under `prefix` that together match exactly the topics `filter` matches:
 /// `+` → `*`; a trailing `#` → `>` plus the parent level itself (`a/#` → `[p.t.a, p.t.a.>]`,
 /// `#` → `[p.t.>]`). A filter whose first level is a wildcard maps into class `t` only, one

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use wardgate_protocol::SubscriptionFilter;
+use wardgate_protocol::{SubscriptionFilter, Will};
 
 use crate::message::{Message, SharedRef};
 use crate::store::{RecoveredSession, Ticket};
@@ -29,8 +29,16 @@ pub trait Fabric: Send + Sync {
     /// Every forward up to this ticket is durable in the cluster.
     fn durable(&self) -> Ticket;
 
-    /// Wakes `waker` once `ticket` is durable (at once if it already is).
+    /// Wakes `waker` once `ticket` is durable (at once if it already is), or once the fabric
+    /// has become [`unavailable`](Fabric::unavailable).
     fn wait_durable(&self, ticket: Ticket, waker: Arc<dyn Wake>);
+
+    /// Whether the cluster cannot make forwards durable now (no JetStream quorum, NATS out of
+    /// reach, for longer than the cluster's publish timeout): a connection whose output waits
+    /// for a ticket not yet durable then ends without it (v5: DISCONNECT 0x89 *Server busy*),
+    /// so its client sends again elsewhere, instead of waiting forever (docs/cluster.md,
+    /// guarantee 10).
+    fn unavailable(&self) -> bool;
 
     /// This node's subscription index gained (`held`) or lost (`!held`) one subscription to
     /// `filter` (plain or shared): the fabric subscribes to what some local session needs.
@@ -52,6 +60,33 @@ pub trait Fabric: Send + Sync {
         client_id: &'a str,
         resume: bool,
     ) -> Pin<Box<dyn Future<Output = Option<RecoveredSession>> + Send + 'a>>;
+
+    /// The will the cluster must publish for `client_id`'s session should this node die
+    /// (docs/cluster.md, guarantee 9), as it is now. Called when a connection attaches, when it
+    /// ends, and when a will is published or a session ends or leaves this node.
+    fn will(&self, client_id: &str, will: ArmedWill<'_>);
+}
+
+/// What becomes of a session's will if its node dies now.
+#[derive(Debug, Clone, Copy)]
+pub enum ArmedWill<'a> {
+    /// Nothing: no will, or it was published, discarded, cancelled, or left with its session.
+    None,
+    /// The session's connection carries `will`: its loss would publish it after `delay`
+    /// seconds (the Will Delay, capped by the session's expiry).
+    Connected {
+        /// The will.
+        will: &'a Will,
+        /// Seconds after the loss.
+        delay: u32,
+    },
+    /// The connection went; `will` is due `delay` seconds from now.
+    Pending {
+        /// The will.
+        will: &'a Will,
+        /// Seconds from now.
+        delay: u32,
+    },
 }
 
 impl std::fmt::Debug for dyn Fabric {

@@ -17,7 +17,7 @@ pub use broker::{
     Attached, Broker, BrokerSettings, ConnectParams, DEFAULT_MAX_SUBSCRIPTION_LEVELS, Disconnect,
     RETAINED_VISITS_PER_QUEUED, Refusal, RemoteScope, Restored, RouteResult, SubscribeResult,
 };
-pub use fabric::Fabric;
+pub use fabric::{ArmedWill, Fabric};
 pub use ids::SessionId;
 pub use message::{Delivery, Message, SharedRef};
 pub use session::{

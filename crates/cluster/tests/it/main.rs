@@ -6,5 +6,8 @@ mod members;
 mod nats_live;
 mod overload;
 mod shared;
+mod partition;
 mod subject_props;
+mod sweep;
 mod takeover;
+mod wills;

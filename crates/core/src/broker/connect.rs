@@ -68,6 +68,8 @@ impl Broker {
             params.receive_maximum,
             ReasonCode::SESSION_TAKEN_OVER,
         );
+        // In a cluster, the will is recorded where a surviving node finds it (guarantee 9).
+        let armed = self.fabric().and_then(|_| params.will.clone());
         let terms = ConnectTerms {
             principal: params.principal,
             protocol: params.protocol,
@@ -78,6 +80,16 @@ impl Broker {
             let persistence = &self.settings.load().persistence;
             persistence.persists_queue(&client_id, user_properties)
         });
+        if let Some(fabric) = self.fabric() {
+            let state = match &armed {
+                Some(will) => ArmedWill::Connected {
+                    will,
+                    delay: will_delay(will).min(session_expiry),
+                },
+                None => ArmedWill::None,
+            };
+            fabric.will(&client_id, state);
+        }
         // Takeover: the old connection's will is sent only if it had no delay [MQTT-3.1.3-9].
         if let Some(will) = old_will
             && will.properties.will_delay_interval.unwrap_or(0) == 0
@@ -132,8 +144,18 @@ impl Broker {
         };
         let max_expiry = self.settings.load().max_session_expiry;
         let (expiry, will) = session.end_connection(update, max_expiry, discard_will);
+        if let Some(fabric) = self.fabric() {
+            let state = match &will {
+                Some(will) if will_delay(will) > 0 && expiry > 0 => ArmedWill::Pending {
+                    will,
+                    delay: will_delay(will).min(expiry),
+                },
+                _ => ArmedWill::None,
+            };
+            fabric.will(session.client_id(), state);
+        }
         if let Some(will) = will {
-            let delay = will.properties.will_delay_interval.unwrap_or(0);
+            let delay = will_delay(&will);
             if delay == 0 || expiry == 0 {
                 self.publish_will(will, Some(session.id()), now);
             } else {
@@ -233,4 +255,9 @@ impl Broker {
             self.store.clone(),
         ))
     }
+}
+
+/// A will's Will Delay Interval in seconds (0 when it has none).
+fn will_delay(will: &Will) -> u32 {
+    will.properties.will_delay_interval.unwrap_or(0)
 }

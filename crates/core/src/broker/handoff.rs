@@ -13,6 +13,10 @@ impl Broker {
     /// such session or it does not continue.
     pub fn release(&self, client_id: &str, resume: bool, now: Instant) -> Option<RecoveredSession> {
         let session = self.session(client_id)?;
+        if let Some(fabric) = self.fabric() {
+            // The new node records the will of the connection it takes.
+            fabric.will(client_id, ArmedWill::None);
+        }
         let handed = session.hand_off(resume, ReasonCode::SESSION_TAKEN_OVER);
         if let Some(will) = handed.will {
             self.publish_will(will, Some(session.id()), now);

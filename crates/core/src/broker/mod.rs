@@ -33,7 +33,7 @@ use wardgate_protocol::{
 };
 
 use crate::budget::{Budget, Charge};
-use crate::fabric::Fabric;
+use crate::fabric::{ArmedWill, Fabric};
 use crate::ids::SessionId;
 use crate::message::{Delivery, Message, SharedRef, will_weight};
 use crate::retained::RetainedStore;

@@ -12,10 +12,16 @@ impl Broker {
             match session.check_expiry(now) {
                 SessionEntryCheck::Alive => {}
                 SessionEntryCheck::WillDue(will) => {
+                    if let Some(fabric) = self.fabric() {
+                        fabric.will(session.client_id(), ArmedWill::None);
+                    }
                     self.publish_will(will, Some(session.id()), now);
                     session.write_record();
                 }
                 SessionEntryCheck::Expired(will) => {
+                    if let (Some(fabric), Some(_)) = (self.fabric(), &will) {
+                        fabric.will(session.client_id(), ArmedWill::None);
+                    }
                     if let Some(will) = will {
                         self.publish_will(will, Some(session.id()), now);
                     }
@@ -69,6 +75,12 @@ impl Broker {
                 }
             }
         }
+    }
+
+    /// Publishes the will of a client of another node that died (a cluster: guarantee 9),
+    /// through this node as if its session were here.
+    pub fn publish_lost_will(&self, will: Will, now: Instant) {
+        self.publish_will(will, None, now);
     }
 
     /// Publishes a will as the message of its session `origin`, its expiry capped.

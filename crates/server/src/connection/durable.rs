@@ -8,10 +8,15 @@
 //! they answer), until the store's flusher reports the ticket durable and wakes the connection
 //! through its session waker. Without persistence the gate holds nothing and costs one branch.
 //!
+//! In a cluster the same gate holds a QoS 1/2 PUBLISH's acknowledgement until JetStream has the
+//! message (the fabric's ticket); when the cluster says it cannot make it durable
+//! ([`Fabric::unavailable`]), [`Gate::release`] breaks and the connection ends without it.
+//!
 //! Holding everything behind the first held packet is simple and keeps every ordering rule; the
 //! cost is that a PINGRESP or a QoS 0 PUBLISH may wait one group commit (a few milliseconds).
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -114,9 +119,17 @@ impl Gate {
     }
 
     /// Moves what became durable to `wbuf`, and asks the store and the fabric to wake `waker`
-    /// when the next held chunk is.
-    pub(super) fn release(&mut self, wbuf: &mut BytesMut, waker: &Arc<Control>) {
-        let Some(g) = &mut self.0 else { return };
+    /// when the next held chunk is. `Break` when the next held chunk waits for the cluster and
+    /// the cluster cannot make it durable now ([`Fabric::unavailable`]): the connection ends
+    /// without it.
+    pub(super) fn release(
+        &mut self,
+        wbuf: &mut BytesMut,
+        waker: &Arc<Control>,
+    ) -> ControlFlow<Unavailable> {
+        let Some(g) = &mut self.0 else {
+            return Continue(());
+        };
         while let Some((need, _)) = g.held.front()
             && g.met(*need)
         {
@@ -124,6 +137,13 @@ impl Gate {
                 g.held_bytes -= chunk.len();
                 wbuf.extend_from_slice(&chunk);
             }
+        }
+        if let Some((need, _)) = g.held.front()
+            && let Some(fabric) = &g.fabric
+            && fabric.durable() < need.fabric
+            && fabric.unavailable()
+        {
+            return Break(Unavailable);
         }
         if let Some((need, _)) = g.held.front()
             && g.waiting != Some(*need)
@@ -138,5 +158,10 @@ impl Gate {
                 fabric.wait_durable(need.fabric, waker.clone() as Arc<dyn Wake>);
             }
         }
+        Continue(())
     }
 }
+
+/// The cluster cannot make what a held chunk waits for durable now.
+#[derive(Debug)]
+pub(super) struct Unavailable;

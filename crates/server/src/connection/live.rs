@@ -333,7 +333,14 @@ impl<S: Transport> Live<S> {
         }
         // Persistence: release acknowledgements whose data is now durable; what this pass
         // writes is held (in order) while the session's last store write is not.
-        self.gate.release(&mut self.wbuf, &self.control);
+        if self.gate.release(&mut self.wbuf, &self.control).is_break() {
+            // A cluster node cut off from JetStream: what it could not make durable is not
+            // acknowledged; the client sends it again, to another node (docs/cluster.md).
+            return Break(Stop::End(End::Server(
+                ReasonCode::SERVER_BUSY,
+                "the cluster cannot make messages durable",
+            )));
+        }
         let soft_limit = self.conn.settings().write_soft_limit;
         let from = self.wbuf.len();
         if self.handover.is_none()

@@ -10,6 +10,7 @@ struct Cluster {
     forwarded: StdMutex<Vec<String>>,
     interest: StdMutex<Vec<String>>,
     handed_over: StdMutex<Vec<String>>,
+    wills: StdMutex<Vec<String>>,
 }
 
 impl Cluster {
@@ -23,6 +24,10 @@ impl Cluster {
 
     fn handed_over(&self) -> Vec<String> {
         std::mem::take(&mut *self.handed_over.lock().expect("not poisoned"))
+    }
+
+    fn wills(&self) -> Vec<String> {
+        std::mem::take(&mut *self.wills.lock().expect("not poisoned"))
     }
 }
 
@@ -40,6 +45,20 @@ impl Fabric for Cluster {
         Ticket(0)
     }
     fn wait_durable(&self, _: Ticket, _: Arc<dyn Wake>) {}
+    fn unavailable(&self) -> bool {
+        false
+    }
+    fn will(&self, client_id: &str, will: crate::ArmedWill<'_>) {
+        let state = match will {
+            crate::ArmedWill::None => "none".to_owned(),
+            crate::ArmedWill::Connected { will, delay } => {
+                format!("connected {} {delay}", will.topic)
+            }
+            crate::ArmedWill::Pending { will, delay } => format!("pending {} {delay}", will.topic),
+        };
+        let mut wills = self.wills.lock().expect("not poisoned");
+        wills.push(format!("{client_id} {state}"));
+    }
     fn interest(&self, filter: &SubscriptionFilter, held: bool) {
         let sign = if held { '+' } else { '-' };
         let mut interest = self.interest.lock().expect("not poisoned");
@@ -268,4 +287,31 @@ fn a_leaving_member_hands_its_unacknowledged_shared_copies_to_the_cluster() {
     single.disconnect(&m.session, m.generation, Disconnect::Lost, Instant::now());
     let m = connect(&single, "m", false, 60);
     assert_eq!(payloads(&m.session), ["5"]);
+}
+
+#[test]
+fn the_fabric_knows_each_sessions_will_as_it_changes() {
+    let (broker, cluster) = clustered();
+    let now = Instant::now();
+    // The delay is capped by the session's expiry.
+    let _capped = connect_as(&broker, "d", true, 5, None, Some(will("w/d", 30)));
+    assert_eq!(cluster.wills(), ["d connected w/d 5"]);
+    let a = connect_as(&broker, "a", true, 60, None, Some(will("w/a", 5)));
+    assert_eq!(cluster.wills(), ["a connected w/a 5"]);
+    broker.disconnect(&a.session, a.generation, Disconnect::Lost, now);
+    assert_eq!(cluster.wills(), ["a pending w/a 5"]);
+    // Due: published here, so the fabric's record goes.
+    broker.tick(now + Duration::from_secs(6));
+    assert_eq!(cluster.wills(), ["a none"]);
+
+    let b = connect_as(&broker, "b", true, 60, None, Some(will("w/b", 0)));
+    let normal = Disconnect::Normal {
+        session_expiry: None,
+    };
+    broker.disconnect(&b.session, b.generation, normal, now);
+    assert_eq!(cluster.wills(), ["b connected w/b 0", "b none"]);
+
+    let _c = connect_as(&broker, "c", true, 60, None, Some(will("w/c", 10)));
+    broker.release("c", true, now);
+    assert_eq!(cluster.wills(), ["c connected w/c 10", "c none"]);
 }
