@@ -4,6 +4,7 @@
 //! messages, receiving what its sessions subscribed to from the others, and the cluster's
 //! retained messages, and its members and their health ([`Member`]).
 
+mod auth;
 mod error;
 pub mod frame;
 mod members;
@@ -14,6 +15,7 @@ mod retained;
 pub mod subject;
 mod takeover;
 
+pub use auth::NatsAuth;
 pub use error::NodeError;
 pub use members::{HEARTBEAT, Member, MemberRecord, STALE};
 pub use node::{Node, NodeOptions};

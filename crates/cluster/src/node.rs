@@ -21,6 +21,7 @@ use wardgate_core::store::RecoveredSession;
 use wardgate_core::{Broker, Fabric, Message, RemoteScope, Ticket, Wake};
 use wardgate_protocol::{QoS, SubscriptionFilter, TopicFilter, TopicName};
 
+use crate::auth::NatsAuth;
 use crate::error::NodeError;
 use crate::frame;
 use crate::members::{self, Member, Members};
@@ -43,6 +44,8 @@ pub struct NodeOptions {
     pub prefix: String,
     /// How long the QoS 1/2 message stream keeps a message.
     pub max_age: Duration,
+    /// What the node presents to the NATS servers.
+    pub auth: NatsAuth,
 }
 
 /// This node in the cluster: what the server and the admin API ask about it.
@@ -72,15 +75,19 @@ impl Node {
         stop: CancellationToken,
     ) -> Result<Arc<Node>, NodeError> {
         let urls = options.urls.join(",");
-        let client = async_nats::ConnectOptions::new()
+        let refused = |reason: String| NodeError::Connect {
+            urls: urls.clone(),
+            reason,
+        };
+        let client = options
+            .auth
+            .apply(async_nats::ConnectOptions::new())
+            .map_err(|e| refused(e.to_string()))?
             .name(format!("wardgate-{}", options.node_id))
             .connection_timeout(Duration::from_secs(5))
             .connect(urls.as_str())
             .await
-            .map_err(|e| NodeError::Connect {
-                urls: urls.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| refused(e.to_string()))?;
         let jetstream = jetstream::new(client.clone());
         let names = Names::new(&options.prefix);
         let stream_config = stream::Config {

@@ -7,6 +7,7 @@
 mod authn;
 mod cli;
 mod cluster;
+mod cluster_auth;
 mod cluster_config;
 mod cluster_status;
 mod console;
