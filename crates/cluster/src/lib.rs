@@ -7,6 +7,7 @@
 mod auth;
 mod error;
 pub mod frame;
+mod lost;
 mod members;
 mod node;
 mod outbox;

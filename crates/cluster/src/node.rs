@@ -127,7 +127,9 @@ impl Node {
             node_id: options.node_id.clone(),
             prefix: options.prefix.clone(),
             takeover_timeout: TAKEOVER_TIMEOUT,
+            held: Arc::default(),
         };
+        tracker.spawn(ownership.follow(broker.clone(), stop.clone()).await?);
         let requests = takeover::listen(&client, &options.prefix, &options.node_id).await?;
         tracker.spawn(takeover::serve(
             broker.clone(),

@@ -4,5 +4,6 @@
 mod fabric;
 mod members;
 mod nats_live;
+mod simultaneous;
 mod subject_props;
 mod takeover;
