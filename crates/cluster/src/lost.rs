@@ -156,7 +156,7 @@ async fn end(broker: Arc<Broker>, held: Arc<Held>, lost: Lost, after: Instant) {
             .session(&claim.client_id)
             .is_some_and(|s| s.is_connected())
         {
-            broker.release(&claim.client_id, false, Instant::now());
+            broker.release(&claim.client_id, (false, None), Instant::now());
             tracing::info!(
                 client_id = claim.client_id,
                 winner,

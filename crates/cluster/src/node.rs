@@ -428,8 +428,9 @@ impl Fabric for NodeFabric {
         &'a self,
         client_id: &'a str,
         resume: bool,
+        principal: Option<&'a str>,
     ) -> Pin<Box<dyn Future<Output = Option<RecoveredSession>> + Send + 'a>> {
-        Box::pin(self.ownership.claim(client_id, resume))
+        Box::pin(self.ownership.claim(client_id, resume, principal))
     }
 }
 

@@ -47,8 +47,13 @@ pub(crate) struct Ownership {
 impl Ownership {
     /// Makes this node the owner of `client_id`; when another node held it, asks that node to
     /// end its connection and let the session go, and returns the session's state when the
-    /// connection resumes it (`resume`: Clean Start 0) and it continues.
-    pub(crate) async fn claim(&self, client_id: &str, resume: bool) -> Option<RecoveredSession> {
+    /// connection resumes it (`resume`: Clean Start 0), `principal` may, and it continues.
+    pub(crate) async fn claim(
+        &self,
+        client_id: &str,
+        resume: bool,
+        principal: Option<&str>,
+    ) -> Option<RecoveredSession> {
         let (previous, revision) = match self.take(client_id).await {
             Ok(taken) => taken,
             Err(why) => {
@@ -59,14 +64,12 @@ impl Ownership {
         self.held.claimed(client_id, revision);
         let previous = previous?;
         let owner = (self.prefix.as_str(), previous.as_str());
-        takeover::request(
-            &self.client,
-            owner,
-            self.takeover_timeout,
+        let request = takeover::Request {
             client_id,
             resume,
-        )
-        .await
+            principal,
+        };
+        takeover::request(&self.client, owner, self.takeover_timeout, &request).await
     }
 
     /// Starts watching the bucket for claims by other nodes of the client IDs this node holds

@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod cluster_auth;
 mod cluster_config;
+mod cluster_principal;
 mod cluster_status;
 mod console;
 mod diagnostics;

@@ -44,6 +44,7 @@ impl Fabric for Cluster {
         &'a self,
         _: &'a str,
         _: bool,
+        _: Option<&'a str>,
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = Option<crate::store::RecoveredSession>> + Send + 'a>,
     > {
