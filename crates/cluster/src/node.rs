@@ -424,6 +424,10 @@ impl Fabric for NodeFabric {
         self.interest_changed.notify_one();
     }
 
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     fn claim<'a>(
         &'a self,
         client_id: &'a str,

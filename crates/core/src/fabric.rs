@@ -32,6 +32,10 @@ pub trait Fabric: Send + Sync {
     /// Wakes `waker` once `ticket` is durable (at once if it already is).
     fn wait_durable(&self, ticket: Ticket, waker: Arc<dyn Wake>);
 
+    /// This node's id in the cluster (a plain token: it names the node in
+    /// `$SYS/brokers/<node-id>/...`).
+    fn node_id(&self) -> &str;
+
     /// This node's subscription index gained (`held`) or lost (`!held`) one subscription to
     /// `filter` (plain or shared): the fabric subscribes to what some local session needs.
     fn interest(&self, filter: &SubscriptionFilter, held: bool);

@@ -6,4 +6,5 @@ mod members;
 mod nats_live;
 mod simultaneous;
 mod subject_props;
+mod sys;
 mod takeover;

@@ -40,6 +40,9 @@ impl Fabric for Cluster {
         let mut interest = self.interest.lock().expect("not poisoned");
         interest.push(format!("{sign}{}", filter.as_filter()));
     }
+    fn node_id(&self) -> &str {
+        "test"
+    }
     fn claim<'a>(
         &'a self,
         _: &'a str,
