@@ -3,68 +3,20 @@
 //! so a subscriber on any node sees every node.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use wardgate_cluster::Node;
-use wardgate_core::{Broker, BrokerSettings};
 use wardgate_protocol::{Packet, QoS};
-use wardgate_testkit::broker::TestBroker;
 use wardgate_testkit::client::Received;
 use wardgate_testkit::nats::NatsCluster;
 
-use crate::fabric::options;
-
-/// A node publishing `$SYS` every second.
-struct SysNode {
-    mqtt: TestBroker,
-    _node: Arc<Node>,
-    stop: CancellationToken,
-}
-
-impl Drop for SysNode {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        self.mqtt.shutdown();
-    }
-}
-
-async fn sys_node(nats: &NatsCluster, server: usize, id: &str) -> SysNode {
-    let settings = BrokerSettings {
-        sys_interval: Duration::from_secs(1),
-        ..BrokerSettings::default()
-    };
-    let broker = Arc::new(Broker::new(settings));
-    let stop = CancellationToken::new();
-    let node = Node::join(
-        broker.clone(),
-        options(nats, server, id),
-        &TaskTracker::new(),
-        stop.clone(),
-    )
-    .await
-    .expect("joins the cluster");
-    let mqtt = TestBroker::with_broker(broker, Default::default()).await;
-    SysNode {
-        mqtt,
-        _node: node,
-        stop,
-    }
-}
+use crate::fabric::{client, node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_on_one_node_sees_every_nodes_sys_figures_under_its_id() {
     let nats = NatsCluster::start().expect("NATS cluster");
-    let a = sys_node(&nats, 0, "a").await;
-    let b = sys_node(&nats, 1, "b").await;
-    let (mut subscriber, _) = wardgate_testkit::client::RawClient::connect(
-        b.mqtt.tcp,
-        wardgate_protocol::ProtocolVersion::V5,
-        "sys-watcher",
-    )
-    .await;
+    let a = node(&nats, 0, "a").await;
+    let b = node(&nats, 1, "b").await;
+    let mut subscriber = client(&b, "sys-watcher").await;
     subscriber
         .subscribe("$SYS/brokers/#", QoS::AtMostOnce)
         .await;
@@ -92,7 +44,8 @@ async fn a_subscriber_on_one_node_sees_every_nodes_sys_figures_under_its_id() {
                     .all(|name| latest.contains_key(&format!("$SYS/brokers/{node}/{name}")))
             })
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // `$SYS` goes out every 10 s: the figures after the subscription come within one interval.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     while !complete(&latest) {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match subscriber.recv_within(left).await {
@@ -105,5 +58,5 @@ async fn a_subscriber_on_one_node_sees_every_nodes_sys_figures_under_its_id() {
             other => panic!("expected both nodes' $SYS figures, got {other:?}; so far {latest:?}"),
         }
     }
-    drop(a);
+    drop((a, b));
 }

@@ -5,7 +5,6 @@
 //! of the old subscriptions, and the old session's will is published at once, delay or not,
 //! since that session ends.
 
-use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,55 +13,25 @@ use wardgate_protocol::{
 };
 use wardgate_testkit::client::{RawClient, Received, connect_packet};
 use wardgate_testkit::nats::NatsCluster;
-use wardgate_testkit::process::{Running, free_port, wait_for_port};
 use wardgate_testkit::resources::{authenticated_port, authentication, listener, password_method};
 
+use crate::cluster::{Node, start_node_with};
 use crate::support::{passwd, passwords_secret};
 
 /// A node authenticating alice and mallory (password `<user>-pw`).
-struct Node {
-    port: u16,
-    _process: Running,
-    _dir: tempfile::TempDir,
-}
-
 fn start(nats: &NatsCluster, server: usize, id: &str) -> Node {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port().expect("port");
-    let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).expect("config dir");
-    let passwords = dir.path().join("passwords.toml");
-    for user in ["alice", "mallory"] {
-        passwd(&passwords, user, &format!("{user}-pw"), &[]);
-    }
-    let resources = format!(
-        "{}---\n{}---\n{}",
-        passwords_secret("passwords", &passwords),
-        authentication("users", &password_method("passwords")),
-        listener(&authenticated_port(port, "users", None))
-    );
-    std::fs::write(config.join("auth.yaml"), resources).expect("write");
-    let process = Running::spawn(
-        Command::new(env!("CARGO_BIN_EXE_wardgate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--admin-addr")
-            .arg(format!("127.0.0.1:{}", free_port().expect("port")))
-            .arg("--cluster")
-            .arg(nats.url(server))
-            .arg("--node-id")
-            .arg(id),
-    )
-    .expect("start wardgate");
-    wait_for_port(port, Duration::from_secs(30)).expect("the node serves");
-    Node {
-        port,
-        _process: process,
-        _dir: dir,
-    }
+    start_node_with(nats, server, id, |dir, port| {
+        let passwords = dir.join("passwords.toml");
+        for user in ["alice", "mallory"] {
+            passwd(&passwords, user, &format!("{user}-pw"), &[]);
+        }
+        format!(
+            "{}---\n{}---\n{}",
+            passwords_secret("passwords", &passwords),
+            authentication("users", &password_method("passwords")),
+            listener(&authenticated_port(port, "users", None))
+        )
+    })
 }
 
 async fn connect(node: &Node, user: &str, id: &str, will: Option<Will>) -> (RawClient, bool) {
