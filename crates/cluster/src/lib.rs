@@ -5,8 +5,10 @@
 //! retained messages, and its members and their health ([`Member`]).
 
 mod consumer;
+mod auth;
 mod error;
 pub mod frame;
+mod lost;
 mod members;
 mod node;
 mod outbox;
@@ -19,6 +21,7 @@ mod sweep;
 mod takeover;
 mod wills;
 
+pub use auth::NatsAuth;
 pub use error::NodeError;
 pub use members::{HEARTBEAT, Member, MemberRecord, STALE};
 pub use node::{Node, NodeOptions};

@@ -21,6 +21,7 @@ use wardgate_core::store::RecoveredSession;
 use wardgate_core::{ArmedWill, Broker, Fabric, Message, RemoteScope, SharedRef, Ticket, Wake};
 use wardgate_protocol::{QoS, SubscriptionFilter, TopicFilter, TopicName};
 
+use crate::auth::NatsAuth;
 use crate::consumer;
 use crate::error::NodeError;
 use crate::frame;
@@ -48,6 +49,8 @@ pub struct NodeOptions {
     pub prefix: String,
     /// How long the QoS 1/2 message stream keeps a message.
     pub max_age: Duration,
+    /// What the node presents to the NATS servers.
+    pub auth: NatsAuth,
 }
 
 /// This node in the cluster: what the server and the admin API ask about it.
@@ -77,15 +80,19 @@ impl Node {
         stop: CancellationToken,
     ) -> Result<Arc<Node>, NodeError> {
         let urls = options.urls.join(",");
-        let client = async_nats::ConnectOptions::new()
+        let refused = |reason: String| NodeError::Connect {
+            urls: urls.clone(),
+            reason,
+        };
+        let client = options
+            .auth
+            .apply(async_nats::ConnectOptions::new())
+            .map_err(|e| refused(e.to_string()))?
             .name(format!("wardgate-{}", options.node_id))
             .connection_timeout(Duration::from_secs(5))
             .connect(urls.as_str())
             .await
-            .map_err(|e| NodeError::Connect {
-                urls: urls.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| refused(e.to_string()))?;
         let jetstream = jetstream::new(client.clone());
         let names = Names::new(&options.prefix);
         let stream_config = stream::Config {
@@ -135,7 +142,9 @@ impl Node {
             node_id: options.node_id.clone(),
             prefix: options.prefix.clone(),
             takeover_timeout: TAKEOVER_TIMEOUT,
+            held: Arc::default(),
         };
+        tracker.spawn(ownership.follow(broker.clone(), stop.clone()).await?);
         let requests = takeover::listen(&client, &options.prefix, &options.node_id).await?;
         tracker.spawn(takeover::serve(
             broker.clone(),
@@ -508,12 +517,17 @@ impl Fabric for NodeFabric {
         self.outbox.push_durable(subject, frame, id);
     }
 
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     fn claim<'a>(
         &'a self,
         client_id: &'a str,
         resume: bool,
+        principal: Option<&'a str>,
     ) -> Pin<Box<dyn Future<Output = Option<RecoveredSession>> + Send + 'a>> {
-        Box::pin(self.ownership.claim(client_id, resume))
+        Box::pin(self.ownership.claim(client_id, resume, principal))
     }
 }
 

@@ -40,6 +40,10 @@ pub trait Fabric: Send + Sync {
     /// guarantee 10).
     fn unavailable(&self) -> bool;
 
+    /// This node's id in the cluster (a plain token: it names the node in
+    /// `$SYS/brokers/<node-id>/...`).
+    fn node_id(&self) -> &str;
+
     /// This node's subscription index gained (`held`) or lost (`!held`) one subscription to
     /// `filter` (plain or shared): the fabric subscribes to what some local session needs.
     fn interest(&self, filter: &SubscriptionFilter, held: bool);
@@ -54,11 +58,14 @@ pub trait Fabric: Send + Sync {
     /// Makes this node the owner of `client_id` before a connection of it attaches here: the
     /// node that held it ends its connection (a takeover) and lets the session go; the future
     /// gives the session's state when the connection resumes it (`resume`: Clean Start 0) and
-    /// it continues, to take in with [`Broker::adopt`](crate::Broker::adopt).
+    /// it continues, to take in with [`Broker::adopt`](crate::Broker::adopt). `principal` is who
+    /// the new connection is: a session another principal created is not handed over (as on
+    /// one node), so it ends where it was, its will published.
     fn claim<'a>(
         &'a self,
         client_id: &'a str,
         resume: bool,
+        principal: Option<&'a str>,
     ) -> Pin<Box<dyn Future<Output = Option<RecoveredSession>> + Send + 'a>>;
 
     /// The will the cluster must publish for `client_id`'s session should this node die

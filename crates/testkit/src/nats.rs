@@ -52,6 +52,33 @@ pub fn nats_server() -> Result<PathBuf, Error> {
     })
 }
 
+/// What the servers ask their clients for (nats-server's `authorization` block; routes between
+/// the servers are not affected).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    /// One user with a password.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A token.
+    Token(String),
+}
+
+impl Authorization {
+    /// The `authorization { ... }` block of the server configuration.
+    fn config(&self) -> String {
+        match self {
+            Authorization::UserPassword { user, password } => {
+                format!("authorization {{\n  user: {user:?}\n  password: {password:?}\n}}\n")
+            }
+            Authorization::Token(token) => format!("authorization {{\n  token: {token:?}\n}}\n"),
+        }
+    }
+}
+
 /// One server of the cluster: its ports, configuration and, while it runs, its process.
 #[derive(Debug)]
 struct Server {
@@ -80,6 +107,15 @@ impl NatsCluster {
     /// Starts `servers` servers (1 is a single server without routes) and waits until every
     /// one answers `/healthz` and, in a cluster, sees a JetStream meta leader.
     pub fn start_with(servers: usize) -> Result<NatsCluster, Error> {
+        NatsCluster::start_authorized(servers, None)
+    }
+
+    /// [`NatsCluster::start_with`], the servers asking their clients for `authorization` (none:
+    /// anyone may connect).
+    pub fn start_authorized(
+        servers: usize,
+        authorization: Option<&Authorization>,
+    ) -> Result<NatsCluster, Error> {
         let binary = nats_server()?;
         let dir = tempfile::Builder::new()
             .prefix("wardgate-nats-")
@@ -105,10 +141,11 @@ impl NatsCluster {
             let store = cluster.dir.path().join(&name);
             let routes = (servers > 1).then_some((route_port, route_ports.as_slice()));
             let config = cluster.dir.path().join(format!("{name}.conf"));
-            write_file(
-                &config,
-                &server_config(&name, client_port, monitor_port, &store, routes),
-            )?;
+            let mut text = server_config(&name, client_port, monitor_port, &store, routes);
+            if let Some(authorization) = authorization {
+                text.push_str(&authorization.config());
+            }
+            write_file(&config, &text)?;
             let log = cluster.dir.path().join(format!("{name}.log"));
             cluster.servers.push(Server {
                 name,

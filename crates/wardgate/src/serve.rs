@@ -70,7 +70,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // ---- Cluster (issue 17): joined before any port opens. ----
     let node = match &plan.cluster {
         Some(cluster) => {
-            Some(crate::cluster::join(broker.clone(), cluster, &tasks, shutdown.clone()).await?)
+            let joined = crate::cluster::join(
+                broker.clone(),
+                cluster,
+                plan.model(),
+                &tasks,
+                shutdown.clone(),
+            );
+            Some(joined.await?)
         }
         None => None,
     };
@@ -347,7 +354,11 @@ fn apply_reload(
                 supervisor.reload_unchanged();
                 return;
             }
-            supervisor.apply(Plan::from_model(model, options));
+            let plan = Plan::from_model(model, options);
+            if let Some(running) = supervisor.plan() {
+                crate::cluster::warn_if_changed(running, &plan);
+            }
+            supervisor.apply(plan);
             info!("configuration reloaded");
         }
         Err(e) => {

@@ -39,6 +39,7 @@ pub(crate) fn options(nats: &NatsCluster, server: usize, id: &str) -> NodeOption
         replicas: 3,
         prefix: "wg".into(),
         max_age: Duration::from_secs(3600),
+        auth: wardgate_cluster::NatsAuth::default(),
     }
 }
 

@@ -15,8 +15,9 @@ const MAX_NODE_ID: usize = 64;
 pub struct Cluster {
     /// `nats.urls`: where the NATS servers are (at least one).
     pub nats_urls: NatsUrls,
-    /// `nats.credentialsSecretRef`: a Secret whose key [`Cluster::CREDENTIALS_KEY`] holds a
-    /// NATS credentials file (user JWT and NKey seed); `None` connects without credentials.
+    /// `nats.credentialsSecretRef`: a Secret holding how the node authenticates to NATS (key
+    /// `nats.creds`: a credentials file; or `username` and `password`; or `token`), read by
+    /// `serve` at start; `None` connects without credentials.
     pub credentials_secret_ref: Option<String>,
     /// `replicas`: how many NATS servers keep each stream and bucket (default 3).
     pub replicas: Replicas,
@@ -26,9 +27,6 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The key of the credentials Secret that holds the NATS credentials file.
-    pub const CREDENTIALS_KEY: &str = "nats.creds";
-
     /// The cluster `serve --cluster URLS` makes without a `spec.cluster`: defaults everywhere.
     pub fn with_urls(nats_urls: NatsUrls) -> Cluster {
         Cluster {

@@ -21,6 +21,7 @@ pub struct ClusterSettings {
 pub struct NatsSettings {
     /// NATS server URLs (`nats://host:port`, ...).
     pub urls: Option<Vec<String>>,
-    /// A Secret holding the NATS credentials file under key `nats.creds`.
+    /// A Secret holding the NATS credentials: a credentials file under key `nats.creds`, or
+    /// `username` and `password`, or `token`.
     pub credentials_secret_ref: Option<String>,
 }

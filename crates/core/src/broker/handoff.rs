@@ -7,16 +7,24 @@ use crate::store::{InflightState, RecoveredDelivery, RecoveredSession};
 
 impl Broker {
     /// Lets the session of `client_id` go to another node, where its client connected with
-    /// Clean Start 0 (`resume`) or 1. Its connection here, if any, ends as by a local takeover
-    /// (v5: DISCONNECT 0x8E), the will rules of a takeover apply here, and the session leaves
-    /// this node. Returns its state when it continues there; `None` when this node holds no
-    /// such session or it does not continue.
-    pub fn release(&self, client_id: &str, resume: bool, now: Instant) -> Option<RecoveredSession> {
+    /// Clean Start 0 (`resume`) or 1, as `principal`. Its connection here, if any, ends as by
+    /// a local takeover (v5: DISCONNECT 0x8E), the will rules of a takeover apply here, and the
+    /// session leaves this node. Returns its state when it continues there; `None` when this
+    /// node holds no such session or it does not continue: a clean start, or a session that
+    /// `principal` may not resume ([`Broker::connect`]'s rule: one with Session Expiry 0, or
+    /// created by another principal).
+    pub fn release(
+        &self,
+        client_id: &str,
+        (resume, principal): (bool, Option<&str>),
+        now: Instant,
+    ) -> Option<RecoveredSession> {
         let session = self.session(client_id)?;
         if let Some(fabric) = self.fabric() {
             // The new node records the will of the connection it takes.
             fabric.will(client_id, ArmedWill::None);
         }
+        let resume = resume && session.resumable_by(principal);
         let handed = session.hand_off(resume, ReasonCode::SESSION_TAKEN_OVER);
         if let Some(will) = handed.will {
             self.publish_will(will, Some(session.id()), now);

@@ -61,17 +61,14 @@ impl Broker {
             if let Some(source) = source {
                 topics.extend((source.0)());
             }
+            let node = self.fabric.get().map(|f| f.node_id().to_owned());
             for (topic, payload) in topics {
+                let payload = Bytes::from(payload);
+                if let Some(node) = &node {
+                    self.publish_node_sys(node, &topic, payload.clone());
+                }
                 if let Ok(topic) = TopicName::new(topic.as_str()) {
-                    self.publish(Message {
-                        topic,
-                        payload: Bytes::from(payload),
-                        qos: QoS::AtMostOnce,
-                        retain: true,
-                        properties: PublishProperties::default(),
-                        origin: None,
-                        expires_at: None,
-                    });
+                    self.publish(sys_message(topic, payload, true));
                 }
             }
         }
@@ -81,6 +78,19 @@ impl Broker {
     /// through this node as if its session were here.
     pub fn publish_lost_will(&self, will: Will, now: Instant) {
         self.publish_will(will, None, now);
+    }
+
+    /// In a cluster, `$SYS/broker/<name>` also goes to every node as
+    /// `$SYS/brokers/<node>/<name>` (EMQX's naming), not retained: a subscriber on any node
+    /// sees every node's figures within one interval, and a node that left leaves no stale
+    /// figures behind.
+    fn publish_node_sys(&self, node: &str, topic: &str, payload: Bytes) {
+        let Some(name) = topic.strip_prefix("$SYS/broker/") else {
+            return;
+        };
+        if let Ok(topic) = TopicName::new(format!("$SYS/brokers/{node}/{name}")) {
+            self.route(sys_message(topic, payload, false), None, Reach::Cluster);
+        }
     }
 
     /// Publishes a will as the message of its session `origin`, its expiry capped.
@@ -107,5 +117,18 @@ impl Broker {
             expires_at: Message::expiry_from(now, expiry),
         };
         self.route(will, None, Reach::Cluster);
+    }
+}
+
+/// A `$SYS` message: QoS 0, from no session.
+fn sys_message(topic: TopicName, payload: Bytes, retain: bool) -> Message {
+    Message {
+        topic,
+        payload,
+        qos: QoS::AtMostOnce,
+        retain,
+        properties: PublishProperties::default(),
+        origin: None,
+        expires_at: None,
     }
 }

@@ -24,12 +24,24 @@ pub(crate) struct Node {
 /// Starts `wardgate serve` as node `id` of the cluster on NATS server `server`; returns once its
 /// MQTT port serves.
 pub(crate) fn start_node(nats: &NatsCluster, server: usize, id: &str) -> Node {
+    start_node_with(nats, server, id, |_, port| listener(&mqtt_port(port)))
+}
+
+/// [`start_node`] with the configuration `resources` writes (given the node's folder and its
+/// MQTT port), written as `config/listener.yaml`.
+pub(crate) fn start_node_with(
+    nats: &NatsCluster,
+    server: usize,
+    id: &str,
+    resources: impl FnOnce(&Path, u16) -> String,
+) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port().expect("port");
     let admin = free_port().expect("port");
     let config = dir.path().join("config");
     std::fs::create_dir_all(&config).expect("config dir");
-    std::fs::write(config.join("listener.yaml"), listener(&mqtt_port(port))).expect("write");
+    let text = resources(dir.path(), port);
+    std::fs::write(config.join("listener.yaml"), text).expect("write");
     let process = Running::spawn(
         Command::new(env!("CARGO_BIN_EXE_wardgate"))
             .arg("serve")

@@ -7,8 +7,10 @@
 mod authn;
 mod cli;
 mod cluster;
+mod cluster_auth;
 mod cluster_config;
 mod cluster_shared;
+mod cluster_principal;
 mod cluster_status;
 mod console;
 mod diagnostics;

@@ -72,10 +72,15 @@ impl Fabric for Cluster {
             String::from_utf8_lossy(&message.payload)
         ));
     }
+
+    fn node_id(&self) -> &str {
+        "test"
+    }
     fn claim<'a>(
         &'a self,
         _: &'a str,
         _: bool,
+        _: Option<&'a str>,
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = Option<crate::store::RecoveredSession>> + Send + 'a>,
     > {

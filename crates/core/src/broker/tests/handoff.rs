@@ -26,7 +26,7 @@ fn a_released_session_is_adopted_whole_and_written_to_the_new_nodes_store() {
     a.publish(message("q/2", "m2", false));
 
     let state = a
-        .release("dev", true, Instant::now())
+        .release("dev", (true, None), Instant::now())
         .expect("it continues");
     assert!(a.session("dev").is_none(), "the old node drops its copy");
     assert_eq!(a.publish(message("q/3", "late", false)).delivered, 0);
@@ -57,7 +57,29 @@ fn a_clean_start_elsewhere_ends_the_session_and_publishes_its_will() {
     let watcher = connect(&a, "watcher", true, 0);
     subscribe(&a, &watcher, "wills/#", options(QoS::AtMostOnce));
     connect_as(&a, "dev", false, 300, None, Some(will("wills/dev", 60)));
-    assert!(a.release("dev", false, Instant::now()).is_none());
+    assert!(a.release("dev", (false, None), Instant::now()).is_none());
+    assert!(a.session("dev").is_none());
+    assert_eq!(payloads(&watcher.session), ["gone"]);
+}
+
+#[test]
+fn a_session_of_another_principal_is_not_handed_over_and_its_will_is_published_delay_or_not() {
+    let a = Broker::new(BrokerSettings::default());
+    let watcher = connect(&a, "watcher", true, 0);
+    subscribe(&a, &watcher, "wills/#", options(QoS::AtMostOnce));
+    connect_as(
+        &a,
+        "dev",
+        false,
+        300,
+        Some("alice"),
+        Some(will("wills/dev", 60)),
+    );
+    // As on one node: another principal connecting with Clean Start 0 gets a new session.
+    assert!(
+        a.release("dev", (true, Some("mallory")), Instant::now())
+            .is_none()
+    );
     assert!(a.session("dev").is_none());
     assert_eq!(payloads(&watcher.session), ["gone"]);
 }

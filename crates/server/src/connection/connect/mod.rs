@@ -292,7 +292,14 @@ async fn answer_connect<S: Transport>(
         close_quietly(&mut stream).await;
         return None;
     };
-    claim(&ctx.broker, &connect.client_id, !connect.clean_start).await;
+    let principal = identity.principal();
+    claim(
+        &ctx.broker,
+        &connect.client_id,
+        !connect.clean_start,
+        &principal,
+    )
+    .await;
     hand_over(&ctx.broker, &connect.client_id).await;
     // In a block: what is left of the CONNECT is not kept in this future for the connection's
     // life (every idle connection pays for what this future holds).
@@ -401,15 +408,16 @@ fn unbox(connect: Box<Connect>) -> Connect {
 
 /// In a cluster, makes this node the owner of `client_id` before its connection attaches: a
 /// connection of it on another node ends there (DISCONNECT 0x8E), and its session, when this
-/// connection resumes it (`resume`: Clean Start 0), moves here. Nothing without a cluster.
-async fn claim(broker: &Broker, client_id: &str, resume: bool) {
+/// connection resumes it (`resume`: Clean Start 0) and `principal` made it, moves here. Nothing
+/// without a cluster.
+async fn claim(broker: &Broker, client_id: &str, resume: bool, principal: &str) {
     if client_id.is_empty() {
         return;
     }
     let Some(fabric) = broker.fabric() else {
         return;
     };
-    if let Some(state) = fabric.claim(client_id, resume).await {
+    if let Some(state) = fabric.claim(client_id, resume, Some(principal)).await {
         broker.adopt(state, Instant::now());
     }
 }
