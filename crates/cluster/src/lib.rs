@@ -4,8 +4,8 @@
 //! messages, receiving what its sessions subscribed to from the others, and the cluster's
 //! retained messages, and its members and their health ([`Member`]).
 
-mod consumer;
 mod auth;
+mod consumer;
 mod error;
 pub mod frame;
 mod lost;

@@ -369,8 +369,6 @@ struct Names {
     messages: String,
     /// `<prefix>.m.1`: QoS 1/2 messages (captured by the stream).
     durable_messages: String,
-    /// `<prefix>.m.*`: both, for subscriptions.
-    any_messages: String,
     /// `<PREFIX>_MSG`.
     messages_stream: String,
     /// `<PREFIX>_RETAINED`.
@@ -391,7 +389,6 @@ impl Names {
         Names {
             messages: format!("{prefix}.m.0"),
             durable_messages: format!("{prefix}.m.1"),
-            any_messages: format!("{prefix}.m.*"),
             messages_stream: format!("{upper}_MSG"),
             retained_bucket: format!("{upper}_RETAINED"),
             retained_key: "r".to_owned(),

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 use wardgate_config::model::Model;
 use wardgate_config::model::NatsUrls;
+use wardgate_security::authn::TokenVerifier;
 use wardgate_security::authn::local_issuer::LocalIssuer;
 use wardgate_security::tls::{TlsContext, TlsOptions, TrustSettings};
 use wardgate_server::plan::{ClusterOptions, Plan, ServeOptions};
@@ -44,7 +45,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let (model, warnings) = load_model(&args, kube.as_ref())?;
     // Service-account tokens outside Kubernetes: the key `wardgate token create` signs with.
-    let plan_options = serve_options(&args, kube.is_some())?;
+    let plan_options = serve_options(&args, kube.as_ref())?;
     // diagnostics.logs (issue 9): `--log-format` wins over the Broker's format. Both apply at
     // start only; a reload does not change them.
     let format = args
@@ -82,21 +83,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let data_dir = args.data_dir.clone();
-    let options = TlsOptions {
+    let mut options = TlsOptions {
         trust_settings: trust_settings(&args)?.config_map,
         ..TlsOptions::default()
     };
+    if let Some(kube) = &kube {
+        // In a cluster: the namespace of the Services' names, and who issues (cert-manager or
+        // the built-in issuer).
+        options.namespace = kube.cluster.namespace.clone();
+        options.issuance = kube.certificates.issuance();
+    }
     let tls = tokio::task::spawn_blocking(move || TlsContext::open_with(&data_dir, options))
         .await
         .context("opening the certificate store")?
         .context("cannot open the certificate store in the data dir")?;
     let tls = Arc::new(tls);
+    if let Some(kube) = &kube {
+        // A previous pod's certificates, kept in Secrets, before the ports first resolve.
+        kube.certificates.restore(plan.model(), &tls).await?;
+    }
     let mut supervisor = Supervisor::new(broker.clone(), shutdown.clone())
         .with_tasks(tasks.clone())
         .with_tls(tls.clone());
     supervisor.apply(plan);
     if let Some(kube) = &mut kube {
         publish_services(kube, &supervisor);
+        publish_certificates(kube, &supervisor, &tls).await;
+        // The resources' status and Events follow the ports (and refused configurations).
+        tasks.spawn(crate::kube::status::run(
+            crate::kube::status::StatusReporter::new(
+                kube.cluster.client.clone(),
+                &kube.cluster.namespace,
+            ),
+            supervisor.status(),
+            kube.refusals.clone(),
+            shutdown.clone(),
+        ));
     }
     let status = supervisor.status();
     if let Some(node) = &node {
@@ -208,11 +230,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             () = settled(kube.as_mut()) => {
                 info!("resources changed in the Kubernetes API: reloading");
                 reload(&args, kube.as_mut(), &plan_options, &mut supervisor);
+                if let Some(kube) = &mut kube {
+                    publish_certificates(kube, &supervisor, &tls).await;
+                }
             }
             _ = sleep_until(renewals.wake(supervisor.next_renewal())) => {
                 if renewals.is_due() {
                     info!("renewing certificates");
                     supervisor.refresh();
+                    if let Some(kube) = &mut kube {
+                        publish_certificates(kube, &supervisor, &tls).await;
+                    }
                 }
                 renewals.attempted(supervisor.next_renewal());
             }
@@ -324,6 +352,17 @@ fn publish_services(kube: &mut InCluster, supervisor: &Supervisor) {
     }
 }
 
+/// The in-cluster mode's certificates (cert-manager Certificates, or the built-in issuer's
+/// Secrets) and trust bundle follow the configuration being served and every renewal. A
+/// failure is logged and tried again at the next change or renewal; the ports keep serving.
+async fn publish_certificates(kube: &mut InCluster, supervisor: &Supervisor, tls: &TlsContext) {
+    if let Some(plan) = supervisor.plan()
+        && let Err(e) = kube.certificates.publish(plan.model(), tls).await
+    {
+        warn!("certificates not published to the Kubernetes API: {e:#}");
+    }
+}
+
 /// Re-reads the configuration (files, or the in-cluster mode's resources) and applies it, or
 /// keeps the running one if it is invalid. In the in-cluster mode the Services then follow what
 /// is served (their owners, the listeners' uids, may change while the configuration does not).
@@ -369,22 +408,32 @@ fn apply_reload(
 }
 
 /// What `serve`'s arguments add to the configuration's plan: `--bind`, `--cluster` and
-/// `--node-id`, and the data dir's local token issuer (made on first start) as the default
-/// verifier of service-account tokens.
-fn serve_options(args: &ServeArgs, in_cluster: bool) -> anyhow::Result<ServeOptions> {
-    let issuer = LocalIssuer::open_or_create(&args.data_dir)
-        .context("cannot open the local service-account token issuer")?;
-    let verifier = issuer
-        .verifier()
-        .context("cannot use the local service-account token issuer")?;
+/// `--node-id`, and the default verifier of service-account tokens: TokenReview in the
+/// in-cluster mode, else the data dir's local token issuer (made on first start).
+fn serve_options(args: &ServeArgs, kube: Option<&InCluster>) -> anyhow::Result<ServeOptions> {
+    let verifier: Arc<dyn TokenVerifier> = match kube {
+        // In a cluster, the API server verifies tokens (TokenReview).
+        Some(kube) => Arc::new(crate::kube::tokenreview::TokenReviewVerifier::new(
+            kube.cluster.client.clone(),
+        )),
+        None => {
+            let issuer = LocalIssuer::open_or_create(&args.data_dir)
+                .context("cannot open the local service-account token issuer")?;
+            Arc::new(
+                issuer
+                    .verifier()
+                    .context("cannot use the local service-account token issuer")?,
+            )
+        }
+    };
     Ok(ServeOptions {
         public: args.bind,
-        in_cluster,
+        in_cluster: kube.is_some(),
         cluster: ClusterOptions {
             urls: NatsUrls::new(args.cluster.clone()),
             node_id: args.node_id.clone(),
         },
-        token_verifier: Some(Arc::new(verifier)),
+        token_verifier: Some(verifier),
     })
 }
 
@@ -411,9 +460,12 @@ fn fingerprint(paths: &[std::path::PathBuf]) -> u64 {
 fn load_model(args: &ServeArgs, kube: Option<&InCluster>) -> anyhow::Result<(Model, Vec<String>)> {
     let mut warnings = Vec::new();
     let mut model = if let Some(kube) = kube {
+        // A refused configuration is reported on the objects it names (their status).
         let loaded = wardgate_config::load_sources(&kube.sources()).map_err(|errors| {
+            kube.refusals.set(Some(&errors));
             anyhow::anyhow!("invalid resources in the Kubernetes API:\n{errors}")
         })?;
+        kube.refusals.set(None);
         warnings.extend(loaded.warnings.iter().map(|w| w.to_string()));
         loaded.model
     } else if args.config.is_empty() {

@@ -1,6 +1,7 @@
 //! `serve --kubernetes`: what the serve loop holds in the in-cluster mode — the API connection,
-//! the watched resources (the configuration's second source), the debounce of their changes and
-//! the listeners' Services.
+//! the watched resources (the configuration's second source), the debounce of their changes,
+//! the listeners' Services, the automatic ports' certificates and the trust bundle, and the
+//! configurations refused (which the resources' status reports).
 
 use std::time::Duration;
 
@@ -9,9 +10,11 @@ use tokio_util::task::TaskTracker;
 use wardgate_config::Source;
 use wardgate_config::model::Model;
 
+use super::certificates::ClusterCertificates;
 use super::client::Cluster;
 use super::services::{self, WantedServices};
 use super::source::{Debounce, KubeSource};
+use super::status::Refusals;
 
 /// How long the first list of every watched kind may take at start.
 const FIRST_LIST: Duration = Duration::from_secs(60);
@@ -25,6 +28,10 @@ pub(crate) struct InCluster {
     /// The Services task's input; started at the first [`InCluster::publish`], so that a
     /// restart does not delete the Services before the configuration is known.
     services: Option<tokio::sync::watch::Sender<WantedServices>>,
+    /// cert-manager Certificates or the built-in issuer's Secrets, and the trust bundle.
+    pub(crate) certificates: ClusterCertificates,
+    /// The configuration last refused, for the resources' status.
+    pub(crate) refusals: Refusals,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -39,11 +46,15 @@ impl InCluster {
         let cluster = Cluster::connect(namespace).await?;
         let mut source = KubeSource::start(&cluster, tasks, shutdown);
         source.synced(FIRST_LIST).await?;
+        let certificates =
+            ClusterCertificates::detect(cluster.client.clone(), &cluster.namespace).await?;
         Ok(InCluster {
             cluster,
             source,
             debounce: Debounce::default(),
             services: None,
+            certificates,
+            refusals: Refusals::default(),
             tasks: tasks.clone(),
             shutdown: shutdown.clone(),
         })

@@ -317,6 +317,6 @@ fn the_fabric_knows_each_sessions_will_as_it_changes() {
     assert_eq!(cluster.wills(), ["b connected w/b 0", "b none"]);
 
     let _c = connect_as(&broker, "c", true, 60, None, Some(will("w/c", 10)));
-    broker.release("c", true, now);
+    broker.release("c", (true, None), now);
     assert_eq!(cluster.wills(), ["c connected w/c 10", "c none"]);
 }
