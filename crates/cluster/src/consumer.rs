@@ -29,7 +29,8 @@ use tokio_util::task::TaskTracker;
 use wardgate_core::{Broker, RemoteScope, Session, Wake};
 
 use crate::frame;
-use crate::node::{NodeFabric, Recent, cover, patiently};
+use crate::patience::patiently;
+use crate::recent::Recent;
 use crate::subject::level_token;
 
 /// Messages pulled at once, at most: what the node holds without having acknowledged it.
@@ -54,6 +55,14 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// The filter of a consumer that wants nothing: a class no topic maps to.
 const IDLE_TAIL: &str = "idle";
 
+/// What the consumer asks of the node about its interest.
+pub(crate) trait Interest: Send + Sync {
+    /// The tails of the node's QoS 1/2 cover now (`<prefix>.m.1.<tail>` each).
+    fn tails(&self) -> BTreeSet<String>;
+    /// Notified when the node's interest changed.
+    fn changed(&self) -> &Notify;
+}
+
 /// What the receiving task needs.
 pub(crate) struct Receiver {
     pub(crate) broker: Arc<Broker>,
@@ -61,8 +70,8 @@ pub(crate) struct Receiver {
     /// `<prefix>.m.1`.
     pub(crate) durable_messages: String,
     pub(crate) stream: stream::Stream,
-    /// The fabric, for the node's interest and its changes.
-    pub(crate) fabric: Arc<NodeFabric>,
+    /// The node's interest and its changes.
+    pub(crate) interest: Arc<dyn Interest>,
     /// Messages from other nodes routed here.
     pub(crate) received: Arc<AtomicU64>,
     /// How long an idle consumer outlives its node (the stream's `max_age`).
@@ -166,7 +175,7 @@ pub(crate) async fn start(
     tracker: &TaskTracker,
     stop: CancellationToken,
 ) -> Result<(), String> {
-    let tails = cover(&receiver.fabric.interest.lock());
+    let tails = receiver.interest.tails();
     let deliver = receiver.deliver_policy().await;
     let consumer = patiently(|| receiver.ensure(&tails, deliver)).await?;
     // Everything the consumer has for this cover is for this node: from "now" for a new
@@ -234,14 +243,14 @@ async fn receive(
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = receiver.fabric.consumer_interest.notified() => {
+                () = receiver.interest.changed().notified() => {
                     match refresh(&receiver, &mut state, false).await {
                         Ok(Some(c)) => consumer = Some(c),
                         Ok(None) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "cluster: the consumer's filter was not updated; trying again");
                             pause(&stop).await;
-                            receiver.fabric.consumer_interest.notify_one();
+                            receiver.interest.changed().notify_one();
                         }
                     }
                 }
@@ -281,7 +290,7 @@ async fn refresh(
     state: &mut State,
     force: bool,
 ) -> Result<Option<Consumer<pull::Config>>, String> {
-    let tails = cover(&receiver.fabric.interest.lock());
+    let tails = receiver.interest.tails();
     if !force && tails == state.tails {
         return Ok(None);
     }

@@ -14,6 +14,8 @@ mod node;
 mod outbox;
 mod ownership;
 mod partition;
+mod patience;
+mod recent;
 mod retained;
 mod shared;
 pub mod subject;

@@ -2,7 +2,7 @@
 //! it makes sure exist, the [`Fabric`] the core forwards to, the interest subscriptions that
 //! bring other nodes' messages here, and the router that hands them to the core.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::pin::Pin;
@@ -29,6 +29,8 @@ use crate::members::{self, Member, Members};
 use crate::outbox::{self, Link, Outbox};
 use crate::ownership::Ownership;
 use crate::partition;
+use crate::patience::patiently;
+use crate::recent::Recent;
 use crate::retained;
 use crate::shared::{self, Groups, Pulling};
 use crate::subject::{filter_subjects, topic_subject};
@@ -90,7 +92,7 @@ impl Node {
             .map_err(|e| refused(e.to_string()))?
             .name(format!("wardgate-{}", options.node_id))
             .connection_timeout(Duration::from_secs(5))
-            .connect(urls.as_str())
+            .connect(options.urls.as_slice())
             .await
             .map_err(|e| refused(e.to_string()))?;
         let jetstream = jetstream::new(client.clone());
@@ -244,7 +246,7 @@ impl Node {
             node_id: options.node_id.clone(),
             durable_messages: fabric.names.durable_messages.clone(),
             stream: messages_stream,
-            fabric: fabric.clone(),
+            interest: fabric.clone(),
             received: received_count.clone(),
             inactive_threshold: options.max_age,
         };
@@ -310,28 +312,6 @@ impl Node {
     /// Makes this node's record, at each heartbeat, report the MQTT ports `ports` returns then.
     pub fn report_ports(&self, ports: impl Fn() -> Vec<u16> + Send + Sync + 'static) {
         self.members.report_ports(Box::new(ports));
-    }
-}
-
-/// How long a joining node waits for JetStream (a cluster electing its leaders, a busy machine)
-/// before it gives up.
-const JOIN_PATIENCE: Duration = Duration::from_secs(30);
-
-/// Runs a JetStream request again after a failure (a timeout, no leader yet) until it succeeds
-/// or [`JOIN_PATIENCE`] has passed; the last error is returned.
-pub(crate) async fn patiently<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
-    mut request: impl FnMut() -> F,
-) -> Result<T, String> {
-    let deadline = Instant::now() + JOIN_PATIENCE;
-    loop {
-        match request().await {
-            Ok(done) => return Ok(done),
-            Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
-            Err(e) => {
-                tracing::info!(error = %e, "cluster: JetStream is not ready; asking again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
     }
 }
 
@@ -441,6 +421,16 @@ fn subject_of(prefix: &str, topic: &TopicName) -> String {
     let mut low = DefaultHasher::new();
     (1u8, topic.as_str()).hash(&mut low);
     format!("{prefix}.h.{:016x}{:016x}", high.finish(), low.finish())
+}
+
+impl consumer::Interest for NodeFabric {
+    fn tails(&self) -> BTreeSet<String> {
+        cover(&self.interest.lock())
+    }
+
+    fn changed(&self) -> &Notify {
+        &self.consumer_interest
+    }
 }
 
 impl Fabric for NodeFabric {
@@ -768,30 +758,6 @@ async fn route(
     }
 }
 
-/// The last `CAPACITY` keys seen (messages routed), to route a message only once when it
-/// arrives twice.
-#[derive(Default)]
-pub(crate) struct Recent<const CAPACITY: usize> {
-    seen: HashSet<u64>,
-    order: VecDeque<u64>,
-}
-
-impl<const CAPACITY: usize> Recent<CAPACITY> {
-    /// Whether `key` is new (it is remembered from now on).
-    pub(crate) fn first_time(&mut self, key: u64) -> bool {
-        if !self.seen.insert(key) {
-            return false;
-        }
-        self.order.push_back(key);
-        if self.order.len() > CAPACITY
-            && let Some(old) = self.order.pop_front()
-        {
-            self.seen.remove(&old);
-        }
-        true
-    }
-}
-
 /// The key of a message in [`Recent`]: its origin and sequence number.
 fn origin_key(origin: &str, seq: u64) -> u64 {
     let mut hasher = DefaultHasher::new();
@@ -884,7 +850,6 @@ mod tests {
         for seq in 2..110 {
             assert!(recent.first_time(origin_key("a", seq)));
         }
-        assert_eq!(recent.seen.len(), 100);
         // Forgotten past the capacity.
         assert!(recent.first_time(origin_key("a", 1)));
     }

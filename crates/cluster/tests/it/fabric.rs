@@ -167,6 +167,26 @@ async fn one_publishers_messages_arrive_on_another_node_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_given_every_servers_url_joins_and_carries_messages() {
+    // `serve --cluster nats://a,nats://b,nats://c`: each URL is one server to try.
+    let nats = NatsCluster::start().expect("NATS cluster");
+    let a = node_with(NodeOptions {
+        urls: nats.urls(),
+        ..options(&nats, 0, "a")
+    })
+    .await;
+    let b = node(&nats, 1, "b").await;
+    let mut subscriber = client(&b, "sub").await;
+    subscriber.subscribe("u/+", QoS::AtLeastOnce).await;
+    settle().await;
+    let mut publisher = client(&a, "pub").await;
+    let publish = publish_packet("u/1", b"every url", QoS::AtLeastOnce, false, 1);
+    publisher.send(&Packet::Publish(publish)).await;
+    let got = received(&mut subscriber).await;
+    assert_eq!(&got.payload[..], b"every url");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_puback_waits_until_jetstream_has_the_message() {
     let nats = NatsCluster::start().expect("NATS cluster");
     let a = node(&nats, 0, "a").await;

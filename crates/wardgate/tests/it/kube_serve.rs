@@ -180,6 +180,19 @@ fn comparable(listeners: &Listeners, node_port_listeners: &[String]) -> Vec<Stri
     ports
 }
 
+/// What a file's port states become on a cluster running cert-manager (the fake serves its
+/// API group): an automatic port does not issue its own certificate but waits for the Secret
+/// cert-manager writes for its `Certificate` (docs/kubernetes.md, "Certificates on the
+/// cluster"), whatever the built-in issuer would have done.
+fn with_cert_manager(mut listeners: Listeners) -> Listeners {
+    for port in &mut listeners.ports {
+        if port.tls.as_deref() == Some("Automatic") && port.state != "Failed" {
+            port.state = "AwaitingSecret".to_owned();
+        }
+    }
+    listeners
+}
+
 /// The listeners with a port on one of `yaml`'s `nodePort`s (from a run with files).
 fn node_port_listeners(yaml: &str, listeners: &Listeners) -> Vec<String> {
     let node_ports: Vec<u16> = yaml
@@ -275,6 +288,17 @@ async fn every_seed_applied_through_the_api_reaches_the_port_states_it_reaches_f
         match (expected, actual) {
             (Some(expected), Some(actual)) => {
                 let node_port = node_port_listeners(&yaml, &expected);
+                let expected = with_cert_manager(expected);
+                if expected
+                    .ports
+                    .iter()
+                    .any(|p| p.tls.as_deref() == Some("Automatic"))
+                {
+                    assert!(
+                        api_out.stdout.contains("cert-manager Certificate applied"),
+                        "seed {name}: automatic ports get cert-manager Certificates\n{api_out}"
+                    );
+                }
                 assert_eq!(
                     comparable(&actual, &node_port),
                     comparable(&expected, &node_port),
