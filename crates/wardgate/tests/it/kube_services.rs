@@ -116,6 +116,27 @@ async fn a_listener_awaiting_its_secret_has_its_service_and_deleting_the_listene
         table.lines().any(|l| l.starts_with("aio-broker ")),
         "{table}"
     );
+    // serve --kubernetes reports the waiting port on the listener: status and an Event.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let described = loop {
+        let described = kubectl(
+            &fake,
+            &["describe", "brokerlistener", "loadbalancer-tls", "-n", NS],
+        )
+        .await;
+        if (described.contains("Provisioning") && described.contains("Awaiting creation of secret"))
+            || std::time::Instant::now() > deadline
+        {
+            break described;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    assert!(
+        described.contains("Provisioning")
+            && described.contains("AwaitingSecret")
+            && described.contains("Awaiting creation of secret"),
+        "kubectl describe shows the waiting port's status and Event:\n{described}"
+    );
 
     // The seeds' next step: a certificate for the Service's name, as a TLS Secret.
     let ca = TestCa::new("Kube Test CA");
