@@ -41,9 +41,14 @@ pub(crate) struct ManifestsArgs {
     /// The namespace to install into (created by the manifests).
     #[arg(long, value_name = "NS", default_value = "azure-iot-operations")]
     pub(crate) namespace: String,
-    /// Pods to run. Each replica is an independent broker until the cluster backplane runs.
+    /// Pods to run. Each replica is an independent broker, unless --nats joins them into one
+    /// cluster.
     #[arg(long, value_name = "N", default_value = "1")]
     pub(crate) replicas: NonZeroU16,
+    /// NATS JetStream servers the pods join as one cluster (docs/cluster.md): runs a
+    /// StatefulSet whose pod names are the node ids (`serve --cluster URLS --node-id POD`).
+    #[arg(long, value_name = "URL[,URL...]")]
+    pub(crate) nats: Option<String>,
     /// The container image (see Containerfile).
     #[arg(long, value_name = "IMG", default_value = concat!("localhost/wardgate:", env!("CARGO_PKG_VERSION")))]
     pub(crate) image: String,

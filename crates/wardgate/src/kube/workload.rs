@@ -1,5 +1,6 @@
 //! The objects that run Wardgate: its ServiceAccount and least-privilege RBAC, the Deployment
-//! (a StatefulSet with a volume claim when persistence is asked for), and the admin Service.
+//! (a StatefulSet with a volume claim when persistence is asked for, or with stable pod names
+//! as node ids when the pods join a NATS cluster), and the admin Service.
 
 use serde_json::{Value, json};
 
@@ -94,6 +95,15 @@ fn pod_template(args: &ManifestsArgs) -> Value {
     if args.persistence.is_none() {
         volumes.push(json!({"name": "data", "emptyDir": {}}));
     }
+    let mut env = Vec::new();
+    if let Some(urls) = &args.nats {
+        // A StatefulSet's pod names are stable: each is its node's id across restarts.
+        command.push(format!("--cluster={urls}"));
+        command.push("--node-id=$(POD_NAME)".to_owned());
+        env.push(
+            json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+        );
+    }
     let probe =
         |path: &str| json!({"httpGet": {"path": path, "port": "admin"}, "periodSeconds": 10});
     json!({
@@ -106,6 +116,7 @@ fn pod_template(args: &ManifestsArgs) -> Value {
                 "name": NAME,
                 "image": args.image,
                 "args": command,
+                "env": env,
                 "ports": [{"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"}],
                 "livenessProbe": probe("/healthz"),
                 "readinessProbe": probe("/readyz"),
@@ -118,39 +129,47 @@ fn pod_template(args: &ManifestsArgs) -> Value {
     })
 }
 
-/// The Deployment, or with `--persistence SIZE` a StatefulSet whose pods each claim a volume
-/// of that size (and the headless Service it needs).
+/// The Deployment, or a StatefulSet (and the headless Service it needs) when the pods keep
+/// state — with `--persistence SIZE` each claims a volume of that size — or join a NATS
+/// cluster with `--nats` (stable pod names are the node ids).
 pub(crate) fn workload(args: &ManifestsArgs) -> Vec<Value> {
     let ns = &args.namespace;
     let selector = json!({"matchLabels": {"app.kubernetes.io/name": NAME}});
-    match &args.persistence {
-        None => vec![json!({
+    if args.persistence.is_none() && args.nats.is_none() {
+        return vec![json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": NAME, "namespace": ns, "labels": labels()},
             "spec": {"replicas": args.replicas, "selector": selector, "template": pod_template(args)},
-        })],
-        Some(size) => vec![
-            json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": format!("{NAME}-headless"), "namespace": ns, "labels": labels()},
-                "spec": {"clusterIP": "None", "selector": {"app.kubernetes.io/name": NAME},
-                    "ports": [{"name": "admin", "port": ADMIN_PORT, "targetPort": "admin"}]},
-            }),
-            json!({
-                "apiVersion": "apps/v1", "kind": "StatefulSet",
-                "metadata": {"name": NAME, "namespace": ns, "labels": labels()},
-                "spec": {
-                    "replicas": args.replicas, "selector": selector, "serviceName": format!("{NAME}-headless"),
-                    "template": pod_template(args),
-                    "volumeClaimTemplates": [{
-                        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                        "metadata": {"name": "data"},
-                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
-                    }],
-                },
-            }),
-        ],
+        })];
     }
+    let claims: Vec<Value> = args
+        .persistence
+        .iter()
+        .map(|size| {
+            json!({
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+            })
+        })
+        .collect();
+    vec![
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": format!("{NAME}-headless"), "namespace": ns, "labels": labels()},
+            "spec": {"clusterIP": "None", "selector": {"app.kubernetes.io/name": NAME},
+                "ports": [{"name": "admin", "port": ADMIN_PORT, "targetPort": "admin"}]},
+        }),
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": NAME, "namespace": ns, "labels": labels()},
+            "spec": {
+                "replicas": args.replicas, "selector": selector, "serviceName": format!("{NAME}-headless"),
+                "template": pod_template(args),
+                "volumeClaimTemplates": claims,
+            },
+        }),
+    ]
 }
 
 /// The admin API (metrics, probes, status) as a ClusterIP Service.

@@ -122,6 +122,41 @@ fn every_manifest_round_trips_through_the_k8s_openapi_types() {
 }
 
 #[test]
+fn pods_that_join_a_nats_cluster_run_as_a_statefulset_named_after_their_pods() {
+    let objects = documents(&manifests(&[
+        "--replicas",
+        "3",
+        "--nats",
+        "nats://nats-0.nats:4222,nats://nats-1.nats:4222",
+    ]));
+    let kinds = check_every_object(&objects);
+    assert!(
+        kinds.contains(&"StatefulSet".to_string()) && !kinds.contains(&"Deployment".to_string()),
+        "{kinds:?}"
+    );
+    let sts = objects.iter().find(|o| o["kind"] == "StatefulSet").unwrap();
+    assert_eq!(sts["spec"]["replicas"], 3);
+    assert_eq!(sts["spec"]["volumeClaimTemplates"], serde_json::json!([]));
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        args.contains(&"--cluster=nats://nats-0.nats:4222,nats://nats-1.nats:4222")
+            && args.contains(&"--node-id=$(POD_NAME)"),
+        "{args:?}"
+    );
+    assert_eq!(container["env"][0]["name"], "POD_NAME");
+    assert_eq!(
+        container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+}
+
+#[test]
 fn the_crds_are_generated_from_the_config_types() {
     let objects = documents(&manifests(&[]));
     let listener = objects
@@ -157,7 +192,11 @@ fn the_crds_are_generated_from_the_config_types() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_applies_every_manifest_to_the_api_server() {
     let fake = FakeKube::start().await;
-    for args in [&[][..], &["--persistence", "1Gi"][..]] {
+    for args in [
+        &[][..],
+        &["--persistence", "1Gi"][..],
+        &["--nats", "nats://nats:4222"][..],
+    ] {
         let yaml = manifests(args);
         let mut child = fake
             .kubectl()
