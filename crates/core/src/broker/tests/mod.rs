@@ -501,3 +501,21 @@ fn persistent_subscriptions_follow_the_session_on_disk() {
 
 mod fabric;
 mod handoff;
+
+#[test]
+fn a_leaving_shared_member_keeps_a_qos2_message_it_was_sent_and_gives_up_a_qos1_one() {
+    let broker = Broker::new(BrokerSettings::default());
+    let a = connect(&broker, "a", false, 60);
+    subscribe(&broker, &a, "$share/g/s/+", options(QoS::ExactlyOnce));
+    let mut two = message("s/x", "two", false);
+    two.qos = QoS::ExactlyOnce;
+    broker.publish(message("s/x", "one", false));
+    broker.publish(two);
+    // Both sent to A, neither answered.
+    assert_eq!(payloads(&a.session), ["one", "two"]);
+    let b = connect(&broker, "b", false, 60);
+    subscribe(&broker, &b, "$share/g/s/+", options(QoS::ExactlyOnce));
+    broker.disconnect(&a.session, a.generation, Disconnect::Lost, Instant::now());
+    // The QoS 1 message may go to another member; the QoS 2 one is A's [MQTT-4.8.2-4].
+    assert_eq!(payloads(&b.session), ["one"]);
+}
