@@ -218,6 +218,9 @@ impl KubeSource {
         let mut sources = Vec::new();
         for (kind, state) in self.shared.kinds.iter().zip(states.iter()) {
             for (key, kept) in &state.objects {
+                if runs_only_in_cert_manager(&kept.object) {
+                    continue;
+                }
                 let name = format!("kube:{}", source_name(&kind.resource.kind, key));
                 let text = match serde_saphyr::to_string(&kept.object) {
                     Ok(text) => text,
@@ -245,6 +248,17 @@ impl KubeSource {
             .find(|(_, o)| o.object["metadata"]["name"].as_str() == Some(name))
             .and_then(|(k, o)| Some((k.resource.api_version.clone(), o.uid.clone()?)))
     }
+}
+
+/// Whether `object` is an Issuer or ClusterIssuer only cert-manager can run (ACME, Vault,
+/// Venafi: a cluster's Let's Encrypt issuer, say). Such issuers exist only where cert-manager
+/// does, and there cert-manager issues every automatic certificate (`certificates/`): Wardgate
+/// does not read them, rather than refuse the whole configuration as it refuses them in files.
+fn runs_only_in_cert_manager(object: &Value) -> bool {
+    matches!(object["kind"].as_str(), Some("Issuer" | "ClusterIssuer"))
+        && ["acme", "vault", "venafi"]
+            .iter()
+            .any(|field| !object["spec"][*field].is_null())
 }
 
 /// `<namespace>/<Kind>/<name>`, or `<Kind>/<name>` for a cluster-scoped object.

@@ -107,3 +107,21 @@ async fn an_invalid_object_is_refused_by_name_and_the_running_configuration_stay
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_issuer_only_cert_manager_runs_does_not_stop_the_broker() {
+    // A cluster's Let's Encrypt ClusterIssuer: cert-manager's to run, not Wardgate's to refuse.
+    let fake = fake_cluster().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let port = free_port().expect("port");
+    let yaml = resources::named_listener("default", "ClusterIp", &resources::mqtt_port(port))
+        + "---\napiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata:\n  name: letsencrypt\nspec:\n  acme:\n    server: https://acme-v02.api.letsencrypt.org/directory\n    privateKeySecretRef: {name: letsencrypt-key}\n    solvers: [{http01: {ingress: {ingressClassName: nginx}}}]\n";
+    apply(&fake, root.path(), &yaml).await;
+    let mut served = Served::kubernetes(root.path(), &fake);
+    served
+        .wait_ports("the listener serves beside the ACME issuer", |l| {
+            state(l, port).as_deref() == Some("Listening")
+        })
+        .await;
+    served.stop();
+}
