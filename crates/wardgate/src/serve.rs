@@ -355,13 +355,24 @@ fn publish_services(kube: &mut InCluster, supervisor: &Supervisor) {
 /// The in-cluster mode's certificates (cert-manager Certificates, or the built-in issuer's
 /// Secrets) and trust bundle follow the configuration being served and every renewal. A
 /// failure is logged and tried again at the next change or renewal; the ports keep serving.
+/// Bounded by [`PUBLISH_PATIENCE`]: an API server that does not answer must not hold the serve
+/// loop (signals, reloads) with it.
 async fn publish_certificates(kube: &mut InCluster, supervisor: &Supervisor, tls: &TlsContext) {
-    if let Some(plan) = supervisor.plan()
-        && let Err(e) = kube.certificates.publish(plan.model(), tls).await
-    {
-        warn!("certificates not published to the Kubernetes API: {e:#}");
+    let Some(plan) = supervisor.plan() else {
+        return;
+    };
+    let published = kube.certificates.publish(plan.model(), tls);
+    match tokio::time::timeout(PUBLISH_PATIENCE, published).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!("certificates not published to the Kubernetes API: {e:#}"),
+        Err(_) => warn!(
+            "certificates not published to the Kubernetes API: no answer within {PUBLISH_PATIENCE:?}"
+        ),
     }
 }
+
+/// How long the serve loop waits for the API server to take the certificates.
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(15);
 
 /// Re-reads the configuration (files, or the in-cluster mode's resources) and applies it, or
 /// keeps the running one if it is invalid. In the in-cluster mode the Services then follow what
