@@ -423,6 +423,27 @@ fn subject_of(prefix: &str, topic: &TopicName) -> String {
     format!("{prefix}.h.{:016x}{:016x}", high.finish(), low.finish())
 }
 
+impl NodeFabric {
+    /// `message` as it travels between nodes, under this node's next sequence number.
+    fn frame(&self, message: &Message) -> (u64, Bytes) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let frame = frame::encode(
+            message,
+            &self.node_id,
+            seq,
+            Instant::now(),
+            SystemTime::now(),
+        );
+        (seq, frame)
+    }
+
+    /// The JetStream message id of this node's message `seq` (`Nats-Msg-Id`: the stream stores
+    /// a message published twice under one id once).
+    fn message_id(&self, seq: u64) -> String {
+        format!("{}-{:x}-{seq}", self.node_id, self.incarnation)
+    }
+}
+
 impl consumer::Interest for NodeFabric {
     fn tails(&self) -> BTreeSet<String> {
         cover(&self.interest.lock())
@@ -435,10 +456,8 @@ impl consumer::Interest for NodeFabric {
 
 impl Fabric for NodeFabric {
     fn forward(&self, message: &Message) -> Option<Ticket> {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         self.forwarded.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        let frame = frame::encode(message, &self.node_id, seq, now, SystemTime::now());
+        let (seq, frame) = self.frame(message);
         if message.retain {
             let key = subject_of(&self.names.retained_key, &message.topic);
             // A hashed key is cleared with an empty message (its key does not give the topic
@@ -453,8 +472,10 @@ impl Fabric for NodeFabric {
             return None;
         }
         let subject = subject_of(&self.names.durable_messages, &message.topic);
-        let id = format!("{}-{:x}-{seq}", self.node_id, self.incarnation);
-        Some(self.outbox.push_durable(subject, frame, id))
+        Some(
+            self.outbox
+                .push_durable(subject, frame, self.message_id(seq)),
+        )
     }
 
     fn durable(&self) -> Ticket {
@@ -490,18 +511,11 @@ impl Fabric for NodeFabric {
     }
 
     fn hand_over(&self, group: &SharedRef, message: &Message) {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let frame = frame::encode(
-            message,
-            &self.node_id,
-            seq,
-            Instant::now(),
-            SystemTime::now(),
-        );
+        let (seq, frame) = self.frame(message);
         let durable = &self.names.durable_messages;
         let subject = shared::hand_over_subject(durable, &group.group, &group.filter);
-        let id = format!("{}-{:x}-{seq}", self.node_id, self.incarnation);
-        self.outbox.push_durable(subject, frame, id);
+        self.outbox
+            .push_durable(subject, frame, self.message_id(seq));
     }
 
     fn node_id(&self) -> &str {
