@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use wardgate_core::Broker;
 
-use crate::subject::level_token;
+use crate::subject::client_key;
 
 /// How long after its claim a connection may still be attaching (the local hand-over waits up
 /// to 3 s for an older connection of the client): a lost claim younger than this is watched
@@ -60,7 +60,7 @@ impl Held {
             revision,
             at: Instant::now(),
         };
-        self.0.lock().insert(level_token(client_id), claim);
+        self.0.lock().insert(client_key(client_id), claim);
     }
 
     /// The claim of `key` that a write at `revision` by another node supersedes, taken out.
@@ -179,7 +179,7 @@ mod tests {
     fn only_a_later_revision_supersedes_a_claim() {
         let held = Held::default();
         held.claimed("dev.1", 7);
-        let key = level_token("dev.1");
+        let key = client_key("dev.1");
         assert!(held.superseded(&key, 7).is_none(), "this node's own write");
         assert!(
             held.superseded(&key, 6).is_none(),

@@ -17,7 +17,7 @@ use wardgate_core::store::RecoveredSession;
 
 use crate::error::NodeError;
 use crate::lost::{self, Held};
-use crate::subject::level_token;
+use crate::subject::client_key;
 use crate::takeover;
 
 /// Compare-and-set attempts before a claim gives up. One fails when another node claims the
@@ -100,7 +100,7 @@ impl Ownership {
     pub(crate) async fn owner(&self, client_id: &str) -> Result<Option<String>, String> {
         let entry = self
             .clients
-            .entry(level_token(client_id).as_str())
+            .entry(client_key(client_id).as_str())
             .await
             .map_err(|e| e.to_string())?;
         Ok(entry
@@ -113,7 +113,7 @@ impl Ownership {
     /// not applied a later claim, and a successful write is the only proof that this claim is
     /// the newest); the node that held it before, if another, and the revision written.
     async fn take(&self, client_id: &str) -> Result<(Option<String>, u64), String> {
-        let key = level_token(client_id);
+        let key = client_key(client_id);
         let me = Bytes::from(self.node_id.clone().into_bytes());
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {

@@ -20,7 +20,7 @@ use wardgate_core::{Broker, RemoteScope};
 use wardgate_protocol::{SubscriptionFilter, TopicFilter};
 
 use crate::frame;
-use crate::subject::filter_subjects;
+use crate::subject::{filter_subjects, stable_hash};
 
 /// How long JetStream waits for a node's acknowledgement of a pulled message before it gives
 /// the message to a puller again (a node acknowledges once the message is routed).
@@ -102,25 +102,15 @@ impl Groups {
     }
 }
 
-/// The JetStream consumer name of shared group `name` on `filter`: `g` and 128 bits of a hash
-/// that every node and every version computes alike (FNV-1a, twice with different seeds), as
-/// all nodes must pull from one consumer.
+/// The JetStream consumer name of shared group `name` on `filter`: `g` and a [`stable_hash`],
+/// which every node and every version computes alike, as all nodes must pull from one consumer.
 pub(crate) fn consumer_name(name: &str, filter: &TopicFilter) -> String {
     let mut bytes = Vec::with_capacity(name.len() + 1 + filter.as_str().len());
     bytes.extend_from_slice(name.as_bytes());
     // Not a byte of UTF-8: the name and the filter cannot run into each other.
     bytes.push(0xff);
     bytes.extend_from_slice(filter.as_str().as_bytes());
-    let fnv = |seed: u64| {
-        bytes.iter().fold(seed, |hash, &b| {
-            (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
-    };
-    format!(
-        "g{:016x}{:016x}",
-        fnv(0xcbf2_9ce4_8422_2325),
-        fnv(0x6c62_272e_07bb_0142)
-    )
+    format!("g{}", stable_hash(&bytes))
 }
 
 /// The subject a leaving member's copies are handed over on, under `durable` (`<prefix>.m.1`):

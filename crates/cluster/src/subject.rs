@@ -65,6 +65,37 @@ pub fn level_token(text: &str) -> String {
     token
 }
 
+/// The longest key [`client_key`] makes from a client ID before it hashes it: a key is part of
+/// a NATS subject, and nats-server closes a connection whose control line passes 4 KiB (a
+/// client could otherwise cut its node off the cluster with a long client ID).
+pub const MAX_CLIENT_KEY: usize = 1024;
+
+/// The key-value key of a client ID (ownership, wills): its [`level_token`], or, when that is
+/// longer than [`MAX_CLIENT_KEY`], `__` and a [`stable_hash`] of the ID (a level token never
+/// starts with `__`, so the two never meet; [`token_text`] reads no client ID back from it).
+pub fn client_key(client_id: &str) -> String {
+    let token = level_token(client_id);
+    if token.len() <= MAX_CLIENT_KEY {
+        return token;
+    }
+    format!("__{}", stable_hash(client_id.as_bytes()))
+}
+
+/// 128 bits of `bytes` as 32 hex digits that every node and every build computes alike
+/// (FNV-1a, twice with different seeds; unlike `DefaultHasher`, fixed by its definition).
+pub fn stable_hash(bytes: &[u8]) -> String {
+    let fnv = |seed: u64| {
+        bytes.iter().fold(seed, |hash, &b| {
+            (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    format!(
+        "{:016x}{:016x}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x6c62_272e_07bb_0142)
+    )
+}
+
 /// The text a token made by [`level_token`] stands for (`None`: not such a token).
 pub fn token_text(token: &str) -> Option<String> {
     decode_token(token)
@@ -169,6 +200,24 @@ fn hex_digit(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_id_too_long_for_a_key_is_hashed_and_a_short_one_is_its_token() {
+        assert_eq!(client_key("dev.1"), level_token("dev.1"));
+        // The longest client ID MQTT allows, made of bytes that double in a token.
+        let long = ".".repeat(65_535);
+        let key = client_key(&long);
+        assert!(key.len() <= MAX_CLIENT_KEY, "{} bytes", key.len());
+        assert!(key.starts_with("__") && token_text(&key).is_none(), "{key}");
+        assert_ne!(key, client_key(&".".repeat(65_534)));
+        assert_eq!(key, client_key(&long), "the same on every call");
+        // Pinned: every node and build computes the same key.
+        assert_eq!(stable_hash(b"g"), stable_hash(b"g"));
+        assert_eq!(
+            stable_hash(b""),
+            "cbf29ce484222325".to_owned() + "6c62272e07bb0142"
+        );
+    }
 
     fn topic(s: &str) -> TopicName {
         TopicName::new(s).expect("topic")

@@ -28,7 +28,7 @@ use wardgate_protocol::{
 };
 
 use crate::members::{Members, STALE};
-use crate::subject::level_token;
+use crate::subject::client_key;
 
 const VERSION: u8 = 1;
 const CONNECTED: u8 = 1;
@@ -65,7 +65,7 @@ impl Wills {
 
     /// `client_id`'s will is now `will` (the core's [`Fabric::will`](wardgate_core::Fabric::will)).
     pub(crate) fn set(&self, client_id: &str, will: ArmedWill<'_>) {
-        let key = level_token(client_id);
+        let key = client_key(client_id);
         let (kind, will, delay) = match will {
             ArmedWill::None => {
                 if self.armed.lock().remove(&key) {
